@@ -306,17 +306,23 @@ def check_limits(lower_limit: object, upper_limit: object) -> Rejection | None:
     return None
 
 
-def _check_header(command: Command) -> Rejection | None:
+def check_envelope(command: Command) -> Rejection | None:
+    """What must hold before a command can even be remembered by its dedup id: its ids
+    and its routing key. Such a rejection is not recorded in the dedup memory."""
     if (rejection := _check_id(command.command_id, "command_id", COMMAND_ID_LENGTH_MAX)) is not None:
         return rejection
-    if isinstance(command, QueryCommand):
-        return None
-    return _check_id(command.dedup_id, "dedup_id", DEDUP_ID_LENGTH_MAX)
+    if not isinstance(command, QueryCommand):
+        rejection = _check_id(command.dedup_id, "dedup_id", DEDUP_ID_LENGTH_MAX)
+        if rejection is not None:
+            return rejection
+    routing_field = {Transfer: "from_account_id", Batch: "batch_id"}.get(type(command), "account_id")
+    length_max = REFERENCE_ID_LENGTH_MAX if isinstance(command, Batch) else ACCOUNT_ID_LENGTH_MAX
+    return _check_id(command.routing_key, routing_field, length_max)
 
 
 def validate(command: Command) -> Rejection | None:
     """Stateless checks, in the precedence order of ErrorCode."""
-    if (rejection := _check_header(command)) is not None:
+    if (rejection := check_envelope(command)) is not None:
         return rejection
     match command:
         case OpenAccount():
@@ -420,6 +426,7 @@ def _validate_batch(command: Batch) -> Rejection | None:
     for leg in command.legs:
         if type(leg.amount) is not int or leg.amount == 0 or not -AMOUNT_MAX <= leg.amount <= AMOUNT_MAX:
             return Rejection(ErrorCode.INVALID_AMOUNT, f"leg amounts are non-zero integers within ±{AMOUNT_MAX}")
+    for leg in command.legs:  # every amount before any currency: INVALID_AMOUNT precedes INVALID_CURRENCY
         if (rejection := _check_currency(leg.currency)) is not None:
             return rejection
     accounts = [leg.account_id for leg in command.legs]

@@ -11,7 +11,7 @@ import re
 from ledger.currencies import CURRENCY_EXPONENTS
 from ledger.limits import AMOUNT_MAX
 
-_DECIMAL = re.compile(r"(-?)(\d{1,19})(?:\.(\d{1,19}))?")
+_DECIMAL = re.compile(r"(-?)(\d{1,19})(?:\.(\d{1,19}))?", re.ASCII)  # ASCII: \d would match any script's digits
 DECIMAL_TEXT_LENGTH_MAX = 41  # sign, 19 integer digits, point, up to 19 fraction digits, slack
 
 

@@ -52,6 +52,7 @@ from ledger.commands import (
     UpdateLimits,
     VoidHold,
     Withdraw,
+    check_envelope,
     validate,
 )
 from ledger.errors import ErrorCode, InvariantViolation, Rejection
@@ -309,7 +310,9 @@ class _Decision:
         if publish:
             self.outcome.results.append(result)
         entry: DedupEntry | None = self.store.get(Table.DEDUP, key)
-        if entry is None:  # evicted by the size bound while in flight; nothing to answer
+        if entry is None or entry.command_id != result.command_id:
+            # Evicted while in flight; nothing to answer (and a newer command that reused the
+            # dedup id since then is not answered with this flow's result).
             return
         for waiter in entry.waiters:
             self.outcome.results.append(dataclasses.replace(result, command_id=waiter, replayed=True))
@@ -321,9 +324,22 @@ class _Decision:
 # -- client commands ----------------------------------------------------------------------
 
 
+def _check_routing(decision: _Decision, command: Command) -> Rejection | None:
+    """Ids well formed, and the command on the shard that owns its routing key: a command
+    produced with another key (or another partitioner) must not touch an account here."""
+    rejection = check_envelope(command)
+    if rejection is None and not decision.is_local(command.routing_key):
+        rejection = Rejection(
+            ErrorCode.MALFORMED,
+            f"the command for {command.routing_key!r} arrived on a partition that does not own it: produce it with "
+            "that key and Kafka's default (murmur2) partitioner",
+        )
+    return rejection
+
+
 def _handle_command(decision: _Decision, command: MutatingCommand) -> None:
-    rejection = validate(command)
-    if rejection is not None:
+    rejection = _check_routing(decision, command)
+    if rejection is not None:  # not remembered: its dedup id or its shard cannot be trusted
         decision.outcome.results.append(decision.result(command, rejection=rejection))
         return
     key = dedup_key(command.routing_key, command.dedup_id)
@@ -332,7 +348,9 @@ def _handle_command(decision: _Decision, command: MutatingCommand) -> None:
     if entry is not None:
         _answer_duplicate(decision, command, key, entry, digest)
         return
-    result = _COMMAND_HANDLERS[type(command)](decision, command)
+    rejection = validate(command)
+    handler = _COMMAND_HANDLERS[type(command)]
+    result = decision.result(command, rejection=rejection) if rejection is not None else handler(decision, command)
     decision.store.put(
         Table.DEDUP,
         key,
@@ -695,6 +713,11 @@ def _transfer(decision: _Decision, command: Transfer) -> CommandResult | None:
 
 
 def _reverse_transfer(decision: _Decision, command: ReverseTransfer) -> CommandResult | None:
+    # Precedence of ErrorCode: the account's existence, then the transfer's, then the
+    # account's status, then the transfer's state, then funds.
+    source = decision.account(command.account_id)
+    if source is None:
+        return decision.result(command, rejection=_not_found(command.account_id))
     record: TransferRecord | None = decision.store.get(Table.TRANSFERS, command.transfer_id)
     if record is None or record.flow is not Flow.TRANSFER or record.to_account_id != command.account_id:
         return decision.result(
@@ -704,6 +727,9 @@ def _reverse_transfer(decision: _Decision, command: ReverseTransfer) -> CommandR
                 f"no transfer {command.transfer_id} into account {command.account_id} within the retention window",
             ),
         )
+    rejection = check_usable(source)
+    if rejection is not None:
+        return decision.result(command, rejection=rejection)
     if record.reversed_by is not None:
         return decision.result(
             command,
@@ -711,8 +737,6 @@ def _reverse_transfer(decision: _Decision, command: ReverseTransfer) -> CommandR
                 ErrorCode.ALREADY_REVERSED, f"transfer {command.transfer_id} was reversed by {record.reversed_by}"
             ),
         )
-    source = decision.account(command.account_id)
-    assert source is not None, "a transfer record outlives its account only if the account was deleted"
     rejection = check_usable_for_debit(source, record.currency, record.amount)
     if rejection is not None:
         return decision.result(command, rejection=rejection)
@@ -1312,11 +1336,15 @@ def _tick(decision: _Decision, _tick_message: Tick) -> None:
 
 
 def _query(decision: _Decision, command: QueryCommand) -> None:
-    rejection = validate(command)
+    rejection = _check_routing(decision, command) or validate(command)
     if rejection is not None:
         decision.outcome.results.append(decision.result(command, rejection=rejection))
         return
     index: CommandIndexEntry | None = decision.store.get(Table.COMMANDS, command.target_command_id)
+    # Only through the routing key the command was sent with: another account of this
+    # shard must neither see it nor get another answer than another partitioning gives.
+    if index is not None and not index.dedup_key.startswith(f"{command.account_id}|"):
+        index = None
     entry: DedupEntry | None = None if index is None else decision.store.get(Table.DEDUP, index.dedup_key)
     if entry is None or entry.command_id != command.target_command_id:
         decision.outcome.results.append(

@@ -41,9 +41,11 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from ledger import commands, legs
+from ledger.accounts import Account
 from ledger.errors import InvariantViolation
 from ledger.shard import Shard, ShardConfig
-from streams.store import LocalState, PartitionStore
+from ledger.state import Table
+from streams.store import LocalState, PartitionStore, changelog_key, partition_prefix
 from streamwallet.settings import Settings
 from topologies import Topology, partition_for
 
@@ -92,6 +94,14 @@ def _coordinates(message: Message) -> tuple[str, int, int]:
     return topic, partition, offset
 
 
+class NotOwnedError(LookupError):
+    """The partition of the key belongs to another worker."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"partition {partition} belongs to another worker")
+        self.partition = partition
+
+
 @dataclasses.dataclass(slots=True)
 class ProcessorMetrics:
     messages: int = 0
@@ -136,11 +146,7 @@ class LedgerProcessor:
         )
         self.codec = codec or Codec()
         self.metrics = ProcessorMetrics()
-        self.local = LocalState(
-            settings.data_dir / "ledger" / settings.worker_id,
-            self.codec,
-            cache_entries=max(1000, settings.account_cache_entries // settings.partitions),
-        )
+        self._local: LocalState | None = None  # opened by run(): no I/O at construction
         self.shard_config = ShardConfig(
             retention_ms=settings.retention_ms,
             retained_entries_max=settings.retained_entries_max,
@@ -163,7 +169,17 @@ class LedgerProcessor:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    @property
+    def local(self) -> LocalState:
+        assert self._local is not None, "the processor is not running"
+        return self._local
+
     def run(self, stop: threading.Event) -> None:
+        self._local = LocalState(
+            self.settings.data_dir / "ledger" / self.settings.worker_id,
+            self.codec,
+            cache_entries=max(1000, self.settings.account_cache_entries // self.settings.partitions),
+        )
         self._changelog_topic_id = self._topic_id(self._changelog_topic)
         self._producer = Producer(self._producer_config())
         # Fences an earlier incarnation of this worker and aborts its open transaction.
@@ -337,6 +353,18 @@ class LedgerProcessor:
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let librdkafka send some
 
+    # -- reads --------------------------------------------------------------------------------
+
+    def committed_account(self, account_id: str) -> tuple[int, Account | None]:
+        """(partition, the account as committed) for an account of a partition this worker
+        owns; NotOwnedError otherwise. Safe from other threads: reads RocksDB, not the
+        loop's caches."""
+        partition = partition_for(account_id, self.settings.partitions)
+        if partition not in self._shards:
+            raise NotOwnedError(partition)
+        raw = self.local.db.get(partition_prefix(partition) + changelog_key(Table.ACCOUNTS, account_id))
+        return partition, None if raw is None else self.codec.decode(raw)
+
     # -- partitions come and go ---------------------------------------------------------------
 
     def _on_assign(self, consumer: Any, assigned: list[KafkaPartition]) -> None:
@@ -349,8 +377,8 @@ class LedgerProcessor:
                 "the range assignor and equal partition counts guarantee it"
             )
         self.metrics.rebalances += 1
+        self._restore(numbers)
         for partition in numbers:
-            self._restore(partition)
             store = PartitionStore(self.local, partition)
             self._shards[partition] = _OwnedShard(
                 partition=partition,
@@ -382,72 +410,84 @@ class LedgerProcessor:
 
     # -- restore and checkpoints ---------------------------------------------------------------
 
-    def _restore(self, partition: int) -> None:
-        """Bring RocksDB up to the end of changelog partition `partition`.
+    def _restore(self, partitions: list[int]) -> None:
+        """Bring RocksDB up to the end of the changelog partitions, all at once.
 
         The end is the high watermark with no transaction open on the partition: a
         previous owner killed mid-transaction keeps one open until the broker aborts it
         (transaction.timeout.ms), and its fate must be known before this shard decides
         anything, or a commit that lands after the restore would be missed."""
-        changelog = KafkaPartition(self._changelog_topic, partition)
-        end = self._stable_end(changelog)
-        checkpoint = self.local.checkpoint(partition)
+        ends = self._stable_ends(partitions)
         now_ms = int(time.time() * 1000)
-        if (
-            checkpoint is None
-            or checkpoint.topic_id != self._changelog_topic_id
-            or checkpoint.offset > end
-            or now_ms - checkpoint.written_ms > CHECKPOINT_AGE_MAX_MS
-        ):
-            # No usable checkpoint (new here, another cluster or topic, or too old to
-            # trust that no tombstone was compacted away since): start from nothing.
-            self.local.wipe(partition)
-            position = 0
-        else:
-            position = checkpoint.offset
-        self._restore_consumer.assign([KafkaPartition(self._changelog_topic, partition, position)])
+        positions: dict[int, int] = {}
+        for partition in partitions:
+            checkpoint = self.local.checkpoint(partition)
+            if (
+                checkpoint is None
+                or checkpoint.topic_id != self._changelog_topic_id
+                or checkpoint.offset > ends[partition]
+                or now_ms - checkpoint.written_ms > CHECKPOINT_AGE_MAX_MS
+            ):
+                # No usable checkpoint (new here, another cluster or topic, or too old to
+                # trust that no tombstone was compacted away since): start from nothing.
+                self.local.wipe(partition)
+                positions[partition] = 0
+            else:
+                positions[partition] = checkpoint.offset
+        behind = {partition for partition in partitions if positions[partition] < ends[partition]}
+        self._restore_consumer.assign(
+            [KafkaPartition(self._changelog_topic, partition, positions[partition]) for partition in behind]
+        )
         restored = 0
         try:
-            while position < end:
-                batch: list[tuple[bytes, bytes | None]] = []
-                for message in self._restore_consumer.consume(RESTORE_BATCH_MESSAGES, timeout=0.2):
+            while behind:
+                batches: dict[int, list[tuple[bytes, bytes | None]]] = {}
+                for message in self._restore_consumer.consume(RESTORE_BATCH_MESSAGES, timeout=0.1):
+                    _, partition, offset = _coordinates(message)
                     error = message.error()
                     if error is None:
-                        batch.append((message.key(), message.value()))
-                        position = message.offset() + 1
+                        batches.setdefault(partition, []).append((message.key() or b"", message.value()))
+                        positions[partition] = offset + 1
                     elif error.code() == KafkaError._PARTITION_EOF:
                         # The position moves past trailing transaction markers only here.
-                        position = max(position, self._restore_consumer.position([changelog])[0].offset)
+                        position = self._restore_consumer.position([KafkaPartition(self._changelog_topic, partition)])
+                        positions[partition] = max(positions[partition], position[0].offset)
                     else:
                         raise KafkaException(error)
-                if batch:
+                for partition, batch in batches.items():
                     self.local.apply_changelog(partition, batch)
                     restored += len(batch)
-                if position >= end:
-                    end = self._stable_end(changelog)  # a zombie may have committed meanwhile
-            self.local.write_checkpoint(partition, end, self._changelog_topic_id)
+                reached = [partition for partition in behind if positions[partition] >= ends[partition]]
+                if reached:
+                    ends.update(self._stable_ends(reached))  # a zombie may have committed meanwhile
+                    behind -= {partition for partition in reached if positions[partition] >= ends[partition]}
+            for partition in partitions:
+                self.local.write_checkpoint(partition, ends[partition], self._changelog_topic_id)
         finally:
             self._restore_consumer.unassign()
         self.metrics.restored_records += restored
 
-    def _stable_end(self, changelog: KafkaPartition) -> int:
-        """The high watermark once no transaction is open on the partition."""
-        while True:
-            latest = self._admin.list_offsets(
-                {changelog: _LATEST},
-                isolation_level=IsolationLevel.READ_UNCOMMITTED,
-                request_timeout=ADMIN_TIMEOUT_S,
+    def _stable_ends(self, partitions: list[int]) -> dict[int, int]:
+        """Each partition's high watermark, once no transaction is open on it."""
+        ends: dict[int, int] = {}
+        waiting = list(partitions)
+        while waiting:
+            requested = {KafkaPartition(self._changelog_topic, partition): _LATEST for partition in waiting}
+            high = self._admin.list_offsets(
+                requested, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=ADMIN_TIMEOUT_S
             )
             stable = self._admin.list_offsets(
-                {changelog: _LATEST},
-                isolation_level=IsolationLevel.READ_COMMITTED,
-                request_timeout=ADMIN_TIMEOUT_S,
+                requested, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=ADMIN_TIMEOUT_S
             )
-            high: int = next(iter(latest.values())).result().offset
-            last_stable: int = next(iter(stable.values())).result().offset
-            if last_stable >= high:
-                return high
-            time.sleep(0.1)
+            high_offsets = {tp.partition: future.result().offset for tp, future in high.items()}
+            stable_offsets = {tp.partition: future.result().offset for tp, future in stable.items()}
+            for partition in list(waiting):
+                if stable_offsets[partition] >= high_offsets[partition]:
+                    ends[partition] = high_offsets[partition]
+                    waiting.remove(partition)
+            if waiting:
+                time.sleep(0.05)
+        return ends
 
     def _maybe_checkpoint(self, now_s: float) -> None:
         if now_s >= self._next_checkpoint_s:

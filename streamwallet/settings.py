@@ -43,23 +43,24 @@ class Settings:
     retained_entries_max: int = DEDUP_ENTRIES_MAX_DEFAULT
     batch_timeout_ms: int = BATCH_TIMEOUT_MS_DEFAULT
     message_bytes_max: int = 1024 * 1024  # larger commands go to the dead-letter topic
+    worker_web_host: str = "127.0.0.1"  # health, readiness and metrics of a worker (Faust web)
+    worker_web_port: int = 6066
 
     # Query side: "chdb:///<folder>" (embedded, the default) or "http://host:8123" (a server)
     clickhouse_dsn: str = f"chdb://{PROJECT_ROOT / '.run' / 'clickhouse'}"
     clickhouse_database: str = "streamwallet"
     sink_batch_events: int = 20_000
     sink_flush_interval_ms: int = 200
-    query_host: str = "127.0.0.1"
+    query_host: str = "127.0.0.1"  # where the query service listens
     query_port: int = 8081
+    query_url: str = "http://127.0.0.1:8081"  # where clients (the gateway) reach it
+    read_wait_ms_max: int = 5_000  # how long a read with min_seq waits for the view
 
     # HTTP gateway
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
     gateway_result_timeout_ms: int = 10_000
-
-    @property
-    def query_url(self) -> str:
-        return f"http://{self.query_host}:{self.query_port}"
+    gateway_pending_max: int = 10_000  # commands awaiting their result at once
 
     @property
     def gateway_url(self) -> str:

@@ -1,0 +1,59 @@
+"""Shared fixtures. Integration tests run against a real Kafka broker started from the
+project's own Maven jars (deploy/local/kafka.py) once per session, on its own ports."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.local import kafka
+from streamwallet.settings import Settings
+from topologies import Topology
+from topologies.admin import ensure_topics
+
+TEST_KAFKA_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA_PORT", "39092"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A single-node KRaft broker for the whole session; stopped (and wiped) at the end
+    unless STREAMWALLET_TEST_KEEP_KAFKA=1 asks to keep it for the next run."""
+    cluster = kafka.start(name="test", brokers=1, base_port=TEST_KAFKA_PORT)
+    yield cluster.bootstrap_servers
+    if os.environ.get("STREAMWALLET_TEST_KEEP_KAFKA") != "1":
+        kafka.stop(name="test", wipe=True)
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
+    """Settings of a fresh deployment: its own topics, data and ports; topics created."""
+    query_port = free_port()
+    settings = Settings.from_environment(
+        {},
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+        partitions=8,
+        data_dir=tmp_path / "data",
+        clickhouse_dsn=f"chdb://{tmp_path / 'clickhouse'}",
+        worker_web_port=free_port(),
+        query_port=query_port,
+        query_url=f"http://127.0.0.1:{query_port}",
+        gateway_port=free_port(),
+        session_timeout_ms=6000,
+        transaction_timeout_ms=5000,
+        tick_interval_ms=500,
+    )
+    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    return settings
