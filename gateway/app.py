@@ -73,7 +73,8 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    return web.json_response({"ready": CLIENT_KEY in request.app})
+    is_ready = CLIENT_KEY in request.app
+    return web.json_response({"ready": is_ready}, status=200 if is_ready else 503)
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -69,8 +69,12 @@ def single_account_workload(rng: Any, *, accounts: list[str], count: int, prefix
         roll = rng.random()
         command: commands.Command
         if roll < 0.08:
-            command = commands.OpenAccount(command_id=f"{prefix}-{index}", dedup_id=f"open-{account}-{index % 3}",
-                                           account_id=account, currency=currency[account])
+            command = commands.OpenAccount(
+                command_id=f"{prefix}-{index}",
+                dedup_id=f"open-{account}-{index % 3}",
+                account_id=account,
+                currency=currency[account],
+            )
         elif roll < 0.16 and sent:
             original = rng.choice(sent)
             fields = {name: getattr(original, name) for name in original.__dataclass_fields__}
@@ -82,7 +86,12 @@ def single_account_workload(rng: Any, *, accounts: list[str], count: int, prefix
             kind = commands.Deposit if roll < 0.6 else commands.Withdraw
             amount = rng.choice([0, -5]) if rng.random() < 0.03 else rng.randint(1, 10_000)
             code = currency[account] if rng.random() > 0.03 else "GBP"
-            command = kind(command_id=f"{prefix}-{index}", dedup_id=f"{prefix}-d{index}", account_id=account,
-                           amount=amount, currency=code)
+            command = kind(
+                command_id=f"{prefix}-{index}",
+                dedup_id=f"{prefix}-d{index}",
+                account_id=account,
+                amount=amount,
+                currency=code,
+            )
         sent.append(command)
     return sent

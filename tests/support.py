@@ -9,6 +9,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from codec import Codec
+from ledger.events import CommandResult
 
 
 def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -> list[Any]:
@@ -43,6 +44,11 @@ def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -
         return messages
     finally:
         consumer.close()
+
+
+def outcome(result: CommandResult) -> tuple[str, str | None, bool]:
+    """(status, code, replayed) of a result, as plain values for comparisons."""
+    return result.status.value, None if result.code is None else result.code.value, result.replayed
 
 
 def read_decoded(bootstrap_servers: str, topic: str, codec: Codec) -> list[Any]:

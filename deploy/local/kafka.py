@@ -137,6 +137,9 @@ def server_properties(cluster: Cluster, node: Node) -> str:
         # Let workers use short sessions so that a killed worker is noticed quickly.
         "group.min.session.timeout.ms": 1000,
         "group.initial.rebalance.delay.ms": 0,
+        # A broker that dies is fenced, and its partitions led elsewhere, within seconds.
+        "broker.session.timeout.ms": 4000,
+        "broker.heartbeat.interval.ms": 500,
         "log.retention.check.interval.ms": 60000,
     }
     return "".join(f"{key}={value}\n" for key, value in settings.items())

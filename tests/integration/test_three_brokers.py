@@ -1,0 +1,59 @@
+"""The three-broker mode failover tests use: it starts, a topic with replication factor
+3 and min.insync.replicas 2 takes acks=all writes, and it survives losing one broker."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from deploy.local import kafka
+
+pytestmark = pytest.mark.kafka
+
+BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_PORT", "39300"))
+
+
+def test_three_broker_cluster_replicates_and_survives_one_broker() -> None:
+    cluster = kafka.start(name="test3", brokers=3, base_port=BASE_PORT)
+    try:
+        topic = f"rf3-{uuid.uuid4().hex[:6]}"
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        admin.create_topics([NewTopic(topic, 3, 3, config={"min.insync.replicas": "2"})])[topic].result()
+        metadata = admin.list_topics(topic, timeout=10).topics[topic]
+        assert all(len(partition.replicas) == 3 for partition in metadata.partitions.values())
+        producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": "all", "enable.idempotence": True})
+        delivered: list[object] = []
+        for index in range(30):
+            producer.produce(topic, str(index).encode(), on_delivery=lambda error, _: delivered.append(error))
+        producer.flush(30)
+        kafka.kill_node(cluster, 3)  # two of three replicas remain: min.insync.replicas still met
+        for index in range(30, 60):
+            producer.produce(topic, str(index).encode(), on_delivery=lambda error, _: delivered.append(error))
+        producer.flush(60)
+        assert delivered == [None] * 60
+        consumer = Consumer(
+            {
+                "bootstrap.servers": cluster.bootstrap_servers,
+                "group.id": f"g-{topic}",
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+            }
+        )
+        consumer.assign([TopicPartition(topic, partition, 0) for partition in range(3)])
+        values: list[Any] = []
+        eof: set[int | None] = set()
+        while len(eof) < 3:
+            for message in consumer.consume(100, 1.0):
+                if message.error() is None:
+                    values.append(int(message.value() or b""))
+                else:
+                    eof.add(message.partition())
+        consumer.close()
+        assert sorted(values) == list(range(60))
+    finally:
+        kafka.stop(name="test3", wipe=True)
