@@ -85,6 +85,24 @@ RESTORE_BATCH_MESSAGES = 10_000
 # (delete.retention.ms is a day by default): such a partition is restored from scratch.
 CHECKPOINT_AGE_MAX_MS = 12 * 3600 * 1000
 TRANSACTION_RETRIES_MAX = 10
+ADMIN_RETRIES_MAX = 50
+ADMIN_RETRY_BACKOFF_S = 0.1
+_RETRIABLE_ADMIN_ERRORS = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+    }
+)
+
+
+def _retriable(error: KafkaError) -> bool:
+    return bool(error.retriable()) or error.code() in _RETRIABLE_ADMIN_ERRORS
+
+
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
 
@@ -114,6 +132,9 @@ class ProcessorMetrics:
     restored_records: int = 0
     rebalances: int = 0
     last_restore_s: float = 0.0
+    transaction_seconds: float = 0.0  # from consumed batch to RocksDB written, summed
+    commit_seconds: float = 0.0  # in commit_transaction, summed
+    batch_messages_max: int = 0
     owned_partitions: list[int] = dataclasses.field(default_factory=list)
 
 
@@ -213,10 +234,20 @@ class LedgerProcessor:
 
     # -- one transaction --------------------------------------------------------------------
 
+    def _next_batch(self) -> list[Message]:
+        """What is there now, up to the bound; else wait (bounded) for the first message.
+        A batch never waits to fill up: under load batches grow by themselves."""
+        batch_max = self.settings.max_batch_messages
+        messages: list[Message] = self._consumer.consume(num_messages=batch_max, timeout=0)
+        if messages:
+            return messages
+        first = self._consumer.poll(self.settings.poll_timeout_ms / 1000)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(num_messages=batch_max - 1, timeout=0)]
+
     def _iteration(self) -> None:
-        messages = self._consumer.consume(
-            num_messages=self.settings.max_batch_messages, timeout=self.settings.poll_timeout_ms / 1000
-        )
+        messages = self._next_batch()
         now_s = time.monotonic()
         due_ticks = [owned for owned in self._shards.values() if owned.next_tick_s <= now_s]
         if not messages and not due_ticks:
@@ -254,7 +285,9 @@ class LedgerProcessor:
                     self._consumer.consumer_group_metadata(),
                     ADMIN_TIMEOUT_S,
                 )
+            committing_s = time.monotonic()
             self._commit()
+            self.metrics.commit_seconds += time.monotonic() - committing_s
         except KafkaException as exception:
             error = exception.args[0]
             if not error.txn_requires_abort():
@@ -267,6 +300,8 @@ class LedgerProcessor:
                 self._shards[partition].store.apply_committed(records)
         self.metrics.transactions += 1
         self.metrics.messages += len(messages)
+        self.metrics.transaction_seconds += time.monotonic() - now_s
+        self.metrics.batch_messages_max = max(self.metrics.batch_messages_max, len(messages))
         self._maybe_checkpoint(now_s)
 
     def _commit(self) -> None:
@@ -472,15 +507,8 @@ class LedgerProcessor:
         ends: dict[int, int] = {}
         waiting = list(partitions)
         while waiting:
-            requested = {KafkaPartition(self._changelog_topic, partition): _LATEST for partition in waiting}
-            high = self._admin.list_offsets(
-                requested, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=ADMIN_TIMEOUT_S
-            )
-            stable = self._admin.list_offsets(
-                requested, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=ADMIN_TIMEOUT_S
-            )
-            high_offsets = {tp.partition: future.result().offset for tp, future in high.items()}
-            stable_offsets = {tp.partition: future.result().offset for tp, future in stable.items()}
+            high_offsets = self._changelog_ends(waiting, IsolationLevel.READ_UNCOMMITTED)
+            stable_offsets = self._changelog_ends(waiting, IsolationLevel.READ_COMMITTED)
             for partition in list(waiting):
                 if stable_offsets[partition] >= high_offsets[partition]:
                     ends[partition] = high_offsets[partition]
@@ -500,16 +528,26 @@ class LedgerProcessor:
     def _checkpoint(self, numbers: list[int]) -> None:
         """Record how far RocksDB follows the changelog. Called between transactions only:
         then every committed record below the high watermark is in RocksDB."""
-        partitions = [KafkaPartition(self._changelog_topic, partition) for partition in numbers]
-        if not partitions:
+        if not numbers:
             return
-        latest = self._admin.list_offsets(
-            {partition: _LATEST for partition in partitions},
-            isolation_level=IsolationLevel.READ_UNCOMMITTED,
-            request_timeout=ADMIN_TIMEOUT_S,
-        )
-        for partition, future in latest.items():
-            self.local.write_checkpoint(partition.partition, future.result().offset, self._changelog_topic_id)
+        for partition, offset in self._changelog_ends(numbers, IsolationLevel.READ_UNCOMMITTED).items():
+            self.local.write_checkpoint(partition, offset, self._changelog_topic_id)
+
+    def _changelog_ends(self, partitions: list[int], isolation: IsolationLevel) -> dict[int, int]:
+        """End offsets of changelog partitions (the high watermark, or the last stable offset
+        for READ_COMMITTED), retrying while leadership settles (new topics, broker restarts)."""
+        requested = {KafkaPartition(self._changelog_topic, partition): _LATEST for partition in partitions}
+        for attempt in range(ADMIN_RETRIES_MAX):
+            try:
+                futures = self._admin.list_offsets(
+                    requested, isolation_level=isolation, request_timeout=ADMIN_TIMEOUT_S
+                )
+                return {tp.partition: future.result().offset for tp, future in futures.items()}
+            except KafkaException as exception:
+                if attempt == ADMIN_RETRIES_MAX - 1 or not _retriable(exception.args[0]):
+                    raise
+                time.sleep(ADMIN_RETRY_BACKOFF_S)
+        raise AssertionError("unreachable")
 
     # -- client configuration -----------------------------------------------------------------
 
@@ -523,6 +561,11 @@ class LedgerProcessor:
             "acks": "all",
             "partitioner": "murmur2_random",  # Kafka's default partitioner, as Java and Faust use
             "linger.ms": 2,
+            # The broker answers CONCURRENT_TRANSACTIONS until the previous commit's markers are
+            # written (a few ms); librdkafka's default 100 ms back-off would add that to every batch.
+            "retry.backoff.ms": 5,
+            "socket.nagle.disable": True,
+            "retry.backoff.max.ms": 100,
             "batch.num.messages": 10_000,
             "queue.buffering.max.messages": 1_000_000,
             "message.max.bytes": 2 * 1024 * 1024,

@@ -33,8 +33,12 @@ class Settings:
     data_dir: Path = PROJECT_ROOT / ".run" / "data"
     max_batch_messages: int = 2000  # consumed per transaction at most
     poll_timeout_ms: int = 20  # how long an idle worker waits for input before committing what it has
-    transaction_timeout_ms: int = 10_000  # a killed worker's open transaction blocks readers this long at most
-    session_timeout_ms: int = 6_000  # how long before the group notices a dead worker
+    # A worker killed mid-transaction blocks the partition's next owner until the broker aborts
+    # its transaction: this bounds fail-over. Transactions normally last milliseconds.
+    transaction_timeout_ms: int = 3_000
+    # How long before the group notices a dead worker (brokers refuse less than their
+    # group.min.session.timeout.ms, 6 s by default; 3 s gives a ~4 s takeover, see README).
+    session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_000
     static_membership: bool = True  # a restarted worker takes back its partitions without a rebalance
     tick_interval_ms: int = 1_000  # time advances at least this often on an idle partition
