@@ -100,9 +100,10 @@ class Load:
     def _read(self) -> None:
         while not self._stop.is_set():
             for message in self._consumer.consume(1000, 0.05):
-                if message.error() is None and message.key() is not None:
+                key = message.key()
+                if message.error() is None and key is not None:
                     with self._lock:
-                        self._results.append((time.monotonic(), message.key().decode()))
+                        self._results.append((time.monotonic(), key.decode()))
 
     def first_result(self, *, after: float, accounts: set[str], timeout_s: float = 60.0) -> float:
         """Seconds from `after` to the first result of a command sent after it on `accounts`."""
