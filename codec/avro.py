@@ -96,6 +96,11 @@ class Codec:
         schemaless_writer(buffer, record.schema.parsed, record.to_record(value))
         return buffer.getvalue()
 
+    def to_record(self, value: Any) -> dict[str, Any]:
+        """The Avro record (a dict) a value is written as."""
+        record: dict[str, Any] = self._by_class[type(value)].to_record(value)
+        return record
+
     def fingerprint(self, cls: type) -> bytes:
         return self._by_class[cls].schema.fingerprint
 

@@ -10,7 +10,6 @@ account it is sent to, or the batch id), which is also its Kafka message key.
 from __future__ import annotations
 
 import dataclasses
-import re
 
 from ledger.currencies import CURRENCY_EXPONENTS
 from ledger.errors import ErrorCode, Rejection
@@ -30,9 +29,6 @@ from ledger.limits import (
     REFERENCE_ID_LENGTH_MAX,
 )
 from ledger.money import is_positive_amount
-
-# Printable ASCII without space and without "|", which the stores use as a key separator.
-_ID_CHARACTERS = re.compile(r"[!-{}~]+")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,8 +256,20 @@ def _malformed(message: str) -> Rejection:
     return Rejection(ErrorCode.MALFORMED, message)
 
 
+def is_identifier(value: object, length_max: int) -> bool:
+    """Printable ASCII without space and without "|" (the stores' key separator)."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= length_max
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and "|" not in value
+    )
+
+
 def _check_id(value: object, field: str, length_max: int) -> Rejection | None:
-    if not isinstance(value, str) or not 0 < len(value) <= length_max or not _ID_CHARACTERS.fullmatch(value):
+    if not is_identifier(value, length_max):
         return _malformed(f"{field} must be 1..{length_max} printable ASCII characters without spaces or '|'")
     return None
 
@@ -322,8 +330,11 @@ def check_envelope(command: Command) -> Rejection | None:
 
 def validate(command: Command) -> Rejection | None:
     """Stateless checks, in the precedence order of ErrorCode."""
-    if (rejection := check_envelope(command)) is not None:
-        return rejection
+    return check_envelope(command) or validate_body(command)
+
+
+def validate_body(command: Command) -> Rejection | None:
+    """The checks after the envelope (see check_envelope), in precedence order."""
     match command:
         case OpenAccount():
             return (

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -53,7 +54,7 @@ from ledger.commands import (
     VoidHold,
     Withdraw,
     check_envelope,
-    validate,
+    validate_body,
 )
 from ledger.errors import ErrorCode, InvariantViolation, Rejection
 from ledger.events import AccountEvent, CommandResult, EventKind, Position, ResultStatus, account_event, position
@@ -150,17 +151,38 @@ def _time_of(time_key: str) -> int:
 
 def payload_digest(command: MutatingCommand) -> bytes:
     """Fingerprint of everything but the command id: a retry must match it exactly."""
-    parts: list[Any] = [type(command).__name__]
-    for field in dataclasses.fields(command):
-        if field.name == "command_id":
-            continue
-        value = getattr(command, field.name)
-        if isinstance(value, dict):
-            value = sorted(value.items())
-        elif isinstance(value, list):
-            value = [(leg.account_id, leg.amount, leg.currency) for leg in value]
-        parts.append((field.name, value))
-    return hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
+    plan = _DIGEST_PLANS.get(type(command))
+    if plan is None:
+        plan = _DIGEST_PLANS[type(command)] = _digest_plan(type(command))
+    values = list(plan.values(command))
+    for index in plan.dicts:
+        values[index] = sorted(values[index].items())
+    for index in plan.leg_lists:
+        values[index] = [(leg.account_id, leg.amount, leg.currency) for leg in values[index]]
+    return hashlib.blake2b(repr((plan.name, values)).encode(), digest_size=16).digest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _DigestPlan:
+    name: str
+    values: Callable[[Any], tuple[Any, ...]]
+    dicts: tuple[int, ...]
+    leg_lists: tuple[int, ...]
+
+
+_DIGEST_PLANS: dict[type, _DigestPlan] = {}
+
+
+def _digest_plan(cls: type) -> _DigestPlan:
+    fields = [field for field in dataclasses.fields(cls) if field.name != "command_id"]
+    names = [field.name for field in fields]
+    getter = operator.attrgetter(*names)
+    return _DigestPlan(
+        name=cls.__name__,
+        values=(lambda command: (getter(command),)) if len(names) == 1 else getter,
+        dicts=tuple(index for index, name in enumerate(names) if name == "metadata"),
+        leg_lists=tuple(index for index, name in enumerate(names) if name == "legs"),
+    )
 
 
 class Shard:
@@ -348,7 +370,7 @@ def _handle_command(decision: _Decision, command: MutatingCommand) -> None:
     if entry is not None:
         _answer_duplicate(decision, command, key, entry, digest)
         return
-    rejection = validate(command)
+    rejection = validate_body(command)
     handler = _COMMAND_HANDLERS[type(command)]
     result = decision.result(command, rejection=rejection) if rejection is not None else handler(decision, command)
     decision.store.put(
@@ -1336,7 +1358,7 @@ def _tick(decision: _Decision, _tick_message: Tick) -> None:
 
 
 def _query(decision: _Decision, command: QueryCommand) -> None:
-    rejection = _check_routing(decision, command) or validate(command)
+    rejection = _check_routing(decision, command) or validate_body(command)
     if rejection is not None:
         decision.outcome.results.append(decision.result(command, rejection=rejection))
         return
