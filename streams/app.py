@@ -22,7 +22,7 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
-from streams.processor import LedgerProcessor, NotOwnedError
+from streams.processor import DeciderFactory, LedgerProcessor, NotOwnedError
 from streamwallet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class WorkerApp(faust.App):
     BootStrategy = LedgerBootStrategy
 
 
-def create_app(settings: Settings | None = None) -> faust.App:
+def create_app(settings: Settings | None = None, *, decider: DeciderFactory | None = None) -> faust.App:
     settings = settings or Settings.from_environment()
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = WorkerApp(
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         processing_guarantee="at_least_once",  # Faust commits nothing of the ledger's
         producer_acks=-1,
     )
-    processor = LedgerProcessor(settings)
+    processor = LedgerProcessor(settings, decider=decider)
     service = LedgerService(app, processor)
     app.service(service)  # type: ignore[arg-type]  # Faust accepts instances too
 
@@ -128,7 +128,9 @@ def create_app(settings: Settings | None = None) -> faust.App:
     return app
 
 
-def run_worker(settings: Settings | None = None, *, loglevel: str = "info") -> None:
+def run_worker(
+    settings: Settings | None = None, *, loglevel: str = "info", decider: DeciderFactory | None = None
+) -> None:
     """Run a worker until it is stopped (SIGTERM/SIGINT) or crashes; exits the process."""
-    app = create_app(settings)
+    app = create_app(settings, decider=decider)
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()

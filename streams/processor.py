@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import (
     Consumer,
@@ -43,7 +43,7 @@ from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from ledger import commands, legs
 from ledger.accounts import Account
 from ledger.errors import InvariantViolation
-from ledger.shard import Shard, ShardConfig
+from ledger.shard import Outcome, Shard, ShardConfig
 from ledger.state import Table
 from streams.store import LocalState, PartitionStore, changelog_key, partition_prefix
 from streamwallet.settings import Settings
@@ -138,11 +138,21 @@ class ProcessorMetrics:
     owned_partitions: list[int] = dataclasses.field(default_factory=list)
 
 
+class Decider(Protocol):
+    """What the loop asks to decide each message of a partition: the ledger's Shard, or a
+    stand-in (the pass-through baseline of the benchmarks)."""
+
+    def handle(self, message: Any, *, timestamp_ms: int) -> Outcome: ...
+
+
+DeciderFactory = Callable[[PartitionStore, Callable[[str], bool]], Decider]
+
+
 @dataclasses.dataclass(slots=True)
 class _OwnedShard:
     partition: int
     store: PartitionStore
-    shard: Shard
+    shard: Decider
     next_tick_s: float
 
 
@@ -157,7 +167,9 @@ def transactional_id(settings: Settings) -> str:
 class LedgerProcessor:
     """The single writer of the shards of the partitions this worker owns."""
 
-    def __init__(self, settings: Settings, *, codec: Codec | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, codec: Codec | None = None, decider: DeciderFactory | None = None
+    ) -> None:
         self.settings = settings
         self.topology = Topology(
             prefix=settings.topic_prefix,
@@ -174,6 +186,7 @@ class LedgerProcessor:
             batch_timeout_ms=settings.batch_timeout_ms,
         )
         self._shards: dict[int, _OwnedShard] = {}
+        self._decider = decider or self._ledger_shard
         self._commands_topic = self.topology.commands.name
         self._legs_topic = self.topology.legs.name
         self._events_topic = self.topology.events.name
@@ -418,7 +431,7 @@ class LedgerProcessor:
             self._shards[partition] = _OwnedShard(
                 partition=partition,
                 store=store,
-                shard=Shard(store=store, config=self.shard_config, is_local=self._is_local_to(partition)),
+                shard=self._decider(store, self._is_local_to(partition)),
                 next_tick_s=0.0,
             )
         self.metrics.owned_partitions = sorted(self._shards)
@@ -434,6 +447,9 @@ class LedgerProcessor:
             del self._shards[partition]
         self.metrics.owned_partitions = sorted(self._shards)
         log.info("revoked partitions %s", sorted({tp.partition for tp in revoked}))
+
+    def _ledger_shard(self, store: PartitionStore, is_local: Callable[[str], bool]) -> Decider:
+        return Shard(store=store, config=self.shard_config, is_local=is_local)
 
     def _is_local_to(self, partition: int) -> Callable[[str], bool]:
         partitions = self.settings.partitions

@@ -31,6 +31,7 @@ class ManagedProcess:
     log_path: Path
     ready_url: str
     process: subprocess.Popen[bytes] | None = None
+    module: str = "streamwallet.cli"  # run as `python -m <module> <role>`
 
     def start(self) -> ManagedProcess:
         assert self.process is None or self.process.poll() is not None, f"{self.name} is running"
@@ -38,7 +39,7 @@ class ManagedProcess:
         environment = {**os.environ, **self.settings.environment(), "PYTHONUNBUFFERED": "1"}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "streamwallet.cli", self.role],
+                [sys.executable, "-m", self.module, self.role],
                 env=environment,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -99,7 +100,9 @@ class Stack:
         self.run_dir = run_dir
         self.processes: list[ManagedProcess] = []
 
-    def worker(self, index: int) -> ManagedProcess:
+    def worker(self, index: int, *, module: str = "streamwallet.cli") -> ManagedProcess:
+        """Worker `index` (its id and web port follow from it); another module may stand
+        in for the ledger worker (the benchmarks' pass-through baseline)."""
         settings = dataclasses.replace(
             self.settings,
             worker_id=f"worker-{index}",
@@ -110,6 +113,7 @@ class Stack:
             "worker",
             settings,
             f"http://{settings.worker_web_host}:{settings.worker_web_port}/ready",
+            module=module,
         )
 
     def query(self) -> ManagedProcess:
@@ -118,9 +122,16 @@ class Stack:
     def gateway(self) -> ManagedProcess:
         return self._add("gateway", "gateway", self.settings, f"{self.settings.gateway_url}/ready")
 
-    def _add(self, name: str, role: str, settings: Settings, ready_url: str) -> ManagedProcess:
+    def _add(
+        self, name: str, role: str, settings: Settings, ready_url: str, *, module: str = "streamwallet.cli"
+    ) -> ManagedProcess:
         process = ManagedProcess(
-            name=name, role=role, settings=settings, log_path=self.run_dir / "logs" / f"{name}.log", ready_url=ready_url
+            name=name,
+            role=role,
+            settings=settings,
+            log_path=self.run_dir / "logs" / f"{name}.log",
+            ready_url=ready_url,
+            module=module,
         )
         self.processes.append(process)
         return process

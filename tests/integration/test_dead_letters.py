@@ -100,3 +100,36 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_processing_continues(
     assert final["c-3"].code.value == "MALFORMED"
     events: list[AccountEvent] = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.events", codec)
     assert [(event.account_id, event.sequence, event.balance) for event in events] == [(account, 1, 0), (account, 2, 5)]
+
+
+def test_poison_on_the_internal_legs_topic_goes_to_the_dead_letter_topic_too(
+    settings: Settings, processor: LedgerProcessor
+) -> None:
+    codec = Codec()
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
+    legs_topic = f"{settings.topic_prefix}.legs"
+    producer.produce(legs_topic, b"garbage on an internal topic", b"somebody")
+    producer.produce(
+        legs_topic,
+        codec.encode(commands.Deposit(command_id="c", dedup_id="d", account_id="a", amount=1, currency="USD")),
+        b"a",
+    )
+    account = f"after-{uuid.uuid4().hex[:6]}"
+    producer.produce(
+        f"{settings.topic_prefix}.commands",
+        codec.encode(commands.OpenAccount(command_id="c-after", dedup_id="o", account_id=account, currency="USD")),
+        account.encode(),
+    )
+    producer.flush(10)
+    wait_for(lambda: processor.metrics.dead_letters >= 2)
+    letters: list[DeadLetter] = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.deadletter", codec)
+    assert sorted((letter.source_topic, letter.reason_code) for letter in letters) == [
+        (legs_topic, "UNDECODABLE"),
+        (legs_topic, "UNEXPECTED_TYPE"),  # a client command does not belong on the internal topic
+    ]
+    wait_for(
+        lambda: any(
+            result.command_id == "c-after"
+            for result in read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.results", codec)
+        )
+    )
