@@ -16,6 +16,7 @@ import dataclasses
 import enum
 
 from ledger.errors import ErrorCode, Rejection
+from ledger.limits import AMOUNT_MAX
 
 
 class AccountStatus(enum.StrEnum):
@@ -85,6 +86,12 @@ def check_currency(account: Account, currency: str) -> Rejection | None:
 
 
 def check_debit(account: Account, amount: int) -> Rejection | None:
+    if account.held + amount > AMOUNT_MAX or account.pending_out + amount > AMOUNT_MAX:
+        # Only reachable with a credit line near the 64-bit bound; nothing may leave it.
+        return Rejection(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"debiting {amount} would take account {account.account_id}'s held or pending money past {AMOUNT_MAX}",
+        )
     if account.balance - account.held - amount < account.lower_limit:
         return Rejection(
             ErrorCode.INSUFFICIENT_FUNDS,
@@ -95,7 +102,9 @@ def check_debit(account: Account, amount: int) -> Rejection | None:
 
 
 def check_credit(account: Account, amount: int) -> Rejection | None:
-    if account.balance + account.pending_in + account.pending_out + amount > account.upper_limit:
+    if account.pending_in + amount > AMOUNT_MAX or (
+        account.balance + account.pending_in + account.pending_out + amount > account.upper_limit
+    ):
         return Rejection(
             ErrorCode.LIMIT_EXCEEDED,
             f"crediting {amount} would take account {account.account_id} above its upper limit {account.upper_limit}",

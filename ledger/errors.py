@@ -2,7 +2,9 @@
 
 The enum's order is the precedence: when a command is wrong in several ways, the
 checks run in this order and the first failing one is reported, so the same command
-against the same state always gets the same code. Codes are part of the public
+against the same state always gets the same code. One exception, by design: a command
+whose ids and routing are well formed is first looked up in the dedup memory, so a
+repeat is answered from it (or refused as DEDUP_CONFLICT) whatever its body. Codes are part of the public
 contract (Avro enum `ErrorCode`): never rename or reuse one; add new ones at the end.
 """
 
@@ -48,6 +50,8 @@ class ErrorCode(enum.StrEnum):
     CAPTURE_EXCEEDS_HOLD = "CAPTURE_EXCEEDS_HOLD"
     # Protocol.
     BATCH_TIMEOUT = "BATCH_TIMEOUT"
+    # Added after v1 (new codes go at the end: readers older than the writer see UNKNOWN).
+    ID_IN_USE = "ID_IN_USE"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

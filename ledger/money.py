@@ -58,6 +58,8 @@ def parse_amount(text: str, currency: str) -> int:
 
 def format_amount(minor: int, currency: str) -> str:
     """Minor units to a decimal string with exactly the currency's decimal places."""
+    if type(minor) is not int:
+        raise MoneyError(f"minor units must be an int, not {type(minor).__name__}")
     exponent = CURRENCY_EXPONENTS[currency]
     sign = "-" if minor < 0 else ""
     digits = str(abs(minor))

@@ -156,9 +156,14 @@ def payload_digest(command: MutatingCommand) -> bytes:
         plan = _DIGEST_PLANS[type(command)] = _digest_plan(type(command))
     values = list(plan.values(command))
     for index in plan.dicts:
-        values[index] = sorted(values[index].items())
+        if isinstance(values[index], dict):
+            values[index] = sorted(values[index].items())
     for index in plan.leg_lists:
-        values[index] = [(leg.account_id, leg.amount, leg.currency) for leg in values[index]]
+        if isinstance(values[index], list):
+            values[index] = [
+                (getattr(leg, "account_id", leg), getattr(leg, "amount", None), getattr(leg, "currency", None))
+                for leg in values[index]
+            ]
     return hashlib.blake2b(repr((plan.name, values)).encode(), digest_size=16).digest()
 
 
@@ -285,18 +290,27 @@ class _Decision:
             meta.retention_tail += 1
             # The size bound: evict the oldest entries even if they are still within the window.
             while meta.retention_tail - meta.retention_head > self.config.retained_entries_max:
-                self.evict_oldest()
+                if not self.evict_oldest():
+                    break
         self.store.put(Table.META, META_KEY, meta)
 
-    def evict_oldest(self) -> None:
+    def evict_oldest(self) -> bool:
+        """Forget the oldest retention entry, unless it holds a command still in flight (its
+        waiting duplicates need its result): then the queue waits, past its bounds, for it."""
         meta = self.meta
         key = f"{meta.retention_head:0{RETENTION_KEY_DIGITS}d}"
         entry: RetentionEntry | None = self.store.get(Table.RETENTION, key)
         assert entry is not None, f"retention entry {key} missing"
         for retained in entry.keys:
+            if retained.table is Table.DEDUP:
+                dedup: DedupEntry | None = self.store.get(Table.DEDUP, retained.key)
+                if dedup is not None and dedup.result is None:
+                    return False
+        for retained in entry.keys:
             self.store.delete(retained.table, retained.key)
         self.store.delete(Table.RETENTION, key)
         meta.retention_head += 1
+        return True
 
     # -- results ----------------------------------------------------------------------
 
@@ -369,6 +383,19 @@ def _handle_command(decision: _Decision, command: MutatingCommand) -> None:
     entry: DedupEntry | None = decision.store.get(Table.DEDUP, key)
     if entry is not None:
         _answer_duplicate(decision, command, key, entry, digest)
+        return
+    indexed: CommandIndexEntry | None = decision.store.get(Table.COMMANDS, command.command_id)
+    if indexed is not None:  # not remembered either: the id belongs to the earlier command
+        decision.outcome.results.append(
+            decision.result(
+                command,
+                rejection=Rejection(
+                    ErrorCode.ID_IN_USE,
+                    f"command id {command.command_id} was used by another command (dedup id "
+                    f"{indexed.dedup_key.rsplit('|', 1)[-1]!r}) within the retention window",
+                ),
+            )
+        )
         return
     rejection = validate_body(command)
     handler = _COMMAND_HANDLERS[type(command)]
@@ -597,7 +624,7 @@ def _move(decision: _Decision, source: Account, move: _Move) -> CommandResult | 
             _not_found(move.to_account_id)
             if destination is None
             else check_usable_for_credit(destination, move.currency, move.amount)
-        )
+        ) or _check_transfer_id_free(decision, move.transfer_id)
         if rejection is not None:
             return decision.result(command, rejection=rejection)
         assert destination is not None
@@ -786,13 +813,22 @@ def _reverse_transfer(decision: _Decision, command: ReverseTransfer) -> CommandR
     return result
 
 
+def _check_transfer_id_free(decision: _Decision, transfer_id: str) -> Rejection | None:
+    """A flow's id is its command's id, chosen by a client: one coming from another source
+    shard may clash with a transfer credited here. Refuse it (the money goes back) rather
+    than take the clash for a leg delivered twice."""
+    if decision.store.get(Table.TRANSFERS, transfer_id) is not None:
+        return Rejection(ErrorCode.ID_IN_USE, f"transfer id {transfer_id} was already credited here")
+    return None
+
+
 def _credit_leg(decision: _Decision, leg: CreditLeg) -> None:
     destination = decision.account(leg.to_account_id)
     rejection = (
         _not_found(leg.to_account_id)
         if destination is None
         else check_usable_for_credit(destination, leg.currency, leg.amount)
-    )
+    ) or _check_transfer_id_free(decision, leg.transfer_id)
     if rejection is not None:
         decision.outcome.legs.append(
             RefundLeg(
@@ -1082,6 +1118,12 @@ def _reopen_hold(decision: _Decision, source: Account, outgoing: OutgoingTransfe
 
 
 def _batch(decision: _Decision, command: Batch) -> CommandResult | None:
+    if decision.store.get(Table.BATCHES, command.batch_id) is not None:
+        return decision.result(
+            command,
+            rejection=Rejection(ErrorCode.ID_IN_USE, f"batch {command.batch_id} is still in progress"),
+            reference_id=command.batch_id,
+        )
     if all(decision.is_local(leg.account_id) for leg in command.legs):
         return _local_batch(decision, command)
     decision.store.put(
@@ -1351,7 +1393,8 @@ def _tick(decision: _Decision, _tick_message: Tick) -> None:
         if entry.recorded_at_ms + decision.config.retention_ms > decision.now:
             break
         budget -= 1
-        decision.evict_oldest()
+        if not decision.evict_oldest():
+            break
 
 
 # -- queries -----------------------------------------------------------------------------------

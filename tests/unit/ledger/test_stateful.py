@@ -1,0 +1,618 @@
+"""Stateful property test: every command, three shards, legs delivered in any order.
+
+Hypothesis drives a `Cluster` of three shards through all commands, duplicates (same
+and different payload), ticks that advance time, and deliveries of pending legs in
+arbitrary interleavings across shards (FIFO per shard, as a Kafka partition). A
+deliberately simple model (plain dicts) predicts what it can: account existence and
+status, the single-account decisions from the pre-state, dedup replays and conflicts,
+external money. After every step: the balance identities, what held / pending_in /
+pending_out consist of, conservation of money per currency, each event's after-state
+and gap-free sequences (the auditor), at most one final result per command. After
+the run: drain, then nothing in flight, exactly one result per command, and replaying
+the recorded inputs into fresh shards decides identically, to the byte.
+
+Budget: well under a minute by default. LEDGER_SOAK=1 (or a number of examples) runs
+a long soak: `LEDGER_SOAK=5000 .venv/bin/python -m pytest tests/unit/ledger/test_stateful.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections import defaultdict
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from ledger.commands import (
+    Batch,
+    BatchLeg,
+    CaptureHold,
+    CloseAccount,
+    Deposit,
+    LockAccount,
+    MutatingCommand,
+    OpenAccount,
+    PlaceHold,
+    QueryCommand,
+    ReverseTransfer,
+    Transfer,
+    UnlockAccount,
+    UpdateLimits,
+    VoidHold,
+    Withdraw,
+    validate,
+)
+from ledger.errors import ErrorCode
+from ledger.events import CommandResult, ResultStatus
+from ledger.limits import AMOUNT_MAX, DEDUP_WAITERS_MAX
+from ledger.shard import Outcome, ShardConfig
+from ledger.state import DedupEntry, Table
+from tests.unit.ledger.cluster import (
+    Auditor,
+    Cluster,
+    Input,
+    check_deterministic,
+    check_one_result_each,
+    check_outcome_matches_state,
+    check_quiescent,
+    check_state,
+    fresh,
+)
+
+E = ErrorCode
+ACCEPTED = ResultStatus.ACCEPTED
+SHARDS = 3
+ACCOUNTS = ["a@0", "b@0", "c@1", "d@1", "e@2", "f@2"]  # opened (and funded) first
+LATE = ["g@0", "h@2"]  # opened by the open_account rule, if ever
+GHOST = "ghost@1"  # never opened
+ANY_ACCOUNT = st.sampled_from([*ACCOUNTS, *ACCOUNTS, *ACCOUNTS, *LATE, GHOST])
+HOLD_IDS = st.sampled_from(["h1", "h2", "h3"])
+AMOUNTS = st.integers(min_value=1, max_value=700)
+SHARD = st.integers(min_value=0, max_value=SHARDS - 1)
+WRONG_CURRENCY = st.sampled_from([False, False, False, False, True])
+
+_soak = os.environ.get("LEDGER_SOAK", "")
+EXAMPLES = (int(_soak) if _soak.isdigit() and int(_soak) > 1 else 3_000) if _soak else 150
+STEPS = 150 if _soak else 50
+
+
+@dataclasses.dataclass(slots=True)
+class ModelAccount:
+    currency: str
+    status: str = "ACTIVE"
+
+
+def _other(currency: str) -> str:
+    return "JPY" if currency == "USD" else "USD"
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cluster = Cluster(SHARDS, config=ShardConfig(batch_timeout_ms=3_000))
+        self.auditor = Auditor()
+        self.cluster.observers.append(self._observe)
+        self.model: dict[str, ModelAccount] = {}
+        self.holds_placed: set[tuple[str, str]] = set()
+        self.external: dict[str, int] = defaultdict(int)
+        self.originals: list[MutatingCommand] = []  # valid commands, each with its own dedup id
+        self.replays: list[tuple[str, str]] = []  # (duplicate's command id, original's command id)
+        self.credited: list[tuple[str, str]] = []  # (account credited, transfer id) of transfers
+        self.reversed: dict[str, list[str]] = defaultdict(list)  # transfer id -> accepted reversals
+        self.sent: dict[str, Any] = {}  # command id -> command
+
+    def _observe(self, record: Input, outcome: Outcome) -> None:
+        check_outcome_matches_state(self.cluster, record, outcome)
+        self.auditor.observe_all(outcome.events)
+        for result in outcome.results:
+            if result.status is not ACCEPTED or result.replayed:
+                continue
+            if result.command_type == "Transfer":
+                self.credited.append((result.positions[1].account_id, result.reference_id or ""))
+            elif result.command_type == "ReverseTransfer":
+                self.reversed[self.sent[result.command_id].transfer_id].append(result.command_id)
+
+    # -- submission and prediction ------------------------------------------------------------------
+
+    def submit(self, command: Any, expect: ErrorCode | str | None = "?") -> CommandResult | None:
+        """Submit; with `expect` (a code, or None for accepted) the result must be
+        immediate and as predicted."""
+        if not isinstance(command, QueryCommand) and validate(command) is None:
+            self.originals.append(command)
+        self.sent[command.command_id] = command
+        outcome = self.cluster.submit(command)
+        mine = [result for result in outcome.results if result.command_id == command.command_id]
+        if expect != "?":
+            assert len(mine) == 1, f"no immediate result for {command}"
+            assert mine[0].code == expect, f"predicted {expect}, got {mine[0]}"
+        return mine[0] if mine else None
+
+    def status(self, account_id: str) -> str | None:
+        model = self.model.get(account_id)
+        return None if model is None else model.status
+
+    def usable(self, account_id: str) -> ErrorCode | None:
+        status = self.status(account_id)
+        if status is None:
+            return E.ACCOUNT_NOT_FOUND
+        return {"CLOSED": E.ACCOUNT_CLOSED, "LOCKED": E.ACCOUNT_LOCKED}.get(status)
+
+    def currency_for(self, account_id: str, wrong: bool) -> str:
+        model = self.model.get(account_id)
+        currency = "USD" if model is None else model.currency
+        return _other(currency) if wrong else currency
+
+    # -- account lifecycle ----------------------------------------------------------------------------
+
+    @initialize(
+        currencies=st.lists(st.sampled_from(["USD", "USD", "JPY"]), min_size=len(ACCOUNTS), max_size=len(ACCOUNTS)),
+        lowers=st.lists(st.sampled_from([0, 0, -500]), min_size=len(ACCOUNTS), max_size=len(ACCOUNTS)),
+        funds=st.lists(st.integers(min_value=0, max_value=3_000), min_size=len(ACCOUNTS), max_size=len(ACCOUNTS)),
+    )
+    def open_and_fund(self, currencies: list[str], lowers: list[int], funds: list[int]) -> None:
+        for account, currency, lower, amount in zip(ACCOUNTS, currencies, lowers, funds, strict=True):
+            self.open_account(account, currency, lower, AMOUNT_MAX)
+            if amount:
+                self.deposit(account, amount, False)
+
+    @rule(
+        account=st.sampled_from([*ACCOUNTS, *LATE]),
+        currency=st.sampled_from(["USD", "USD", "JPY"]),
+        lower=st.sampled_from([0, 0, -500]),
+        upper=st.sampled_from([AMOUNT_MAX, AMOUNT_MAX, 2_000]),
+    )
+    def open_account(self, account: str, currency: str, lower: int, upper: int) -> None:
+        command = OpenAccount(
+            command_id=fresh(),
+            dedup_id=fresh("d"),
+            account_id=account,
+            currency=currency,
+            lower_limit=lower,
+            upper_limit=upper,
+            metadata={"owner": account},
+        )
+        exists = account in self.model
+        self.submit(command, E.ACCOUNT_EXISTS if exists else None)
+        if not exists:
+            self.model[account] = ModelAccount(currency)
+
+    @rule(
+        account=ANY_ACCOUNT,
+        lower=st.sampled_from([0, -200, -500, -1_000]),
+        upper=st.sampled_from([AMOUNT_MAX, 500, 2_000, 10_000]),
+    )
+    def update_limits(self, account: str, lower: int, upper: int) -> None:
+        command = UpdateLimits(
+            command_id=fresh(), dedup_id=fresh("d"), account_id=account, lower_limit=lower, upper_limit=upper
+        )
+        expect: ErrorCode | None = None
+        status = self.status(account)
+        if status is None:
+            expect = E.ACCOUNT_NOT_FOUND
+        elif status == "CLOSED":
+            expect = E.ACCOUNT_CLOSED
+        else:
+            before = self.cluster.account(account)
+            assert before is not None
+            if lower > before.available or upper < before.balance + before.pending_in + before.pending_out:
+                expect = E.INVALID_LIMITS
+        self.submit(command, expect)
+
+    @rule(account=ANY_ACCOUNT, lock=st.sampled_from([True, False, False]))
+    def lock_or_unlock(self, account: str, lock: bool) -> None:
+        if lock:
+            self.lock(account)
+        else:
+            self.unlock(account)
+
+    def lock(self, account: str) -> None:
+        expect = self.usable(account)
+        self.submit(LockAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect)
+        if expect is None:
+            self.model[account].status = "LOCKED"
+
+    def unlock(self, account: str) -> None:
+        status = self.status(account)
+        expect = {None: E.ACCOUNT_NOT_FOUND, "CLOSED": E.ACCOUNT_CLOSED, "ACTIVE": E.ACCOUNT_NOT_LOCKED}.get(status)
+        self.submit(UnlockAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect)
+        if expect is None:
+            self.model[account].status = "ACTIVE"
+
+    @rule(account=st.sampled_from([*ACCOUNTS, *LATE]))
+    def close(self, account: str) -> None:
+        status = self.status(account)
+        expect: ErrorCode | None = {None: E.ACCOUNT_NOT_FOUND, "CLOSED": E.ACCOUNT_CLOSED}.get(status)
+        if expect is None:
+            before = self.cluster.account(account)
+            assert before is not None
+            if before.balance or before.held or before.pending_in or before.pending_out:
+                expect = E.BALANCE_NOT_ZERO
+        self.submit(CloseAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account, reason="done"), expect)
+        if expect is None:
+            self.model[account].status = "CLOSED"
+
+    # -- money in and out --------------------------------------------------------------------------------
+
+    @rule(account=ANY_ACCOUNT, amount=AMOUNTS, wrong=WRONG_CURRENCY)
+    def deposit(self, account: str, amount: int, wrong: bool) -> None:
+        currency = self.currency_for(account, wrong)
+        expect = self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
+        before = self.cluster.account(account)
+        if expect is None:
+            assert before is not None
+            if before.balance + before.pending_in + before.pending_out + amount > before.upper_limit:
+                expect = E.LIMIT_EXCEEDED
+        command = Deposit(command_id=fresh(), dedup_id=fresh("d"), account_id=account, amount=amount, currency=currency)
+        self.submit(command, expect)
+        if expect is None:
+            self.external[currency] += amount
+            after = self.cluster.account(account)
+            assert before is not None and after is not None and after.balance == before.balance + amount
+
+    @rule(account=ANY_ACCOUNT, amount=AMOUNTS, wrong=WRONG_CURRENCY)
+    def withdraw(self, account: str, amount: int, wrong: bool) -> None:
+        currency = self.currency_for(account, wrong)
+        expect = self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
+        if expect is None:
+            before = self.cluster.account(account)
+            assert before is not None
+            if before.available - amount < before.lower_limit:
+                expect = E.INSUFFICIENT_FUNDS
+        command = Withdraw(
+            command_id=fresh(), dedup_id=fresh("d"), account_id=account, amount=amount, currency=currency
+        )
+        self.submit(command, expect)
+        if expect is None:
+            self.external[currency] -= amount
+
+    # -- money between accounts ----------------------------------------------------------------------------
+
+    def debit_check(self, account: str, amount: int, wrong: bool) -> ErrorCode | None:
+        expect = self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
+        if expect is None:
+            before = self.cluster.account(account)
+            assert before is not None
+            if before.available - amount < before.lower_limit:
+                expect = E.INSUFFICIENT_FUNDS
+        return expect
+
+    @rule(source=ANY_ACCOUNT, destination=ANY_ACCOUNT, amount=AMOUNTS, wrong=WRONG_CURRENCY)
+    def transfer(self, source: str, destination: str, amount: int, wrong: bool) -> None:
+        currency = self.currency_for(source, wrong)
+        command = Transfer(
+            command_id=fresh(),
+            dedup_id=fresh("d"),
+            from_account_id=source,
+            to_account_id=destination,
+            amount=amount,
+            currency=currency,
+            metadata={"memo": "stateful"},
+        )
+        if source == destination:
+            self.submit(command, E.SAME_ACCOUNT)
+            return
+        expect = self.debit_check(source, amount, wrong)
+        self.submit(command, expect if expect is not None else "?")
+
+    @rule(
+        accounts=st.lists(ANY_ACCOUNT, min_size=2, max_size=3),
+        amounts=st.lists(AMOUNTS, min_size=2, max_size=2),
+        coordinator=SHARD,
+        shape=st.integers(min_value=0, max_value=1),
+        currency=st.sampled_from(["USD", "USD", "JPY"]),
+    )
+    def batch(self, accounts: list[str], amounts: list[int], coordinator: int, shape: int, currency: str) -> None:
+        first, second = amounts
+        if len(accounts) == 2:
+            signed = [-first, first]
+        elif shape == 0:
+            signed = [-first - second, first, second]
+        else:
+            signed = [-first, -second, first + second]
+        legs = [BatchLeg(account_id=a, amount=m, currency=currency) for a, m in zip(accounts, signed, strict=True)]
+        command = Batch(command_id=fresh(), dedup_id=fresh("d"), batch_id=f"{fresh('b')}@{coordinator}", legs=legs)
+        duplicate = len(set(accounts)) != len(accounts)
+        self.submit(command, E.DUPLICATE_LEG if duplicate else "?")
+
+    # -- holds ------------------------------------------------------------------------------------------------
+
+    @rule(account=ANY_ACCOUNT, hold_id=HOLD_IDS, amount=AMOUNTS, ttl=st.sampled_from([100, 1_000, 5_000, 60_000]))
+    def place_hold(self, account: str, hold_id: str, amount: int, ttl: int) -> None:
+        command = PlaceHold(
+            command_id=fresh(),
+            dedup_id=fresh("d"),
+            account_id=account,
+            hold_id=hold_id,
+            amount=amount,
+            currency=self.currency_for(account, False),
+            ttl_ms=ttl,
+        )
+        expect: ErrorCode | None
+        if self.status(account) is None:
+            expect = E.ACCOUNT_NOT_FOUND
+        elif (account, hold_id) in self.holds_placed:
+            expect = E.HOLD_EXISTS
+        else:
+            expect = self.debit_check(account, amount, False)
+        self.submit(command, expect)
+        if expect is None:
+            self.holds_placed.add((account, hold_id))
+            assert self.cluster.hold(account, hold_id) is not None
+
+    def hold_check(self, account: str, hold_id: str) -> ErrorCode | None:
+        if (account, hold_id) not in self.holds_placed:
+            return E.HOLD_NOT_FOUND
+        hold = self.cluster.hold(account, hold_id)
+        assert hold is not None
+        if hold.status == "EXPIRED" or (hold.status == "OPEN" and self.cluster.now >= hold.expires_at_ms):
+            return E.HOLD_EXPIRED
+        return None if hold.status == "OPEN" else E.HOLD_ALREADY_FINALIZED
+
+    def some_hold(self, data: st.DataObject) -> tuple[str, str]:
+        """A hold that was placed, if any."""
+        if self.holds_placed:
+            return data.draw(st.sampled_from(sorted(self.holds_placed)))
+        return data.draw(ANY_ACCOUNT), data.draw(HOLD_IDS)
+
+    @rule(account=ANY_ACCOUNT, hold_id=HOLD_IDS, capture=st.booleans())
+    def touch_any_hold(self, account: str, hold_id: str, capture: bool) -> None:
+        if capture:
+            self.capture(account, hold_id, 5, "a@0")
+        else:
+            self.void(account, hold_id)
+
+    @rule(data=st.data())
+    def void_hold(self, data: st.DataObject) -> None:
+        self.void(*self.some_hold(data))
+
+    def void(self, account: str, hold_id: str) -> None:
+        expect = E.ACCOUNT_NOT_FOUND if self.status(account) is None else self.hold_check(account, hold_id)
+        self.submit(VoidHold(command_id=fresh(), dedup_id=fresh("d"), account_id=account, hold_id=hold_id), expect)
+
+    @rule(data=st.data(), amount=st.integers(min_value=1, max_value=400), destination=ANY_ACCOUNT)
+    def capture_hold(self, data: st.DataObject, amount: int, destination: str) -> None:
+        self.capture(*self.some_hold(data), amount, destination)
+
+    def capture(self, account: str, hold_id: str, amount: int, destination: str) -> None:
+        command = CaptureHold(
+            command_id=fresh(),
+            dedup_id=fresh("d"),
+            account_id=account,
+            hold_id=hold_id,
+            amount=amount,
+            to_account_id=destination,
+        )
+        if account == destination:
+            self.submit(command, E.SAME_ACCOUNT)
+            return
+        if self.status(account) is None:
+            self.submit(command, E.ACCOUNT_NOT_FOUND)
+            return
+        expect = None if (account, hold_id) in self.holds_placed else E.HOLD_NOT_FOUND
+        expect = expect or self.usable(account) or self.hold_check(account, hold_id)
+        if expect is None:
+            hold = self.cluster.hold(account, hold_id)
+            assert hold is not None
+            expect = E.CAPTURE_EXCEEDS_HOLD if amount > hold.amount else None
+        self.submit(command, expect if expect is not None else "?")
+
+    # -- reversals and queries ----------------------------------------------------------------------------------
+
+    @precondition(lambda self: bool(self.credited))
+    @rule(data=st.data())
+    def reverse(self, data: st.DataObject) -> None:
+        account, transfer_id = data.draw(st.sampled_from(self.credited))
+        if data.draw(st.sampled_from([False, False, False, True])):
+            account = data.draw(ANY_ACCOUNT)  # sometimes not the account the transfer credited
+        command = ReverseTransfer(
+            command_id=fresh(), dedup_id=fresh("d"), account_id=account, transfer_id=transfer_id, reason="refund"
+        )
+        self.submit(command, E.ACCOUNT_NOT_FOUND if self.status(account) is None else "?")
+
+    @precondition(lambda self: bool(self.originals))
+    @rule(data=st.data())
+    def query(self, data: st.DataObject) -> None:
+        target = data.draw(st.sampled_from(self.originals))
+        command = QueryCommand(command_id=fresh(), account_id=target.routing_key, target_command_id=target.command_id)
+        result = self.submit(command, None)
+        assert result is not None
+        if result.message == "found":
+            assert result.queried == self.cluster.result(target.command_id)
+        else:
+            assert result.message == "in flight" and result.queried is None
+            store = self.cluster.stores[self.cluster.route(target.routing_key)]
+            in_flight = store.get(Table.OUTGOING, target.command_id) is not None or (
+                isinstance(target, Batch) and store.get(Table.BATCHES, target.batch_id) is not None
+            )
+            assert in_flight, f"'in flight' for {target}, which is in flight nowhere"
+
+    @rule(account=ANY_ACCOUNT)
+    def query_unknown(self, account: str) -> None:
+        command = QueryCommand(command_id=fresh(), account_id=account, target_command_id=fresh("unknown"))
+        self.submit(command, E.COMMAND_NOT_FOUND)
+
+    # -- duplicates ----------------------------------------------------------------------------------------------
+
+    def dedup_entry(self, original: MutatingCommand) -> DedupEntry | None:
+        store = self.cluster.stores[self.cluster.route(original.routing_key)]
+        entry: DedupEntry | None = store.get(Table.DEDUP, f"{original.routing_key}|{original.dedup_id}")
+        return entry
+
+    @precondition(lambda self: bool(self.originals))
+    @rule(data=st.data())
+    def duplicate_same_payload(self, data: st.DataObject) -> None:
+        original = data.draw(st.sampled_from(self.originals))
+        entry = self.dedup_entry(original)
+        assert entry is not None and entry.command_id == original.command_id
+        duplicate = dataclasses.replace(original, command_id=fresh("dup"))
+        outcome = self.cluster.submit(duplicate)
+        mine = [result for result in outcome.results if result.command_id == duplicate.command_id]
+        if entry.result is not None:
+            assert len(mine) == 1 and mine[0].replayed and mine[0].original_command_id == original.command_id
+            self.replays.append((duplicate.command_id, original.command_id))
+        elif len(entry.waiters) >= DEDUP_WAITERS_MAX:
+            assert len(mine) == 1 and mine[0].code is E.DUPLICATE_BACKLOG and not mine[0].replayed
+        else:
+            assert mine == [], "a duplicate of an in-flight command is answered when it finishes"
+            self.replays.append((duplicate.command_id, original.command_id))
+        assert not outcome.events and not outcome.legs, "a duplicate changed something"
+
+    @precondition(lambda self: bool(self.originals))
+    @rule(data=st.data())
+    def duplicate_other_payload(self, data: st.DataObject) -> None:
+        original = data.draw(st.sampled_from(self.originals))
+        changed = _perturb(original)
+        assert validate(changed) is None
+        outcome = self.cluster.submit(changed)
+        assert [(r.command_id, r.code) for r in outcome.results] == [(changed.command_id, E.DEDUP_CONFLICT)]
+        assert not outcome.events and not outcome.legs
+
+    # -- invalid commands ----------------------------------------------------------------------------------------
+
+    @rule(account=st.sampled_from(ACCOUNTS), kind=st.integers(min_value=0, max_value=6))
+    def invalid(self, account: str, kind: int) -> None:
+        ids: dict[str, Any] = {"command_id": fresh(), "dedup_id": fresh("d")}
+        cases: list[tuple[Any, ErrorCode]] = [
+            (Deposit(**ids, account_id=account, amount=0, currency="USD"), E.INVALID_AMOUNT),
+            (Withdraw(**ids, account_id=account, amount=5, currency="XAU"), E.INVALID_CURRENCY),
+            (UpdateLimits(**ids, account_id=account, lower_limit=5, upper_limit=10), E.INVALID_LIMITS),
+            (
+                PlaceHold(**ids, account_id=account, hold_id="h9", amount=5, currency="USD", ttl_ms=0),
+                E.INVALID_EXPIRY,
+            ),
+            (
+                Transfer(**ids, from_account_id=account, to_account_id=account, amount=5, currency="USD"),
+                E.SAME_ACCOUNT,
+            ),
+            (
+                Batch(
+                    **ids,
+                    batch_id=fresh("b"),
+                    legs=[BatchLeg(account_id=account, amount=-5, currency="USD")] * 2,
+                ),
+                E.DUPLICATE_LEG,
+            ),
+            (
+                Batch(
+                    **ids,
+                    batch_id=fresh("b"),
+                    legs=[
+                        BatchLeg(account_id=account, amount=-5, currency="USD"),
+                        BatchLeg(account_id=GHOST, amount=4, currency="USD"),
+                    ],
+                ),
+                E.UNBALANCED_BATCH,
+            ),
+        ]
+        command, code = cases[kind]
+        outcome = self.cluster.submit(command)
+        assert [(r.command_id, r.code) for r in outcome.results] == [(command.command_id, code)]
+        assert not outcome.events and not outcome.legs
+
+    # -- time and the bus ------------------------------------------------------------------------------------
+
+    @rule(ms=st.sampled_from([1, 50, 100, 500, 1_000, 3_000, 10_000]))
+    def advance_time(self, ms: int) -> None:
+        self.cluster.advance(ms)
+
+    @rule(shard=SHARD, ms=st.integers(min_value=0, max_value=2_000))
+    def tick_one_shard(self, shard: int, ms: int) -> None:
+        self.cluster.now += ms
+        self.cluster.tick(shard)
+
+    @rule(shard=SHARD)
+    def deliver_one(self, shard: int) -> None:
+        self.cluster.deliver(shard)
+
+    @rule(order=st.lists(SHARD, min_size=1, max_size=25))
+    def deliver_interleaved(self, order: list[int]) -> None:
+        for shard in order:
+            self.cluster.deliver(shard)
+
+    @rule()
+    def drain(self) -> None:
+        self.cluster.drain()
+        check_quiescent(self.cluster)
+        check_one_result_each(self.cluster, settled=True)
+
+    # -- invariants --------------------------------------------------------------------------------------------
+
+    @invariant()
+    def balances_and_bookkeeping(self) -> None:
+        check_state(self.cluster, self.external)
+
+    @invariant()
+    def at_most_one_result_each(self) -> None:
+        check_one_result_each(self.cluster, settled=False)
+
+    @invariant()
+    def reversed_at_most_once(self) -> None:
+        twice = {transfer: reversals for transfer, reversals in self.reversed.items() if len(reversals) > 1}
+        assert not twice, f"transfers reversed more than once: {twice}"
+
+    @invariant()
+    def model_statuses(self) -> None:
+        for account in self.cluster.accounts():
+            assert self.status(account.account_id) == account.status, account
+        assert {account.account_id for account in self.cluster.accounts()} == set(self.model)
+
+    def check_replays(self) -> None:
+        answered = {result.command_id: result for result in self.cluster.results}
+        for duplicate, original in self.replays:
+            if duplicate in answered:
+                first = answered.get(original)
+                assert first is not None, "a duplicate was answered before the original"
+                again = answered[duplicate]
+                assert again.replayed and dataclasses.replace(again, command_id=original, replayed=False) == first
+
+    @invariant()
+    def replays_equal_originals(self) -> None:
+        self.check_replays()
+
+    def teardown(self) -> None:
+        if sys.exc_info()[0] is not None:
+            return  # a step failed: report that, not a consequence of it
+        self.cluster.drain()
+        check_state(self.cluster, self.external)
+        check_quiescent(self.cluster)
+        check_one_result_each(self.cluster, settled=True)
+        self.check_replays()
+        self.auditor.check_settled()
+        self.auditor.check_matches(self.cluster)
+        nonzero = {currency: total for currency, total in self.external.items() if total}
+        assert {currency: total for currency, total in self.auditor.external.items() if total} == nonzero
+        check_deterministic(self.cluster, encode=True)
+
+
+def _perturb(command: MutatingCommand) -> MutatingCommand:
+    """Same dedup id, another (valid) payload."""
+    changes: dict[str, Any] = {"command_id": fresh("conflict")}
+    match command:
+        case OpenAccount() | Batch():
+            changes["metadata"] = {"changed": "yes"}
+        case Deposit() | Withdraw() | Transfer() | CaptureHold():
+            changes["amount"] = command.amount + 1
+        case UpdateLimits():
+            changes["upper_limit"] = command.upper_limit - 1 if command.upper_limit > 0 else 1
+        case LockAccount() | UnlockAccount() | CloseAccount() | ReverseTransfer():
+            changes["reason"] = command.reason + "!"
+        case PlaceHold():
+            changes["ttl_ms"] = command.ttl_ms + 1
+        case VoidHold():
+            changes["hold_id"] = command.hold_id + "x"
+    assert len(changes) == 2, command
+    changed: MutatingCommand = dataclasses.replace(command, **changes)
+    return changed
+
+
+LedgerMachine.TestCase.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestLedger = LedgerMachine.TestCase
