@@ -93,7 +93,8 @@ class Codec:
         buffer = io.BytesIO()
         buffer.write(MAGIC)
         buffer.write(record.schema.fingerprint)
-        schemaless_writer(buffer, record.schema.parsed, record.to_record(value))
+        # The plain schema writes the same bytes (logical types only change Python values).
+        schemaless_writer(buffer, record.schema.parsed_plain, record.to_record(value))
         return buffer.getvalue()
 
     def to_record(self, value: Any) -> dict[str, Any]:

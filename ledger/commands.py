@@ -31,7 +31,7 @@ from ledger.limits import (
 from ledger.money import is_positive_amount
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class OpenAccount:
     command_id: str
     dedup_id: str
@@ -47,7 +47,7 @@ class OpenAccount:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class UpdateLimits:
     command_id: str
     dedup_id: str
@@ -60,7 +60,7 @@ class UpdateLimits:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class LockAccount:
     command_id: str
     dedup_id: str
@@ -72,7 +72,7 @@ class LockAccount:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class UnlockAccount:
     command_id: str
     dedup_id: str
@@ -84,7 +84,7 @@ class UnlockAccount:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class CloseAccount:
     command_id: str
     dedup_id: str
@@ -96,7 +96,7 @@ class CloseAccount:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Deposit:
     command_id: str
     dedup_id: str
@@ -110,7 +110,7 @@ class Deposit:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Withdraw:
     command_id: str
     dedup_id: str
@@ -124,7 +124,7 @@ class Withdraw:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Transfer:
     """Move `amount` from one account to another; its transfer id is its command id."""
 
@@ -141,14 +141,14 @@ class Transfer:
         return self.from_account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class BatchLeg:
     account_id: str
     amount: int  # signed: negative debits the account, positive credits it
     currency: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Batch:
     """All-or-nothing balance changes over several accounts; each currency nets to zero."""
 
@@ -163,7 +163,7 @@ class Batch:
         return self.batch_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class PlaceHold:
     command_id: str
     dedup_id: str
@@ -178,7 +178,7 @@ class PlaceHold:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class CaptureHold:
     """Capture part or all of a hold into `to_account_id`; the rest is released."""
 
@@ -194,7 +194,7 @@ class CaptureHold:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class VoidHold:
     command_id: str
     dedup_id: str
@@ -206,7 +206,7 @@ class VoidHold:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class ReverseTransfer:
     """Send an earlier transfer back, at most once; sent to the account it credited."""
 
@@ -221,7 +221,7 @@ class ReverseTransfer:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class QueryCommand:
     """Look up the result of an earlier command, sent to the same routing key it was."""
 

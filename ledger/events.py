@@ -1,5 +1,8 @@
 """What the ledger says: account events (the audit trail) and command results.
 
+Records here, like commands and legs, are never changed once made; they are not frozen
+only because frozen dataclasses take twice as long to build, on the hot path.
+
 Every change to an account is one `AccountEvent` carrying the account's state after
 it, with a per-account `sequence` that increases by exactly one per event. A consumer
 can rebuild any account from its latest event alone, and check gap-freedom per account.
@@ -42,7 +45,7 @@ class EventKind(enum.StrEnum):
     BATCH_RELEASED = "BATCH_RELEASED"
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class AccountEvent:
     account_id: str
     sequence: int
@@ -113,7 +116,7 @@ class ResultStatus(enum.StrEnum):
     REJECTED = "REJECTED"
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Position:
     """An account as a command left it: read-your-writes waits for `sequence`."""
 
@@ -123,7 +126,7 @@ class Position:
     available: int
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class CommandResult:
     """The one final answer to a command, keyed by `command_id`."""
 

@@ -22,7 +22,7 @@ class Flow(enum.StrEnum):
     REVERSAL = "REVERSAL"
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class CreditLeg:
     """Source -> destination: the source has debited `amount`; credit it or refuse."""
 
@@ -44,7 +44,7 @@ class CreditLeg:
         return self.to_account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class RefundLeg:
     """Destination -> source: the credit was refused; give the money back."""
 
@@ -62,7 +62,7 @@ class RefundLeg:
         return self.from_account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class SettleLeg:
     """Destination -> source: the credit is done; `result` is the final result it emitted."""
 
@@ -78,7 +78,7 @@ class SettleLeg:
         return self.from_account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class BatchPrepare:
     """Coordinator -> participant: reserve this leg and vote."""
 
@@ -95,7 +95,7 @@ class BatchPrepare:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class BatchVote:
     """Participant -> coordinator."""
 
@@ -111,7 +111,7 @@ class BatchVote:
         return self.batch_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class BatchDecision:
     """Coordinator -> participant: apply (commit) or release (abort) the reserved leg."""
 
@@ -128,7 +128,7 @@ class BatchDecision:
         return self.account_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class BatchAck:
     """Participant -> coordinator: the decision is applied; the account as it left it."""
 
@@ -142,7 +142,7 @@ class BatchAck:
         return self.batch_id
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Tick:
     """Moves a partition's clock forward when no other message does (hold expiry,
     batch timeouts, dedup retention). Written by the partition's own worker."""

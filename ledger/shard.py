@@ -597,7 +597,7 @@ def _withdraw(decision: _Decision, command: Withdraw) -> CommandResult:
 # -- flows that move money between two accounts -----------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class _Move:
     """A debit of `source` and a credit of `to_account_id`, by one command."""
 
