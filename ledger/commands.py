@@ -334,12 +334,12 @@ def validate(command: Command) -> Rejection | None:
 
 
 def validate_body(command: Command) -> Rejection | None:
-    """The checks after the envelope (see check_envelope), in precedence order."""
+    """The checks after the envelope (see check_envelope, which has checked the ids and the
+    routing key), in precedence order."""
     match command:
         case OpenAccount():
             return (
-                _check_id(command.account_id, "account_id", ACCOUNT_ID_LENGTH_MAX)
-                or (
+                (
                     None
                     if command.parent_account_id is None
                     else _check_id(command.parent_account_id, "parent_account_id", ACCOUNT_ID_LENGTH_MAX)
@@ -354,24 +354,16 @@ def validate_body(command: Command) -> Rejection | None:
                 )
             )
         case UpdateLimits():
-            return _check_id(command.account_id, "account_id", ACCOUNT_ID_LENGTH_MAX) or check_limits(
-                command.lower_limit, command.upper_limit
-            )
+            return check_limits(command.lower_limit, command.upper_limit)
         case LockAccount() | UnlockAccount() | CloseAccount():
-            return _check_id(command.account_id, "account_id", ACCOUNT_ID_LENGTH_MAX) or _check_text(
-                command.reason, "reason", REASON_LENGTH_MAX
-            )
+            return _check_text(command.reason, "reason", REASON_LENGTH_MAX)
         case Deposit() | Withdraw():
             return (
-                _check_id(command.account_id, "account_id", ACCOUNT_ID_LENGTH_MAX)
-                or _check_metadata(command.metadata)
-                or _check_amount(command.amount)
-                or _check_currency(command.currency)
+                _check_metadata(command.metadata) or _check_amount(command.amount) or _check_currency(command.currency)
             )
         case Transfer():
             return (
-                _check_id(command.from_account_id, "from_account_id", ACCOUNT_ID_LENGTH_MAX)
-                or _check_id(command.to_account_id, "to_account_id", ACCOUNT_ID_LENGTH_MAX)
+                _check_id(command.to_account_id, "to_account_id", ACCOUNT_ID_LENGTH_MAX)
                 or _check_metadata(command.metadata)
                 or _check_amount(command.amount)
                 or _check_currency(command.currency)
@@ -385,8 +377,7 @@ def validate_body(command: Command) -> Rejection | None:
             return _validate_batch(command)
         case PlaceHold():
             return (
-                _check_id(command.account_id, "account_id", ACCOUNT_ID_LENGTH_MAX)
-                or _check_id(command.hold_id, "hold_id", REFERENCE_ID_LENGTH_MAX)
+                _check_id(command.hold_id, "hold_id", REFERENCE_ID_LENGTH_MAX)
                 or _check_amount(command.amount)
                 or _check_currency(command.currency)
                 or (
@@ -397,8 +388,7 @@ def validate_body(command: Command) -> Rejection | None:
             )
         case CaptureHold():
             return (
-                _check_id(command.account_id, "account_id", ACCOUNT_ID_LENGTH_MAX)
-                or _check_id(command.hold_id, "hold_id", REFERENCE_ID_LENGTH_MAX)
+                _check_id(command.hold_id, "hold_id", REFERENCE_ID_LENGTH_MAX)
                 or _check_id(command.to_account_id, "to_account_id", ACCOUNT_ID_LENGTH_MAX)
                 or _check_amount(command.amount)
                 or (
@@ -408,25 +398,17 @@ def validate_body(command: Command) -> Rejection | None:
                 )
             )
         case VoidHold():
-            return _check_id(command.account_id, "account_id", ACCOUNT_ID_LENGTH_MAX) or _check_id(
-                command.hold_id, "hold_id", REFERENCE_ID_LENGTH_MAX
-            )
+            return _check_id(command.hold_id, "hold_id", REFERENCE_ID_LENGTH_MAX)
         case ReverseTransfer():
-            return (
-                _check_id(command.account_id, "account_id", ACCOUNT_ID_LENGTH_MAX)
-                or _check_id(command.transfer_id, "transfer_id", COMMAND_ID_LENGTH_MAX)
-                or _check_text(command.reason, "reason", REASON_LENGTH_MAX)
+            return _check_id(command.transfer_id, "transfer_id", COMMAND_ID_LENGTH_MAX) or _check_text(
+                command.reason, "reason", REASON_LENGTH_MAX
             )
         case QueryCommand():
-            return _check_id(command.account_id, "account_id", ACCOUNT_ID_LENGTH_MAX) or _check_id(
-                command.target_command_id, "target_command_id", COMMAND_ID_LENGTH_MAX
-            )
+            return _check_id(command.target_command_id, "target_command_id", COMMAND_ID_LENGTH_MAX)
     raise AssertionError(f"unknown command type {type(command).__name__}")
 
 
 def _validate_batch(command: Batch) -> Rejection | None:
-    if (rejection := _check_id(command.batch_id, "batch_id", REFERENCE_ID_LENGTH_MAX)) is not None:
-        return rejection
     if (rejection := _check_metadata(command.metadata)) is not None:
         return rejection
     if not isinstance(command.legs, list) or not BATCH_LEGS_MIN <= len(command.legs) <= BATCH_LEGS_MAX:
