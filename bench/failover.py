@@ -31,6 +31,7 @@ from codec import Codec
 from deploy.local import kafka
 from gateway.client import LedgerClient, wait_all
 from ledger import commands
+from streamwallet.consuming import take_available
 from streamwallet.settings import Settings
 from streamwallet.stack import ManagedProcess, Stack
 from topologies import Topology
@@ -99,7 +100,7 @@ class Load:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            for message in self._consumer.consume(1000, 0.05):
+            for message in take_available(self._consumer, 1000, 0.05):
                 key = message.key()
                 if message.error() is None and key is not None:
                     with self._lock:

@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from codec import Codec
 from ledger.commands import Command
 from ledger.events import CommandResult
+from streamwallet.consuming import take_available
 from streamwallet.settings import Settings
 
 
@@ -101,7 +102,7 @@ class Driver:
 
     def _read(self) -> None:
         while not self._stop.is_set():
-            messages = self._consumer.consume(10_000, 0.02)
+            messages = take_available(self._consumer, 10_000, 0.02)
             now = time.perf_counter()
             for message in messages:
                 key = message.key()

@@ -42,6 +42,7 @@ from bench.harness import Driver, Run, cpu_seconds_of, peak_rss_mb_of
 from bench.workloads import Accounts, Ids, batch_legs, make_accounts, openings, pair, transfer
 from deploy.local import kafka
 from ledger import commands
+from streamwallet.consuming import take_available
 from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from topologies import Topology
@@ -223,7 +224,7 @@ def raw_kafka(settings: Settings, *, records: int, size: int) -> Run:
 
     def read() -> None:
         while len(received) < records:
-            for message in consumer.consume(10_000, 0.05):
+            for message in take_available(consumer, 10_000, 0.05):
                 if message.error() is None:
                     received[int.from_bytes((message.value() or b"")[:8], "big")] = time.perf_counter()
         done.set()
@@ -314,7 +315,7 @@ def faust_native(settings: Settings, *, records: int, run_dir: Path) -> Run:
         producer.flush(60)
         deadline = time.monotonic() + 300
         while len(received) < records and time.monotonic() < deadline:
-            for message in consumer.consume(10_000, 0.05):
+            for message in take_available(consumer, 10_000, 0.05):
                 if message.error() is None:
                     received.setdefault((message.value() or b"").split(b":")[0], time.perf_counter())
         latencies = [(received[key] - sent[key]) * 1000 for key in sent if key in received]

@@ -112,6 +112,22 @@ class Codec:
 
     def decode(self, data: bytes, *, expected: tuple[type, ...] | None = None) -> Any:
         """Bytes to a domain object; DecodeError (never another exception) for bad input."""
+        reader, raw = self._read(data, expected)
+        try:
+            return reader.record.from_record(raw)
+        except Exception as error:
+            raise DecodeError(
+                DecodeErrorCode.UNDECODABLE, f"{reader.record.schema.full_name}: {type(error).__name__}: {error}"
+            ) from error
+
+    def decode_record(self, data: bytes, *, expected: tuple[type, ...] | None = None) -> dict[str, Any]:
+        """Bytes to the plain Avro record in the current schema (enums as their symbols,
+        times as integer milliseconds), without building the domain object: for readers
+        that only copy fields, such as the ClickHouse sink. Same checks as `decode`."""
+        _, raw = self._read(data, expected)
+        return raw
+
+    def _read(self, data: bytes, expected: tuple[type, ...] | None) -> tuple[_Reader, dict[str, Any]]:
         if len(data) < HEADER_LENGTH or data[:2] != MAGIC:
             raise DecodeError(DecodeErrorCode.UNDECODABLE, "not Avro single-object encoding (no C3 01 marker)")
         reader = self._by_fingerprint.get(bytes(data[2:HEADER_LENGTH]))
@@ -126,10 +142,7 @@ class Codec:
         buffer = io.BytesIO(data)
         buffer.seek(HEADER_LENGTH)
         try:
-            raw = schemaless_reader(buffer, reader.writer_schema, reader.reader_schema)
-            value = reader.record.from_record(raw)
-        except DecodeError:
-            raise
+            raw: dict[str, Any] = schemaless_reader(buffer, reader.writer_schema, reader.reader_schema)  # type: ignore[assignment]
         except Exception as error:
             raise DecodeError(
                 DecodeErrorCode.UNDECODABLE, f"{reader.record.schema.full_name}: {type(error).__name__}: {error}"
@@ -139,7 +152,7 @@ class Codec:
                 DecodeErrorCode.UNDECODABLE,
                 f"{reader.record.schema.full_name}: {len(data) - buffer.tell()} bytes after the record",
             )
-        return value
+        return reader, raw
 
 
 # -- converters between dataclasses and Avro records ----------------------------------------

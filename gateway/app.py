@@ -60,12 +60,26 @@ async def submit(request: web.Request) -> web.Response:
     return web.json_response(result_json(result))
 
 
-async def account(request: web.Request) -> web.Response:
+READ_PATHS = (
+    "/accounts/{account_id}",
+    "/accounts/{account_id}/history",
+    "/accounts/{account_id}/as-of",
+    "/accounts/{account_id}/turnover",
+    "/accounts/{account_id}/rollup",
+    "/totals",
+)
+
+
+async def read(request: web.Request) -> web.Response:
+    """Reads are the query service's: pass them through (status, body and Retry-After)."""
     settings = request.app[SETTINGS_KEY]
     session = request.app[SESSION_KEY]
-    url = f"{settings.query_url}/accounts/{request.match_info['account_id']}"
+    url = settings.query_url + request.path.removeprefix("/v1")
     async with session.get(url, params=request.query) as response:
-        return web.Response(body=await response.read(), status=response.status, content_type="application/json")
+        headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else {}
+        return web.Response(
+            body=await response.read(), status=response.status, content_type="application/json", headers=headers
+        )
 
 
 async def health(request: web.Request) -> web.Response:
@@ -91,7 +105,8 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/v1/commands", submit)
-    app.router.add_get("/v1/accounts/{account_id}", account)
+    for path in READ_PATHS:
+        app.router.add_get(f"/v1{path}", read)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     return app

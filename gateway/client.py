@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from codec import Codec
 from ledger.commands import Command
 from ledger.events import CommandResult
+from streamwallet.consuming import take_available
 from streamwallet.settings import Settings
 from topologies import Topology
 
@@ -117,7 +118,7 @@ class LedgerClient:
 
     def _read_results(self) -> None:
         while not self._stop.is_set():
-            messages = self._consumer.consume(READ_BATCH_MESSAGES, timeout=0.05)
+            messages = take_available(self._consumer, READ_BATCH_MESSAGES, 0.05)
             if not messages:
                 continue
             resolved: list[tuple[concurrent.futures.Future[CommandResult], CommandResult]] = []

@@ -5,6 +5,11 @@
 
 Only one process may open a chDB folder, and a process only one folder: the query
 service owns it, and every other process reads through the service's HTTP API.
+
+A client runs one query at a time (chDB serializes calls on a client's handle, a
+server session would refuse concurrent queries), while separate clients of one process
+run in parallel on the same store: the sink writes through its own client and readers
+take one per thread from a `ClientPool`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,10 @@ class StoreLockedError(RuntimeError):
     """Another process holds the chDB folder."""
 
 
+class StoreInUseError(RuntimeError):
+    """This process already opened another chDB folder."""
+
+
 def connect(dsn: str, *, database: str | None = None) -> Any:
     """A clickhouse-connect client for `dsn`; chDB clients of one process share its store."""
     if dsn.startswith("chdb://"):
@@ -45,12 +54,18 @@ def connect(dsn: str, *, database: str | None = None) -> Any:
         password=url.password or "",
         secure=url.scheme == "https",
         database=database or "default",
+        autogenerate_session_id=False,  # a session refuses concurrent queries; nothing here needs one
     )
 
 
 def _explain(error: Exception, folder: str) -> Exception:
     text = str(error)
     stderr = getattr(error, "captured_stderr", "")
+    if "already initialized with path" in text:
+        return StoreInUseError(
+            f"this process already opened another embedded ClickHouse folder, so it cannot open {folder} "
+            f"(chDB allows one folder per process). chDB said: {text.strip()[:300]}"
+        )
     if "Cannot lock file" in stderr or "EmbeddedServer" in text or "Code: 36" in text:
         return StoreLockedError(
             f"the embedded ClickHouse folder {folder} is in use by another process (chDB allows one process per "
@@ -79,3 +94,18 @@ def _capture_stderr(create: Any) -> Any:
         finally:
             os.dup2(saved, stderr_fd)
             os.close(saved)
+
+
+class ClientPool:
+    """One client per thread, opened on first use: readers on many threads run in parallel."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._local = threading.local()
+
+    def client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = connect(self.dsn)
+            self._local.client = client
+        return client

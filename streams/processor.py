@@ -46,6 +46,7 @@ from ledger.errors import InvariantViolation
 from ledger.shard import Outcome, Shard, ShardConfig
 from ledger.state import Table
 from streams.store import LocalState, PartitionStore, changelog_key, partition_prefix
+from streamwallet.consuming import take_available
 from streamwallet.settings import Settings
 from topologies import Topology, partition_for
 
@@ -247,20 +248,11 @@ class LedgerProcessor:
 
     # -- one transaction --------------------------------------------------------------------
 
-    def _next_batch(self) -> list[Message]:
-        """What is there now, up to the bound; else wait (bounded) for the first message.
-        A batch never waits to fill up: under load batches grow by themselves."""
-        batch_max = self.settings.max_batch_messages
-        messages: list[Message] = self._consumer.consume(num_messages=batch_max, timeout=0)
-        if messages:
-            return messages
-        first = self._consumer.poll(self.settings.poll_timeout_ms / 1000)
-        if first is None:
-            return []
-        return [first, *self._consumer.consume(num_messages=batch_max - 1, timeout=0)]
-
     def _iteration(self) -> None:
-        messages = self._next_batch()
+        # A batch never waits to fill up: under load batches grow by themselves.
+        messages = take_available(
+            self._consumer, self.settings.max_batch_messages, self.settings.poll_timeout_ms / 1000
+        )
         now_s = time.monotonic()
         due_ticks = [owned for owned in self._shards.values() if owned.next_tick_s <= now_s]
         if not messages and not due_ticks:

@@ -6,6 +6,8 @@
     streamwallet topics create|describe
     streamwallet worker | query | gateway           one process of the stack
     streamwallet demo                               the demonstration workload against a running stack
+    streamwallet reconcile [--via auto|service|direct]     the views against the command side and the events
+    streamwallet rebuild-views [--via auto|service|direct] every view again from offset zero, with progress
 
 Configuration comes from STREAMWALLET_* environment variables (streamwallet/settings.py).
 """
@@ -88,6 +90,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if run_demo(settings) else 1
 
 
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.commands import reconcile_command
+
+    _logging("warning")
+    return reconcile_command(settings, via=args.via)
+
+
+def cmd_rebuild_views(args: argparse.Namespace, settings: Settings) -> int:
+    from sinks.commands import rebuild_command
+
+    _logging("warning")
+    return rebuild_command(settings, via=args.via)
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Everything on this machine: the broker, the topics, N workers, the query service
     and the gateway; then the demo. Runs until Ctrl-C (or right after the demo)."""
@@ -155,6 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("query", help="run the query service (events sink + reads)")
     commands.add_parser("gateway", help="run the HTTP gateway")
     commands.add_parser("demo", help="run the demonstration workload against a running stack")
+    for name, help_text in (
+        ("reconcile", "compare the views with the command side and the events topic; exit 1 on drift"),
+        ("rebuild-views", "rebuild every view from the events topic, from offset zero"),
+    ):
+        query_side_parser = commands.add_parser(name, help=help_text)
+        query_side_parser.add_argument(
+            "--via",
+            choices=["auto", "service", "direct"],
+            default="auto",
+            help="through the running query service, or on the store in this process (auto: the service if it answers)",
+        )
     up_parser = commands.add_parser("up", help="start everything locally and run the demo")
     up_parser.add_argument("--workers", type=int, default=2)
     up_parser.add_argument("--exit-after-demo", action="store_true")
@@ -168,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         "query": cmd_query,
         "gateway": cmd_gateway,
         "demo": cmd_demo,
+        "reconcile": cmd_reconcile,
+        "rebuild-views": cmd_rebuild_views,
         "up": cmd_up,
     }
     return int(handlers[args.command](args, settings))

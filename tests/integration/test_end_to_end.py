@@ -160,6 +160,13 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
         status, view = http("GET", f"{gateway}/v1/accounts/{account}?min_seq={latest_sequence[account]}")
         assert status == 200, view
         assert view["account"]["balance"] == balance, account
+    status, history = http(
+        "GET", f"{gateway}/v1/accounts/{http_account}/history?limit=5&min_seq={latest_sequence[http_account]}"
+    )
+    assert status == 200 and len(history["events"]) == 5, history
+    assert history["events"][0]["balance"] == http_balance  # newest first
+    status, totals = http("GET", f"{gateway}/v1/totals")
+    assert status == 200, totals
     for account in set(accounts) - set(model.balance):
         status, _ = http("GET", f"{worker_url}/accounts/{account}")
         assert status == 404

@@ -1,0 +1,88 @@
+"""The query service's wait for min_seq: woken by the sink's batch, never by polling, so a
+lost wake-up would show as a read that times out."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from typing import Any
+
+from codec import Codec
+from sinks.events import EventSink
+from sinks.service import QueryService
+from streamwallet.settings import Settings
+from tests.unit.sinks.support import PARTITIONS, messages
+from tests.unit.sinks.workload import generate
+
+READ_WAIT_MS = 3000
+
+
+def service_on(clickhouse_dsn: str, database: str) -> QueryService:
+    settings = Settings(
+        partitions=PARTITIONS,
+        clickhouse_dsn=clickhouse_dsn,
+        clickhouse_database=database,
+        read_wait_ms_max=READ_WAIT_MS,
+    )
+    service = QueryService(settings)
+    service._loop = asyncio.get_running_loop()  # what start() does, without Kafka
+    return service
+
+
+async def test_a_read_waiting_for_min_seq_is_woken_by_the_batch_that_holds_it(
+    clickhouse: Any, clickhouse_dsn: str, database: str
+) -> None:
+    service = service_on(clickhouse_dsn, database)
+    codec = Codec()
+    events = generate(9, accounts=6, events=600)
+    batches = messages(events, codec)
+    sink = EventSink(service.settings, clickhouse, database=database, codec=codec, on_written=service._notify)
+    rng = random.Random(5)
+    written = 0
+    try:
+        while written < len(batches):
+            size = rng.randint(1, 40)
+            chunk = batches[written : written + size]
+            chunk_events = events[written : written + size]
+            written += size
+            target = rng.choice(chunk_events)
+            # The batch is written on another thread at a random moment around the read's
+            # registration: before, during or after its first look.
+            delay_s = rng.choice([0.0, 0.001, 0.003, 0.01])
+            writer = threading.Timer(delay_s, sink.write, args=(chunk,))
+            started = time.monotonic()
+            writer.start()
+            reached, record = await service.reached(target.account_id, target.sequence)
+            waited_s = time.monotonic() - started
+            writer.join()
+            assert reached and record is not None and record["sequence"] >= target.sequence
+            assert waited_s < READ_WAIT_MS / 1000 / 2, "woken late: a lost wake-up"
+        assert service.reads_waited > 0, "some reads must have found the view behind"
+        assert service.reads_not_yet == 0
+        assert service.reads_waiting == 0 and not service._waiters
+    finally:
+        service.executor.shutdown(wait=True)
+
+
+async def test_a_read_ahead_of_the_view_gets_not_yet_after_the_bound(
+    clickhouse: Any, clickhouse_dsn: str, database: str
+) -> None:
+    service = service_on(clickhouse_dsn, database)
+    service.settings = Settings(
+        partitions=PARTITIONS, clickhouse_dsn=clickhouse_dsn, clickhouse_database=database, read_wait_ms_max=200
+    )
+    codec = Codec()
+    events = generate(9, accounts=2, events=5)
+    EventSink(service.settings, clickhouse, database=database, codec=codec).write(messages(events, codec))
+    try:
+        started = time.monotonic()
+        reached, record = await service.reached(events[0].account_id, 10**6)
+        assert not reached and record is not None
+        assert 0.2 <= time.monotonic() - started < 1.0
+        assert service.reads_not_yet == 1 and service.reads_waited == 1
+        reached, record = await service.reached("nobody", 1)
+        assert not reached and record is None
+    finally:
+        service.executor.shutdown(wait=True)
