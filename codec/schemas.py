@@ -19,7 +19,9 @@ from typing import Any
 from fastavro import parse_schema
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-SCHEMA_ROOT = Path(__file__).resolve().parents[1] / "schemas" / "avro"
+from schemas import AVRO_ROOT
+
+SCHEMA_ROOT = AVRO_ROOT
 RELEASED_DIR = "released"
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 NAMED_KINDS = frozenset({"record", "enum", "fixed", "error"})

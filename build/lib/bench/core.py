@@ -1,0 +1,124 @@
+"""The domain core alone, on one core: how many commands per second the state machine
+applies in-process (no Kafka, no RocksDB), and how fast events encode and decode.
+The core must never be what limits the Kafka path.
+
+    python -m bench.core [--commands 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+
+from codec import Codec
+from ledger import commands
+from ledger.shard import Shard, ShardConfig
+from ledger.state import InMemoryStore
+
+ACCOUNTS = 10_000
+
+
+def _shard() -> Shard:
+    shard = Shard(store=InMemoryStore(isolate=False), config=ShardConfig(), is_local=lambda _: True)
+    for index in range(ACCOUNTS):
+        shard.handle(
+            commands.OpenAccount(command_id=f"o{index}", dedup_id="o", account_id=f"a{index}", currency="USD"),
+            timestamp_ms=1,
+        )
+        shard.handle(
+            commands.Deposit(
+                command_id=f"s{index}", dedup_id="s", account_id=f"a{index}", amount=10**12, currency="USD"
+            ),
+            timestamp_ms=1,
+        )
+    return shard
+
+
+def _timed(label: str, count: int, run: Callable[[], None]) -> float:
+    started = time.perf_counter()
+    run()
+    elapsed = time.perf_counter() - started
+    print(f"  {label:<44} {count / elapsed:>12,.0f} /s   ({elapsed / count * 1e6:.1f} µs each)")
+    return count / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--commands", type=int, default=200_000)
+    args = parser.parse_args()
+    count = args.commands
+    print(f"domain core, one thread, {ACCOUNTS:,} accounts, in-memory store")
+    deposits = [
+        commands.Deposit(
+            command_id=f"d{i}", dedup_id=f"d{i}", account_id=f"a{i % ACCOUNTS}", amount=100, currency="USD"
+        )
+        for i in range(count)
+    ]
+    transfers = [
+        commands.Transfer(
+            command_id=f"t{i}",
+            dedup_id=f"t{i}",
+            from_account_id=f"a{i % ACCOUNTS}",
+            to_account_id=f"a{(i * 7 + 1) % ACCOUNTS}",
+            amount=1,
+            currency="USD",
+        )
+        for i in range(count)
+    ]
+    shard = _shard()
+
+    def apply(batch: Sequence[commands.Command]) -> Callable[[], None]:
+        def run() -> None:
+            handle = shard.handle
+            for index, command in enumerate(batch):
+                handle(command, timestamp_ms=2 + index)
+
+        return run
+
+    _timed("deposits applied", count, apply(deposits))
+    _timed("transfers applied (same shard)", count, apply(transfers))
+
+    codec = Codec()
+    probe = _shard()
+    events = [
+        event
+        for i in range(2000)
+        for event in probe.handle(
+            commands.Transfer(
+                command_id=f"p{i}",
+                dedup_id=f"p{i}",
+                from_account_id=f"a{i}",
+                to_account_id=f"a{i + 1}",
+                amount=1,
+                currency="USD",
+            ),
+            timestamp_ms=5,
+        ).events
+    ]
+    encoded = [codec.encode(event) for event in events]
+    size = sum(len(data) for data in encoded)
+    rounds = max(1, count // len(events))
+
+    def encode_all() -> None:
+        for _ in range(rounds):
+            for event in events:
+                codec.encode(event)
+
+    def decode_all() -> None:
+        for _ in range(rounds):
+            for data in encoded:
+                codec.decode(data)
+
+    total = rounds * len(events)
+    encode_rate = _timed(f"AccountEvent encode ({size // len(events)} bytes each)", total, encode_all)
+    decode_rate = _timed("AccountEvent decode", total, decode_all)
+    average = size / len(events)
+    print(
+        f"  Avro event throughput: encode {encode_rate * average / 1e6:.1f} MB/s, "
+        f"decode {decode_rate * average / 1e6:.1f} MB/s"
+    )
+
+
+if __name__ == "__main__":
+    main()

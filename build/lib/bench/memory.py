@@ -1,0 +1,115 @@
+"""Worker memory against the number of accounts: one worker opens (and funds) 1,000,000
+accounts; its resident set is sampled at 100,000 and at 1,000,000. The decoded-record
+cache and RocksDB's block cache are bounded, so memory should stay flat.
+
+    python -m bench.memory [--accounts 1000000] [--checkpoint 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from bench.harness import Driver
+from codec import Codec
+from deploy.local import kafka
+from ledger import commands
+from streamwallet.settings import Settings
+from streamwallet.stack import Stack
+from topologies import Topology
+from topologies.admin import ensure_topics
+
+CHUNK = 20_000
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise LookupError(pid)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--checkpoint", type=int, default=100_000)
+    args = parser.parse_args()
+    base = Settings.from_environment()
+    if "STREAMWALLET_BOOTSTRAP_SERVERS" not in os.environ:
+        kafka.start(name="dev", base_port=int(base.bootstrap_servers.rsplit(":", 1)[1]))
+    run_dir = Path(tempfile.mkdtemp(prefix="streamwallet-memory-"))
+    settings = dataclasses.replace(
+        base,
+        topic_prefix=f"mem{uuid.uuid4().hex[:6]}",
+        data_dir=run_dir / "data",
+        worker_web_port=base.worker_web_port + 2000,
+    )
+    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    stack = Stack(settings, run_dir)
+    worker = stack.worker(1).start()
+    codec = Codec()
+    try:
+        worker.wait_ready()
+        assert worker.process is not None
+        pid = worker.process.pid
+        driver = Driver(settings, codec)
+        producer = Producer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "partitioner": "murmur2_random",
+                "acks": "all",
+                "linger.ms": 5,
+                "queue.buffering.max.messages": 2_000_000,
+            }
+        )
+        samples: list[tuple[int, float]] = [(0, rss_mb(pid))]
+        started = time.monotonic()
+        opened = 0
+        while opened < args.accounts:
+            batch = [
+                commands.OpenAccount(
+                    command_id=uuid.uuid4().hex, dedup_id="open", account_id=f"m{index}", currency="USD"
+                )
+                for index in range(opened, min(args.accounts, opened + CHUNK))
+            ]
+            # Fire and forget, then wait for the last one: the worker works through the backlog.
+            for command in batch[:-1]:
+                while True:
+                    try:
+                        producer.produce(
+                            f"{settings.topic_prefix}.commands", codec.encode(command), command.account_id.encode()
+                        )
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+            producer.flush(120)
+            driver.run("tail", batch[-1:], timeout_s=600)
+            opened += len(batch)
+            if opened % args.checkpoint == 0 or opened == args.accounts:
+                samples.append((opened, rss_mb(pid)))
+                print(
+                    f"{opened:>10,} accounts  worker RSS {samples[-1][1]:7.1f} MiB  "
+                    f"({opened / (time.monotonic() - started):,.0f} opens/s)",
+                    flush=True,
+                )
+        driver.close()
+        at_checkpoint = next(mb for count, mb in samples if count == args.checkpoint)
+        final = samples[-1][1]
+        print(
+            f"\nRSS at {args.checkpoint:,} accounts: {at_checkpoint:.1f} MiB; at {args.accounts:,}: {final:.1f} MiB "
+            f"({(final / at_checkpoint - 1) * 100:+.1f}%)"
+        )
+    finally:
+        stack.stop_all()
+
+
+if __name__ == "__main__":
+    main()

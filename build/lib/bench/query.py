@@ -1,0 +1,291 @@
+"""The query side with 1,000,000 events: sink throughput into chDB, query latency over
+HTTP, read-your-writes latency, and a full rebuild from offset zero.
+
+    python -m bench.query [--events 1000000] [--accounts 10000] [--partitions 8] [--queries 2000]
+
+1. writes the events (the test suite's seeded generator: opens with a hierarchy, deposits,
+   withdrawals, holds, transfers within and across partitions, batches) straight to a
+   fresh events topic;
+2. starts the query service (its own process, a fresh chDB folder) and times its sink
+   from start until the view holds every event;
+3. times queries over HTTP, one client, sequentially: the balance, a 100-event history
+   page (random account, random cursor), the balance as of a time and as of a sequence,
+   per-currency totals and a hierarchy roll-up;
+4. times read-your-writes: one event produced, then read at once with min_seq;
+5. stops the service and times `streamwallet rebuild-views --via direct` (every view from
+   offset zero into a shadow database, then the exchange).
+
+Uses the Kafka at STREAMWALLET_BOOTSTRAP_SERVERS, or starts the local one. No ClickHouse
+server is installable on this machine (Debian's 18.16 is too old for clickhouse-connect),
+so only the embedded backend is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from bench.harness import cpu_seconds_of, peak_rss_mb_of
+from codec import Codec
+from deploy.local import kafka
+from ledger.accounts import AccountStatus
+from ledger.events import AccountEvent, EventKind
+from streamwallet.settings import Settings
+from streamwallet.stack import Stack
+from tests.unit.sinks.workload import Workload
+from topologies import Topology
+from topologies.admin import ensure_topics
+
+CATCH_UP_TIMEOUT_S = 1800.0
+PRODUCE_PROGRESS_EVERY = 100_000
+
+
+def get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+@dataclasses.dataclass
+class Loaded:
+    events: int
+    accounts: dict[str, tuple[int, int, int]]  # account -> (last sequence, first time, last time)
+    seconds: float
+
+
+def produce(settings: Settings, *, events: int, accounts: int, seed: int) -> Loaded:
+    codec = Codec()
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
+    topic = f"{settings.topic_prefix}.events"
+    seen: dict[str, tuple[int, int, int]] = {}
+    started = time.monotonic()
+    count = 0
+    for event in Workload(seed, accounts=accounts, partitions=settings.partitions, prefix="bench").events(events):
+        while True:
+            try:
+                producer.produce(topic, codec.encode(event), event.account_id.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        first = seen.get(event.account_id, (0, event.occurred_at_ms, 0))[1]
+        seen[event.account_id] = (event.sequence, first, event.occurred_at_ms)
+        count += 1
+        if count % PRODUCE_PROGRESS_EVERY == 0:
+            producer.poll(0)
+            print(f"  produced {count:,} events ({time.monotonic() - started:.0f}s)", flush=True)
+    producer.flush(120)
+    return Loaded(events=count, accounts=seen, seconds=time.monotonic() - started)
+
+
+def time_queries(label: str, count: int, make_url: Callable[[], str]) -> dict[str, Any]:
+    latencies = []
+    for _ in range(count):
+        url = make_url()
+        started = time.perf_counter()
+        status, body = get(url)
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert status == 200, (url, status, body)
+    return {
+        "query": label,
+        "runs": count,
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_ms": round(max(latencies), 2),
+    }
+
+
+def read_your_writes(settings: Settings, loaded: Loaded, runs: int, rng: random.Random) -> dict[str, Any]:
+    """Produce one more event for an account and read it at once with min_seq."""
+    codec = Codec()
+    producer = Producer(
+        {"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random", "acks": "all"}
+    )
+    latencies = []
+    for _ in range(runs):
+        account_id = rng.choice(list(loaded.accounts))
+        _, body = get(f"{settings.query_url}/accounts/{account_id}")
+        state = body["account"]
+        event = AccountEvent(
+            account_id=account_id,
+            sequence=state["sequence"] + 1,
+            kind=EventKind.DEPOSITED,
+            amount=1,
+            held_change=0,
+            currency=state["currency"],
+            balance=state["balance"] + 1,
+            held=state["held"],
+            available=state["available"] + 1,
+            pending_in=state["pending_in"],
+            pending_out=state["pending_out"],
+            lower_limit=state["lower_limit"],
+            upper_limit=state["upper_limit"],
+            status=AccountStatus(state["status"]),
+            parent_account_id=state["parent_account_id"],
+            metadata=None,
+            command_id=uuid.uuid4().hex,
+            dedup_id="ryw",
+            correlation_id=None,
+            counterparty_account_id=None,
+            code=None,
+            occurred_at_ms=state["updated_at_ms"] + 1,
+        )
+        started = time.perf_counter()
+        producer.produce(f"{settings.topic_prefix}.events", codec.encode(event), account_id.encode())
+        producer.flush(10)
+        status, body = get(f"{settings.query_url}/accounts/{account_id}?min_seq={event.sequence}")
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert status == 200 and body["account"]["sequence"] == event.sequence, body
+    return {
+        "query": "produce one event, then read it with min_seq",
+        "runs": runs,
+        "p50_ms": round(percentile(latencies, 0.50), 2),
+        "p99_ms": round(percentile(latencies, 0.99), 2),
+        "max_ms": round(max(latencies), 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--partitions", type=int, default=8)
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=20261125)
+    args = parser.parse_args()
+    base = Settings.from_environment()
+    if "STREAMWALLET_BOOTSTRAP_SERVERS" not in os.environ:
+        kafka.start(name="dev", base_port=int(base.bootstrap_servers.rsplit(":", 1)[1]))
+    run_dir = Path(tempfile.mkdtemp(prefix="streamwallet-bench-query-"))
+    settings = dataclasses.replace(
+        base,
+        topic_prefix=f"benchq{uuid.uuid4().hex[:6]}",
+        partitions=args.partitions,
+        clickhouse_dsn=f"chdb://{run_dir / 'clickhouse'}",
+        query_port=16181,
+        query_url="http://127.0.0.1:16181",
+    )
+    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=args.partitions))
+    rng = random.Random(args.seed)
+    figures: dict[str, Any] = {"events": args.events, "accounts": args.accounts, "partitions": args.partitions}
+
+    print(f"producing {args.events:,} events over {args.accounts:,} accounts ...", flush=True)
+    loaded = produce(settings, events=args.events, accounts=args.accounts, seed=args.seed)
+    figures["produced"] = {"events": loaded.events, "seconds": round(loaded.seconds, 1)}
+
+    stack = Stack(settings, run_dir)
+    query = stack.query()
+    started = time.monotonic()
+    query.start()
+    try:
+        query.wait_ready()
+        while True:
+            _, metrics = get(f"{settings.query_url}/metrics")
+            sink = metrics["sink"]
+            if sink.get("events_written", 0) >= loaded.events and sink.get("lag_events", 1) == 0:
+                break
+            if time.monotonic() - started > CATCH_UP_TIMEOUT_S:
+                raise TimeoutError(f"the sink did not catch up: {metrics}")
+            time.sleep(0.25)
+        seconds = time.monotonic() - started
+        pid = query.process.pid if query.process is not None else 0
+        figures["sink"] = {
+            "events": sink["events_written"],
+            "seconds_from_process_start": round(seconds, 1),
+            "events_per_s": round(sink["events_written"] / seconds),
+            "query_service_cpu_s": round(cpu_seconds_of([pid]), 1),
+            "query_service_peak_rss_mib": round(peak_rss_mb_of([pid]).get(pid, 0.0)),
+            "batches": sink["batches"],
+        }
+        print(f"sink: {figures['sink']}", flush=True)
+
+        accounts = list(loaded.accounts)
+        url = settings.query_url
+
+        def history_page() -> str:
+            account_id = rng.choice(accounts)
+            last = loaded.accounts[account_id][0]
+            return f"{url}/accounts/{account_id}/history?limit=100&before={rng.randint(2, last + 1)}"
+
+        def as_of_time() -> str:
+            account_id = rng.choice(accounts)
+            _, first, last = loaded.accounts[account_id]
+            return f"{url}/accounts/{account_id}/as-of?at={rng.randint(first, last)}"
+
+        def as_of_sequence() -> str:
+            account_id = rng.choice(accounts)
+            return f"{url}/accounts/{account_id}/as-of?sequence={rng.randint(1, loaded.accounts[account_id][0])}"
+
+        rollup_roots = [f"bench-{index:05d}" for index in range(6)]
+        figures["queries"] = [
+            time_queries("balance", args.queries, lambda: f"{url}/accounts/{rng.choice(accounts)}"),
+            time_queries("history page, 100 events", args.queries, history_page),
+            time_queries("balance as of a time", args.queries, as_of_time),
+            time_queries("balance as of a sequence", args.queries, as_of_sequence),
+            time_queries(
+                "daily turnover of an account",
+                args.queries // 10,
+                lambda: f"{url}/accounts/{rng.choice(accounts)}/turnover",
+            ),
+            time_queries("hierarchy roll-up", 50, lambda: f"{url}/accounts/{rng.choice(rollup_roots)}/rollup"),
+            time_queries("per-currency totals (all events)", 10, lambda: f"{url}/totals"),
+            read_your_writes(settings, loaded, 200, rng),
+        ]
+        for row in figures["queries"]:
+            print(f"  {row}", flush=True)
+    finally:
+        stack.stop_all()
+
+    print("rebuilding every view from offset zero (streamwallet rebuild-views --via direct) ...", flush=True)
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "streamwallet.cli", "rebuild-views", "--via", "direct"],
+        env={**os.environ, **settings.environment()},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    seconds = time.monotonic() - started
+    lines = result.stdout.strip().splitlines()
+    figures["rebuild"] = {
+        "exit": result.returncode,
+        "seconds_with_process_start": round(seconds, 1),
+        "events_per_s": round(loaded.events / seconds),
+        "last_lines": lines[-2:],
+    }
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

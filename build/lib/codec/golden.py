@@ -1,0 +1,369 @@
+"""Golden vectors: one encoded example per record type, with its Avro JSON encoding, so
+that decoders in other languages can check themselves against ours.
+
+    python -m codec.golden            check schemas/avro/golden/vectors.json is current
+    python -m codec.golden --write    rewrite it (after a deliberate schema change)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from fastavro import json_writer
+
+from codec.avro import Codec
+from codec.deadletter import DeadLetter
+from codec.schemas import SCHEMA_ROOT
+from ledger import commands, legs
+from ledger.accounts import Account, AccountStatus, Hold, HoldStatus
+from ledger.errors import ErrorCode
+from ledger.events import AccountEvent, CommandResult, EventKind, Position, ResultStatus
+from ledger.state import (
+    BatchPhase,
+    BatchState,
+    CommandIndexEntry,
+    DedupEntry,
+    ExpiryEntry,
+    OutgoingTransfer,
+    PreparedLeg,
+    PreparedStatus,
+    RetainedKey,
+    RetentionEntry,
+    ShardMeta,
+    Table,
+    TransferRecord,
+)
+
+VECTORS_PATH = SCHEMA_ROOT / "golden" / "vectors.json"
+AT_MS = 1_795_600_000_000  # 2026-11-25T...Z
+
+_POSITION = Position(account_id="alice", sequence=7, balance=12_34, available=10_00)
+_RESULT = CommandResult(
+    command_id="cmd-1",
+    dedup_id="dedup-1",
+    command_type="Transfer",
+    status=ResultStatus.ACCEPTED,
+    code=None,
+    message="",
+    reference_id="cmd-1",
+    positions=[_POSITION, Position(account_id="bob", sequence=3, balance=500, available=500)],
+    replayed=False,
+    original_command_id="cmd-1",
+    decided_at_ms=AT_MS,
+    queried=None,
+)
+_LEGS = [
+    commands.BatchLeg(account_id="alice", amount=-300, currency="USD"),
+    commands.BatchLeg(account_id="bob", amount=300, currency="USD"),
+]
+
+EXAMPLES: list[Any] = [
+    commands.OpenAccount(
+        command_id="cmd-1",
+        dedup_id="open-alice",
+        account_id="alice",
+        currency="USD",
+        lower_limit=-5_000,
+        upper_limit=1_000_000,
+        parent_account_id="family",
+        metadata={"owner": "Alice"},
+    ),
+    commands.UpdateLimits(
+        command_id="cmd-2", dedup_id="limits", account_id="alice", lower_limit=0, upper_limit=500_000
+    ),
+    commands.LockAccount(command_id="cmd-3", dedup_id="lock", account_id="alice", reason="fraud review"),
+    commands.UnlockAccount(command_id="cmd-4", dedup_id="unlock", account_id="alice", reason="cleared"),
+    commands.CloseAccount(command_id="cmd-5", dedup_id="close", account_id="alice", reason=""),
+    commands.Deposit(
+        command_id="cmd-6",
+        dedup_id="dep-1",
+        account_id="alice",
+        amount=12_34,
+        currency="USD",
+        metadata={"source": "card"},
+    ),
+    commands.Withdraw(command_id="cmd-7", dedup_id="wd-1", account_id="alice", amount=1_000, currency="JPY"),
+    commands.Transfer(
+        command_id="cmd-8",
+        dedup_id="tr-1",
+        from_account_id="alice",
+        to_account_id="bob",
+        amount=1_234,
+        currency="KWD",
+        metadata={"memo": "rent"},
+    ),
+    commands.Batch(command_id="cmd-9", dedup_id="batch-1", batch_id="batch-1", legs=_LEGS),
+    commands.PlaceHold(
+        command_id="cmd-10",
+        dedup_id="hold-1",
+        account_id="alice",
+        hold_id="auth-1",
+        amount=500,
+        currency="USD",
+        ttl_ms=600_000,
+    ),
+    commands.CaptureHold(
+        command_id="cmd-11",
+        dedup_id="cap-1",
+        account_id="alice",
+        hold_id="auth-1",
+        amount=400,
+        to_account_id="merchant",
+    ),
+    commands.VoidHold(command_id="cmd-12", dedup_id="void-1", account_id="alice", hold_id="auth-1"),
+    commands.ReverseTransfer(
+        command_id="cmd-13", dedup_id="rev-1", account_id="bob", transfer_id="cmd-8", reason="duplicate payment"
+    ),
+    commands.QueryCommand(command_id="cmd-14", account_id="alice", target_command_id="cmd-8"),
+    AccountEvent(
+        account_id="alice",
+        sequence=7,
+        kind=EventKind.TRANSFER_DEBITED,
+        amount=-1_234,
+        held_change=0,
+        currency="USD",
+        balance=12_34,
+        held=2_34,
+        available=10_00,
+        pending_in=0,
+        pending_out=1_234,
+        lower_limit=0,
+        upper_limit=2**63 - 1,
+        status=AccountStatus.ACTIVE,
+        parent_account_id="family",
+        metadata={"memo": "rent"},
+        command_id="cmd-8",
+        dedup_id="tr-1",
+        correlation_id="cmd-8",
+        counterparty_account_id="bob",
+        code=None,
+        occurred_at_ms=AT_MS,
+    ),
+    _RESULT,
+    CommandResult(
+        command_id="cmd-15",
+        dedup_id="",
+        command_type="QueryCommand",
+        status=ResultStatus.ACCEPTED,
+        code=None,
+        message="found",
+        reference_id="cmd-1",
+        positions=[],
+        replayed=False,
+        original_command_id="cmd-15",
+        decided_at_ms=AT_MS,
+        queried=_RESULT,
+    ),
+    CommandResult(
+        command_id="cmd-16",
+        dedup_id="dep-2",
+        command_type="Withdraw",
+        status=ResultStatus.REJECTED,
+        code=ErrorCode.INSUFFICIENT_FUNDS,
+        message="account alice has 10 available above its lower limit",
+        reference_id=None,
+        positions=[],
+        replayed=True,
+        original_command_id="cmd-0",
+        decided_at_ms=AT_MS,
+        queried=None,
+    ),
+    legs.CreditLeg(
+        transfer_id="cmd-8",
+        flow=legs.Flow.TRANSFER,
+        from_account_id="alice",
+        to_account_id="bob",
+        amount=1_234,
+        currency="USD",
+        command_id="cmd-8",
+        dedup_id="tr-1",
+        command_type="Transfer",
+        source_position=_POSITION,
+        reversal_of=None,
+        metadata={},
+    ),
+    legs.RefundLeg(
+        transfer_id="cmd-8",
+        flow=legs.Flow.TRANSFER,
+        from_account_id="alice",
+        to_account_id="bob",
+        amount=1_234,
+        code=ErrorCode.ACCOUNT_LOCKED,
+        message="account bob is locked",
+        decided_at_ms=AT_MS,
+    ),
+    legs.SettleLeg(
+        transfer_id="cmd-8",
+        flow=legs.Flow.CAPTURE,
+        from_account_id="alice",
+        to_account_id="bob",
+        amount=1_234,
+        result=_RESULT,
+    ),
+    legs.BatchPrepare(
+        batch_id="batch-1",
+        leg_index=0,
+        account_id="alice",
+        amount=-300,
+        currency="USD",
+        command_id="cmd-9",
+        dedup_id="batch-1",
+    ),
+    legs.BatchVote(
+        batch_id="batch-1",
+        leg_index=1,
+        account_id="bob",
+        accepted=False,
+        code=ErrorCode.LIMIT_EXCEEDED,
+        message="above the upper limit",
+    ),
+    legs.BatchDecision(
+        batch_id="batch-1",
+        leg_index=0,
+        account_id="alice",
+        commit=False,
+        command_id="cmd-9",
+        dedup_id="batch-1",
+        code=ErrorCode.LIMIT_EXCEEDED,
+    ),
+    legs.BatchAck(batch_id="batch-1", leg_index=0, account_id="alice", position=_POSITION),
+    legs.Tick(worker_id="worker-1"),
+    Account(
+        account_id="alice",
+        currency="USD",
+        status=AccountStatus.LOCKED,
+        lower_limit=-5_000,
+        upper_limit=1_000_000,
+        balance=12_34,
+        held=2_34,
+        pending_in=0,
+        pending_out=0,
+        sequence=7,
+        parent_account_id=None,
+        metadata={},
+        created_at_ms=AT_MS - 1000,
+        updated_at_ms=AT_MS,
+    ),
+    Hold(
+        account_id="alice",
+        hold_id="auth-1",
+        amount=500,
+        currency="USD",
+        status=HoldStatus.OPEN,
+        expires_at_ms=AT_MS + 600_000,
+        command_id="cmd-10",
+        created_at_ms=AT_MS,
+    ),
+    DedupEntry(
+        digest=bytes(range(16)),
+        command_id="cmd-8",
+        command_type="Transfer",
+        recorded_at_ms=AT_MS,
+        result=None,
+        waiters=["cmd-8b"],
+    ),
+    CommandIndexEntry(dedup_key="alice|tr-1"),
+    OutgoingTransfer(
+        transfer_id="cmd-8",
+        flow=legs.Flow.TRANSFER,
+        from_account_id="alice",
+        to_account_id="bob",
+        amount=1_234,
+        currency="USD",
+        command_id="cmd-8",
+        dedup_id="tr-1",
+        command_type="Transfer",
+        dedup_key="alice|tr-1",
+        hold_key=None,
+        reversal_of=None,
+    ),
+    TransferRecord(
+        transfer_id="cmd-8",
+        flow=legs.Flow.TRANSFER,
+        from_account_id="alice",
+        to_account_id="bob",
+        amount=1_234,
+        currency="USD",
+        credited_at_ms=AT_MS,
+        reversed_by=None,
+    ),
+    PreparedLeg(batch_id="batch-1", leg_index=0, account_id="alice", amount=-300, status=PreparedStatus.HELD),
+    BatchState(
+        batch_id="batch-1",
+        command_id="cmd-9",
+        dedup_id="batch-1",
+        dedup_key="batch-1|batch-1",
+        legs=_LEGS,
+        phase=BatchPhase.PREPARING,
+        voted=[True, False],
+        acked=[False, False],
+        positions=[],
+        code=None,
+        message="",
+        deadline_ms=AT_MS + 30_000,
+        created_at_ms=AT_MS,
+    ),
+    RetentionEntry(recorded_at_ms=AT_MS, keys=[RetainedKey(table=Table.DEDUP, key="alice|tr-1")]),
+    ExpiryEntry(key="alice|auth-1"),
+    ShardMeta(clock_ms=AT_MS, retention_head=3, retention_tail=9),
+    DeadLetter(
+        source_topic="streamwallet.commands",
+        source_partition=3,
+        source_offset=42,
+        key=b"alice",
+        value=b"not avro",
+        reason_code="UNDECODABLE",
+        reason="not Avro single-object encoding",
+        worker_id="worker-1",
+        failed_at_ms=AT_MS,
+    ),
+]
+
+
+def vectors(codec: Codec) -> list[dict[str, Any]]:
+    rows = []
+    for example in EXAMPLES:
+        schema = codec.schema(type(example))
+        encoded = codec.encode(example)
+        text = io.StringIO()
+        json_writer(text, schema.parsed_plain, [codec.to_record(example)])  # Avro JSON; times as plain longs
+        rows.append(
+            {
+                "type": schema.full_name,
+                "fingerprint": schema.fingerprint.hex(),
+                "avro_json": json.loads(text.getvalue()),
+                "single_object_hex": encoded.hex(),
+            }
+        )
+    return rows
+
+
+def render(codec: Codec) -> str:
+    return json.dumps(vectors(codec), indent=1, sort_keys=False) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args(argv)
+    text = render(Codec())
+    path = Path(VECTORS_PATH)
+    if args.write:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}")
+        return 0
+    if not path.exists() or path.read_text() != text:
+        print(f"{path} is out of date: run python -m codec.golden --write", file=sys.stderr)
+        return 1
+    print(f"{path} is current")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""A client of the command side: produce commands, get their results.
+
+Results are correlated by command id. The client reads every partition of the results
+topic from the end it found at start (read_committed), so each result it waits for is
+seen exactly once; results of other clients' commands are skipped. Used by the HTTP
+gateway, the demo and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from codec import Codec
+from ledger.commands import Command
+from ledger.events import CommandResult
+from streamwallet.consuming import take_available
+from streamwallet.settings import Settings
+from topologies import Topology
+
+log = logging.getLogger(__name__)
+READ_BATCH_MESSAGES = 5000
+
+
+class PendingLimitError(RuntimeError):
+    """Too many commands are waiting for results; try again later."""
+
+
+class LedgerClient:
+    def __init__(self, settings: Settings, *, codec: Codec | None = None, pending_max: int | None = None) -> None:
+        self.settings = settings
+        self.codec = codec or Codec()
+        self.topology = Topology(prefix=settings.topic_prefix, partitions=settings.partitions)
+        self.pending_max = pending_max or settings.gateway_pending_max
+        self._pending: dict[str, concurrent.futures.Future[CommandResult]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "acks": "all",
+                "enable.idempotence": True,
+                "partitioner": "murmur2_random",  # the partitioner Kafka's Java client and the workers use
+                "linger.ms": 1,
+            }
+        )
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": f"{settings.topic_prefix}.client",  # assign() only: never joins the group
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 5,
+            }
+        )
+        results = self.topology.results
+        ends = [
+            TopicPartition(
+                results.name,
+                partition,
+                self._consumer.get_watermark_offsets(TopicPartition(results.name, partition), timeout=10)[1],
+            )
+            for partition in range(results.partitions)
+        ]
+        self._consumer.assign(ends)
+        self._reader = threading.Thread(target=self._read_results, name="results-reader", daemon=True)
+        self._reader.start()
+
+    def submit(self, command: Command) -> concurrent.futures.Future[CommandResult]:
+        """Produce a command; the future resolves with its final result."""
+        future: concurrent.futures.Future[CommandResult] = concurrent.futures.Future()
+        with self._lock:
+            if len(self._pending) >= self.pending_max:
+                raise PendingLimitError(f"{self.pending_max} commands already wait for results")
+            self._pending[command.command_id] = future
+        self.produce(command)
+        return future
+
+    def produce(self, command: Command, *, on_delivery: Any = None) -> None:
+        """Produce without waiting for a result (fire and forget, or for results read elsewhere)."""
+        value = self.codec.encode(command)
+        while True:
+            try:
+                self._producer.produce(
+                    self.topology.commands.name, value, command.routing_key.encode(), on_delivery=on_delivery
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.01)
+        self._producer.poll(0)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        self._producer.flush(timeout_s)
+
+    def request(self, command: Command, timeout_s: float = 30.0) -> CommandResult:
+        future = self.submit(command)
+        self.flush(timeout_s)
+        return future.result(timeout_s)
+
+    def forget(self, command_id: str) -> None:
+        with self._lock:
+            self._pending.pop(command_id, None)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._reader.join(5)
+        self._producer.flush(10)
+        self._consumer.close()
+
+    def _read_results(self) -> None:
+        while not self._stop.is_set():
+            messages = take_available(self._consumer, READ_BATCH_MESSAGES, 0.05)
+            if not messages:
+                continue
+            resolved: list[tuple[concurrent.futures.Future[CommandResult], CommandResult]] = []
+            with self._lock:
+                for message in messages:
+                    if message.error() is not None:
+                        continue
+                    key = message.key()
+                    future = self._pending.pop(key.decode(), None) if key is not None else None
+                    if future is not None:
+                        resolved.append((future, self.codec.decode(message.value() or b"")))
+            for future, result in resolved:
+                if not future.done():
+                    future.set_result(result)
+
+
+def wait_all(futures: list[concurrent.futures.Future[CommandResult]], timeout_s: float) -> list[CommandResult]:
+    deadline = time.monotonic() + timeout_s
+    return [future.result(max(0.0, deadline - time.monotonic())) for future in futures]

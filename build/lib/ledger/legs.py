@@ -1,0 +1,153 @@
+"""Messages between shards, carried on the internal legs topic keyed by `routing_key`.
+
+Kafka transactions make each of them exactly-once: a leg is written in the same
+transaction as the state change and the consumed offset that caused it, and is read
+with read_committed, so it is delivered once if and only if its cause committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from ledger.errors import ErrorCode
+from ledger.events import CommandResult, Position
+
+
+class Flow(enum.StrEnum):
+    """The money-moving flows that can cross partitions: debit here, credit there."""
+
+    TRANSFER = "TRANSFER"
+    CAPTURE = "CAPTURE"
+    REVERSAL = "REVERSAL"
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class CreditLeg:
+    """Source -> destination: the source has debited `amount`; credit it or refuse."""
+
+    transfer_id: str
+    flow: Flow
+    from_account_id: str
+    to_account_id: str
+    amount: int
+    currency: str
+    command_id: str
+    dedup_id: str
+    command_type: str
+    source_position: Position
+    reversal_of: str | None
+    metadata: dict[str, str]
+
+    @property
+    def routing_key(self) -> str:
+        return self.to_account_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class RefundLeg:
+    """Destination -> source: the credit was refused; give the money back."""
+
+    transfer_id: str
+    flow: Flow
+    from_account_id: str
+    to_account_id: str
+    amount: int
+    code: ErrorCode
+    message: str
+    decided_at_ms: int
+
+    @property
+    def routing_key(self) -> str:
+        return self.from_account_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class SettleLeg:
+    """Destination -> source: the credit is done; `result` is the final result it emitted."""
+
+    transfer_id: str
+    flow: Flow
+    from_account_id: str
+    to_account_id: str
+    amount: int
+    result: CommandResult
+
+    @property
+    def routing_key(self) -> str:
+        return self.from_account_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class BatchPrepare:
+    """Coordinator -> participant: reserve this leg and vote."""
+
+    batch_id: str
+    leg_index: int
+    account_id: str
+    amount: int
+    currency: str
+    command_id: str
+    dedup_id: str
+
+    @property
+    def routing_key(self) -> str:
+        return self.account_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class BatchVote:
+    """Participant -> coordinator."""
+
+    batch_id: str
+    leg_index: int
+    account_id: str
+    accepted: bool
+    code: ErrorCode | None
+    message: str
+
+    @property
+    def routing_key(self) -> str:
+        return self.batch_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class BatchDecision:
+    """Coordinator -> participant: apply (commit) or release (abort) the reserved leg."""
+
+    batch_id: str
+    leg_index: int
+    account_id: str
+    commit: bool
+    command_id: str
+    dedup_id: str
+    code: ErrorCode | None
+
+    @property
+    def routing_key(self) -> str:
+        return self.account_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class BatchAck:
+    """Participant -> coordinator: the decision is applied; the account as it left it."""
+
+    batch_id: str
+    leg_index: int
+    account_id: str
+    position: Position | None
+
+    @property
+    def routing_key(self) -> str:
+        return self.batch_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class Tick:
+    """Moves a partition's clock forward when no other message does (hold expiry,
+    batch timeouts, dedup retention). Written by the partition's own worker."""
+
+    worker_id: str
+
+
+Leg = CreditLeg | RefundLeg | SettleLeg | BatchPrepare | BatchVote | BatchDecision | BatchAck

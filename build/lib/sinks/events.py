@@ -1,0 +1,461 @@
+"""The events sink: AccountEvents from Kafka into ClickHouse, idempotently.
+
+Commit order, written down once (`EventSink.write`):
+
+    1. consume a bounded batch (read_committed: aborted transactions never show)
+    2. insert its events, then the newest state of each account it touched, then the
+       hierarchy edges it revealed        (tables keyed by what a row describes)
+    3. tell the readers waiting for these accounts (read-your-writes): it is visible now
+    4. flush the dead letters of events that could not be decoded
+    5. insert the next offset per partition into sink_progress
+    6. commit the offsets to Kafka
+
+The view's position lives in ClickHouse (step 5), next to what it describes: at start the
+sink assigns itself every partition at the offsets sink_progress holds, or from the
+beginning. So a crash at any step only repeats a batch whose rows collapse onto the ones
+already written (ReplacingMergeTree, read with FINAL), and a store that was wiped or
+rebuilt resumes exactly where its own data ends, whatever Kafka's group offsets say. The
+Kafka commit (step 6) is for the operators' tools (consumer-group lag), never read back.
+
+Backpressure: at most `sink_batch_events` events per batch and SINK_PREFETCH_KBYTES of
+prefetched messages; the next batch is consumed only after the previous one is written,
+so batches grow with the load (a lone event is written within SINK_LINGER_MS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+
+from codec import Codec, DecodeError, DecodeErrorCode
+from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
+from ledger.events import AccountEvent
+from sinks import views
+from streamwallet.settings import Settings
+from topologies import Topology
+
+log = logging.getLogger(__name__)
+
+# The AccountEvent fields in table order; the sink adds the Kafka position.
+EVENT_FIELDS = [
+    "account_id",
+    "sequence",
+    "kind",
+    "amount",
+    "held_change",
+    "currency",
+    "balance",
+    "held",
+    "available",
+    "pending_in",
+    "pending_out",
+    "lower_limit",
+    "upper_limit",
+    "status",
+    "parent_account_id",
+    "metadata",
+    "command_id",
+    "dedup_id",
+    "correlation_id",
+    "counterparty_account_id",
+    "code",
+    "occurred_at_ms",
+]
+EVENT_COLUMNS = [*EVENT_FIELDS[:-1], "occurred_at", "kafka_partition", "kafka_offset"]
+LATEST_COLUMNS = [
+    "account_id",
+    "sequence",
+    "currency",
+    "status",
+    "balance",
+    "held",
+    "available",
+    "pending_in",
+    "pending_out",
+    "lower_limit",
+    "upper_limit",
+    "parent_account_id",
+    "updated_at",
+]
+_LATEST_INDEXES = [EVENT_COLUMNS.index(name if name != "updated_at" else "occurred_at") for name in LATEST_COLUMNS]
+_ACCOUNT, _SEQUENCE, _PARENT = (EVENT_COLUMNS.index(name) for name in ("account_id", "sequence", "parent_account_id"))
+_OCCURRED_AT = EVENT_COLUMNS.index("occurred_at")
+_METADATA = EVENT_FIELDS.index("metadata")
+
+LAG_REFRESH_S = 0.5  # how often the lag and the consistent cut are refreshed
+SINK_LINGER_MS = 2  # after a batch's first message, how long more may join it (writing takes longer)
+SINK_PREFETCH_KBYTES = 32 * 1024  # librdkafka's queue of prefetched messages, at most
+CUTS_PENDING_MAX = 16  # last-stable-offset snapshots waiting for the sink to pass them
+METADATA_TIMEOUT_S = 10.0
+DEAD_LETTER_FLUSH_TIMEOUT_S = 30.0
+
+
+class MessageLike(Protocol):
+    """The part of confluent_kafka.Message the sink reads (tests pass their own)."""
+
+    def error(self) -> Any: ...
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+
+
+class EventDecoder:
+    """AccountEvent bytes -> a table row, from the plain Avro record (Codec.decode_record):
+    the sink copies fields and needs no domain object, which matters when a rebuild
+    replays the whole topic. Bad bytes raise DecodeError, as Codec.decode does."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+
+    def row(self, data: bytes, partition: int, offset: int) -> list[Any]:
+        record = self.codec.decode_record(data, expected=(AccountEvent,))
+        row = [record[name] for name in EVENT_FIELDS]
+        if row[_METADATA] is None:  # Map columns are not Nullable
+            row[_METADATA] = {}
+        row.append(partition)
+        row.append(offset)
+        return row
+
+
+def event_row(event: AccountEvent, partition: int, offset: int) -> list[Any]:
+    return [
+        event.account_id,
+        event.sequence,
+        event.kind.value,
+        event.amount,
+        event.held_change,
+        event.currency,
+        event.balance,
+        event.held,
+        event.available,
+        event.pending_in,
+        event.pending_out,
+        event.lower_limit,
+        event.upper_limit,
+        event.status.value,
+        event.parent_account_id,
+        event.metadata or {},
+        event.command_id,
+        event.dedup_id,
+        event.correlation_id,
+        event.counterparty_account_id,
+        None if event.code is None else event.code.value,
+        event.occurred_at_ms,
+        partition,
+        offset,
+    ]
+
+
+@dataclasses.dataclass(slots=True)
+class SinkMetrics:
+    events_written: int = 0
+    batches: int = 0
+    dead_letters: int = 0
+    last_batch_events: int = 0
+    last_batch_seconds: float = 0.0
+    events_per_second: float = 0.0  # over the last LAG_REFRESH_S
+    positions: dict[int, int] = dataclasses.field(default_factory=dict)  # partition -> next offset to write
+    lag: dict[int, int] = dataclasses.field(default_factory=dict)  # partition -> offsets below the stable end
+    lag_events: int = 0  # the sum of `lag`: what the view is behind the topic
+    newest_event_age_ms: int | None = None  # wall clock minus the newest written event's time
+    caught_up: bool = False  # the lag reached zero once since start
+    cut: dict[int, int] | None = None  # the newest consistent cut the view has passed (see views)
+    cut_taken_at_ms: int | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class Written:
+    """What one batch changed, for read-your-writes: account -> its newest sequence."""
+
+    newest: dict[str, int]
+    events: int
+
+
+class EventSink:
+    def __init__(
+        self,
+        settings: Settings,
+        client: Any,
+        *,
+        database: str | None = None,
+        codec: Codec | None = None,
+        on_written: Callable[[Written], None] = lambda written: None,
+        commit_offsets: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.database = database or settings.clickhouse_database
+        self.codec = codec or Codec()
+        self.decoder = EventDecoder(self.codec)
+        self.on_written = on_written
+        self.commit_offsets = commit_offsets
+        self.topology = Topology(prefix=settings.topic_prefix, partitions=settings.partitions)
+        self.topic = self.topology.events.name
+        self.metrics = SinkMetrics()
+        self._cuts: list[tuple[dict[int, int], int]] = []
+        self._rate_mark = (time.monotonic(), 0)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        until: Mapping[int, int] | None = None,
+        report: Callable[[SinkMetrics], None] | None = None,
+    ) -> None:
+        """Write batches until `stop` is set, or until every partition has reached `until`
+        (a rebuild or a catch-up); `report` is called after every lag refresh."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.settings.bootstrap_servers,
+                "group.id": f"{self.settings.topic_prefix}.sink",  # assign() only: commits, never joins
+                "client.id": f"{self.settings.worker_id}-sink",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": False,
+                "fetch.wait.max.ms": 20,
+                "queued.max.messages.kbytes": SINK_PREFETCH_KBYTES,
+            }
+        )
+        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
+        dead_letters = Producer(
+            {"bootstrap.servers": self.settings.bootstrap_servers, "acks": "all", "enable.idempotence": True}
+        )
+        try:
+            partitions = self._partitions(consumer)
+            stored = views.progress(self.client, self.database)
+            self.metrics.positions = {partition: stored.get(partition, 0) for partition in partitions}
+            consumer.assign(
+                [
+                    TopicPartition(self.topic, partition, stored.get(partition, OFFSET_BEGINNING))
+                    for partition in partitions
+                ]
+            )
+            log.info("events sink starts at %s", self.metrics.positions)
+            next_refresh = 0.0
+            while not stop.is_set():
+                messages = self._next_batch(consumer)
+                if messages:
+                    self.write(messages, dead_letters=dead_letters, consumer=consumer)
+                else:
+                    self._advance_past_markers(consumer)
+                if until is not None and self._reached(until, consumer):
+                    self._advance_past_markers(consumer)
+                    break
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + LAG_REFRESH_S
+                    self._refresh_lag(admin, partitions)
+                    if report is not None:
+                        report(self.metrics)
+            self._refresh_lag(admin, partitions)
+            if report is not None:
+                report(self.metrics)
+        finally:
+            consumer.close()
+            dead_letters.flush(DEAD_LETTER_FLUSH_TIMEOUT_S)
+
+    def _next_batch(self, consumer: Consumer) -> list[Any]:
+        """Up to sink_batch_events messages: wait (up to sink_flush_interval_ms) for the first
+        one, then take what else arrives within SINK_LINGER_MS. A lone write is in the view
+        a few milliseconds after it commits; under load the batches fill up at once."""
+        first = consumer.poll(self.settings.sink_flush_interval_ms / 1000)
+        if first is None:
+            return []
+        if self.settings.sink_batch_events <= 1:
+            return [first]
+        return [first, *consumer.consume(self.settings.sink_batch_events - 1, timeout=SINK_LINGER_MS / 1000)]
+
+    def _partitions(self, consumer: Consumer) -> list[int]:
+        metadata = consumer.list_topics(self.topic, timeout=METADATA_TIMEOUT_S)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None or not topic.partitions:
+            raise RuntimeError(f"the events topic {self.topic} does not exist (run `streamwallet topics create`)")
+        return sorted(topic.partitions)
+
+    # -- one batch ----------------------------------------------------------------------------
+
+    def write(
+        self,
+        messages: Iterable[MessageLike],
+        *,
+        dead_letters: Producer | None = None,
+        consumer: Consumer | None = None,
+    ) -> Written:
+        """Steps 2-6 of the commit order for one consumed batch."""
+        started = time.monotonic()
+        rows: list[list[Any]] = []
+        newest_row: dict[str, list[Any]] = {}
+        next_offsets: dict[int, int] = {}
+        letters = 0
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(error)
+            partition, offset = message.partition(), message.offset()
+            assert partition is not None and offset is not None
+            next_offsets[partition] = offset + 1
+            try:
+                row = self.decoder.row(message.value() or b"", partition, offset)
+            except DecodeError as decode_error:
+                self._dead_letter(dead_letters, message, decode_error)
+                letters += 1
+                continue
+            rows.append(row)
+            known = newest_row.get(row[_ACCOUNT])
+            if known is None or row[_SEQUENCE] > known[_SEQUENCE]:
+                newest_row[row[_ACCOUNT]] = row
+        table = f"{self.database}."
+        if rows:
+            self.client.insert(
+                table + "account_events",
+                list(zip(*rows, strict=True)),
+                column_names=EVENT_COLUMNS,
+                column_oriented=True,
+            )
+            latest = [[row[index] for index in _LATEST_INDEXES] for row in newest_row.values()]
+            self.client.insert(
+                table + "account_latest",
+                list(zip(*latest, strict=True)),
+                column_names=LATEST_COLUMNS,
+                column_oriented=True,
+            )
+            edges = [[row[_PARENT], row[_ACCOUNT]] for row in newest_row.values() if row[_PARENT] is not None]
+            if edges:
+                self.client.insert(table + "account_tree", edges, column_names=["parent_account_id", "account_id"])
+        written = Written(newest={account: row[_SEQUENCE] for account, row in newest_row.items()}, events=len(rows))
+        self.on_written(written)
+        if letters and dead_letters is not None:
+            remaining = dead_letters.flush(DEAD_LETTER_FLUSH_TIMEOUT_S)
+            if remaining:
+                raise RuntimeError(f"{remaining} dead letters not acknowledged: the batch is not done")
+        self._store_progress(next_offsets)
+        if consumer is not None and self.commit_offsets and next_offsets:
+            consumer.commit(
+                offsets=[TopicPartition(self.topic, partition, offset) for partition, offset in next_offsets.items()],
+                asynchronous=True,
+            )
+        metrics = self.metrics
+        metrics.events_written += len(rows)
+        metrics.dead_letters += letters
+        metrics.batches += 1
+        metrics.last_batch_events = len(rows)
+        metrics.last_batch_seconds = time.monotonic() - started
+        if rows:
+            newest_ms = max(row[_OCCURRED_AT] for row in newest_row.values())
+            metrics.newest_event_age_ms = max(0, int(time.time() * 1000) - newest_ms)
+        return written
+
+    def _store_progress(self, next_offsets: Mapping[int, int]) -> None:
+        if not next_offsets:
+            return
+        now_ms = int(time.time() * 1000)
+        self.client.insert(
+            f"{self.database}.sink_progress",
+            [[partition, offset, now_ms] for partition, offset in next_offsets.items()],
+            column_names=["partition", "next_offset", "written_at"],
+        )
+        for partition, offset in next_offsets.items():
+            self.metrics.positions[partition] = max(self.metrics.positions.get(partition, 0), offset)
+
+    def _advance_past_markers(self, consumer: Consumer) -> None:
+        """A transaction's commit or abort marker takes an offset but is no message: when
+        the consumer has skipped markers (or aborted records) past what was written, the
+        view has still read everything below its position. Recorded only while idle, when
+        every returned message is written."""
+        moved = {}
+        for position in consumer.position(consumer.assignment()):
+            if position.offset > self.metrics.positions.get(position.partition, 0):
+                moved[position.partition] = position.offset
+        self._store_progress(moved)
+
+    def _reached(self, until: Mapping[int, int], consumer: Consumer) -> bool:
+        positions = {
+            position.partition: max(position.offset, self.metrics.positions.get(position.partition, 0))
+            for position in consumer.position(consumer.assignment())
+        }
+        return all(positions.get(partition, 0) >= end for partition, end in until.items())
+
+    # -- lag and the consistent cut -------------------------------------------------------------
+
+    def _refresh_lag(self, admin: AdminClient, partitions: list[int]) -> None:
+        now = time.monotonic()
+        marked_at, marked_events = self._rate_mark
+        if now > marked_at:
+            self.metrics.events_per_second = (self.metrics.events_written - marked_events) / (now - marked_at)
+        self._rate_mark = (now, self.metrics.events_written)
+        try:
+            ends = stable_ends(admin, self.topic, partitions)
+        except KafkaException as error:
+            log.warning("could not read the events topic's end offsets: %s", error)
+            return
+        taken_at_ms = int(time.time() * 1000)
+        positions = self.metrics.positions
+        self.metrics.lag = {partition: max(0, end - positions.get(partition, 0)) for partition, end in ends.items()}
+        self.metrics.lag_events = sum(self.metrics.lag.values())
+        if self.metrics.lag_events == 0:
+            self.metrics.caught_up = True
+        self._cuts.append((ends, taken_at_ms))
+        del self._cuts[:-CUTS_PENDING_MAX]
+        passed = [(cut, at) for cut, at in self._cuts if all(positions.get(p, 0) >= end for p, end in cut.items())]
+        if passed:
+            self.metrics.cut, self.metrics.cut_taken_at_ms = passed[-1]
+            self._cuts = [(cut, at) for cut, at in self._cuts if at > passed[-1][1]]
+
+    # -- dead letters -----------------------------------------------------------------------
+
+    def _dead_letter(self, producer: Producer | None, message: MessageLike, error: DecodeError) -> None:
+        value = message.value()
+        letter = DeadLetter(
+            source_topic=message.topic() or "",
+            source_partition=message.partition() or 0,
+            source_offset=message.offset() or 0,
+            key=message.key(),
+            value=None if value is None else value[:DEAD_LETTER_VALUE_BYTES_MAX],
+            reason_code=error.code.value if isinstance(error.code, DecodeErrorCode) else str(error.code),
+            reason=f"sink: {error.reason}",
+            worker_id=f"{self.settings.worker_id}-sink",
+            failed_at_ms=int(time.time() * 1000),
+        )
+        log.warning(
+            "event at %s/%s@%s cannot be decoded: %s",
+            letter.source_topic,
+            letter.source_partition,
+            letter.source_offset,
+            error,
+        )
+        if producer is not None:
+            producer.produce(self.topology.deadletter.name, self.codec.encode(letter), key=message.key())
+
+
+def stable_ends(admin: AdminClient, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """The last stable offset of each partition (what read_committed readers can reach),
+    asked in one request per leader: a consistent cut of everything committed before it."""
+    requested = {TopicPartition(topic, partition): OffsetSpec.latest() for partition in partitions}  # type: ignore[no-untyped-call]
+    futures = admin.list_offsets(
+        requested, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=METADATA_TIMEOUT_S
+    )
+    return {
+        partition.partition: future.result(timeout=METADATA_TIMEOUT_S).offset for partition, future in futures.items()
+    }

@@ -1,0 +1,1 @@
+"""streamwallet: the process entry points (CLI), settings and the local stack."""

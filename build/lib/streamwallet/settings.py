@@ -1,0 +1,105 @@
+"""All configuration, in one typed object read from the environment.
+
+Every field can be set by an environment variable named STREAMWALLET_<FIELD> in upper
+case (STREAMWALLET_PARTITIONS=16). Defaults run everything locally on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+
+from ledger.limits import BATCH_TIMEOUT_MS_DEFAULT, DEDUP_ENTRIES_MAX_DEFAULT, DEDUP_RETENTION_MS_DEFAULT
+
+ENVIRONMENT_PREFIX = "STREAMWALLET_"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = "streamwallet"
+    partitions: int = 8
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+
+    # Ledger workers
+    worker_id: str = dataclasses.field(default_factory=socket.gethostname)
+    data_dir: Path = PROJECT_ROOT / ".run" / "data"
+    max_batch_messages: int = 2000  # consumed per transaction at most
+    poll_timeout_ms: int = 20  # how long an idle worker waits for input before committing what it has
+    # A worker killed mid-transaction blocks the partition's next owner until the broker aborts
+    # its transaction: this bounds fail-over. Transactions normally last milliseconds.
+    transaction_timeout_ms: int = 3_000
+    # How long before the group notices a dead worker (brokers refuse less than their
+    # group.min.session.timeout.ms, 6 s by default; 3 s gives a ~4 s takeover, see README).
+    session_timeout_ms: int = 6_000
+    heartbeat_interval_ms: int = 1_000
+    static_membership: bool = True  # a restarted worker takes back its partitions without a rebalance
+    tick_interval_ms: int = 1_000  # time advances at least this often on an idle partition
+    account_cache_entries: int = 100_000  # decoded records kept in memory per worker
+    retention_ms: int = DEDUP_RETENTION_MS_DEFAULT
+    retained_entries_max: int = DEDUP_ENTRIES_MAX_DEFAULT
+    batch_timeout_ms: int = BATCH_TIMEOUT_MS_DEFAULT
+    message_bytes_max: int = 1024 * 1024  # larger commands go to the dead-letter topic
+    worker_web_host: str = "127.0.0.1"  # health, readiness and metrics of a worker (Faust web)
+    worker_web_port: int = 6066
+
+    # Query side: "chdb:///<folder>" (embedded, the default) or "http://host:8123" (a server)
+    clickhouse_dsn: str = f"chdb://{PROJECT_ROOT / '.run' / 'clickhouse'}"
+    clickhouse_database: str = "streamwallet"
+    sink_batch_events: int = 20_000
+    sink_flush_interval_ms: int = 200
+    query_host: str = "127.0.0.1"  # where the query service listens
+    query_port: int = 8081
+    query_url: str = "http://127.0.0.1:8081"  # where clients (the gateway) reach it
+    read_wait_ms_max: int = 5_000  # how long a read with min_seq waits for the view
+
+    # HTTP gateway
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_result_timeout_ms: int = 10_000
+    gateway_pending_max: int = 10_000  # commands awaiting their result at once
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None, **overrides: typing.Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, typing.Any] = {}
+        for field in dataclasses.fields(cls):
+            name = ENVIRONMENT_PREFIX + field.name.upper()
+            if name in environ:
+                values[field.name] = _parse(hints[field.name], environ[name], name)
+        values.update(overrides)
+        return cls(**values)
+
+    def environment(self) -> dict[str, str]:
+        """These settings as environment variables, for child processes."""
+        return {
+            ENVIRONMENT_PREFIX + field.name.upper(): str(getattr(self, field.name))
+            for field in dataclasses.fields(self)
+        }
+
+
+def _parse(hint: typing.Any, text: str, name: str) -> typing.Any:
+    try:
+        if hint is bool:
+            if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(text)
+            return text.lower() in ("1", "true", "yes")
+        if hint is int:
+            return int(text)
+        if hint is Path:
+            return Path(text)
+        return text
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a valid {getattr(hint, '__name__', hint)}") from None
