@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 
@@ -35,6 +38,12 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise LookupError(pid)
+
+
+def worker_metrics(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        metrics: dict[str, Any] = json.loads(response.read())
+        return metrics
 
 
 def main() -> None:
@@ -95,9 +104,11 @@ def main() -> None:
             opened += len(batch)
             if opened % args.checkpoint == 0 or opened == args.accounts:
                 samples.append((opened, rss_mb(pid)))
+                rocksdb = worker_metrics(worker.settings.worker_web_port)["rocksdb"]
                 print(
                     f"{opened:>10,} accounts  worker RSS {samples[-1][1]:7.1f} MiB  "
-                    f"({opened / (time.monotonic() - started):,.0f} opens/s)",
+                    f"({opened / (time.monotonic() - started):,.0f} opens/s)  RocksDB: "
+                    + ", ".join(f"{name} {value / 2**20:.1f} MiB" for name, value in rocksdb.items()),
                     flush=True,
                 )
         driver.close()

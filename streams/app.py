@@ -110,7 +110,8 @@ def create_app(settings: Settings | None = None, *, decider: DeciderFactory | No
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.json({"worker_id": settings.worker_id, **dataclasses.asdict(processor.metrics)})
+        rocksdb = processor.local.memory_bytes() if processor.running else {}
+        return web.json({"worker_id": settings.worker_id, **dataclasses.asdict(processor.metrics), "rocksdb": rocksdb})
 
     @app.page("/accounts/{account_id}")
     async def account(web: Any, request: Any, account_id: str) -> Any:

@@ -207,6 +207,10 @@ class LedgerProcessor:
     # -- lifecycle --------------------------------------------------------------------------
 
     @property
+    def running(self) -> bool:
+        return self._local is not None
+
+    @property
     def local(self) -> LocalState:
         assert self._local is not None, "the processor is not running"
         return self._local
