@@ -62,10 +62,20 @@ class Scale:
     open_loop_seconds: float
     warmup_commands: int
     baseline_records: int
+    settle_seconds: float  # between runs: the legs of the last flows land, RocksDB flushes
 
 
-FULL = Scale(accounts=2000, peak_commands=30_000, open_loop_seconds=6, warmup_commands=3000, baseline_records=60_000)
-QUICK = Scale(accounts=64, peak_commands=600, open_loop_seconds=1, warmup_commands=100, baseline_records=1000)
+FULL = Scale(
+    accounts=2000,
+    peak_commands=30_000,
+    open_loop_seconds=6,
+    warmup_commands=3000,
+    baseline_records=60_000,
+    settle_seconds=3.0,
+)
+QUICK = Scale(
+    accounts=64, peak_commands=600, open_loop_seconds=1, warmup_commands=100, baseline_records=1000, settle_seconds=0.2
+)
 
 
 # -- workloads -----------------------------------------------------------------------------------
@@ -161,10 +171,12 @@ def measure_workers(
             ],
         )
         driver.run("warm-up", scenario_commands(scenario, accounts, ids, rng, scale.warmup_commands))
+        time.sleep(scale.settle_seconds)
         pids = [process.process.pid for process in processes if process.process is not None]
         cpu_before = cpu_seconds_of(pids)
         peak = driver.run(f"{name} peak", scenario_commands(scenario, accounts, ids, rng, scale.peak_commands))
         cpu = cpu_seconds_of(pids) - cpu_before
+        time.sleep(scale.settle_seconds)  # settles and refunds of the last flows land before the next run
         rates = sorted({round(peak.throughput * fraction) for fraction in LOAD_FRACTIONS} | {FIXED_RATE_PER_S})
         open_loop = []
         for rate in rates:
