@@ -14,25 +14,7 @@ from ledger.currencies import CURRENCY_EXPONENTS
 from ledger.events import CommandResult
 from ledger.money import MoneyError, format_amount, parse_amount
 
-COMMAND_TYPES: dict[str, type] = {
-    cls.__name__: cls
-    for cls in (
-        commands.OpenAccount,
-        commands.UpdateLimits,
-        commands.LockAccount,
-        commands.UnlockAccount,
-        commands.CloseAccount,
-        commands.Deposit,
-        commands.Withdraw,
-        commands.Transfer,
-        commands.Batch,
-        commands.PlaceHold,
-        commands.CaptureHold,
-        commands.VoidHold,
-        commands.ReverseTransfer,
-        commands.QueryCommand,
-    )
-}
+COMMAND_TYPES: dict[str, type] = {cls.__name__: cls for cls in commands.COMMAND_TYPES}
 MONEY_FIELDS = frozenset({"amount", "lower_limit", "upper_limit"})
 
 

@@ -251,6 +251,24 @@ MutatingCommand = (
 )
 Command = MutatingCommand | QueryCommand
 
+# Every command type, in the order of the API's documentation.
+COMMAND_TYPES: tuple[type[Command], ...] = (
+    OpenAccount,
+    UpdateLimits,
+    LockAccount,
+    UnlockAccount,
+    CloseAccount,
+    Deposit,
+    Withdraw,
+    Transfer,
+    Batch,
+    PlaceHold,
+    CaptureHold,
+    VoidHold,
+    ReverseTransfer,
+    QueryCommand,
+)
+
 
 def _malformed(message: str) -> Rejection:
     return Rejection(ErrorCode.MALFORMED, message)

@@ -151,3 +151,6 @@ class Tick:
 
 
 Leg = CreditLeg | RefundLeg | SettleLeg | BatchPrepare | BatchVote | BatchDecision | BatchAck
+
+# Every message the legs topic carries.
+LEG_TYPES: tuple[type, ...] = (CreditLeg, RefundLeg, SettleLeg, BatchPrepare, BatchVote, BatchDecision, BatchAck, Tick)

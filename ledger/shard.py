@@ -628,19 +628,7 @@ def _move(decision: _Decision, source: Account, move: _Move) -> CommandResult | 
         if rejection is not None:
             return decision.result(command, rejection=rejection)
         assert destination is not None
-        source.balance -= move.amount
-        source.held += move.held_change
-        decision.emit(
-            source,
-            move.debit_kind,
-            amount=-move.amount,
-            held_change=move.held_change,
-            command_id=command.command_id,
-            dedup_id=command.dedup_id,
-            correlation_id=move.transfer_id,
-            counterparty_account_id=move.to_account_id,
-            metadata=move.metadata,
-        )
+        _debit_source(decision, source, move, in_flight=False)
         destination.balance += move.amount
         decision.emit(
             destination,
@@ -664,20 +652,7 @@ def _move(decision: _Decision, source: Account, move: _Move) -> CommandResult | 
         return decision.result(
             command, positions=[position(source), position(destination)], reference_id=move.transfer_id
         )
-    source.balance -= move.amount
-    source.held += move.held_change
-    source.pending_out += move.amount
-    decision.emit(
-        source,
-        move.debit_kind,
-        amount=-move.amount,
-        held_change=move.held_change,
-        command_id=command.command_id,
-        dedup_id=command.dedup_id,
-        correlation_id=move.transfer_id,
-        counterparty_account_id=move.to_account_id,
-        metadata=move.metadata,
-    )
+    _debit_source(decision, source, move, in_flight=True)
     decision.store.put(
         Table.OUTGOING,
         move.transfer_id,
@@ -713,6 +688,25 @@ def _move(decision: _Decision, source: Account, move: _Move) -> CommandResult | 
         )
     )
     return None
+
+
+def _debit_source(decision: _Decision, source: Account, move: _Move, *, in_flight: bool) -> None:
+    """The source's side of a move; in flight, the money shows as pending_out until settled."""
+    source.balance -= move.amount
+    source.held += move.held_change
+    if in_flight:
+        source.pending_out += move.amount
+    decision.emit(
+        source,
+        move.debit_kind,
+        amount=-move.amount,
+        held_change=move.held_change,
+        command_id=move.command.command_id,
+        dedup_id=move.command.dedup_id,
+        correlation_id=move.transfer_id,
+        counterparty_account_id=move.to_account_id,
+        metadata=move.metadata,
+    )
 
 
 def _record_credited_transfer(

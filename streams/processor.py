@@ -41,8 +41,9 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 
 from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
-from ledger import commands, legs
+from ledger import legs
 from ledger.accounts import Account
+from ledger.commands import COMMAND_TYPES
 from ledger.errors import InvariantViolation
 from ledger.shard import Outcome, Shard, ShardConfig
 from ledger.state import Table
@@ -52,33 +53,6 @@ from streamwallet.settings import Settings
 from topologies import Topology, partition_for
 
 log = logging.getLogger(__name__)
-
-COMMAND_TYPES: tuple[type, ...] = (
-    commands.OpenAccount,
-    commands.UpdateLimits,
-    commands.LockAccount,
-    commands.UnlockAccount,
-    commands.CloseAccount,
-    commands.Deposit,
-    commands.Withdraw,
-    commands.Transfer,
-    commands.Batch,
-    commands.PlaceHold,
-    commands.CaptureHold,
-    commands.VoidHold,
-    commands.ReverseTransfer,
-    commands.QueryCommand,
-)
-LEG_TYPES: tuple[type, ...] = (
-    legs.CreditLeg,
-    legs.RefundLeg,
-    legs.SettleLeg,
-    legs.BatchPrepare,
-    legs.BatchVote,
-    legs.BatchDecision,
-    legs.BatchAck,
-    legs.Tick,
-)
 
 ADMIN_TIMEOUT_S = 10.0
 CHECKPOINT_INTERVAL_S = 10.0
@@ -354,7 +328,7 @@ class LedgerProcessor:
                 raise DecodeError(
                     DecodeErrorCode.TOO_LARGE, f"{len(value)} bytes; at most {self.settings.message_bytes_max} accepted"
                 )
-            decoded = self.codec.decode(value, expected=COMMAND_TYPES if is_command else LEG_TYPES)
+            decoded = self.codec.decode(value, expected=COMMAND_TYPES if is_command else legs.LEG_TYPES)
         except DecodeError as error:
             self._dead_letter(message, error)
             return

@@ -1,1 +1,0 @@
-"""Benchmarks: they print figures; tests never assert timings."""

@@ -1,1 +1,0 @@
-"""streamwallet: the process entry points (CLI), settings and the local stack."""

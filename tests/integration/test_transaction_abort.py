@@ -1,0 +1,104 @@
+"""An abortable transaction error mid-stream (as a rebalance or a broker hiccup causes):
+the transaction is aborted, the staged state dropped, the consumer rewound, and the batch
+decided again, so every command still gets exactly one result and no change is lost or
+applied twice."""
+
+from __future__ import annotations
+
+import collections
+import random
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from codec import Codec
+from ledger import commands
+from streams.processor import LedgerProcessor
+from streamwallet.settings import Settings
+from tests.integration.test_end_to_end import wait_for_results
+from tests.model import SingleAccountModel
+from tests.support import outcome, read_decoded
+
+pytestmark = pytest.mark.kafka
+
+FAILING_COMMITS = (3, 7, 8)  # the 3rd, 7th and 8th commits fail (two in a row, too)
+
+
+class FailingCommits:
+    """The worker's real transactional producer, whose chosen commits fail as abortable
+    errors (the transaction is really open: the processor's abort really aborts it)."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self.commits = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    def commit_transaction(self, *args: Any) -> None:
+        self.commits += 1
+        if self.commits in FAILING_COMMITS:
+            raise KafkaException(KafkaError(KafkaError._STATE, "injected", txn_requires_abort=True))
+        self._producer.commit_transaction(*args)
+
+
+def test_aborted_transactions_are_decided_again_and_nothing_is_lost_or_doubled(settings: Settings) -> None:
+    codec = Codec()
+    processor = LedgerProcessor(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,))
+    thread.start()
+    try:
+        assert processor.ready.wait(60)
+        failing = FailingCommits(processor._producer)
+        processor._producer = failing  # between transactions: the loop is idle, waiting for input
+        rng = random.Random(3)
+        run = uuid.uuid4().hex[:6]
+        accounts = [f"ab-{run}-{index}" for index in range(20)]
+        workload: list[commands.Command] = [
+            commands.OpenAccount(command_id=f"{run}-o{index}", dedup_id="o", account_id=account, currency="USD")
+            for index, account in enumerate(accounts)
+        ]
+        for index in range(1500):
+            kind = commands.Deposit if rng.random() < 0.6 else commands.Withdraw
+            workload.append(
+                kind(
+                    command_id=f"{run}-{index}",
+                    dedup_id=f"d{index}",
+                    account_id=rng.choice(accounts),
+                    amount=rng.randint(1, 100),
+                    currency="USD",
+                )
+            )
+        model = SingleAccountModel()
+        expected = {command.command_id: model.apply(command) for command in workload}
+        producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
+        for index, command in enumerate(workload):
+            producer.produce(f"{settings.topic_prefix}.commands", codec.encode(command), command.routing_key.encode())
+            if index % 100 == 0:
+                producer.flush(10)
+                time.sleep(0.05)  # spread the stream over many transactions
+        producer.flush(10)
+        results = wait_for_results(settings, codec, set(expected))
+        # librdkafka may add aborts of its own: after an abort purges produced messages, the
+        # next transaction can meet OUT_OF_ORDER_SEQUENCE_NUMBER, abortable too, and the loop
+        # aborts and decides again.
+        assert processor.metrics.aborts >= len(FAILING_COMMITS)
+    finally:
+        stop.set()
+        thread.join(30)
+    counts = collections.Counter(result.command_id for result in results)
+    assert [command_id for command_id in expected if counts[command_id] != 1] == []
+    by_id = {result.command_id: result for result in results}
+    assert [c for c, want in expected.items() if (want.status, want.code, want.replayed) != outcome(by_id[c])] == []
+    events = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.events", codec)
+    per_account: dict[str, list[int]] = collections.defaultdict(list)
+    for event in events:
+        per_account[event.account_id].append(event.sequence)
+    assert all(sequences == list(range(1, len(sequences) + 1)) for sequences in per_account.values())
+    latest = {event.account_id: event.balance for event in events}
+    assert latest == model.balance
