@@ -15,6 +15,7 @@ a broker before anything else is installed.
 from __future__ import annotations
 
 import argparse
+import base64
 import dataclasses
 import os
 import shutil
@@ -190,7 +191,12 @@ def _java_command(lib_dir: Path, node: Node, main_class: str, *args: str, heap_m
     ]
 
 
-def _format_storage(lib_dir: Path, cluster: Cluster, cluster_id: str) -> None:
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def format_storage(lib_dir: Path, cluster: Cluster, cluster_id: str) -> None:
     for node in cluster.nodes:
         if (node.data_dir / "log" / "meta.properties").exists():
             continue
@@ -202,8 +208,8 @@ def _format_storage(lib_dir: Path, cluster: Cluster, cluster_id: str) -> None:
                 "kafka.tools.StorageTool",
                 "format",
                 "--ignore-formatted",
-                "-t",
-                cluster_id,
+                # "=" keeps an id that starts with "-" (1 in 64 of them) from reading as an option.
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(node.data_dir / "server.properties"),
                 heap_mb=256,
@@ -226,14 +232,11 @@ def start(*, name: str = "dev", brokers: int = 1, base_port: int = 9092, version
     cluster.root.mkdir(parents=True, exist_ok=True)
     cluster_id_file = cluster.root / "cluster.id"
     if not cluster_id_file.exists():
-        # KRaft cluster ids are 16 random bytes in URL-safe base64 without padding.
-        import base64
-
-        cluster_id_file.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        cluster_id_file.write_text(new_cluster_id())
     for node in cluster.nodes:
         node.data_dir.mkdir(parents=True, exist_ok=True)
         (node.data_dir / "server.properties").write_text(server_properties(cluster, node))
-    _format_storage(lib_dir, cluster, cluster_id_file.read_text().strip())
+    format_storage(lib_dir, cluster, cluster_id_file.read_text().strip())
     heap_mb = HEAP_PER_BROKER_MB[brokers]
     for node in cluster.nodes:
         if _read_pid(node) is not None:
