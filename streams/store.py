@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rdict, WriteBatch
 
 from codec import Codec
 from ledger.state import Table
@@ -28,8 +28,9 @@ _DELETED = object()
 _STATE = b"s"
 _CHECKPOINT = b"c"
 # RocksDB's memory: a small block cache (the decoded-record cache in front of it holds the
-# hot accounts), at most two memtables; index and filter blocks stay outside the cache
-# (inside a small one they evict each other and every read goes to disk).
+# hot accounts) and at most two memtables. Index and filters are partitioned and live in
+# that cache with only their small top level pinned, so they do not grow with the number
+# of accounts (outside the cache they took ~0.7 MiB per 100,000 accounts).
 BLOCK_CACHE_BYTES = 8 * 1024 * 1024
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 WRITE_BUFFERS_MAX = 2
@@ -64,6 +65,11 @@ class LocalState:
         table_options = BlockBasedOptions()
         table_options.set_block_cache(Cache(BLOCK_CACHE_BYTES))
         table_options.set_bloom_filter(BLOOM_BITS_PER_KEY, False)
+        table_options.set_index_type(BlockBasedIndexType.two_level_index_search())
+        table_options.set_partition_filters(True)
+        table_options.set_cache_index_and_filter_blocks(True)
+        table_options.set_pin_top_level_index_and_filter(True)
+        table_options.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table_options)
         self.db = Rdict(str(path), options=options)
         self.codec = codec
