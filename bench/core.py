@@ -8,6 +8,7 @@ The core must never be what limits the Kafka path.
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections.abc import Callable, Sequence
 
@@ -15,6 +16,7 @@ from codec import Codec
 from ledger import commands
 from ledger.shard import Shard, ShardConfig
 from ledger.state import InMemoryStore
+from streams.processor import GC_THRESHOLDS
 
 ACCOUNTS = 10_000
 
@@ -48,7 +50,7 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=200_000)
     args = parser.parse_args()
     count = args.commands
-    print(f"domain core, one thread, {ACCOUNTS:,} accounts, in-memory store")
+    print(f"domain core, one thread, {ACCOUNTS:,} accounts, in-memory store, the worker's GC settings")
     deposits = [
         commands.Deposit(
             command_id=f"d{i}", dedup_id=f"d{i}", account_id=f"a{i % ACCOUNTS}", amount=100, currency="USD"
@@ -67,6 +69,10 @@ def main() -> None:
         for i in range(count)
     ]
     shard = _shard()
+    # The worker's garbage-collector settings (without them, full collections over the
+    # growing dedup memory take a third of the time here, as they once did in the worker).
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
     def apply(batch: Sequence[commands.Command]) -> Callable[[], None]:
         def run() -> None:
