@@ -370,21 +370,26 @@ def table(measured: list[Measured], baselines: dict[str, Run]) -> str:
     return "\n".join(lines)
 
 
-def plot(measured: list[Measured], path: Path) -> None:
+def plot(measured: list[dict[str, Any]], path: Path) -> None:
+    """Latency percentiles against offered load, drawn from the report's "measured" list:
+    one colour per workload, solid for one worker, dashed for two."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    names = list(dict.fromkeys(item["name"] for item in measured))
+    colours = {name: plt.get_cmap("tab10")(index % 10) for index, name in enumerate(names)}
     figure, axes = plt.subplots(1, 2, figsize=(13, 5))
     for item in measured:
-        rates = [rate for rate, _ in item.open_loop]
-        for axis, fraction, style in ((axes[0], 0.5, "-o"), (axes[1], 0.99, "-s")):
+        rates = [run["offered_per_s"] for run in item["open_loop"]]
+        for axis, percentile in ((axes[0], "p50_ms"), (axes[1], "p99_ms")):
             axis.plot(
                 rates,
-                [run.percentile(fraction) for _, run in item.open_loop],
-                style,
-                label=f"{item.name} ({item.workers}w)",
+                [run[percentile] for run in item["open_loop"]],
+                "-o" if item["workers"] == 1 else "--s",
+                color=colours[item["name"]],
+                label=f"{item['name']} ({item['workers']}w)",
             )
     for axis, title in zip(axes, ("p50", "p99"), strict=True):
         axis.set_xlabel("offered load (commands/s)")
@@ -490,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label:<60} {ratio:>6.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    report = {
+    report: dict[str, Any] = {
         "configuration": configuration(base, args),
         "baselines": {name: run.summary() for name, run in baselines.items()},
         "measured": [item.summary() for item in measured],
@@ -499,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path = args.out / f"ledger-{stamp}.json"
     json_path.write_text(json.dumps(report, indent=1))
     png_path = args.out / f"ledger-{stamp}.png"
-    plot(measured, png_path)
+    plot(report["measured"], png_path)
     print(f"\nwrote {json_path} and {png_path}")
     return 0
 
