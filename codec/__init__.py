@@ -7,5 +7,6 @@ codec.decode(data)              # -> Deposit(...), or raises DecodeError
 """
 
 from codec.avro import Codec, DecodeError, DecodeErrorCode
+from codec.writer import EncodeError
 
-__all__ = ["Codec", "DecodeError", "DecodeErrorCode"]
+__all__ = ["Codec", "DecodeError", "DecodeErrorCode", "EncodeError"]

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import schemaless_reader
 
 from codec.registry import RECORD_TYPES
 from codec.schemas import SCHEMA_ROOT, LoadedSchema, load_all
+from codec.writer import EncodeError, Writer, WriterBuilder
 
 MAGIC = b"\xc3\x01"
 HEADER_LENGTH = 10
@@ -52,6 +53,8 @@ class _RecordCodec:
     schema: LoadedSchema
     to_record: Converter
     from_record: Converter
+    header: bytes  # MAGIC + the fingerprint of the current schema
+    write: Writer
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,10 +68,19 @@ class Codec:
     def __init__(self, root: Path = SCHEMA_ROOT) -> None:
         current, every = load_all(root)
         self._by_class: dict[type, _RecordCodec] = {}
+        writers = WriterBuilder()
         for name, cls in RECORD_TYPES.items():
             assert name in current, f"no schema for {name}"
             to_record, from_record = _converters(cls)
-            self._by_class[cls] = _RecordCodec(cls, current[name], to_record, from_record)
+            schema = current[name]
+            self._by_class[cls] = _RecordCodec(
+                cls,
+                schema,
+                to_record,
+                from_record,
+                header=MAGIC + schema.fingerprint,
+                write=writers.record_writer(cls, schema.parsed_plain),
+            )
         by_name = {codec.schema.full_name: codec for codec in self._by_class.values()}
         self._by_fingerprint: dict[bytes, _Reader] = {}
         for loaded in every:
@@ -89,13 +101,14 @@ class Codec:
     # -- encoding -------------------------------------------------------------------------
 
     def encode(self, value: Any) -> bytes:
-        record = self._by_class[type(value)]
-        buffer = io.BytesIO()
-        buffer.write(MAGIC)
-        buffer.write(record.schema.fingerprint)
-        # The plain schema writes the same bytes (logical types only change Python values).
-        schemaless_writer(buffer, record.schema.parsed_plain, record.to_record(value))
-        return buffer.getvalue()
+        """A domain object to single-object encoded Avro; EncodeError if a value does not
+        fit its schema (a long past 64 bits, a wrong type)."""
+        record = self._by_class.get(type(value))
+        if record is None:
+            raise EncodeError(f"{type(value).__name__} is not an Avro record type")
+        out = bytearray(record.header)
+        record.write(out, value)
+        return bytes(out)
 
     def to_record(self, value: Any) -> dict[str, Any]:
         """The Avro record (a dict) a value is written as."""

@@ -21,7 +21,32 @@ from ledger.events import CommandResult
 
 CODEC = Codec()
 LONG = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+INT = st.integers(min_value=-(2**31), max_value=2**31 - 1)
 TEXT = st.text(max_size=12)
+
+
+def _avro_int_fields() -> set[tuple[str, str]]:
+    """(record name, field name) of the fields that are Avro ints (32 bits), not longs."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(schema: Any) -> None:
+        if isinstance(schema, list):
+            for branch in schema:
+                walk(branch)
+        elif isinstance(schema, dict):
+            for field in schema.get("fields", []):
+                if field["type"] == "int":
+                    found.add((schema["name"].rsplit(".", 1)[-1], field["name"]))
+                walk(field["type"])
+            for key in ("items", "values"):
+                walk(schema.get(key))
+
+    for cls in RECORD_TYPES.values():
+        walk(CODEC.schema(cls).parsed_plain)
+    return found
+
+
+AVRO_INT_FIELDS = _avro_int_fields()
 
 
 def strategy_for(hint: Any, depth: int = 0) -> st.SearchStrategy[Any]:
@@ -48,7 +73,13 @@ def strategy_for(hint: Any, depth: int = 0) -> st.SearchStrategy[Any]:
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
         return st.builds(
-            hint, **{field.name: strategy_for(hints[field.name], depth + 1) for field in dataclasses.fields(hint)}
+            hint,
+            **{
+                field.name: INT
+                if (hint.__name__, field.name) in AVRO_INT_FIELDS
+                else strategy_for(hints[field.name], depth + 1)
+                for field in dataclasses.fields(hint)
+            },
         )
     raise TypeError(hint)
 

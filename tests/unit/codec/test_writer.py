@@ -1,0 +1,102 @@
+"""The generated Avro writers against fastavro's: the same bytes for every record type,
+and values a schema cannot carry refused."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from fastavro import schemaless_writer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from codec import EncodeError
+from codec.avro import MAGIC
+from codec.writer import zigzag_varint
+from ledger import commands, legs
+from ledger.events import CommandResult, Position, ResultStatus
+from tests.unit.codec.test_codec import CODEC, RECORD_CLASSES, strategy_for
+
+
+def fastavro_encoding(value: object) -> bytes:
+    schema = CODEC.schema(type(value))
+    buffer = io.BytesIO()
+    buffer.write(MAGIC + schema.fingerprint)
+    schemaless_writer(buffer, schema.parsed_plain, CODEC.to_record(value))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("cls", RECORD_CLASSES, ids=[cls.__name__ for cls in RECORD_CLASSES])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(data=st.data())
+def test_the_same_bytes_as_fastavro(cls: type, data: st.DataObject) -> None:
+    value = data.draw(strategy_for(cls))
+    assert CODEC.encode(value) == fastavro_encoding(value)
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_zigzag_varint_is_avros_long(value: int) -> None:
+    deposit = commands.Deposit(command_id="c", dedup_id="d", account_id="a", amount=value, currency="USD")
+    assert CODEC.encode(deposit) == fastavro_encoding(deposit)
+    assert zigzag_varint(value) in fastavro_encoding(deposit)
+
+
+def deposit(**changes: object) -> commands.Deposit:
+    fields: dict[str, object] = {"command_id": "c", "dedup_id": "d", "account_id": "a", "amount": 1, "currency": "USD"}
+    return commands.Deposit(**(fields | changes))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (deposit(amount=2**63), "outside the range"),
+        (deposit(amount=-(2**63) - 1), "outside the range"),
+        (deposit(amount=True), "expected an integer"),
+        (deposit(amount="1"), "expected an integer"),
+        (deposit(amount=1.0), "expected an integer"),
+        (deposit(account_id=b"a"), "expected a string"),
+        (deposit(metadata={"k": 1}), "expected a string"),
+        (deposit(metadata=[("k", "v")]), "expected a dict"),
+        (legs.BatchAck(batch_id="b", leg_index=2**31, account_id="a", position=None), "outside the range"),
+        (
+            CommandResult(
+                command_id="c",
+                dedup_id="d",
+                command_type="Deposit",
+                status="MAYBE",  # type: ignore[arg-type]
+                code=None,
+                message="",
+                reference_id=None,
+                positions=[],
+                replayed=False,
+                original_command_id="c",
+                decided_at_ms=0,
+                queried=None,
+            ),
+            "is not a ResultStatus",
+        ),
+        (Position(account_id="a", sequence=1, balance=1, available=1), "not an Avro record type"),
+    ],
+)
+def test_values_the_schema_cannot_carry_are_refused(value: object, reason: str) -> None:
+    with pytest.raises(EncodeError, match=reason):
+        CODEC.encode(value)
+
+
+def test_a_nested_record_of_the_wrong_type_is_refused() -> None:
+    result = CommandResult(
+        command_id="c",
+        dedup_id="d",
+        command_type="Deposit",
+        status=ResultStatus.ACCEPTED,
+        code=None,
+        message="",
+        reference_id=None,
+        positions=["not a position"],  # type: ignore[list-item]
+        replayed=False,
+        original_command_id="c",
+        decided_at_ms=0,
+        queried=None,
+    )
+    with pytest.raises(EncodeError, match="expected a Position"):
+        CODEC.encode(result)
