@@ -3,6 +3,7 @@ and values a schema cannot carry refused."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -12,9 +13,10 @@ from hypothesis import strategies as st
 
 from codec import EncodeError
 from codec.avro import MAGIC
+from codec.golden import EXAMPLES
 from codec.writer import zigzag_varint
 from ledger import commands, legs
-from ledger.events import CommandResult, Position, ResultStatus
+from ledger.events import CommandResult, Position
 from tests.unit.codec.test_codec import CODEC, RECORD_CLASSES, strategy_for
 
 
@@ -41,6 +43,9 @@ def test_zigzag_varint_is_avros_long(value: int) -> None:
     assert zigzag_varint(value) in fastavro_encoding(deposit)
 
 
+RESULT = next(example for example in EXAMPLES if type(example) is CommandResult)
+
+
 def deposit(**changes: object) -> commands.Deposit:
     fields: dict[str, object] = {"command_id": "c", "dedup_id": "d", "account_id": "a", "amount": 1, "currency": "USD"}
     return commands.Deposit(**(fields | changes))  # type: ignore[arg-type]
@@ -58,23 +63,7 @@ def deposit(**changes: object) -> commands.Deposit:
         (deposit(metadata={"k": 1}), "expected a string"),
         (deposit(metadata=[("k", "v")]), "expected a dict"),
         (legs.BatchAck(batch_id="b", leg_index=2**31, account_id="a", position=None), "outside the range"),
-        (
-            CommandResult(
-                command_id="c",
-                dedup_id="d",
-                command_type="Deposit",
-                status="MAYBE",  # type: ignore[arg-type]
-                code=None,
-                message="",
-                reference_id=None,
-                positions=[],
-                replayed=False,
-                original_command_id="c",
-                decided_at_ms=0,
-                queried=None,
-            ),
-            "is not a ResultStatus",
-        ),
+        (dataclasses.replace(RESULT, status="MAYBE"), "is not a ResultStatus"),  # type: ignore[arg-type]
         (Position(account_id="a", sequence=1, balance=1, available=1), "not an Avro record type"),
     ],
 )
@@ -84,19 +73,5 @@ def test_values_the_schema_cannot_carry_are_refused(value: object, reason: str) 
 
 
 def test_a_nested_record_of_the_wrong_type_is_refused() -> None:
-    result = CommandResult(
-        command_id="c",
-        dedup_id="d",
-        command_type="Deposit",
-        status=ResultStatus.ACCEPTED,
-        code=None,
-        message="",
-        reference_id=None,
-        positions=["not a position"],  # type: ignore[list-item]
-        replayed=False,
-        original_command_id="c",
-        decided_at_ms=0,
-        queried=None,
-    )
     with pytest.raises(EncodeError, match="expected a Position"):
-        CODEC.encode(result)
+        CODEC.encode(dataclasses.replace(RESULT, positions=["not a position"]))  # type: ignore[list-item]
