@@ -77,21 +77,7 @@ EVENT_FIELDS = [
     "occurred_at_ms",
 ]
 EVENT_COLUMNS = [*EVENT_FIELDS[:-1], "occurred_at", "kafka_partition", "kafka_offset"]
-LATEST_COLUMNS = [
-    "account_id",
-    "sequence",
-    "currency",
-    "status",
-    "balance",
-    "held",
-    "available",
-    "pending_in",
-    "pending_out",
-    "lower_limit",
-    "upper_limit",
-    "parent_account_id",
-    "updated_at",
-]
+LATEST_COLUMNS = [*views.STATE_COLUMNS, "updated_at"]  # account_latest: an account after its newest event
 _LATEST_INDEXES = [EVENT_COLUMNS.index(name if name != "updated_at" else "occurred_at") for name in LATEST_COLUMNS]
 _ACCOUNT, _SEQUENCE, _PARENT = (EVENT_COLUMNS.index(name) for name in ("account_id", "sequence", "parent_account_id"))
 _OCCURRED_AT = EVENT_COLUMNS.index("occurred_at")
