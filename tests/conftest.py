@@ -16,7 +16,9 @@ from streamwallet.settings import Settings
 from topologies import Topology
 from topologies.admin import ensure_topics
 
-TEST_KAFKA_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA_PORT", "39092"))
+# Below Linux's ephemeral range (32768-60999): a client socket can hold any port in that
+# range for a while, and a broker that cannot bind its port dies at start-up.
+TEST_KAFKA_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA_PORT", "29092"))
 
 
 def free_port() -> int:

@@ -175,6 +175,18 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _port_free(port: int) -> bool:
+    """Whether a server could bind the port now: binding as the JVM does (SO_REUSEADDR) also
+    fails on a port that a client connection holds, which merely connecting would miss."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _java_command(lib_dir: Path, node: Node, main_class: str, *args: str, heap_mb: int) -> list[str]:
     return [
         os.environ.get("JAVA", "java"),
@@ -226,8 +238,13 @@ def start(*, name: str = "dev", brokers: int = 1, base_port: int = 9092, version
         wait_ready(cluster)
         return cluster
     for node in cluster.nodes:
-        if _read_pid(node) is None and _port_open(node.broker_port):
-            raise RuntimeError(f"port {node.broker_port} is taken by another process; choose another base port")
+        if _read_pid(node) is not None:
+            continue
+        for port in (node.broker_port, node.controller_port):
+            if not _port_free(port):
+                raise RuntimeError(
+                    f"port {port} on 127.0.0.1 is in use (by a server or a client socket); choose another base port"
+                )
     lib_dir = kafka_lib_dir(version)
     cluster.root.mkdir(parents=True, exist_ok=True)
     cluster_id_file = cluster.root / "cluster.id"
@@ -280,8 +297,14 @@ def wait_ready(cluster: Cluster, timeout_s: float = START_TIMEOUT_S) -> None:
 def _raise_if_exited(cluster: Cluster) -> None:
     for node in cluster.nodes:
         if node.pid_file.exists() and _read_pid(node) is None:
-            log_tail = (node.data_dir / "stdout.log").read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"broker {node.node_id} exited during start-up:\n{log_tail}")
+            # The broker logs to server.log (deploy/local/log4j2.properties); the JVM's own
+            # complaints, if any, are in stdout.log.
+            tails = [
+                f"--- {path.name}\n" + path.read_text(errors="replace")[-3000:]
+                for path in (node.data_dir / "stdout.log", node.data_dir / "server.log")
+                if path.exists()
+            ]
+            raise RuntimeError(f"broker {node.node_id} exited during start-up:\n" + "\n".join(tails))
 
 
 def stop(*, name: str = "dev", wipe: bool = False) -> None:

@@ -15,7 +15,7 @@ from deploy.local import kafka
 
 pytestmark = pytest.mark.kafka
 
-BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_PORT", "39300"))
+BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_PORT", "29300"))  # below the ephemeral range, see conftest
 
 
 def test_three_broker_cluster_replicates_and_survives_one_broker() -> None:
