@@ -172,7 +172,7 @@ class LedgerProcessor:
         self._deadletter_topic = self.topology.deadletter.name
         self._consumer: Any = None
         self._producer: Any = None
-        self._admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+        self._admin: Any = None
         self._changelog_topic_id = ""
         self._restore_consumer: Any = None
         self._next_checkpoint_s = 0.0
@@ -193,13 +193,24 @@ class LedgerProcessor:
         # The loop allocates many short-lived objects and keeps a large, long-lived cache:
         # collect the young generations rarely and the old one almost never (reference
         # counting frees nearly everything; full collections over the cache are p99 pauses).
+        # Undone on return: a processor run inside another program (the tests) leaves its
+        # collector as it found it, and what was frozen can be collected again.
+        thresholds = gc.get_threshold()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
+        try:
+            self._run(stop)
+        finally:
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
+
+    def _run(self, stop: threading.Event) -> None:
         self._local = LocalState(
             self.settings.data_dir / "ledger" / self.settings.worker_id,
             self.codec,
             cache_entries=max(1000, self.settings.account_cache_entries // self.settings.partitions),
         )
+        self._admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
         self._changelog_topic_id = self._topic_id(self._changelog_topic)
         self._producer = Producer(self._producer_config())
         # Fences an earlier incarnation of this worker and aborts its open transaction.
