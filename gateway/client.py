@@ -9,6 +9,7 @@ gateway, the demo and the benchmarks.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from codec import Codec
 from ledger.commands import Command
 from ledger.events import CommandResult
-from streamwallet.consuming import take_available
+from streamwallet.consuming import retry_transient, take_available
 from streamwallet.settings import Settings
 from topologies import Topology
 
@@ -59,17 +60,21 @@ class LedgerClient:
             }
         )
         results = self.topology.results
+        # Results are read from the ends as they are now, fixed before any command is sent
+        # (OFFSET_END would be resolved later, and a quick result could fall before it).
         ends = [
-            TopicPartition(
-                results.name,
-                partition,
-                self._consumer.get_watermark_offsets(TopicPartition(results.name, partition), timeout=10)[1],
-            )
+            TopicPartition(results.name, partition, retry_transient(functools.partial(self._end, partition)))
             for partition in range(results.partitions)
         ]
         self._consumer.assign(ends)
         self._reader = threading.Thread(target=self._read_results, name="results-reader", daemon=True)
         self._reader.start()
+
+    def _end(self, partition: int) -> int:
+        low_high: tuple[int, int] = self._consumer.get_watermark_offsets(
+            TopicPartition(self.topology.results.name, partition), timeout=10
+        )
+        return low_high[1]
 
     def submit(self, command: Command) -> concurrent.futures.Future[CommandResult]:
         """Produce a command; the future resolves with its final result."""

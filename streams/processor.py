@@ -48,7 +48,7 @@ from ledger.errors import InvariantViolation
 from ledger.shard import Outcome, Shard, ShardConfig
 from ledger.state import Table
 from streams.store import LocalState, PartitionStore, changelog_key, partition_prefix
-from streamwallet.consuming import take_available
+from streamwallet.consuming import retry_transient, take_available
 from streamwallet.settings import Settings
 from topologies import Topology, partition_for
 
@@ -62,24 +62,6 @@ RESTORE_BATCH_MESSAGES = 10_000
 CHECKPOINT_AGE_MAX_MS = 12 * 3600 * 1000
 TRANSACTION_RETRIES_MAX = 10
 GC_THRESHOLDS = (50_000, 50, 1_000)
-ADMIN_RETRIES_MAX = 50
-ADMIN_RETRY_BACKOFF_S = 0.1
-_RETRIABLE_ADMIN_ERRORS = frozenset(
-    {
-        KafkaError.NOT_LEADER_FOR_PARTITION,
-        KafkaError.LEADER_NOT_AVAILABLE,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError.REQUEST_TIMED_OUT,
-        KafkaError._TIMED_OUT,
-        KafkaError._TRANSPORT,
-    }
-)
-
-
-def _retriable(error: KafkaError) -> bool:
-    return bool(error.retriable()) or error.code() in _RETRIABLE_ADMIN_ERRORS
-
-
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
 
 
@@ -543,17 +525,12 @@ class LedgerProcessor:
         """End offsets of changelog partitions (the high watermark, or the last stable offset
         for READ_COMMITTED), retrying while leadership settles (new topics, broker restarts)."""
         requested = {KafkaPartition(self._changelog_topic, partition): _LATEST for partition in partitions}
-        for attempt in range(ADMIN_RETRIES_MAX):
-            try:
-                futures = self._admin.list_offsets(
-                    requested, isolation_level=isolation, request_timeout=ADMIN_TIMEOUT_S
-                )
-                return {tp.partition: future.result().offset for tp, future in futures.items()}
-            except KafkaException as exception:
-                if attempt == ADMIN_RETRIES_MAX - 1 or not _retriable(exception.args[0]):
-                    raise
-                time.sleep(ADMIN_RETRY_BACKOFF_S)
-        raise AssertionError("unreachable")
+
+        def list_offsets() -> dict[int, int]:
+            futures = self._admin.list_offsets(requested, isolation_level=isolation, request_timeout=ADMIN_TIMEOUT_S)
+            return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+        return retry_transient(list_offsets)
 
     # -- client configuration -----------------------------------------------------------------
 

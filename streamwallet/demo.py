@@ -65,25 +65,28 @@ def run_demo(settings: Settings, *, seed: int = 7) -> bool:
                     command_id=command_id(),
                     dedup_id=f"seed-{account}",
                     account_id=account,
-                    amount=random.randint(10_000, 100_000),
+                    amount=random.randint(100_000, 1_000_000),
                     currency=code,
                 )
             )
         for index in range(2000):
             pool = usd if random.random() < 0.7 else eur
             source, target = random.sample(pool, 2)
-            roll = random.random()
+            amount = random.randint(1, 5_000)
+            roll = random.random()  # a few of each rejection, on purpose
             if roll < 0.02:
                 target = source  # SAME_ACCOUNT
             elif roll < 0.04:
                 target = random.choice(eur if pool is usd else usd)  # CURRENCY_MISMATCH
+            elif roll < 0.06:
+                amount = 100_000_000  # INSUFFICIENT_FUNDS
             send(
                 commands.Transfer(
                     command_id=command_id(),
                     dedup_id=f"transfer-{index}",
                     from_account_id=source,
                     to_account_id=target,
-                    amount=random.randint(1, 20_000),
+                    amount=amount,
                     currency=currency[source],
                 )
             )
