@@ -32,35 +32,35 @@ class EncodeError(ValueError):
     """A value that the schema cannot carry."""
 
 
-def zigzag_varint(value: int) -> bytes:
-    """Avro's variable-length zig-zag encoding of an int or long."""
+def _append_varint(out: bytearray, value: int) -> None:
+    """Avro's variable-length zig-zag encoding of an int or long, appended to `out`."""
     number = (value << 1) ^ (value >> 63)
-    out = bytearray()
     while number > 0x7F:
         out.append((number & 0x7F) | 0x80)
         number >>= 7
     out.append(number)
+
+
+def zigzag_varint(value: int) -> bytes:
+    out = bytearray()
+    _append_varint(out, value)
     return bytes(out)
 
 
 # Most lengths and many longs are small: their encodings are looked up, not computed.
-_SMALL = tuple(zigzag_varint(value) for value in range(-64, 8192))
-_SMALL_OFFSET = 64
+_SMALL_LOW, _SMALL_HIGH = -64, 8192
+_SMALL = tuple(zigzag_varint(value) for value in range(_SMALL_LOW, _SMALL_HIGH))
 
 
 def write_long(out: bytearray, value: int, low: int = LONG_MIN, high: int = LONG_MAX) -> None:
     if type(value) is not int:  # bool is an int to Python, not to Avro
         raise EncodeError(f"expected an integer, got {type(value).__name__}")
-    if -64 <= value < 8192:
-        out += _SMALL[value + _SMALL_OFFSET]
+    if _SMALL_LOW <= value < _SMALL_HIGH:
+        out += _SMALL[value - _SMALL_LOW]
         return
     if not low <= value <= high:
         raise EncodeError(f"{value} is outside the range {low}..{high}")
-    number = (value << 1) ^ (value >> 63)
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
+    _append_varint(out, value)
 
 
 def write_int(out: bytearray, value: int) -> None:
@@ -207,10 +207,10 @@ class WriterBuilder:
             return _PRIMITIVES[kind]
         if kind == "record":
             return self.record_writer(hint, schema)
-        self._named.setdefault(schema.get("name", ""), schema)
-        if kind == "enum":
-            return _EnumWriter(hint, schema["symbols"])
-        if kind == "fixed":
+        if kind in ("enum", "fixed"):
+            self._named.setdefault(schema["name"], schema)  # later uses name it
+            if kind == "enum":
+                return _EnumWriter(hint, schema["symbols"])
             return _fixed_writer(schema["size"])
         if kind == "array":
             return _array_writer(self._writer(typing.get_args(hint)[0], schema["items"]))
@@ -243,8 +243,8 @@ def _inline(writer: Writer, name: str, indent: str, namespace: dict[str, Any]) -
     if writer is write_long or writer is write_int:
         namespace[f"w_{name}"] = writer
         return [
-            f"{indent}if type(v) is int and -64 <= v < 8192:",
-            f"{indent}    out += SMALL[v + 64]",
+            f"{indent}if type(v) is int and {_SMALL_LOW} <= v < {_SMALL_HIGH}:",
+            f"{indent}    out += SMALL[v - {_SMALL_LOW}]",
             f"{indent}else:",
             f"{indent}    w_{name}(out, v)",
         ]
@@ -254,8 +254,8 @@ def _inline(writer: Writer, name: str, indent: str, namespace: dict[str, Any]) -
             f"{indent}if type(v) is not str:",
             f"{indent}    raise EncodeError(f'{name}: expected a string, got {{type(v).__name__}}')",
             f"{indent}v = v.encode()",
-            f"{indent}if len(v) < 8192:",
-            f"{indent}    out += SMALL[len(v) + 64]",
+            f"{indent}if len(v) < {_SMALL_HIGH}:",
+            f"{indent}    out += SMALL[len(v) - {_SMALL_LOW}]",
             f"{indent}else:",
             f"{indent}    write_long(out, len(v))",
             f"{indent}out += v",
