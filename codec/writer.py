@@ -266,9 +266,10 @@ def _inline(writer: Writer, name: str, indent: str, namespace: dict[str, Any]) -
         namespace[f"w_{name}"] = writer
         return [
             f"{indent}d = e_{name}.get(v) if type(v) is e_type_{name} else None",
-            f"{indent}if d is None:",
-            f"{indent}    w_{name}(out, v)",  # raises the readable error
-            f"{indent}out += d",
+            f"{indent}if d is None:",  # the symbol as text, or not a member: the writer decides
+            f"{indent}    w_{name}(out, v)",
+            f"{indent}else:",
+            f"{indent}    out += d",
         ]
     if isinstance(writer, _OptionalWriter):
         namespace[f"null_{name}"] = writer.null_branch

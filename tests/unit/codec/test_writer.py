@@ -75,3 +75,9 @@ def test_values_the_schema_cannot_carry_are_refused(value: object, reason: str) 
 def test_a_nested_record_of_the_wrong_type_is_refused() -> None:
     with pytest.raises(EncodeError, match="expected a Position"):
         CODEC.encode(dataclasses.replace(RESULT, positions=["not a position"]))  # type: ignore[list-item]
+
+
+def test_a_str_enum_field_given_its_symbol_as_plain_text_writes_the_member() -> None:
+    as_text = dataclasses.replace(RESULT, status=str(RESULT.status.value))  # type: ignore[arg-type]
+    assert type(as_text.status) is str
+    assert CODEC.encode(as_text) == CODEC.encode(RESULT)
