@@ -20,7 +20,22 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from codec import Codec
 from ledger.commands import Command
 from streamwallet.consuming import take_available
+from streamwallet.producing import produce_when_room
 from streamwallet.settings import Settings
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """The exact percentile of the samples (nan without samples)."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
+
+
+def latency_summary(samples: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50_ms": round(percentile(samples, 0.50), 2),
+        "p99_ms": round(percentile(samples, 0.99), 2),
+        "max_ms": round(max(samples), 2),
+    }
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,10 +51,7 @@ class Run:
         return self.commands / self.seconds if self.seconds else 0.0
 
     def percentile(self, fraction: float) -> float:
-        ordered = sorted(self.latencies_ms)
-        if not ordered:
-            return float("nan")
-        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+        return percentile(self.latencies_ms, fraction)
 
     def summary(self) -> dict[str, float | int | str]:
         return {
@@ -135,8 +147,9 @@ class Driver:
             # command would cost the load generator more CPU than the system under test.
             now = time.perf_counter()
             due_count = len(encoded) if not rate_per_s else min(len(encoded), int((now - started) * rate_per_s) + 1)
-            if due_count <= index:
-                time.sleep(min(OPEN_LOOP_TICK_S, (index / rate_per_s + started) - now) if rate_per_s else 0)
+            if due_count <= index:  # open loop only: a closed loop is always due
+                assert rate_per_s
+                time.sleep(min(OPEN_LOOP_TICK_S, (index / rate_per_s + started) - now))
                 continue
             with self._lock:
                 for position in range(index, due_count):
@@ -146,12 +159,7 @@ class Driver:
                     self._sent[command_id] = due
             for position in range(index, due_count):
                 _, key, value = encoded[position]
-                while True:
-                    try:
-                        self._producer.produce(topic, value, key)
-                        break
-                    except BufferError:
-                        self._producer.poll(0.005)
+                produce_when_room(self._producer, topic, value, key, wait_s=0.005)
             self._producer.poll(0)
             index = due_count
         self._producer.flush(timeout_s)

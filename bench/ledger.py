@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -43,6 +44,7 @@ from bench.workloads import Accounts, Ids, batch_legs, make_accounts, openings, 
 from deploy.local import kafka
 from ledger import commands
 from streamwallet.consuming import take_available
+from streamwallet.producing import produce_when_room
 from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from topologies import Topology
@@ -82,8 +84,9 @@ QUICK = Scale(
 
 
 def zipf_choice(rng: random.Random, items: list[str], exponent: float = 1.1) -> Callable[[], str]:
-    weights = [1 / (rank + 1) ** exponent for rank in range(len(items))]
-    return lambda: rng.choices(items, weights)[0]
+    # Cumulative weights summed once (with plain weights, every draw would sum them again).
+    cumulative = list(itertools.accumulate(1 / (rank + 1) ** exponent for rank in range(len(items))))
+    return lambda: rng.choices(items, cum_weights=cumulative)[0]
 
 
 def scenario_commands(name: str, accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[Any]:
@@ -247,12 +250,7 @@ def raw_kafka(settings: Settings, *, records: int, size: int) -> Run:
     started = time.perf_counter()
     for index in range(records):
         sent[index] = time.perf_counter()
-        while True:
-            try:
-                producer.produce(topic, index.to_bytes(8, "big") + padding, str(index % 1000).encode())
-                break
-            except BufferError:
-                producer.poll(0.005)
+        produce_when_room(producer, topic, index.to_bytes(8, "big") + padding, str(index % 1000).encode(), wait_s=0.005)
     producer.flush(60)
     done.wait(120)
     consumer.close()

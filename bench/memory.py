@@ -24,6 +24,7 @@ from bench.harness import Driver
 from codec import Codec
 from deploy.local import kafka
 from ledger import commands
+from streamwallet.producing import produce_when_room
 from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from topologies import Topology
@@ -91,14 +92,13 @@ def main() -> None:
             ]
             # Fire and forget, then wait for the last one: the worker works through the backlog.
             for command in batch[:-1]:
-                while True:
-                    try:
-                        producer.produce(
-                            f"{settings.topic_prefix}.commands", codec.encode(command), command.account_id.encode()
-                        )
-                        break
-                    except BufferError:
-                        producer.poll(0.01)
+                produce_when_room(
+                    producer,
+                    f"{settings.topic_prefix}.commands",
+                    codec.encode(command),
+                    command.account_id.encode(),
+                    wait_s=0.01,
+                )
             producer.flush(120)
             driver.run("tail", batch[-1:], timeout_s=600)
             opened += len(batch)

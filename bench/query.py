@@ -40,11 +40,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from bench.harness import cpu_seconds_of, peak_rss_mb_of
+from bench.harness import cpu_seconds_of, latency_summary, peak_rss_mb_of
 from codec import Codec
 from deploy.local import kafka
 from ledger.accounts import AccountStatus
 from ledger.events import AccountEvent, EventKind
+from streamwallet.producing import produce_when_room
 from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from tests.unit.sinks.workload import Workload
@@ -61,11 +62,6 @@ def get(url: str) -> tuple[int, Any]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"null")
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
 @dataclasses.dataclass
@@ -93,12 +89,7 @@ def produce(settings: Settings, *, events: int, accounts: int, seed: int) -> Loa
     started = time.monotonic()
     count = 0
     for event in Workload(seed, accounts=accounts, partitions=settings.partitions, prefix="bench").events(events):
-        while True:
-            try:
-                producer.produce(topic, codec.encode(event), event.account_id.encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_when_room(producer, topic, codec.encode(event), event.account_id.encode(), wait_s=0.05)
         first = seen.get(event.account_id, (0, event.occurred_at_ms, 0))[1]
         seen[event.account_id] = (event.sequence, first, event.occurred_at_ms)
         count += 1
@@ -120,9 +111,7 @@ def time_queries(label: str, count: int, make_url: Callable[[], str]) -> dict[st
     return {
         "query": label,
         "runs": count,
-        "p50_ms": round(percentile(latencies, 0.50), 2),
-        "p99_ms": round(percentile(latencies, 0.99), 2),
-        "max_ms": round(max(latencies), 2),
+        **latency_summary(latencies),
     }
 
 
@@ -170,9 +159,7 @@ def read_your_writes(settings: Settings, loaded: Loaded, runs: int, rng: random.
     return {
         "query": "produce one event, then read it with min_seq",
         "runs": runs,
-        "p50_ms": round(percentile(latencies, 0.50), 2),
-        "p99_ms": round(percentile(latencies, 0.99), 2),
-        "max_ms": round(max(latencies), 2),
+        **latency_summary(latencies),
     }
 
 

@@ -21,6 +21,7 @@ from codec import Codec
 from ledger.commands import Command
 from ledger.events import CommandResult
 from streamwallet.consuming import retry_transient, take_available
+from streamwallet.producing import produce_when_room
 from streamwallet.settings import Settings
 from topologies import Topology
 
@@ -89,14 +90,14 @@ class LedgerClient:
     def produce(self, command: Command, *, on_delivery: Any = None) -> None:
         """Produce without waiting for a result (fire and forget, or for results read elsewhere)."""
         value = self.codec.encode(command)
-        while True:
-            try:
-                self._producer.produce(
-                    self.topology.commands.name, value, command.routing_key.encode(), on_delivery=on_delivery
-                )
-                break
-            except BufferError:
-                self._producer.poll(0.01)
+        produce_when_room(
+            self._producer,
+            self.topology.commands.name,
+            value,
+            command.routing_key.encode(),
+            wait_s=0.01,
+            on_delivery=on_delivery,
+        )
         self._producer.poll(0)
 
     def flush(self, timeout_s: float = 30.0) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from sinks.clickhouse import StoreInUseError, StoreLockedError, connect
 from sinks.events import EventSink
-from sinks.rebuild import RebuildProgress, rebuild
+from sinks.rebuild import FINISHED_PHASES, RebuildProgress, rebuild
 from sinks.reconcile import Report, reconcile, render
 from sinks.schema import migrate
 from streamwallet.settings import Settings
@@ -26,9 +26,7 @@ from streamwallet.settings import Settings
 SERVICE_PROBE_TIMEOUT_S = 2.0
 SERVICE_REQUEST_TIMEOUT_S = 900.0
 PROGRESS_EVERY_S = 1.0
-FINISHED_PHASES = ("done", "failed", "stopped")
 EXIT_OK, EXIT_DIFFERENCES, EXIT_CANNOT_RUN = 0, 1, 2
-VIA_CHOICES = ("auto", "service", "direct")
 
 
 def _request(method: str, url: str, timeout_s: float) -> tuple[int, Any]:

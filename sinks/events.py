@@ -120,6 +120,11 @@ class EventDecoder:
         return row
 
 
+def passed(positions: Mapping[int, int], cut: Mapping[int, int]) -> bool:
+    """Whether every partition's position (the next offset to read) is at or past the cut's."""
+    return all(positions.get(partition, 0) >= end for partition, end in cut.items())
+
+
 def event_row(event: AccountEvent, partition: int, offset: int) -> list[Any]:
     return [
         event.account_id,
@@ -381,7 +386,7 @@ class EventSink:
             position.partition: max(position.offset, self.metrics.positions.get(position.partition, 0))
             for position in consumer.position(consumer.assignment())
         }
-        return all(positions.get(partition, 0) >= end for partition, end in until.items())
+        return passed(positions, until)
 
     # -- lag and the consistent cut -------------------------------------------------------------
 
@@ -404,10 +409,10 @@ class EventSink:
             self.metrics.caught_up = True
         self._cuts.append((ends, taken_at_ms))
         del self._cuts[:-CUTS_PENDING_MAX]
-        passed = [(cut, at) for cut, at in self._cuts if all(positions.get(p, 0) >= end for p, end in cut.items())]
-        if passed:
-            self.metrics.cut, self.metrics.cut_taken_at_ms = passed[-1]
-            self._cuts = [(cut, at) for cut, at in self._cuts if at > passed[-1][1]]
+        reached = [(cut, at) for cut, at in self._cuts if passed(positions, cut)]
+        if reached:
+            self.metrics.cut, self.metrics.cut_taken_at_ms = reached[-1]
+            self._cuts = [(cut, at) for cut, at in self._cuts if at > reached[-1][1]]
 
     # -- dead letters -----------------------------------------------------------------------
 

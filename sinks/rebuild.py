@@ -31,6 +31,7 @@ from topologies import Topology
 log = logging.getLogger(__name__)
 
 SHADOW_SUFFIX = "__rebuild"
+FINISHED_PHASES = ("done", "failed", "stopped")
 
 
 @dataclasses.dataclass(slots=True)

@@ -383,7 +383,7 @@ def compare(
             "sum of running balances": (replayed.balance_sum, summary.balance_sum),
             "sum of held changes": (replayed.held_change_sum, summary.held_change_sum),
         }
-        for field in ("currency", "status", "balance", "held", "available", "pending_in", "pending_out"):
+        for field in views.SUMMARY_STATE:
             pairs[field] = (replayed.state[field], summary.state[field])
         for field, (expected, found) in pairs.items():
             if expected != found:
@@ -462,9 +462,8 @@ def reconcile(
     events_topic = Topology(prefix=settings.topic_prefix, partitions=settings.partitions).events.name
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     cut = stable_ends(admin, events_topic, _partitions(admin, events_topic))
-    replay = replay_events(
-        settings, cut, {account_id: account.sequence for account_id, account in command_side.items()}
-    )
+    command_sequences = {account_id: account.sequence for account_id, account in command_side.items()}
+    replay = replay_events(settings, cut, command_sequences)
     reach(cut)
     summaries = views.account_summaries(client, database, cut=cut)
     totals_view = views.totals(client, database, cut=cut)
@@ -472,9 +471,7 @@ def reconcile(
         command_side=command_side,
         replay=replay,
         view=summaries,
-        view_at_command_sequence=view_at_sequences(
-            client, database, {account_id: account.sequence for account_id, account in command_side.items()}
-        ),
+        view_at_command_sequence=view_at_sequences(client, database, command_sequences),
         running_breaks=views.running_balance_breaks(client, database, cut=cut),
         latest_mismatches=views.latest_table_mismatches(client, database),
         totals_view=totals_view,

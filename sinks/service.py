@@ -39,8 +39,8 @@ from aiohttp import web
 
 from sinks import views
 from sinks.clickhouse import ClientPool, StoreInUseError, StoreLockedError, connect
-from sinks.events import EventSink, Written
-from sinks.rebuild import RebuildProgress, rebuild
+from sinks.events import EventSink, Written, passed
+from sinks.rebuild import FINISHED_PHASES, RebuildProgress, rebuild
 from sinks.reconcile import reconcile
 from sinks.schema import migrate
 from streamwallet.settings import Settings
@@ -220,7 +220,7 @@ class QueryService:
         while True:
             sink = self.sink
             positions = {} if sink is None else sink.metrics.positions
-            if all(positions.get(partition, 0) >= end for partition, end in cut.items()):
+            if passed(positions, cut):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the sink did not reach {dict(cut)} within {REACH_TIMEOUT_S}s (at {positions})")
@@ -408,7 +408,7 @@ async def turnover(request: web.Request) -> web.Response:
 
 async def rollup(request: web.Request) -> web.Response:
     async def answer(service: QueryService, account_id: str, record: dict[str, Any] | None) -> web.Response:
-        result = await service.query(views.rollup, account_id)
+        result = await service.query(views.rollup, account_id, own=record)
         return web.json_response({"status": "ok", **result})
 
     return await _account_read(request, answer)
@@ -445,7 +445,7 @@ async def reconciliation(request: web.Request) -> web.Response:
 async def start_rebuild(request: web.Request) -> web.Response:
     service = request.app[STATE_KEY]
     progress = service.rebuild_progress
-    if progress is not None and progress.phase not in ("done", "failed", "stopped"):
+    if progress is not None and progress.phase not in FINISHED_PHASES:
         return web.json_response({"error": "a rebuild is running", "rebuild": dataclasses.asdict(progress)}, status=409)
     service.rebuild_progress = RebuildProgress()
     threading.Thread(target=service.run_rebuild, name="rebuild", daemon=True).start()

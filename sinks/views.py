@@ -318,14 +318,15 @@ def totals(client: Any, database: str, *, cut: Cut | None = None) -> list[dict[s
 # -- hierarchy ----------------------------------------------------------------------------------
 
 
-def rollup(client: Any, database: str, account_id: str) -> dict[str, Any] | None:
+def rollup(client: Any, database: str, account_id: str, *, own: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The account with its descendants of any depth summed in, per currency.
 
     Follows parent -> child edges down to HIERARCHY_DEPTH_MAX levels; an edge back to an
     account already on the path (a cycle: parents are not checked when an account opens)
     is reported and not followed, and accounts below the depth bound are reported, not
-    summed."""
-    own = balance(client, database, account_id)
+    summed. `own` is the account's balance when the caller has just read it."""
+    if own is None:
+        own = balance(client, database, account_id)
     if own is None:
         return None
     nodes = client.query(
@@ -454,7 +455,7 @@ def running_balance_breaks(client: Any, database: str, *, cut: Cut | None = None
 def latest_table_mismatches(client: Any, database: str) -> list[dict[str, Any]]:
     """account_latest rows that differ from the event at the same sequence (the sink
     writes events first, so a live sink cannot make a false positive here)."""
-    columns = ["currency", "status", "balance", "held", "available", "pending_in", "pending_out"]
+    columns = SUMMARY_STATE
     rows = client.query(
         f"""
         SELECT latest.account_id, latest.sequence, event.sequence,
