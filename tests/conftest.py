@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,15 +41,19 @@ def kafka_bootstrap() -> Iterator[str]:
 
 @pytest.fixture
 def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    """Settings of a fresh deployment: its own topics, data and ports; topics created."""
+    return fresh_settings(kafka_bootstrap, tmp_path)
+
+
+def fresh_settings(kafka_bootstrap: str, folder: Path, *, prefix: str = "t", **overrides: Any) -> Settings:
+    """Settings of a fresh deployment: its own topics, data (in `folder`) and ports; topics created."""
     query_port = free_port()
     settings = Settings.from_environment(
         {},
         bootstrap_servers=kafka_bootstrap,
-        topic_prefix=f"t{uuid.uuid4().hex[:10]}",
+        topic_prefix=f"{prefix}{uuid.uuid4().hex[:10]}",
         partitions=8,
-        data_dir=tmp_path / "data",
-        clickhouse_dsn=f"chdb://{tmp_path / 'clickhouse'}",
+        data_dir=folder / "data",
+        clickhouse_dsn=f"chdb://{folder / 'clickhouse'}",
         worker_web_port=free_port(),
         query_port=query_port,
         query_url=f"http://127.0.0.1:{query_port}",
@@ -56,6 +61,7 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
         session_timeout_ms=6000,
         transaction_timeout_ms=5000,
         tick_interval_ms=500,
+        **overrides,
     )
     ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
     return settings

@@ -27,12 +27,11 @@ from ledger import commands
 from ledger.events import AccountEvent, CommandResult, ResultStatus
 from streamwallet.settings import Settings
 from streamwallet.stack import Stack
-from tests.conftest import free_port
+from tests.conftest import fresh_settings
 from tests.integration.test_query_side import get
 from tests.support import read_decoded
 from tests.unit.sinks import oracle
-from topologies import Topology, partition_for
-from topologies.admin import ensure_topics
+from topologies import partition_for
 
 pytestmark = pytest.mark.kafka
 
@@ -52,23 +51,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     run_dir = tmp_path_factory.mktemp("query-worker")
-    query_port = free_port()
-    settings = Settings.from_environment(
-        {},
-        bootstrap_servers=kafka_bootstrap,
-        topic_prefix=f"q{uuid.uuid4().hex[:10]}",
-        partitions=8,
-        data_dir=run_dir / "data",
-        clickhouse_dsn=f"chdb://{run_dir / 'clickhouse'}",
-        worker_web_port=free_port(),
-        query_port=query_port,
-        query_url=f"http://127.0.0.1:{query_port}",
-        read_wait_ms_max=READ_WAIT_MS,
-        session_timeout_ms=6000,
-        transaction_timeout_ms=5000,
-        tick_interval_ms=500,
-    )
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    settings = fresh_settings(kafka_bootstrap, run_dir, prefix="q", read_wait_ms_max=READ_WAIT_MS)
     stack = Stack(settings, run_dir)
     processes = [stack.worker(1).start(), stack.query().start()]
     client = None
