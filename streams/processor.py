@@ -273,7 +273,10 @@ class LedgerProcessor:
             self.metrics.commit_seconds += time.monotonic() - committing_s
         except KafkaException as exception:
             error = exception.args[0]
-            if not error.txn_requires_abort():
+            # produce() reports a transaction that a failed background send has already made
+            # abortable as _STATE, without the abort flag. Aborting is right for both; if the
+            # state is fatal instead, abort_transaction raises and the worker stops.
+            if not (error.txn_requires_abort() or error.code() == KafkaError._STATE):
                 raise
             log.warning("transaction aborted (%s); the batch will be consumed again", error)
             self._abort(first_offsets)
