@@ -19,8 +19,8 @@ from pathlib import Path
 
 from bench.harness import Driver, cpu_seconds_of, peak_rss_mb_of
 from deploy.local import kafka
+from foundation.settings import Settings
 from ledger import commands
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from topologies import Topology
 from topologies.admin import ensure_topics

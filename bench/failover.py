@@ -29,10 +29,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from bench.workloads import Ids, make_accounts, openings
 from codec import Codec
 from deploy.local import kafka
+from foundation.consuming import take_available
+from foundation.settings import Settings
 from gateway.client import LedgerClient, wait_all
 from ledger import commands
-from streamwallet.consuming import take_available
-from streamwallet.settings import Settings
 from streamwallet.stack import ManagedProcess, Stack
 from topologies import Topology
 from topologies.admin import ensure_topics

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Sequence
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from codec import Codec
+from foundation.consuming import take_available
+from foundation.producing import produce_when_room
+from foundation.settings import Settings
 from ledger.commands import Command
-from streamwallet.consuming import take_available
-from streamwallet.producing import produce_when_room
-from streamwallet.settings import Settings
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:

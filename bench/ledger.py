@@ -42,10 +42,10 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from bench.harness import Driver, Run, cpu_seconds_of, peak_rss_mb_of
 from bench.workloads import Accounts, Ids, batch_legs, make_accounts, openings, pair, transfer
 from deploy.local import kafka
+from foundation.consuming import take_available
+from foundation.producing import produce_when_room
+from foundation.settings import Settings
 from ledger import commands
-from streamwallet.consuming import take_available
-from streamwallet.producing import produce_when_room
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from topologies import Topology
 from topologies.admin import ensure_topics

@@ -23,9 +23,9 @@ from confluent_kafka import Producer
 from bench.harness import Driver
 from codec import Codec
 from deploy.local import kafka
+from foundation.producing import produce_when_room
+from foundation.settings import Settings
 from ledger import commands
-from streamwallet.producing import produce_when_room
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from topologies import Topology
 from topologies.admin import ensure_topics

@@ -11,13 +11,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from foundation.settings import Settings
 from ledger.accounts import AccountStatus
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
 from ledger.legs import Tick
 from ledger.shard import Outcome
 from streams.app import run_worker
 from streams.store import PartitionStore
-from streamwallet.settings import Settings
 
 
 class PassThrough:

@@ -43,10 +43,10 @@ from confluent_kafka import Producer
 from bench.harness import cpu_seconds_of, latency_summary, peak_rss_mb_of
 from codec import Codec
 from deploy.local import kafka
+from foundation.producing import produce_when_room
+from foundation.settings import Settings
 from ledger.accounts import AccountStatus
 from ledger.events import AccountEvent, EventKind
-from streamwallet.producing import produce_when_room
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from tests.unit.sinks.workload import Workload
 from topologies import Topology

@@ -27,8 +27,8 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 from codec import Codec
 from deploy.local import kafka
+from foundation.settings import Settings
 from ledger import commands
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from tests.support import read_decoded, read_topic
 from topologies import Topology

@@ -17,9 +17,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from foundation.settings import Settings
 from gateway.client import LedgerClient, PendingLimitError
 from gateway.translate import RequestError, result_json, to_command
-from streamwallet.settings import Settings
 
 log = logging.getLogger(__name__)
 BODY_BYTES_MAX = 256 * 1024

@@ -18,11 +18,12 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from codec import Codec
+from foundation.clients import kafka_config
+from foundation.consuming import retry_transient, take_available
+from foundation.producing import produce_when_room
+from foundation.settings import Settings
 from ledger.commands import Command
 from ledger.events import CommandResult
-from streamwallet.consuming import retry_transient, take_available
-from streamwallet.producing import produce_when_room
-from streamwallet.settings import Settings
 from topologies import Topology
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class LedgerClient:
         self._stop = threading.Event()
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.bootstrap_servers,
+                **kafka_config(settings),
                 "acks": "all",
                 "enable.idempotence": True,
                 "partitioner": "murmur2_random",  # the partitioner Kafka's Java client and the workers use
@@ -53,7 +54,7 @@ class LedgerClient:
         )
         self._consumer = Consumer(
             {
-                "bootstrap.servers": settings.bootstrap_servers,
+                **kafka_config(settings),
                 "group.id": f"{settings.topic_prefix}.client",  # assign() only: never joins the group
                 "isolation.level": "read_committed",
                 "enable.auto.commit": False,

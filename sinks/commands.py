@@ -7,21 +7,20 @@ found / rebuild failed, 2 could not run.
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
+from foundation.http import request_json
+from foundation.settings import Settings
 from sinks.clickhouse import StoreInUseError, StoreLockedError, connect
 from sinks.events import EventSink
 from sinks.rebuild import FINISHED_PHASES, RebuildProgress, rebuild
 from sinks.reconcile import Report, reconcile, render
 from sinks.schema import migrate
-from streamwallet.settings import Settings
 
 SERVICE_PROBE_TIMEOUT_S = 2.0
 SERVICE_REQUEST_TIMEOUT_S = 900.0
@@ -30,12 +29,7 @@ EXIT_OK, EXIT_DIFFERENCES, EXIT_CANNOT_RUN = 0, 1, 2
 
 
 def _request(method: str, url: str, timeout_s: float) -> tuple[int, Any]:
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
+    return request_json(method, url, timeout_s=timeout_s)
 
 
 def _service_answers(settings: Settings) -> bool:

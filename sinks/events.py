@@ -34,19 +34,20 @@ from typing import Any, Protocol
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    IsolationLevel,
     KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
+from foundation.clients import kafka_config
+from foundation.offsets import last_stable_offsets
+from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
-from streamwallet.settings import Settings
 from topologies import Topology
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ class EventSink:
         (a rebuild or a catch-up); `report` is called after every lag refresh."""
         consumer = Consumer(
             {
-                "bootstrap.servers": self.settings.bootstrap_servers,
+                **kafka_config(self.settings),
                 "group.id": f"{self.settings.topic_prefix}.sink",  # assign() only: commits, never joins
                 "client.id": f"{self.settings.worker_id}-sink",
                 "isolation.level": "read_committed",
@@ -228,10 +229,8 @@ class EventSink:
                 "queued.max.messages.kbytes": SINK_PREFETCH_KBYTES,
             }
         )
-        admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
-        dead_letters = Producer(
-            {"bootstrap.servers": self.settings.bootstrap_servers, "acks": "all", "enable.idempotence": True}
-        )
+        admin = AdminClient({**kafka_config(self.settings)})
+        dead_letters = Producer({**kafka_config(self.settings), "acks": "all", "enable.idempotence": True})
         try:
             partitions = self._partitions(consumer)
             stored = views.progress(self.client, self.database)
@@ -397,7 +396,7 @@ class EventSink:
             self.metrics.events_per_second = (self.metrics.events_written - marked_events) / (now - marked_at)
         self._rate_mark = (now, self.metrics.events_written)
         try:
-            ends = stable_ends(admin, self.topic, partitions)
+            ends = last_stable_offsets(admin, self.topic, partitions)
         except KafkaException as error:
             log.warning("could not read the events topic's end offsets: %s", error)
             return
@@ -438,15 +437,3 @@ class EventSink:
         )
         if producer is not None:
             producer.produce(self.topology.deadletter.name, self.codec.encode(letter), key=message.key())
-
-
-def stable_ends(admin: AdminClient, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-    """The last stable offset of each partition (what read_committed readers can reach),
-    asked in one request per leader: a consistent cut of everything committed before it."""
-    requested = {TopicPartition(topic, partition): OffsetSpec.latest() for partition in partitions}  # type: ignore[no-untyped-call]
-    futures = admin.list_offsets(
-        requested, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=METADATA_TIMEOUT_S
-    )
-    return {
-        partition.partition: future.result(timeout=METADATA_TIMEOUT_S).offset for partition, future in futures.items()
-    }

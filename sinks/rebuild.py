@@ -23,9 +23,11 @@ from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
-from sinks.events import EventSink, SinkMetrics, stable_ends
+from foundation.clients import kafka_config
+from foundation.offsets import last_stable_offsets
+from foundation.settings import Settings
+from sinks.events import EventSink, SinkMetrics
 from sinks.schema import check_database_name, migrate, tables
-from streamwallet.settings import Settings
 from topologies import Topology
 
 log = logging.getLogger(__name__)
@@ -74,9 +76,9 @@ def rebuild(
         client.command(f"DROP DATABASE IF EXISTS {shadow} SYNC")
         migrate(client, shadow)
         topic = Topology(prefix=settings.topic_prefix, partitions=settings.partitions).events.name
-        admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+        admin = AdminClient({**kafka_config(settings)})
         partitions = sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
-        cut = stable_ends(admin, topic, partitions)
+        cut = last_stable_offsets(admin, topic, partitions)
         progress.events_total = sum(cut.values())
         progress.phase = "replaying"
         report(progress)

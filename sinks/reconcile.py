@@ -28,12 +28,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from codec import Codec, DecodeError
+from foundation.clients import kafka_config
+from foundation.offsets import last_stable_offsets
+from foundation.settings import Settings
 from ledger.accounts import Account
 from ledger.events import EventKind
 from ledger.state import Table
 from sinks import views
-from sinks.events import EVENT_COLUMNS, EventDecoder, stable_ends
-from streamwallet.settings import Settings
+from sinks.events import EVENT_COLUMNS, EventDecoder
 from topologies import Topology
 
 READ_TIMEOUT_S = 600.0  # reading a topic to its end, at most
@@ -99,7 +101,7 @@ class Report:
 def command_side_accounts(settings: Settings, codec: Codec) -> dict[str, Account]:
     """Every account the shards hold, from the changelog topic (last value per key wins)."""
     topic = Topology(prefix=settings.topic_prefix, partitions=settings.partitions).changelog.name
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    admin = AdminClient({**kafka_config(settings)})
     prefix = Table.ACCOUNTS.value.encode()
     accounts: dict[str, Account] = {}
 
@@ -114,7 +116,7 @@ def command_side_accounts(settings: Settings, codec: Codec) -> dict[str, Account
         else:
             accounts[account_id] = codec.decode(value, expected=(Account,))
 
-    read_until(settings, topic, stable_ends(admin, topic, _partitions(admin, topic)), take)
+    read_until(settings, topic, last_stable_offsets(admin, topic, _partitions(admin, topic)), take)
     return accounts
 
 
@@ -133,7 +135,7 @@ def read_until(settings: Settings, topic: str, ends: Mapping[int, int], take: Ca
         return
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.bootstrap_servers,
+            **kafka_config(settings),
             "group.id": f"{settings.topic_prefix}.reconcile",  # assign() only: never joins, never commits
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
@@ -460,8 +462,8 @@ def reconcile(
     codec = Codec()
     command_side = command_side_accounts(settings, codec)
     events_topic = Topology(prefix=settings.topic_prefix, partitions=settings.partitions).events.name
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    cut = stable_ends(admin, events_topic, _partitions(admin, events_topic))
+    admin = AdminClient({**kafka_config(settings)})
+    cut = last_stable_offsets(admin, events_topic, _partitions(admin, events_topic))
     command_sequences = {account_id: account.sequence for account_id, account in command_side.items()}
     replay = replay_events(settings, cut, command_sequences)
     reach(cut)

@@ -37,13 +37,13 @@ from typing import Any
 
 from aiohttp import web
 
+from foundation.settings import Settings
 from sinks import views
 from sinks.clickhouse import ClientPool, StoreInUseError, StoreLockedError, connect
 from sinks.events import EventSink, Written, passed
 from sinks.rebuild import FINISHED_PHASES, RebuildProgress, rebuild
 from sinks.reconcile import reconcile
 from sinks.schema import migrate
-from streamwallet.settings import Settings
 
 log = logging.getLogger(__name__)
 

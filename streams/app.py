@@ -22,8 +22,8 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
+from foundation.settings import Settings
 from streams.processor import DeciderFactory, LedgerProcessor, NotOwnedError
-from streamwallet.settings import Settings
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 30.0

@@ -41,6 +41,9 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 
 from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
+from foundation.clients import kafka_config
+from foundation.consuming import retry_transient, take_available
+from foundation.settings import Settings
 from ledger import legs
 from ledger.accounts import Account
 from ledger.commands import COMMAND_TYPES
@@ -48,8 +51,6 @@ from ledger.errors import InvariantViolation
 from ledger.shard import Outcome, Shard, ShardConfig
 from ledger.state import Table
 from streams.store import LocalState, PartitionStore, changelog_key, partition_prefix
-from streamwallet.consuming import retry_transient, take_available
-from streamwallet.settings import Settings
 from topologies import Topology, partition_for
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,7 @@ class LedgerProcessor:
             self.codec,
             cache_entries=max(1000, self.settings.account_cache_entries // self.settings.partitions),
         )
-        self._admin = AdminClient({"bootstrap.servers": self.settings.bootstrap_servers})
+        self._admin = AdminClient({**kafka_config(self.settings)})
         self._changelog_topic_id = self._topic_id(self._changelog_topic)
         self._producer = Producer(self._producer_config())
         # Fences an earlier incarnation of this worker and aborts its open transaction.
@@ -539,7 +540,7 @@ class LedgerProcessor:
 
     def _producer_config(self) -> dict[str, Any]:
         return {
-            "bootstrap.servers": self.settings.bootstrap_servers,
+            **kafka_config(self.settings),
             "client.id": f"{self.settings.worker_id}-ledger",
             "transactional.id": transactional_id(self.settings),
             "transaction.timeout.ms": self.settings.transaction_timeout_ms,
@@ -559,7 +560,7 @@ class LedgerProcessor:
 
     def _consumer_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
-            "bootstrap.servers": self.settings.bootstrap_servers,
+            **kafka_config(self.settings),
             "client.id": f"{self.settings.worker_id}-ledger",
             "group.id": consumer_group(self.settings),
             "isolation.level": "read_committed",
@@ -581,7 +582,7 @@ class LedgerProcessor:
 
     def _restore_consumer_config(self) -> dict[str, Any]:
         return {
-            "bootstrap.servers": self.settings.bootstrap_servers,
+            **kafka_config(self.settings),
             "client.id": f"{self.settings.worker_id}-restore",
             "group.id": f"{consumer_group(self.settings)}.restore",  # never joins: assign() only
             "isolation.level": "read_committed",

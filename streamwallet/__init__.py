@@ -1,1 +1,1 @@
-"""streamwallet: the process entry points (CLI), settings and the local stack."""
+"""streamwallet: the application on top — the CLI, the local stack and the demo."""

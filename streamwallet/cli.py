@@ -9,7 +9,7 @@
     streamwallet reconcile [--via auto|service|direct]     the views against the command side and the events
     streamwallet rebuild-views [--via auto|service|direct] every view again from offset zero, with progress
 
-Configuration comes from STREAMWALLET_* environment variables (streamwallet/settings.py).
+Configuration comes from STREAMWALLET_* environment variables (foundation/settings.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Any
 
-from streamwallet.settings import PROJECT_ROOT, Settings
+from foundation.settings import PROJECT_ROOT, Settings
 
 
 def _logging(level: str) -> None:

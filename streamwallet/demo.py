@@ -5,32 +5,27 @@ command side and the ClickHouse view agree. Prints what happened."""
 from __future__ import annotations
 
 import collections
-import json
 import random
 import time
-import urllib.request
 import uuid
 from typing import Any
 
 from confluent_kafka import Producer
 
+from foundation.clients import kafka_config
+from foundation.http import request_json
+from foundation.settings import Settings
 from gateway.client import LedgerClient, wait_all
 from ledger import commands
 from ledger.events import CommandResult, ResultStatus
 from ledger.money import format_amount
-from streamwallet.settings import Settings
 
 RESULT_TIMEOUT_S = 60.0
 
 
 def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+    status, answer = request_json(method, url, body=body, timeout_s=30)
+    return status, answer if isinstance(answer, dict) else {}
 
 
 def run_demo(settings: Settings, *, seed: int = 7) -> bool:
@@ -146,7 +141,7 @@ def run_demo(settings: Settings, *, seed: int = 7) -> bool:
         for original in duplicates:
             retry = {**{f: getattr(original, f) for f in original.__dataclass_fields__}, "command_id": command_id()}
             send(type(original)(**retry))
-        poison = Producer({"bootstrap.servers": settings.bootstrap_servers})
+        poison = Producer({**kafka_config(settings)})
         poison.produce(f"{settings.topic_prefix}.commands", b"\x00 definitely not avro", b"poison")
         poison.flush(10)
         results = wait_all(futures, RESULT_TIMEOUT_S)

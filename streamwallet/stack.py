@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from streamwallet.settings import Settings
+from foundation.settings import Settings
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 30.0

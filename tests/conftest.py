@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from deploy.local import kafka
-from streamwallet.settings import Settings
+from foundation.settings import Settings
 from topologies import Topology
 from topologies.admin import ensure_topics
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streamwallet.settings import Settings
+from foundation.settings import Settings
 
 pytestmark = pytest.mark.kafka
 

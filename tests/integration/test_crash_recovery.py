@@ -16,9 +16,9 @@ import pytest
 from confluent_kafka import Producer
 
 from codec import Codec
+from foundation.settings import Settings
 from ledger import commands
 from ledger.events import AccountEvent, CommandResult
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from tests.integration.test_end_to_end import http, wait_for_results
 from tests.model import SingleAccountModel

@@ -28,11 +28,11 @@ from confluent_kafka import Producer
 
 from bench.workloads import Ids, make_accounts, mixed, openings
 from codec import Codec
+from foundation.settings import Settings
 from ledger import commands
 from ledger.accounts import Account, Hold, HoldStatus
 from ledger.events import AccountEvent, CommandResult, EventKind
 from ledger.state import ShardMeta, Table
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from tests.support import outcome, read_decoded, read_topic
 

@@ -13,10 +13,10 @@ from confluent_kafka import Producer
 
 from codec import Codec
 from codec.deadletter import DeadLetter
+from foundation.settings import Settings
 from ledger import commands, legs
 from ledger.events import AccountEvent, CommandResult, ResultStatus
 from streams.processor import LedgerProcessor
-from streamwallet.settings import Settings
 from tests.support import read_decoded
 
 pytestmark = pytest.mark.kafka

@@ -17,8 +17,8 @@ import pytest
 from confluent_kafka import Producer
 
 from codec import Codec
+from foundation.settings import Settings
 from ledger.events import CommandResult
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from tests.model import SingleAccountModel, single_account_workload
 from tests.support import outcome, read_decoded

@@ -12,9 +12,9 @@ import pytest
 from confluent_kafka import Producer
 
 from codec import Codec
+from foundation.settings import Settings
 from ledger import commands
 from streams.processor import LedgerProcessor
-from streamwallet.settings import Settings
 from tests.support import read_topic
 from topologies import partition_for
 

@@ -28,8 +28,8 @@ from confluent_kafka import Producer
 
 from codec import Codec
 from codec.deadletter import DeadLetter
+from foundation.settings import Settings
 from ledger.events import AccountEvent
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from tests.support import read_topic
 from tests.unit.sinks import oracle

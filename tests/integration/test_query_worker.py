@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 from codec import Codec
+from foundation.settings import Settings
 from gateway.client import LedgerClient
 from ledger import commands
 from ledger.events import AccountEvent, CommandResult, ResultStatus
-from streamwallet.settings import Settings
 from streamwallet.stack import Stack
 from tests.conftest import fresh_settings
 from tests.integration.test_query_side import get

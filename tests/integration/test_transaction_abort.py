@@ -16,9 +16,9 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from codec import Codec
+from foundation.settings import Settings
 from ledger import commands
 from streams.processor import LedgerProcessor
-from streamwallet.settings import Settings
 from tests.integration.test_end_to_end import wait_for_results
 from tests.model import SingleAccountModel
 from tests.support import outcome, read_decoded

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from streamwallet import consuming
+from foundation import consuming
 
 
 def failing(code: int, times: int) -> tuple[list[int], Callable[[], str]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from streamwallet.settings import ENVIRONMENT_PREFIX, Settings
+from foundation.settings import ENVIRONMENT_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "streamwallet"

@@ -6,9 +6,9 @@ import dataclasses
 from typing import Any
 
 from codec import Codec
+from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks.events import EventSink
-from streamwallet.settings import Settings
 from topologies import partition_for
 
 PARTITIONS = 8

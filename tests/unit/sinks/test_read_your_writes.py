@@ -10,9 +10,9 @@ import time
 from typing import Any
 
 from codec import Codec
+from foundation.settings import Settings
 from sinks.events import EventSink
 from sinks.service import QueryService
-from streamwallet.settings import Settings
 from tests.unit.sinks.support import PARTITIONS, messages
 from tests.unit.sinks.workload import generate
 

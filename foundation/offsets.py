@@ -1,0 +1,38 @@
+"""End offsets of topic partitions, as the admin client reports them.
+
+`high_watermarks` is where the log ends (committed or not); `last_stable_offsets` is
+where read_committed readers can reach: every transaction before it is decided, so the
+records below it are a consistent cut of everything committed. Both retry while
+leadership settles (new topics, broker restarts)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import IsolationLevel, TopicPartition
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+
+from foundation.consuming import retry_transient
+
+LIST_OFFSETS_TIMEOUT_S = 10.0
+
+
+def end_offsets(admin: Any, topic: str, partitions: Iterable[int], *, isolation: IsolationLevel) -> dict[int, int]:
+    """One ListOffsets request per leader; the high watermark (READ_UNCOMMITTED) or the
+    last stable offset (READ_COMMITTED) of each partition."""
+    requested = {TopicPartition(topic, partition): OffsetSpec.latest() for partition in partitions}  # type: ignore[no-untyped-call]
+
+    def list_offsets() -> dict[int, int]:
+        futures = admin.list_offsets(requested, isolation_level=isolation, request_timeout=LIST_OFFSETS_TIMEOUT_S)
+        return {tp.partition: future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset for tp, future in futures.items()}
+
+    return retry_transient(list_offsets)
+
+
+def high_watermarks(admin: Any, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    return end_offsets(admin, topic, partitions, isolation=IsolationLevel.READ_UNCOMMITTED)
+
+
+def last_stable_offsets(admin: Any, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    return end_offsets(admin, topic, partitions, isolation=IsolationLevel.READ_COMMITTED)
