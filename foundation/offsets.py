@@ -13,12 +13,19 @@ from typing import Any
 from confluent_kafka import IsolationLevel, TopicPartition
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-from foundation.consuming import retry_transient
+from foundation.consuming import TRANSIENT_BUDGET_S_DEFAULT, retry_transient
 
 LIST_OFFSETS_TIMEOUT_S = 10.0
 
 
-def end_offsets(admin: Any, topic: str, partitions: Iterable[int], *, isolation: IsolationLevel) -> dict[int, int]:
+def end_offsets(
+    admin: Any,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    isolation: IsolationLevel,
+    budget_s: float = TRANSIENT_BUDGET_S_DEFAULT,
+) -> dict[int, int]:
     """One ListOffsets request per leader; the high watermark (READ_UNCOMMITTED) or the
     last stable offset (READ_COMMITTED) of each partition."""
     requested = {TopicPartition(topic, partition): OffsetSpec.latest() for partition in partitions}  # type: ignore[no-untyped-call]
@@ -27,12 +34,16 @@ def end_offsets(admin: Any, topic: str, partitions: Iterable[int], *, isolation:
         futures = admin.list_offsets(requested, isolation_level=isolation, request_timeout=LIST_OFFSETS_TIMEOUT_S)
         return {tp.partition: future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset for tp, future in futures.items()}
 
-    return retry_transient(list_offsets)
+    return retry_transient(list_offsets, budget_s=budget_s)
 
 
-def high_watermarks(admin: Any, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-    return end_offsets(admin, topic, partitions, isolation=IsolationLevel.READ_UNCOMMITTED)
+def high_watermarks(
+    admin: Any, topic: str, partitions: Iterable[int], *, budget_s: float = TRANSIENT_BUDGET_S_DEFAULT
+) -> dict[int, int]:
+    return end_offsets(admin, topic, partitions, isolation=IsolationLevel.READ_UNCOMMITTED, budget_s=budget_s)
 
 
-def last_stable_offsets(admin: Any, topic: str, partitions: Iterable[int]) -> dict[int, int]:
-    return end_offsets(admin, topic, partitions, isolation=IsolationLevel.READ_COMMITTED)
+def last_stable_offsets(
+    admin: Any, topic: str, partitions: Iterable[int], *, budget_s: float = TRANSIENT_BUDGET_S_DEFAULT
+) -> dict[int, int]:
+    return end_offsets(admin, topic, partitions, isolation=IsolationLevel.READ_COMMITTED, budget_s=budget_s)

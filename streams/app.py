@@ -23,7 +23,8 @@ import mode
 from faust.app.base import BootStrategy
 
 from foundation.settings import Settings
-from streams.processor import DeciderFactory, LedgerProcessor, NotOwnedError
+from streams.processor import DeciderFactory, LedgerProcessor
+from streams.reads import NotOwnedError, committed_account
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 30.0
@@ -117,7 +118,7 @@ def create_app(settings: Settings | None = None, *, decider: DeciderFactory | No
     async def account(web: Any, request: Any, account_id: str) -> Any:
         """An account as this worker's table holds it (committed state), if it owns it."""
         try:
-            partition, found = processor.committed_account(account_id)
+            partition, found = committed_account(processor, account_id)
         except NotOwnedError as error:
             return web.json({"error": str(error), "partition": error.partition}, status=421)
         if found is None:

@@ -1,20 +1,27 @@
 """The exactly-once loop that runs a worker's shards: consume, decide, produce, commit.
 
 One iteration is one Kafka transaction:
-    1. consume a batch of commands and legs (read_committed) from the partitions this
-       worker owns;
+    1. take a batch of commands and legs (read_committed) from the partitions this worker
+       owns — never messages of an assignment a rebalance has replaced;
     2. hand each message to its partition's Shard; produce the events, results and legs
        it returns, and a Tick for every partition whose clock is due to advance;
-    3. produce the changelog records of every state change (staged, not yet in RocksDB);
+    3. produce each consuming partition's changelog records (staged, not yet in RocksDB)
+       and, last, its input positions (streams/positions.py);
     4. add the consumed offsets to the transaction (KIP-447: fenced by the group
        generation, so a worker that lost its partitions cannot commit them);
-    5. commit; only then write the staged state to RocksDB.
+    5. commit; only then write the staged state to RocksDB, and note how far RocksDB now
+       holds each changelog partition (the broker's offsets of our own records).
 So the offsets, the state change and every output of a message commit together or not
 at all. A crash before 5 loses nothing (the batch is consumed again from the committed
 offsets, and RocksDB never saw its writes); a crash after 5 but before the RocksDB write
-is repaired by restore, which replays the changelog from the local checkpoint.
-An abortable error aborts the transaction, drops the staged state and rewinds the
-consumer to the batch's first offsets; a fatal one (fenced producer) stops the worker.
+is repaired by restore, which replays the changelog from the last checkpoint — and a
+checkpoint only ever records what RocksDB really holds (streams/restore.py).
+
+Errors (streams/transactions.py): an abortable or retriable one aborts the transaction,
+drops the staged state and rewinds *every* partition the batch took messages from to
+the batch's first offsets, then decides the batch again; fencing stops the worker; a
+fatal producer error outside commit replaces the producer; a commit whose outcome is
+unknown stops the worker. A worker that stops on an error writes no checkpoint.
 """
 
 from __future__ import annotations
@@ -27,17 +34,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from confluent_kafka import (
-    Consumer,
-    IsolationLevel,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicCollection,
-)
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicCollection
 from confluent_kafka import TopicPartition as KafkaPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient
 
 from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
@@ -45,39 +44,29 @@ from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
 from foundation.settings import Settings
 from ledger import legs
-from ledger.accounts import Account
 from ledger.commands import COMMAND_TYPES
 from ledger.errors import InvariantViolation
 from ledger.shard import Outcome, Shard, ShardConfig
-from ledger.state import Table
-from streams.store import LocalState, PartitionStore, changelog_key, partition_prefix
+from streams import clients
+from streams.assignment import OwnedShard, Ownership
+from streams.positions import POSITIONS_KEY, InputPositions
+from streams.restore import Restorer
+from streams.store import LocalState, PartitionStore
+from streams.transactions import TransactionalProducer, WorkerFenced, is_abortable, is_fenced
 from topologies import Topology, partition_for
 
 log = logging.getLogger(__name__)
 
-ADMIN_TIMEOUT_S = 10.0
 CHECKPOINT_INTERVAL_S = 10.0
-RESTORE_BATCH_MESSAGES = 10_000
-# A checkpoint older than this may predate tombstones that compaction has since removed
-# (delete.retention.ms is a day by default): such a partition is restored from scratch.
-CHECKPOINT_AGE_MAX_MS = 12 * 3600 * 1000
-TRANSACTION_RETRIES_MAX = 10
 GC_THRESHOLDS = (50_000, 50, 1_000)
-_LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+CONSUMER_ERROR_LOG_INTERVAL_S = 5.0
+# How long the worker rides out an unreachable broker, coordinator or leader before it
+# gives up and stops (an orchestrator then restarts it). Brokers are replaced in seconds.
+BROKER_OUTAGE_S_MAX = 120.0
 
-
-def _coordinates(message: Message) -> tuple[str, int, int]:
-    topic, partition, offset = message.topic(), message.partition(), message.offset()
-    assert topic is not None and partition is not None and offset is not None, "a consumed message has all three"
-    return topic, partition, offset
-
-
-class NotOwnedError(LookupError):
-    """The partition of the key belongs to another worker."""
-
-    def __init__(self, partition: int) -> None:
-        super().__init__(f"partition {partition} belongs to another worker")
-        self.partition = partition
+# Re-exported: tests and tools name the group and the transactional id from here.
+consumer_group = clients.consumer_group
+transactional_id = clients.transactional_id
 
 
 @dataclasses.dataclass(slots=True)
@@ -85,6 +74,7 @@ class ProcessorMetrics:
     messages: int = 0
     transactions: int = 0
     aborts: int = 0
+    producers_replaced: int = 0
     dead_letters: int = 0
     events: int = 0
     results: int = 0
@@ -108,20 +98,38 @@ class Decider(Protocol):
 DeciderFactory = Callable[[PartitionStore, Callable[[str], bool]], Decider]
 
 
+def coordinates(message: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed message, which has all three."""
+    topic, partition, offset = message.topic(), message.partition(), message.offset()
+    if topic is None or partition is None or offset is None:
+        raise InvariantViolation(f"a consumed message without a position: {topic}/{partition}@{offset}")
+    return topic, partition, offset
+
+
 @dataclasses.dataclass(slots=True)
-class _OwnedShard:
-    partition: int
-    store: PartitionStore
-    shard: Decider
-    next_tick_s: float
+class _Batch:
+    """What one transaction took from its input, and what it produced."""
+
+    messages: list[Message]
+    first: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # rewind points
+    next: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # offsets to commit
+    counts: ProcessorMetrics = dataclasses.field(default_factory=ProcessorMetrics)
+
+    def __post_init__(self) -> None:
+        # Every message taken, processed or not: an abort in the middle of the batch must
+        # rewind the partitions whose messages were not reached too, or they are skipped.
+        for message in self.messages:
+            topic, partition, offset = coordinates(message)
+            self.first.setdefault((topic, partition), offset)
+            self.next[(topic, partition)] = offset + 1
 
 
-def consumer_group(settings: Settings) -> str:
-    return f"{settings.topic_prefix}.ledger"
+@dataclasses.dataclass(slots=True)
+class _Changes:
+    """A partition's changelog records in one transaction, and where its input will be."""
 
-
-def transactional_id(settings: Settings) -> str:
-    return f"{settings.topic_prefix}.ledger.{settings.worker_id}"
+    records: list[tuple[bytes, bytes | None]]
+    positions: InputPositions
 
 
 class LedgerProcessor:
@@ -139,25 +147,23 @@ class LedgerProcessor:
         )
         self.codec = codec or Codec()
         self.metrics = ProcessorMetrics()
-        self._local: LocalState | None = None  # opened by run(): no I/O at construction
         self.shard_config = ShardConfig(
             retention_ms=settings.retention_ms,
             retained_entries_max=settings.retained_entries_max,
             batch_timeout_ms=settings.batch_timeout_ms,
         )
-        self._shards: dict[int, _OwnedShard] = {}
         self._decider = decider or self._ledger_shard
         self._commands_topic = self.topology.commands.name
         self._legs_topic = self.topology.legs.name
-        self._events_topic = self.topology.events.name
-        self._results_topic = self.topology.results.name
         self._changelog_topic = self.topology.changelog.name
-        self._deadletter_topic = self.topology.deadletter.name
+        # Opened by run(): no I/O at construction.
+        self._local: LocalState | None = None
         self._consumer: Any = None
         self._producer: Any = None
-        self._admin: Any = None
-        self._changelog_topic_id = ""
-        self._restore_consumer: Any = None
+        self._transactions: TransactionalProducer | None = None
+        self._ownership: Ownership | None = None
+        self._restorer: Restorer | None = None
+        self._delivered: dict[int, int] = {}  # changelog partition -> offset of our last record
         self._next_checkpoint_s = 0.0
         self.ready = threading.Event()  # set once the first assignment is restored
 
@@ -169,8 +175,13 @@ class LedgerProcessor:
 
     @property
     def local(self) -> LocalState:
-        assert self._local is not None, "the processor is not running"
+        if self._local is None:
+            raise RuntimeError("the processor is not running")
         return self._local
+
+    @property
+    def _shards(self) -> dict[int, OwnedShard]:
+        return {} if self._ownership is None else self._ownership.shards
 
     def run(self, stop: threading.Event) -> None:
         # The loop allocates many short-lived objects and keeps a large, long-lived cache:
@@ -188,131 +199,269 @@ class LedgerProcessor:
             gc.set_threshold(*thresholds)
 
     def _run(self, stop: threading.Event) -> None:
+        settings = self.settings
         self._local = LocalState(
-            self.settings.data_dir / "ledger" / self.settings.worker_id,
+            settings.data_dir / "ledger" / settings.worker_id,
             self.codec,
-            cache_entries=max(1000, self.settings.account_cache_entries // self.settings.partitions),
+            cache_entries=max(1000, settings.account_cache_entries // settings.partitions),
         )
-        self._admin = AdminClient({**kafka_config(self.settings)})
-        self._changelog_topic_id = self._topic_id(self._changelog_topic)
-        self._producer = Producer(self._producer_config())
-        # Fences an earlier incarnation of this worker and aborts its open transaction.
-        self._producer.init_transactions(self.settings.transaction_timeout_ms / 1000 * 3)
-        self._restore_consumer = Consumer(self._restore_consumer_config())
-        self._consumer = Consumer(self._consumer_config())
-        self._consumer.subscribe(
-            [self._commands_topic, self._legs_topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
+        clean = False
         try:
+            admin = AdminClient(kafka_config(settings))
+            self._transactions = TransactionalProducer(
+                clients.producer_config(settings),
+                init_timeout_s=settings.transaction_timeout_ms / 1000 * 3,
+                budget_s=BROKER_OUTAGE_S_MAX,
+            )
+            self._producer = self._transactions.producer
+            restore_consumer = Consumer(clients.restore_consumer_config(settings))
+            self._restorer = Restorer(
+                local=self._local,
+                consumer=restore_consumer,
+                admin=admin,
+                topic=self._changelog_topic,
+                topic_id=self._topic_id(admin, self._changelog_topic),
+                budget_s=BROKER_OUTAGE_S_MAX,
+            )
+            self._ownership = Ownership(
+                local=self._local,
+                restorer=self._restorer,
+                commands_topic=self._commands_topic,
+                legs_topic=self._legs_topic,
+                new_shard=lambda store, partition: self._decider(store, self._is_local_to(partition)),
+                budget_s=BROKER_OUTAGE_S_MAX,
+            )
+            self._ownership.on_ready = self._assignment_changed
+            self._consumer = Consumer(clients.consumer_config(settings))
+            self._consumer.subscribe(
+                [self._commands_topic, self._legs_topic],
+                on_assign=self._ownership.on_assign,
+                on_revoke=self._ownership.on_revoke,
+                on_lost=self._ownership.on_lost,
+            )
             while not stop.is_set():
                 self._iteration()
+            clean = True
         finally:
-            self._close()
+            self._close(clean=clean)
 
-    def _topic_id(self, name: str) -> str:
-        description = self._admin.describe_topics(TopicCollection([name]), request_timeout=ADMIN_TIMEOUT_S)
-        return str(description[name].result().topic_id)
+    def _topic_id(self, admin: Any, name: str) -> str:
+        def describe() -> str:
+            description = admin.describe_topics(TopicCollection([name]), request_timeout=10)
+            return str(description[name].result().topic_id)
 
-    def _close(self) -> None:
-        self._checkpoint_all()
+        return retry_transient(describe, budget_s=BROKER_OUTAGE_S_MAX)
+
+    def _close(self, *, clean: bool) -> None:
+        """A clean stop checkpoints what RocksDB holds; a failed one writes nothing (a
+        commit it could not confirm may have landed: the next start restores it)."""
         try:
-            self._consumer.close()  # leaves the group (a static member only on session timeout)
+            if clean and self._ownership is not None:
+                for owned in self._shards.values():
+                    owned.store.discard_staged()
+                if self._restorer is not None:
+                    self._restorer.checkpoint(list(self._shards))
+            if self._consumer is not None:
+                if not clean and self._ownership is not None:
+                    self._ownership.shards.clear()  # leaving the group must not checkpoint either
+                self._consumer.close()  # leaves the group (a static member only on session timeout)
         finally:
-            self._restore_consumer.close()
-            self._producer.flush(5)
+            if self._restorer is not None:
+                self._restorer.consumer.close()
+            if self._producer is not None and clean:
+                self._producer.flush(5)
             self.local.close()
+
+    def _assignment_changed(self) -> None:
+        if self._ownership is not None and self._restorer is not None:
+            self.metrics.rebalances = self._ownership.rebalances
+            self.metrics.last_restore_s = self._ownership.last_restore_s
+            self.metrics.restored_records = self._restorer.restored_records
+            self.metrics.owned_partitions = sorted(self._ownership.shards)
+        self.ready.set()
 
     # -- one transaction --------------------------------------------------------------------
 
     def _iteration(self) -> None:
+        ownership = self._ownership
+        if ownership is None:
+            raise RuntimeError("the processor is not running")
         # A batch never waits to fill up: under load batches grow by themselves.
         messages = take_available(
-            self._consumer, self.settings.max_batch_messages, self.settings.poll_timeout_ms / 1000
+            self._consumer,
+            self.settings.max_batch_messages,
+            self.settings.poll_timeout_ms / 1000,
+            generation=ownership.current_generation,
         )
+        messages = self._usable(messages)
         now_s = time.monotonic()
         due_ticks = [owned for owned in self._shards.values() if owned.next_tick_s <= now_s]
+        self.metrics.owned_partitions = sorted(self._shards)
         if not messages and not due_ticks:
             self._maybe_checkpoint(now_s)
             return
-        first_offsets: dict[tuple[str, int], int] = {}
-        next_offsets: dict[tuple[str, int], int] = {}
+        batch = _Batch(messages)
         self._producer.begin_transaction()
         try:
             for message in messages:
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(error)
-                topic, partition, offset = _coordinates(message)
-                first_offsets.setdefault((topic, partition), offset)
-                next_offsets[(topic, partition)] = offset + 1
-                self._process(message)
+                self._process(message, batch.counts)
             for owned in due_ticks:
                 owned.next_tick_s = now_s + self.settings.tick_interval_ms / 1000
                 self._produce(
-                    self._legs_topic,
+                    self.topology.legs.name,
                     self.codec.encode(legs.Tick(worker_id=self.settings.worker_id)),
                     key=None,
                     partition=owned.partition,
                 )
-            changes = {owned.partition: owned.store.staged_changes() for owned in self._shards.values()}
-            for partition, records in changes.items():
-                for key, value in records:
-                    self._produce(self._changelog_topic, value, key=key, partition=partition)
-            if next_offsets:
+            changes = self._produce_changes(batch)
+            if batch.next:
                 self._producer.send_offsets_to_transaction(
-                    [KafkaPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()],
+                    [KafkaPartition(topic, partition, offset) for (topic, partition), offset in batch.next.items()],
                     self._consumer.consumer_group_metadata(),
-                    ADMIN_TIMEOUT_S,
+                    coordinator_call_timeout_s(self.settings),
                 )
             committing_s = time.monotonic()
             self._commit()
             self.metrics.commit_seconds += time.monotonic() - committing_s
         except KafkaException as exception:
-            error = exception.args[0]
-            # produce() reports a transaction that a failed background send has already made
-            # abortable as _STATE, without the abort flag. Aborting is right for both; if the
-            # state is fatal instead, abort_transaction raises and the worker stops.
-            if not (error.txn_requires_abort() or error.code() == KafkaError._STATE):
-                raise
-            log.warning("transaction aborted (%s); the batch will be consumed again", error)
-            self._abort(first_offsets)
+            self._abandon(batch, exception.args[0])
             return
-        for partition, records in changes.items():
-            if records or self._shards[partition].store.has_staged():
-                self._shards[partition].store.apply_committed(records)
-        self.metrics.transactions += 1
-        self.metrics.messages += len(messages)
-        self.metrics.transaction_seconds += time.monotonic() - now_s
-        self.metrics.batch_messages_max = max(self.metrics.batch_messages_max, len(messages))
+        self._apply(changes)
+        self._count(batch, now_s)
         self._maybe_checkpoint(now_s)
 
-    def _commit(self) -> None:
-        for _ in range(TRANSACTION_RETRIES_MAX):
-            try:
-                self._producer.commit_transaction(self.settings.transaction_timeout_ms / 1000)
-                return
-            except KafkaException as exception:
-                if not exception.args[0].retriable():
-                    raise
-        raise RuntimeError(f"commit_transaction still failing after {TRANSACTION_RETRIES_MAX} retries")
+    def _usable(self, messages: list[Message]) -> list[Message]:
+        """The messages to decide: consumer errors are reported (a fatal one stops the
+        worker; a broker away is retried by librdkafka and only logged)."""
+        if all(message.error() is None for message in messages):
+            return messages
+        usable = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                usable.append(message)
+            elif error.fatal() or is_fenced(error):
+                raise WorkerFenced(f"the consumer failed: {error}") if is_fenced(error) else KafkaException(error)
+            elif error.code() == KafkaError._AUTO_OFFSET_RESET:
+                raise InvariantViolation(
+                    f"{message.topic()}[{message.partition()}]: the position the state records is no longer in the "
+                    f"topic ({error}): commands were deleted before this partition consumed them"
+                )
+            elif error.code() != KafkaError._PARTITION_EOF:
+                self._log_consumer_error(error)
+        return usable
 
-    def _abort(self, first_offsets: dict[tuple[str, int], int]) -> None:
-        self._producer.abort_transaction(self.settings.transaction_timeout_ms / 1000)
+    _last_consumer_error_s = 0.0
+
+    def _log_consumer_error(self, error: KafkaError) -> None:
+        now_s = time.monotonic()
+        if now_s - self._last_consumer_error_s >= CONSUMER_ERROR_LOG_INTERVAL_S:
+            self._last_consumer_error_s = now_s
+            log.warning("consumer: %s (librdkafka retries)", error)
+
+    def _produce_changes(self, batch: _Batch) -> dict[int, _Changes]:
+        """Each partition's staged state changes, then its input positions, as changelog
+        records. Returns them per partition, for RocksDB once the transaction commits."""
+        consumed: dict[int, dict[str, int]] = {}
+        for (topic, partition), offset in batch.next.items():
+            consumed.setdefault(partition, {})["commands" if topic == self._commands_topic else "legs"] = offset
+        changes: dict[int, _Changes] = {}
+        for partition, owned in self._shards.items():
+            records = owned.store.staged_changes()
+            offsets = consumed.get(partition)
+            if offsets is None:
+                if records:
+                    # Changelog records without consumed offsets would commit without the group
+                    # generation's fence: a zombie could write them after a new owner restored.
+                    raise InvariantViolation(f"partition {partition} changed state without consuming input")
+                continue
+            positions = owned.positions.advanced(commands=offsets.get("commands"), legs=offsets.get("legs"))
+            records.append((POSITIONS_KEY, positions.encode()))
+            for key, value in records[:-1]:
+                self._produce(self._changelog_topic, value, key=key, partition=partition)
+            self._produce(
+                self._changelog_topic,
+                records[-1][1],
+                key=records[-1][0],
+                partition=partition,
+                on_delivery=self._on_changelog_delivery,
+            )
+            changes[partition] = _Changes(records=records, positions=positions)
+        return changes
+
+    def _on_changelog_delivery(self, error: KafkaError | None, message: Message) -> None:
+        partition, offset = message.partition(), message.offset()
+        if error is None and partition is not None and offset is not None:
+            self._delivered[partition] = offset
+
+    def _commit(self) -> None:
+        transactions = self._transactions
+        if transactions is None:
+            raise RuntimeError("the processor is not running")
+        transactions.producer = self._producer  # tests may have wrapped it
+        transactions.commit(self.settings.transaction_timeout_ms / 1000)
+
+    def _apply(self, changes: dict[int, _Changes]) -> None:
+        """The transaction committed: RocksDB gets its state, and the restore bookkeeping how
+        far RocksDB now holds each changelog partition (the broker's offset of our last
+        record there; the commit served its delivery report)."""
+        restorer = self._restorer
+        if restorer is None:
+            raise RuntimeError("the processor is not running")
+        for partition, change in changes.items():
+            owned = self._shards[partition]
+            owned.store.apply_committed(change.records)
+            owned.positions = change.positions
+            delivered = self._delivered.pop(partition, None)
+            if delivered is not None:
+                restorer.committed(partition, delivered + 1)
+        self._delivered.clear()
+
+    def _abandon(self, batch: _Batch, error: KafkaError) -> None:
+        """The transaction cannot commit: abort it (or replace a producer that failed
+        fatally), forget what it staged and consume the batch again."""
+        transactions = self._transactions
+        if transactions is None:
+            raise RuntimeError("the processor is not running")
+        transactions.producer = self._producer
+        if is_fenced(error):
+            raise WorkerFenced(f"fenced: {error}")
+        if is_abortable(error) and not error.fatal():
+            log.warning("transaction aborted (%s); the batch will be consumed again", error)
+            try:
+                transactions.abort(self.settings.transaction_timeout_ms / 1000)
+            except KafkaException as abort_failure:
+                transactions.replace(abort_failure.args[0])
+        else:
+            transactions.replace(error)
+        self._producer = transactions.producer
         self.metrics.aborts += 1
+        self.metrics.producers_replaced = transactions.replaced
+        self._delivered.clear()
         for owned in self._shards.values():
             owned.store.discard_staged()
+        self._rewind(batch)
+
+    def _rewind(self, batch: _Batch) -> None:
         owned_partitions = set(self._shards)
-        for (topic, partition), offset in first_offsets.items():
+        for (topic, partition), offset in batch.first.items():
             if partition in owned_partitions:
                 self._consumer.seek(KafkaPartition(topic, partition, offset))
 
-    def _process(self, message: Message) -> None:
-        topic, partition, _ = _coordinates(message)
+    def _count(self, batch: _Batch, started_s: float) -> None:
+        """Metrics count what committed, never what an aborted transaction tried."""
+        counts, metrics = batch.counts, self.metrics
+        metrics.transactions += 1
+        metrics.messages += len(batch.messages)
+        metrics.events += counts.events
+        metrics.results += counts.results
+        metrics.legs += counts.legs
+        metrics.dead_letters += counts.dead_letters
+        metrics.transaction_seconds += time.monotonic() - started_s
+        metrics.batch_messages_max = max(metrics.batch_messages_max, len(batch.messages))
+
+    def _process(self, message: Message, counts: ProcessorMetrics) -> None:
+        topic, partition, _ = coordinates(message)
         owned = self._shards.get(partition)
         if owned is None:
             raise InvariantViolation(f"message for partition {partition}, which this worker does not own")
@@ -328,12 +477,18 @@ class LedgerProcessor:
             decoded = self.codec.decode(value, expected=COMMAND_TYPES if is_command else legs.LEG_TYPES)
         except DecodeError as error:
             self._dead_letter(message, error)
+            counts.dead_letters += 1
             return
         outcome = owned.shard.handle(decoded, timestamp_ms=message.timestamp()[1])
         encode = self.codec.encode
+        events_topic, results_topic, legs_topic = (
+            self.topology.events.name,
+            self.topology.results.name,
+            self._legs_topic,
+        )
         for event in outcome.events:
             self._produce(
-                self._events_topic,
+                events_topic,
                 encode(event),
                 key=event.account_id.encode(),
                 partition=partition,
@@ -342,15 +497,15 @@ class LedgerProcessor:
         for result in outcome.results:
             # On the deciding shard's partition, not the key's: a transaction that touches fewer
             # partitions commits faster (clients read every partition of the results topic).
-            self._produce(self._results_topic, encode(result), key=result.command_id.encode(), partition=partition)
+            self._produce(results_topic, encode(result), key=result.command_id.encode(), partition=partition)
         for leg in outcome.legs:
-            self._produce(self._legs_topic, encode(leg), key=leg.routing_key.encode())
-        self.metrics.events += len(outcome.events)
-        self.metrics.results += len(outcome.results)
-        self.metrics.legs += len(outcome.legs)
+            self._produce(legs_topic, encode(leg), key=leg.routing_key.encode())
+        counts.events += len(outcome.events)
+        counts.results += len(outcome.results)
+        counts.legs += len(outcome.legs)
 
     def _dead_letter(self, message: Message, error: DecodeError) -> None:
-        topic, partition, offset = _coordinates(message)
+        topic, partition, offset = coordinates(message)
         value = message.value()
         letter = DeadLetter(
             source_topic=topic,
@@ -364,65 +519,38 @@ class LedgerProcessor:
             failed_at_ms=int(time.time() * 1000),
         )
         log.warning("dead letter from %s/%d@%d: %s", topic, partition, offset, error)
-        self._produce(self._deadletter_topic, self.codec.encode(letter), key=message.key())
-        self.metrics.dead_letters += 1
+        self._produce(self.topology.deadletter.name, self.codec.encode(letter), key=message.key())
 
     def _produce(
-        self, topic: str, value: bytes | None, *, key: bytes | None, partition: int = -1, timestamp: int = 0
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        partition: int = -1,
+        timestamp: int = 0,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, partition=partition, timestamp=timestamp)
+                if on_delivery is None:
+                    self._producer.produce(topic, value, key, partition=partition, timestamp=timestamp)
+                else:
+                    self._producer.produce(
+                        topic, value, key, partition=partition, timestamp=timestamp, on_delivery=on_delivery
+                    )
                 return
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let librdkafka send some
 
-    # -- reads --------------------------------------------------------------------------------
+    # -- checkpoints ------------------------------------------------------------------------------
 
-    def committed_account(self, account_id: str) -> tuple[int, Account | None]:
-        """(partition, the account as committed) for an account of a partition this worker
-        owns; NotOwnedError otherwise. Safe from other threads: reads RocksDB, not the
-        loop's caches."""
-        partition = partition_for(account_id, self.settings.partitions)
-        if partition not in self._shards:
-            raise NotOwnedError(partition)
-        raw = self.local.db.get(partition_prefix(partition) + changelog_key(Table.ACCOUNTS, account_id))
-        return partition, None if raw is None else self.codec.decode(raw)
+    def _maybe_checkpoint(self, now_s: float) -> None:
+        if now_s >= self._next_checkpoint_s and self._restorer is not None:
+            self._next_checkpoint_s = now_s + CHECKPOINT_INTERVAL_S
+            self._restorer.checkpoint(list(self._shards))
 
-    # -- partitions come and go ---------------------------------------------------------------
-
-    def _on_assign(self, consumer: Any, assigned: list[KafkaPartition]) -> None:
-        started = time.monotonic()
-        numbers = sorted({tp.partition for tp in assigned if tp.topic == self._commands_topic})
-        legs_numbers = sorted({tp.partition for tp in assigned if tp.topic == self._legs_topic})
-        if numbers != legs_numbers:
-            raise InvariantViolation(
-                f"commands partitions {numbers} and legs partitions {legs_numbers} are not co-partitioned; "
-                "the range assignor and equal partition counts guarantee it"
-            )
-        self.metrics.rebalances += 1
-        self._restore(numbers)
-        for partition in numbers:
-            store = PartitionStore(self.local, partition)
-            self._shards[partition] = _OwnedShard(
-                partition=partition,
-                store=store,
-                shard=self._decider(store, self._is_local_to(partition)),
-                next_tick_s=0.0,
-            )
-        self.metrics.owned_partitions = sorted(self._shards)
-        self.metrics.last_restore_s = time.monotonic() - started
-        log.info("assigned partitions %s (restored in %.2fs)", numbers, self.metrics.last_restore_s)
-        self.ready.set()
-
-    def _on_revoke(self, consumer: Any, revoked: list[KafkaPartition]) -> None:
-        numbers = sorted({tp.partition for tp in revoked} & set(self._shards))
-        assert not any(self._shards[p].store.has_staged() for p in numbers), "revoked only between transactions"
-        self._checkpoint(numbers)
-        for partition in numbers:
-            del self._shards[partition]
-        self.metrics.owned_partitions = sorted(self._shards)
-        log.info("revoked partitions %s", sorted({tp.partition for tp in revoked}))
+    # -- the shards -------------------------------------------------------------------------------
 
     def _ledger_shard(self, store: PartitionStore, is_local: Callable[[str], bool]) -> Decider:
         return Shard(store=store, config=self.shard_config, is_local=is_local)
@@ -435,159 +563,11 @@ class LedgerProcessor:
 
         return is_local
 
-    # -- restore and checkpoints ---------------------------------------------------------------
+    def owns(self, partition: int) -> bool:
+        """Safe from other threads (a dict lookup)."""
+        return partition in self._shards
 
-    def _restore(self, partitions: list[int]) -> None:
-        """Bring RocksDB up to the end of the changelog partitions, all at once.
 
-        The end is the high watermark with no transaction open on the partition: a
-        previous owner killed mid-transaction keeps one open until the broker aborts it
-        (transaction.timeout.ms), and its fate must be known before this shard decides
-        anything, or a commit that lands after the restore would be missed."""
-        ends = self._stable_ends(partitions)
-        now_ms = int(time.time() * 1000)
-        positions: dict[int, int] = {}
-        for partition in partitions:
-            checkpoint = self.local.checkpoint(partition)
-            if (
-                checkpoint is None
-                or checkpoint.topic_id != self._changelog_topic_id
-                or checkpoint.offset > ends[partition]
-                or now_ms - checkpoint.written_ms > CHECKPOINT_AGE_MAX_MS
-            ):
-                # No usable checkpoint (new here, another cluster or topic, or too old to
-                # trust that no tombstone was compacted away since): start from nothing.
-                self.local.wipe(partition)
-                positions[partition] = 0
-            else:
-                positions[partition] = checkpoint.offset
-        behind = {partition for partition in partitions if positions[partition] < ends[partition]}
-        self._restore_consumer.assign(
-            [KafkaPartition(self._changelog_topic, partition, positions[partition]) for partition in behind]
-        )
-        restored = 0
-        try:
-            while behind:
-                batches: dict[int, list[tuple[bytes, bytes | None]]] = {}
-                for message in self._restore_consumer.consume(RESTORE_BATCH_MESSAGES, timeout=0.1):
-                    _, partition, offset = _coordinates(message)
-                    error = message.error()
-                    if error is None:
-                        batches.setdefault(partition, []).append((message.key() or b"", message.value()))
-                        positions[partition] = offset + 1
-                    elif error.code() == KafkaError._PARTITION_EOF:
-                        # The position moves past trailing transaction markers only here.
-                        position = self._restore_consumer.position([KafkaPartition(self._changelog_topic, partition)])
-                        positions[partition] = max(positions[partition], position[0].offset)
-                    else:
-                        raise KafkaException(error)
-                for partition, batch in batches.items():
-                    self.local.apply_changelog(partition, batch)
-                    restored += len(batch)
-                reached = [partition for partition in behind if positions[partition] >= ends[partition]]
-                if reached:
-                    ends.update(self._stable_ends(reached))  # a zombie may have committed meanwhile
-                    behind -= {partition for partition in reached if positions[partition] >= ends[partition]}
-            for partition in partitions:
-                self.local.write_checkpoint(partition, ends[partition], self._changelog_topic_id)
-        finally:
-            self._restore_consumer.unassign()
-        self.metrics.restored_records += restored
-
-    def _stable_ends(self, partitions: list[int]) -> dict[int, int]:
-        """Each partition's high watermark, once no transaction is open on it."""
-        ends: dict[int, int] = {}
-        waiting = list(partitions)
-        while waiting:
-            high_offsets = self._changelog_ends(waiting, IsolationLevel.READ_UNCOMMITTED)
-            stable_offsets = self._changelog_ends(waiting, IsolationLevel.READ_COMMITTED)
-            for partition in list(waiting):
-                if stable_offsets[partition] >= high_offsets[partition]:
-                    ends[partition] = high_offsets[partition]
-                    waiting.remove(partition)
-            if waiting:
-                time.sleep(0.05)
-        return ends
-
-    def _maybe_checkpoint(self, now_s: float) -> None:
-        if now_s >= self._next_checkpoint_s:
-            self._next_checkpoint_s = now_s + CHECKPOINT_INTERVAL_S
-            self._checkpoint_all()
-
-    def _checkpoint_all(self) -> None:
-        self._checkpoint(list(self._shards))
-
-    def _checkpoint(self, numbers: list[int]) -> None:
-        """Record how far RocksDB follows the changelog. Called between transactions only:
-        then every committed record below the high watermark is in RocksDB."""
-        if not numbers:
-            return
-        for partition, offset in self._changelog_ends(numbers, IsolationLevel.READ_UNCOMMITTED).items():
-            self.local.write_checkpoint(partition, offset, self._changelog_topic_id)
-
-    def _changelog_ends(self, partitions: list[int], isolation: IsolationLevel) -> dict[int, int]:
-        """End offsets of changelog partitions (the high watermark, or the last stable offset
-        for READ_COMMITTED), retrying while leadership settles (new topics, broker restarts)."""
-        requested = {KafkaPartition(self._changelog_topic, partition): _LATEST for partition in partitions}
-
-        def list_offsets() -> dict[int, int]:
-            futures = self._admin.list_offsets(requested, isolation_level=isolation, request_timeout=ADMIN_TIMEOUT_S)
-            return {tp.partition: future.result().offset for tp, future in futures.items()}
-
-        return retry_transient(list_offsets)
-
-    # -- client configuration -----------------------------------------------------------------
-
-    def _producer_config(self) -> dict[str, Any]:
-        return {
-            **kafka_config(self.settings),
-            "client.id": f"{self.settings.worker_id}-ledger",
-            "transactional.id": transactional_id(self.settings),
-            "transaction.timeout.ms": self.settings.transaction_timeout_ms,
-            "enable.idempotence": True,
-            "acks": "all",
-            "partitioner": "murmur2_random",  # Kafka's default partitioner, as Java and Faust use
-            "linger.ms": 2,
-            # The broker answers CONCURRENT_TRANSACTIONS until the previous commit's markers are
-            # written (a few ms); librdkafka's default 100 ms back-off would add that to every batch.
-            "retry.backoff.ms": 1,
-            "socket.nagle.disable": True,
-            "retry.backoff.max.ms": 20,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 1_000_000,
-            "message.max.bytes": 2 * 1024 * 1024,
-        }
-
-    def _consumer_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            **kafka_config(self.settings),
-            "client.id": f"{self.settings.worker_id}-ledger",
-            "group.id": consumer_group(self.settings),
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            # Range assigns partition p of every subscribed topic to the same member: the
-            # commands and legs of a shard are co-partitioned.
-            "partition.assignment.strategy": "range",
-            "session.timeout.ms": self.settings.session_timeout_ms,
-            "heartbeat.interval.ms": self.settings.heartbeat_interval_ms,
-            "max.poll.interval.ms": 600_000,
-            "fetch.wait.max.ms": 10,
-            "enable.partition.eof": False,
-        }
-        if self.settings.static_membership:
-            config["group.instance.id"] = self.settings.worker_id
-        return config
-
-    def _restore_consumer_config(self) -> dict[str, Any]:
-        return {
-            **kafka_config(self.settings),
-            "client.id": f"{self.settings.worker_id}-restore",
-            "group.id": f"{consumer_group(self.settings)}.restore",  # never joins: assign() only
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "fetch.wait.max.ms": 10,
-            "auto.offset.reset": "earliest",
-        }
+def coordinator_call_timeout_s(settings: Settings) -> float:
+    """How long one call to the transaction coordinator may take before it is retried."""
+    return max(10.0, settings.transaction_timeout_ms / 1000)

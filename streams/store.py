@@ -38,8 +38,7 @@ BLOOM_BITS_PER_KEY = 10  # most lookups of a new command (dedup id, command id) 
 
 
 def partition_prefix(partition: int) -> bytes:
-    assert 0 <= partition < 65536
-    return _STATE + partition.to_bytes(2, "big")
+    return _STATE + partition.to_bytes(2, "big")  # to_bytes refuses a partition past 65535
 
 
 def changelog_key(table: Table, key: str) -> bytes:
@@ -113,6 +112,13 @@ class LocalState:
             else:
                 batch.put(prefix + key, value)
         self.db.write(batch)
+
+    def has_state(self, partition: int) -> bool:
+        """Whether RocksDB holds any record of the partition's shard."""
+        prefix = partition_prefix(partition)
+        iterator = self.db.iter()
+        iterator.seek(prefix)
+        return bool(iterator.valid() and iterator.key().startswith(prefix))
 
     def keys_of(self, partition: int) -> int:
         """How many state records a partition has (tests and diagnostics)."""

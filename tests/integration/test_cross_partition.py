@@ -30,11 +30,9 @@ from bench.workloads import Ids, make_accounts, mixed, openings
 from codec import Codec
 from foundation.settings import Settings
 from ledger import commands
-from ledger.accounts import Account, Hold, HoldStatus
-from ledger.events import AccountEvent, CommandResult, EventKind
-from ledger.state import ShardMeta, Table
+from ledger.events import EventKind
 from streamwallet.stack import Stack
-from tests.support import outcome, read_decoded, read_topic
+from tests.checker import check_ledger
 
 pytestmark = pytest.mark.kafka
 
@@ -43,20 +41,6 @@ COMMANDS = 100_000 if SOAK else 20_000
 ACCOUNTS = 300
 RATE_PER_S = 1_500
 KILLS = 12 if SOAK else 6
-
-
-def changelog_state(settings: Settings, codec: Codec) -> dict[Table, dict[str, Any]]:
-    """The shards' tables as the changelog holds them (latest value per key)."""
-    tables: dict[Table, dict[str, Any]] = collections.defaultdict(dict)
-    for message in read_topic(settings.bootstrap_servers, f"{settings.topic_prefix}.changelog"):
-        raw_key = message.key().decode()
-        table, key = Table(raw_key[0]), raw_key[1:]
-        value = message.value()
-        if value is None:
-            tables[table].pop(key, None)
-        else:
-            tables[table][key] = codec.decode(value)
-    return tables
 
 
 def test_randomized_cross_partition_workload_with_kills(settings: Settings, tmp_path: Any) -> None:
@@ -115,83 +99,18 @@ def test_randomized_cross_partition_workload_with_kills(settings: Settings, tmp_
             victim.wait_ready()
         streaming.join()
 
-        results: list[CommandResult] = []
-        deadline = time.monotonic() + 180
-        wanted = {command.command_id for command in workload}
-        while time.monotonic() < deadline:
-            results = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.results", codec)
-            if wanted <= {result.command_id for result in results}:
-                break
-            time.sleep(1)
-        time.sleep(3 * settings.tick_interval_ms / 1000 + 3)  # short holds expire, ticks run
+        report = check_ledger(settings, codec, workload, settle_s=3 * settings.tick_interval_ms / 1000 + 3)
         assert all(worker.alive for worker in workers), "a worker stopped: see its log"
     finally:
         stack.stop_all()
     for worker in workers:
         assert "InvariantViolation" not in worker.tail(10**9), f"{worker.name} hit an invariant violation"
 
-    # Exactly one final result per command; a duplicate gets its original's.
-    counts = collections.Counter(result.command_id for result in results)
-    assert [command_id for command_id in wanted if counts[command_id] != 1] == []
-    by_id = {result.command_id: result for result in results}
-    for result in results:
-        if result.replayed:
-            original = by_id[result.original_command_id]
-            assert outcome(original)[:2] == outcome(result)[:2], result.command_id
-
-    events: list[AccountEvent] = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.events", codec)
-    history: dict[str, list[AccountEvent]] = collections.defaultdict(list)
-    external: dict[str, int] = collections.defaultdict(int)
-    for event in events:
-        history[event.account_id].append(event)
-        if event.kind in (EventKind.DEPOSITED, EventKind.WITHDRAWN):
-            external[event.currency] += event.amount
-        # Within limits at every sequence.
-        assert event.lower_limit <= event.balance - event.held, event
-        assert event.balance + event.pending_in + event.pending_out <= event.upper_limit, event
-        assert event.available == event.balance - event.held
-    for account, account_events in history.items():
-        assert [event.sequence for event in account_events] == list(range(1, len(account_events) + 1)), account
-        assert sum(event.amount for event in account_events) == account_events[-1].balance, account
-    final = {account: account_events[-1] for account, account_events in history.items()}
-
-    # Conservation per currency, with nothing in flight at the end.
-    totals: dict[str, int] = collections.defaultdict(int)
-    for event in final.values():
-        assert (event.pending_in, event.pending_out) == (0, 0), event
-        totals[event.currency] += event.balance
-    assert dict(totals) == {currency: amount for currency, amount in external.items() if amount or currency in totals}
-
-    # The events replayed are exactly the shards' tables; nothing left half done.
-    tables = changelog_state(settings, codec)
-    stored: dict[str, Account] = tables[Table.ACCOUNTS]
-    assert set(stored) == set(final)
-    for account_id, stored_account in stored.items():
-        event = final[account_id]
-        assert (
-            stored_account.sequence,
-            stored_account.balance,
-            stored_account.held,
-            stored_account.status,
-            stored_account.lower_limit,
-            stored_account.upper_limit,
-        ) == (event.sequence, event.balance, event.held, event.status, event.lower_limit, event.upper_limit), account_id
-    assert tables[Table.OUTGOING] == {}
-    assert tables[Table.PREPARED] == {}
-    assert tables[Table.BATCHES] == {}
-    clocks = [meta.clock_ms for meta in tables[Table.META].values() if isinstance(meta, ShardMeta)]
-    oldest_clock = min(clocks)
-    holds: dict[str, Hold] = tables[Table.HOLDS]
-    overdue = [hold for hold in holds.values() if hold.status is HoldStatus.OPEN and hold.expires_at_ms <= oldest_clock]
-    assert overdue == []
-    for account_id, stored_account in stored.items():
-        open_holds = sum(h.amount for h in holds.values() if h.account_id == account_id and h.status is HoldStatus.OPEN)
-        assert stored_account.held == open_holds, account_id
+    print(f"\n{report.summary()}")
+    assert report.problems() == []
 
     # The workload did what it says: cross-partition flows and batches happened, and failed too.
-    kinds = collections.Counter(event.kind for event in events)
-    codes = collections.Counter(outcome(result)[1] for result in results)
-    print(f"\n{len(results)} results {dict(codes)}\n{len(events)} events {dict(kinds)}")
+    kinds = collections.Counter(event.kind for event in report.events)
     for kind in (
         EventKind.TRANSFER_SETTLED,
         EventKind.BATCH_COMMITTED,

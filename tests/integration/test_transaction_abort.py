@@ -19,6 +19,8 @@ from codec import Codec
 from foundation.settings import Settings
 from ledger import commands
 from streams.processor import LedgerProcessor
+from tests.checker import check_ledger
+from tests.faults import FailingCalls, Streamer, funded_mixed_workload
 from tests.integration.test_end_to_end import wait_for_results
 from tests.model import SingleAccountModel
 from tests.support import outcome, read_decoded
@@ -102,3 +104,33 @@ def test_aborted_transactions_are_decided_again_and_nothing_is_lost_or_doubled(s
     assert all(sequences == list(range(1, len(sequences) + 1)) for sequences in per_account.values())
     latest = {event.account_id: event.balance for event in events}
     assert latest == model.balance
+
+
+def test_an_abort_in_the_middle_of_a_batch_loses_no_message_of_any_partition(settings: Settings) -> None:
+    """produce() fails while a message in the middle of a batch is being handled: the
+    batch spans several partitions of both input topics (commands, and the legs of
+    cross-partition flows), and the messages after the failing one must be consumed
+    again too, not only those already handled."""
+    codec = Codec()
+    processor = LedgerProcessor(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,))
+    thread.start()
+    try:
+        assert processor.ready.wait(60)
+        failing = FailingCalls(
+            processor._producer,
+            method="produce",
+            fail_at=(40, 41, 300, 700, 1100, 1800, 2600, 3300),
+            topics=(f"{settings.topic_prefix}.events",),
+        )
+        processor._producer = failing  # between transactions: the loop is idle, waiting for input
+        workload, _ = funded_mixed_workload(settings, accounts=40, count=3000, seed=11)
+        Streamer(settings, workload, rate_per_s=2000).start().join()
+        report = check_ledger(settings, codec, workload, results_timeout_s=90, settle_s=3)
+        assert failing.failed >= 6, "the injected failures did not all happen"
+    finally:
+        stop.set()
+        thread.join(30)
+    print(f"\n{report.summary()}; aborts {processor.metrics.aborts}")
+    assert report.problems() == []

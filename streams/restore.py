@@ -1,0 +1,138 @@
+"""Bring a worker's RocksDB up to the end of changelog partitions, and remember how far
+it holds them.
+
+`applied` is the heart of it: for each partition, an offset below which RocksDB holds
+every committed changelog record. It is only ever set from what this worker itself
+observed — the end of its own restore, or the offsets the broker gave its own records
+once their transaction committed and RocksDB received them — and a checkpoint writes
+exactly that, never the changelog's end. The end may include records another owner
+wrote while this worker thought it still owned the partition (a paused process whose
+session ran out): a checkpoint there would make the next restore skip them, and the
+shard would decide on stale balances, reissue sequence numbers and forget dedup entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from foundation.offsets import high_watermarks, last_stable_offsets
+from streams.store import LocalState
+
+log = logging.getLogger(__name__)
+
+RESTORE_BATCH_MESSAGES = 10_000
+RESTORE_POLL_S = 0.1
+STABLE_WAIT_POLL_S = 0.05
+# A checkpoint older than this may predate tombstones that compaction has since removed:
+# such a partition is restored from scratch. The changelog's delete.retention.ms
+# (topologies/topics.py) is pinned well above it.
+CHECKPOINT_AGE_MAX_MS = 12 * 3600 * 1000
+
+
+class Restorer:
+    def __init__(
+        self, *, local: LocalState, consumer: Any, admin: Any, topic: str, topic_id: str, budget_s: float
+    ) -> None:
+        self.local = local
+        self.consumer = consumer
+        self.admin = admin
+        self.topic = topic
+        self.topic_id = topic_id
+        self.budget_s = budget_s  # how long a broker may be unreachable before restore gives up
+        self.applied: dict[int, int] = {}  # partition -> every committed record below it is in RocksDB
+        self.restored_records = 0
+
+    def restore(self, partitions: list[int]) -> None:
+        """RocksDB equal to the changelog partitions up to their stable end, all at once.
+
+        The end is the high watermark with no transaction open on the partition: a previous
+        owner killed mid-transaction keeps one open until the broker aborts it
+        (transaction.timeout.ms), and its fate must be known before this shard decides
+        anything, or a commit that lands after the restore would be missed."""
+        if not partitions:
+            return
+        ends = self.stable_ends(partitions)
+        positions = {partition: self._start(partition, ends[partition]) for partition in partitions}
+        behind = {partition for partition in partitions if positions[partition] < ends[partition]}
+        self.consumer.assign([KafkaPartition(self.topic, partition, positions[partition]) for partition in behind])
+        try:
+            while behind:
+                self._apply_next(positions)
+                reached = [partition for partition in behind if positions[partition] >= ends[partition]]
+                if reached:
+                    ends.update(self.stable_ends(reached))  # a previous owner may have committed meanwhile
+                    behind -= {partition for partition in reached if positions[partition] >= ends[partition]}
+        finally:
+            self.consumer.unassign()
+        for partition in partitions:
+            self.applied[partition] = positions[partition]
+            self.local.write_checkpoint(partition, positions[partition], self.topic_id)
+
+    def _start(self, partition: int, end: int) -> int:
+        checkpoint = self.local.checkpoint(partition)
+        if (
+            checkpoint is None
+            or checkpoint.topic_id != self.topic_id
+            or checkpoint.offset > end
+            or time.time() * 1000 - checkpoint.written_ms > CHECKPOINT_AGE_MAX_MS
+        ):
+            # No usable checkpoint (new here, another cluster or topic, or too old to trust
+            # that no tombstone was compacted away since): start from nothing.
+            self.local.wipe(partition)
+            return 0
+        return checkpoint.offset
+
+    def _apply_next(self, positions: dict[int, int]) -> None:
+        batches: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        for message in self.consumer.consume(RESTORE_BATCH_MESSAGES, timeout=RESTORE_POLL_S):
+            partition, error = message.partition(), message.error()
+            if error is None:
+                batches.setdefault(partition, []).append((message.key() or b"", message.value()))
+                positions[partition] = message.offset() + 1
+            elif error.code() == KafkaError._PARTITION_EOF:
+                # The position moves past trailing transaction markers only here.
+                position = self.consumer.position([KafkaPartition(self.topic, partition)])
+                positions[partition] = max(positions[partition], position[0].offset)
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                log.warning("restore of %s: %s (retrying)", self.topic, error)  # a broker away: librdkafka retries
+        for partition, batch in batches.items():
+            self.local.apply_changelog(partition, batch)
+            self.restored_records += len(batch)
+
+    def stable_ends(self, partitions: list[int]) -> dict[int, int]:
+        """Each partition's high watermark, once no transaction is open on it."""
+        ends: dict[int, int] = {}
+        waiting = list(partitions)
+        while waiting:
+            high = high_watermarks(self.admin, self.topic, waiting, budget_s=self.budget_s)
+            stable = last_stable_offsets(self.admin, self.topic, waiting, budget_s=self.budget_s)
+            for partition in list(waiting):
+                if stable[partition] >= high[partition]:
+                    ends[partition] = high[partition]
+                    waiting.remove(partition)
+            if waiting:
+                time.sleep(STABLE_WAIT_POLL_S)
+        return ends
+
+    def committed(self, partition: int, end_offset: int) -> None:
+        """This worker's own transaction committed records up to `end_offset` (exclusive)
+        on the partition, and RocksDB has them."""
+        self.applied[partition] = max(self.applied.get(partition, 0), end_offset)
+
+    def checkpoint(self, partitions: list[int]) -> None:
+        """Record how far RocksDB holds the changelog: only what this worker applied."""
+        for partition in partitions:
+            offset = self.applied.get(partition)
+            if offset is not None:
+                self.local.write_checkpoint(partition, offset, self.topic_id)
+
+    def forget(self, partitions: list[int]) -> None:
+        for partition in partitions:
+            self.applied.pop(partition, None)

@@ -1,0 +1,344 @@
+"""The worker loop against the faults that reading it found (issue 10), each produced for
+real against a real broker, with the loop running in this process so the test can choose
+the moment:
+
+* a checkpoint must never cover changelog records this worker's RocksDB does not hold:
+  not when another owner wrote them while this worker thought it still owned the
+  partition (a zombie that then stops or loses the partition), and not when the worker
+  leaves after a commit it could not confirm;
+* a partition's new owner must not restore before the previous owner's transactional
+  offset commit is decided (KIP-447's stable offsets), or it starts after a batch whose
+  state change it never restored;
+* a rebalance served in the middle of taking a batch must not leave the loop holding
+  messages of partitions it no longer owns, or messages it will be given again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from codec import Codec
+from foundation.settings import Settings
+from ledger import commands
+from ledger.accounts import Account, AccountStatus
+from ledger.state import Table
+from streams.processor import LedgerProcessor, consumer_group, transactional_id
+from streams.reads import committed_account
+from streams.store import changelog_key
+from streams.transactions import WorkerFenced
+from tests.checker import changelog_state, check_ledger, wait_for_results
+from tests.faults import Streamer
+from topologies import partition_for
+
+pytestmark = pytest.mark.kafka
+
+
+class Running:
+    """A LedgerProcessor on a thread of this process; `failure` holds what stopped it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.processor = LedgerProcessor(settings)
+        self.stop_event = threading.Event()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"loop-{settings.worker_id}", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.processor.run(self.stop_event)
+        except BaseException as error:  # noqa: BLE001 - recorded for the test to look at
+            self.failure = error
+
+    def start(self, *, ready: bool = True) -> Running:
+        self.thread.start()
+        if ready:
+            assert self.processor.ready.wait(90), "the worker did not become ready"
+        return self
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the worker did not stop"
+
+
+def produce(settings: Settings, codec: Codec, *messages: commands.Command) -> None:
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
+    for command in messages:
+        producer.produce(f"{settings.topic_prefix}.commands", codec.encode(command), command.routing_key.encode())
+    assert producer.flush(30) == 0
+
+
+def open_and_fund(account: str, run: str) -> list[commands.Command]:
+    return [
+        commands.OpenAccount(command_id=f"{run}-open", dedup_id="open", account_id=account, currency="USD"),
+        commands.Deposit(command_id=f"{run}-d1", dedup_id="d1", account_id=account, amount=100, currency="USD"),
+    ]
+
+
+def wait_until(predicate: Any, timeout_s: float = 60.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not reached within {timeout_s}s")
+
+
+def latest_account(settings: Settings, codec: Codec, account: str) -> Account:
+    stored: Account = changelog_state(settings, codec)[Table.ACCOUNTS][account]
+    return stored
+
+
+def foreign_write(settings: Settings, codec: Codec, account: Account, *, transactional: str) -> None:
+    """Another owner of the account's partition commits a new state of it to the changelog."""
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "transactional.id": transactional})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(
+        f"{settings.topic_prefix}.changelog",
+        codec.encode(account),
+        changelog_key(Table.ACCOUNTS, account.account_id),
+        partition=partition_for(account.account_id, settings.partitions),
+    )
+    producer.commit_transaction(30)
+
+
+@pytest.fixture
+def codec() -> Codec:
+    return Codec()
+
+
+def test_a_fenced_worker_never_checkpoints_records_its_successor_wrote(settings: Settings, codec: Codec) -> None:
+    """A worker paused long enough to be replaced: its successor (a new instance with the
+    same worker id, which fences it) writes to the changelog; then the paused one wakes up,
+    finds itself fenced and leaves. It must not checkpoint the changelog's end, which holds
+    records its RocksDB never received: when it (or anyone on its disk) restores again, it
+    must replay them instead of deciding on stale state."""
+    run = uuid.uuid4().hex[:6]
+    account = f"zc-{run}"
+    first = Running(settings).start()
+    produce(settings, codec, *open_and_fund(account, run))
+    wait_until(lambda: account in changelog_state(settings, codec)[Table.ACCOUNTS], what="the deposit committed")
+    time.sleep(1)  # the loop applies the commit to RocksDB right after it
+    newer = latest_account(settings, codec, account)
+    newer.balance, newer.sequence = 777, newer.sequence + 5
+    foreign_write(settings, codec, newer, transactional=transactional_id(settings))  # fences the first
+    first.thread.join(60)  # its next transaction (a tick, within a second) finds it fenced
+    assert isinstance(first.failure, WorkerFenced), first.failure
+
+    second = Running(settings).start()  # the same worker id and RocksDB folder
+    try:
+        _, restored = committed_account(second.processor, account)
+        assert restored is not None
+        assert (restored.balance, restored.sequence) == (777, newer.sequence), (
+            "the restart restored from a checkpoint past records its RocksDB never held"
+        )
+    finally:
+        second.stop()
+
+
+class CommitThenFail:
+    """The real producer. The first transaction that writes a changelog record under `key`
+    really commits, then reports a fatal error (a commit whose answer was lost): the worker
+    must leave without applying it to RocksDB or checkpointing past it."""
+
+    def __init__(self, producer: Any, *, key: bytes) -> None:
+        self._producer = producer
+        self._key = key
+        self._armed = False
+        self.failed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    def produce(self, topic: str, value: Any = None, key: Any = None, **kwargs: Any) -> None:
+        if topic.endswith(".changelog") and key == self._key:
+            self._armed = True
+        self._producer.produce(topic, value, key, **kwargs)
+
+    def commit_transaction(self, *args: Any) -> None:
+        self._producer.commit_transaction(*args)
+        if self._armed and not self.failed:
+            self.failed = True
+            raise KafkaException(KafkaError(KafkaError._FATAL, "injected after the commit", fatal=True))
+
+
+def test_a_worker_that_fails_after_a_commit_restores_it_rather_than_checkpointing_past_it(
+    settings: Settings, codec: Codec
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    account = f"fc-{run}"
+    first = Running(settings).start()
+    produce(settings, codec, *open_and_fund(account, run))
+    wait_until(lambda: account in changelog_state(settings, codec)[Table.ACCOUNTS], what="the deposit committed")
+    time.sleep(1)
+    failing = CommitThenFail(first.processor._producer, key=changelog_key(Table.ACCOUNTS, account))
+    first.processor._producer = failing
+    produce(
+        settings,
+        codec,
+        commands.Deposit(command_id=f"{run}-d2", dedup_id="d2", account_id=account, amount=50, currency="USD"),
+    )
+    first.thread.join(60)
+    assert failing.failed and first.failure is not None, "the worker should stop on a fatal error"
+    committed = latest_account(settings, codec, account)
+    assert committed.balance == 150
+
+    second = Running(settings).start()
+    try:
+        _, restored = committed_account(second.processor, account)
+        assert restored is not None and restored.balance == 150, (
+            "the worker checkpointed past a commit its RocksDB never received"
+        )
+    finally:
+        second.stop()
+
+
+def test_a_new_owner_waits_for_the_previous_owners_pending_offsets_before_it_restores(
+    settings: Settings, codec: Codec
+) -> None:
+    """A zombie whose offset commit the group accepted, but whose changelog records reach
+    the broker only after a new owner restored (produce requests still in flight), commits
+    its transaction late. The new owner must not restore before that transaction is decided."""
+    settings = dataclasses.replace(settings, transaction_timeout_ms=60_000)
+    run = uuid.uuid4().hex[:6]
+    account = f"zo-{run}"
+    partition = partition_for(account, settings.partitions)
+    produce(settings, codec, *open_and_fund(account, run))  # the zombie's input: two commands
+    commands_topic, legs_topic = f"{settings.topic_prefix}.commands", f"{settings.topic_prefix}.legs"
+
+    zombie_consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": consumer_group(settings),
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "range",
+            "session.timeout.ms": settings.session_timeout_ms,
+            # A paused process stops heartbeating; this one leaves the group once it stops polling.
+            "max.poll.interval.ms": settings.session_timeout_ms + 1000,
+        }
+    )
+    assigned = threading.Event()
+    zombie_consumer.subscribe([commands_topic, legs_topic], on_assign=lambda consumer, parts: assigned.set())
+    deadline = time.monotonic() + 30
+    consumed: list[Any] = []
+    while time.monotonic() < deadline and len(consumed) < 2:
+        message = zombie_consumer.poll(0.2)
+        if message is not None and message.error() is None and message.partition() == partition:
+            consumed.append(message)
+    assert len(consumed) == 2 and assigned.is_set()
+    zombie = Producer(
+        {"bootstrap.servers": settings.bootstrap_servers, "transactional.id": f"zombie-{uuid.uuid4().hex}"}
+    )
+    zombie.init_transactions(30)
+    zombie.begin_transaction()
+    # The zombie decided both commands: the account opened and funded, at sequence 2.
+    zombie.send_offsets_to_transaction(
+        [TopicPartition(commands_topic, partition, consumed[-1].offset() + 1)],
+        zombie_consumer.consumer_group_metadata(),
+        30,
+    )
+    # ...and stops polling: its session runs out and the partitions go to the new owner.
+    owner = Running(settings).start(ready=False)
+    try:
+        time.sleep(settings.session_timeout_ms / 1000 + 4)  # the new owner is assigned (and, today, restored)
+        state = Account(
+            account_id=account,
+            currency="USD",
+            status=AccountStatus.ACTIVE,
+            lower_limit=0,
+            upper_limit=2**63 - 1,
+            balance=100,
+            held=0,
+            pending_in=0,
+            pending_out=0,
+            sequence=2,
+            parent_account_id=None,
+            metadata={},
+            created_at_ms=1,
+            updated_at_ms=1,
+        )
+        zombie.produce(
+            f"{settings.topic_prefix}.changelog",
+            codec.encode(state),
+            changelog_key(Table.ACCOUNTS, account),
+            partition=partition,
+        )
+        zombie.commit_transaction(30)  # the coordinator does not check the group generation here
+        assert owner.processor.ready.wait(90)
+        produce(
+            settings,
+            codec,
+            commands.Deposit(command_id=f"{run}-d3", dedup_id="d3", account_id=account, amount=5, currency="USD"),
+        )
+        results = wait_for_results(settings, codec, {f"{run}-d3"}, timeout_s=60)
+        assert owner.failure is None, owner.failure
+        (result,) = [result for result in results if result.command_id == f"{run}-d3"]
+        assert result.code is None and [(p.sequence, p.balance) for p in result.positions] == [(3, 105)], (
+            f"the new owner decided on stale state: {result}"
+        )
+    finally:
+        owner.stop()
+        zombie_consumer.close()
+
+
+class RebalanceBetweenCalls:
+    """The loop's real consumer. After a poll() that returned a message, the next consume()
+    waits until another member has joined, so that call serves the rebalance."""
+
+    def __init__(self, consumer: Any, joining: Running) -> None:
+        self._consumer = consumer
+        self._joining = joining
+        self.armed = True
+        self.polled: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._consumer, name)
+
+    def poll(self, *args: Any, **kwargs: Any) -> Any:
+        message = self._consumer.poll(*args, **kwargs)
+        if self.armed and message is not None and message.error() is None:
+            self.polled = message
+        return message
+
+    def consume(self, *args: Any, **kwargs: Any) -> Any:
+        if self.armed and self.polled is not None:
+            self.armed = False
+            self._joining.start(ready=False)
+            wait_until(lambda: self._joining.processor._consumer is not None, what="the joining member subscribed")
+            time.sleep(3)  # its JoinGroup is pending, a heartbeat told us: this call serves the revoke
+        return self._consumer.consume(*args, **kwargs)
+
+
+def test_a_rebalance_served_while_a_batch_is_taken_never_processes_a_message_twice_or_crashes(
+    settings: Settings, codec: Codec
+) -> None:
+    run = uuid.uuid4().hex[:6]
+    second_settings = dataclasses.replace(settings, worker_id=f"joiner-{run}")
+    first = Running(settings).start()
+    joiner = Running(second_settings)
+    try:
+        wrapped = RebalanceBetweenCalls(first.processor._consumer, joiner)
+        first.processor._consumer = wrapped
+        # Accounts on every partition, so the polled message may belong to either worker afterwards.
+        workload: list[commands.Command] = []
+        for index in range(16):
+            workload.extend(open_and_fund(f"rb-{run}-{index}", f"{run}-{index}"))
+        Streamer(settings, workload, rate_per_s=20).start().join()
+        report = check_ledger(settings, codec, workload, results_timeout_s=90)
+        assert wrapped.polled is not None and not wrapped.armed, "the rebalance was not provoked"
+        assert first.failure is None, f"the first worker stopped: {first.failure!r}"
+        assert joiner.failure is None, f"the joining worker stopped: {joiner.failure!r}"
+    finally:
+        first.stop()
+        if joiner.thread.is_alive():
+            joiner.stop()
+    assert report.problems() == []
