@@ -34,7 +34,6 @@ from foundation.settings import Settings
 from gateway.client import LedgerClient, wait_all
 from ledger import commands
 from streamwallet.stack import ManagedProcess, Stack
-from topologies import Topology
 from topologies.admin import ensure_topics
 
 LOAD_PER_S = 400
@@ -155,7 +154,7 @@ def main() -> None:
     settings = dataclasses.replace(
         base, topic_prefix=f"fo{uuid.uuid4().hex[:6]}", data_dir=run_dir / "data", worker_web_port=16300, **overrides
     )
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    ensure_topics(settings.bootstrap_servers, settings.topology())
     stack = Stack(settings, run_dir)
     workers = [stack.worker(1).start(), stack.worker(2).start()]
     try:

@@ -47,7 +47,6 @@ from foundation.producing import produce_when_room
 from foundation.settings import Settings
 from ledger import commands
 from streamwallet.stack import Stack
-from topologies import Topology
 from topologies.admin import ensure_topics
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -148,7 +147,7 @@ def measure_workers(
     base: Settings, *, name: str, scenario: str, workers: int, scale: Scale, run_dir: Path, module: str
 ) -> Measured:
     settings = dataclasses.replace(base, topic_prefix=f"b{uuid.uuid4().hex[:8]}", data_dir=run_dir / "data" / name)
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    ensure_topics(settings.bootstrap_servers, settings.topology())
     stack = Stack(settings, run_dir / name)
     processes = [stack.worker(index, module=module).start() for index in range(1, workers + 1)]
     try:

@@ -27,7 +27,6 @@ from foundation.producing import produce_when_room
 from foundation.settings import Settings
 from ledger import commands
 from streamwallet.stack import Stack
-from topologies import Topology
 from topologies.admin import ensure_topics
 
 CHUNK = 20_000
@@ -62,7 +61,7 @@ def main() -> None:
         data_dir=run_dir / "data",
         worker_web_port=base.worker_web_port + 2000,
     )
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    ensure_topics(settings.bootstrap_servers, settings.topology())
     stack = Stack(settings, run_dir)
     worker = stack.worker(1).start()
     codec = Codec()

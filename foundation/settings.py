@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ledger.limits import BATCH_TIMEOUT_MS_DEFAULT, DEDUP_ENTRIES_MAX_DEFAULT, DEDUP_RETENTION_MS_DEFAULT
+from topologies import Topology
 
 ENVIRONMENT_PREFIX = "STREAMWALLET_"
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +66,15 @@ class Settings:
     gateway_port: int = 8080
     gateway_result_timeout_ms: int = 10_000
     gateway_pending_max: int = 10_000  # commands awaiting their result at once
+
+    def topology(self) -> Topology:
+        """The topics this deployment uses, as configured."""
+        return Topology(
+            prefix=self.topic_prefix,
+            partitions=self.partitions,
+            replication_factor=self.replication_factor,
+            min_insync_replicas=self.min_insync_replicas,
+        )
 
     @property
     def gateway_url(self) -> str:

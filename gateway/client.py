@@ -24,7 +24,6 @@ from foundation.producing import produce_when_room
 from foundation.settings import Settings
 from ledger.commands import Command
 from ledger.events import CommandResult
-from topologies import Topology
 
 log = logging.getLogger(__name__)
 READ_BATCH_MESSAGES = 5000
@@ -38,7 +37,7 @@ class LedgerClient:
     def __init__(self, settings: Settings, *, codec: Codec | None = None, pending_max: int | None = None) -> None:
         self.settings = settings
         self.codec = codec or Codec()
-        self.topology = Topology(prefix=settings.topic_prefix, partitions=settings.partitions)
+        self.topology = settings.topology()
         self.pending_max = pending_max or settings.gateway_pending_max
         self._pending: dict[str, concurrent.futures.Future[CommandResult]] = {}
         self._lock = threading.Lock()

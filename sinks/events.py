@@ -48,7 +48,6 @@ from foundation.offsets import last_stable_offsets
 from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
-from topologies import Topology
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +197,7 @@ class EventSink:
         self.decoder = EventDecoder(self.codec)
         self.on_written = on_written
         self.commit_offsets = commit_offsets
-        self.topology = Topology(prefix=settings.topic_prefix, partitions=settings.partitions)
+        self.topology = settings.topology()
         self.topic = self.topology.events.name
         self.metrics = SinkMetrics()
         self._cuts: list[tuple[dict[int, int], int]] = []

@@ -28,7 +28,6 @@ from foundation.offsets import last_stable_offsets
 from foundation.settings import Settings
 from sinks.events import EventSink, SinkMetrics
 from sinks.schema import check_database_name, migrate, tables
-from topologies import Topology
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def rebuild(
     try:
         client.command(f"DROP DATABASE IF EXISTS {shadow} SYNC")
         migrate(client, shadow)
-        topic = Topology(prefix=settings.topic_prefix, partitions=settings.partitions).events.name
+        topic = settings.topology().events.name
         admin = AdminClient({**kafka_config(settings)})
         partitions = sorted(admin.list_topics(topic, timeout=10).topics[topic].partitions)
         cut = last_stable_offsets(admin, topic, partitions)

@@ -36,7 +36,6 @@ from ledger.events import EventKind
 from ledger.state import Table
 from sinks import views
 from sinks.events import EVENT_COLUMNS, EventDecoder
-from topologies import Topology
 
 READ_TIMEOUT_S = 600.0  # reading a topic to its end, at most
 READ_BATCH_MESSAGES = 10_000
@@ -100,7 +99,7 @@ class Report:
 
 def command_side_accounts(settings: Settings, codec: Codec) -> dict[str, Account]:
     """Every account the shards hold, from the changelog topic (last value per key wins)."""
-    topic = Topology(prefix=settings.topic_prefix, partitions=settings.partitions).changelog.name
+    topic = settings.topology().changelog.name
     admin = AdminClient({**kafka_config(settings)})
     prefix = Table.ACCOUNTS.value.encode()
     accounts: dict[str, Account] = {}
@@ -290,7 +289,7 @@ class Replay:
 
 
 def replay_events(settings: Settings, cut: Mapping[int, int], command_sequences: Mapping[str, int]) -> Replay:
-    topic = Topology(prefix=settings.topic_prefix, partitions=settings.partitions).events.name
+    topic = settings.topology().events.name
     decoder = EventDecoder(Codec())
     replay = Replay(command_sequences)
 
@@ -461,7 +460,7 @@ def reconcile(
     database = database or settings.clickhouse_database
     codec = Codec()
     command_side = command_side_accounts(settings, codec)
-    events_topic = Topology(prefix=settings.topic_prefix, partitions=settings.partitions).events.name
+    events_topic = settings.topology().events.name
     admin = AdminClient({**kafka_config(settings)})
     cut = last_stable_offsets(admin, events_topic, _partitions(admin, events_topic))
     command_sequences = {account_id: account.sequence for account_id, account in command_side.items()}

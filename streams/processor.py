@@ -53,7 +53,8 @@ from streams.positions import POSITIONS_KEY, InputPositions
 from streams.restore import Restorer
 from streams.store import LocalState, PartitionStore
 from streams.transactions import TransactionalProducer, WorkerFenced, is_abortable, is_fenced
-from topologies import Topology, partition_for
+from topologies import partition_for
+from topologies.admin import verify_topics
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +140,7 @@ class LedgerProcessor:
         self, settings: Settings, *, codec: Codec | None = None, decider: DeciderFactory | None = None
     ) -> None:
         self.settings = settings
-        self.topology = Topology(
-            prefix=settings.topic_prefix,
-            partitions=settings.partitions,
-            replication_factor=settings.replication_factor,
-            min_insync_replicas=settings.min_insync_replicas,
-        )
+        self.topology = settings.topology()
         self.codec = codec or Codec()
         self.metrics = ProcessorMetrics()
         self.shard_config = ShardConfig(
@@ -208,6 +204,9 @@ class LedgerProcessor:
         clean = False
         try:
             admin = AdminClient(kafka_config(settings))
+            # Refuse topics that break what the guarantees assume (replication factor,
+            # min.insync.replicas, partition counts, timestamps, tombstone retention).
+            verify_topics(admin, self.topology)
             self._transactions = TransactionalProducer(
                 clients.producer_config(settings),
                 init_timeout_s=settings.transaction_timeout_ms / 1000 * 3,

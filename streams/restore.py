@@ -22,6 +22,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 
 from foundation.offsets import high_watermarks, last_stable_offsets
 from streams.store import LocalState
+from topologies.topics import CHANGELOG_TOMBSTONE_RETENTION_MS
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,9 @@ RESTORE_BATCH_MESSAGES = 10_000
 RESTORE_POLL_S = 0.1
 STABLE_WAIT_POLL_S = 0.05
 # A checkpoint older than this may predate tombstones that compaction has since removed:
-# such a partition is restored from scratch. The changelog's delete.retention.ms
-# (topologies/topics.py) is pinned well above it.
-CHECKPOINT_AGE_MAX_MS = 12 * 3600 * 1000
+# such a partition is restored from scratch. The changelog's delete.retention.ms is pinned
+# at twice this (topologies/topics.py), and a worker refuses a changelog that differs.
+CHECKPOINT_AGE_MAX_MS = CHANGELOG_TOMBSTONE_RETENTION_MS // 2
 
 
 class Restorer:

@@ -43,15 +43,9 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from topologies import Topology
     from topologies.admin import describe, ensure_topics
 
-    topology = Topology(
-        prefix=settings.topic_prefix,
-        partitions=settings.partitions,
-        replication_factor=settings.replication_factor,
-        min_insync_replicas=settings.min_insync_replicas,
-    )
+    topology = settings.topology()
     if args.action == "create":
         created = ensure_topics(settings.bootstrap_servers, topology)
         print(f"created {created}" if created else "all topics exist and match the topology")
@@ -110,7 +104,6 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.local import kafka
     from streamwallet.demo import run_demo
     from streamwallet.stack import Stack
-    from topologies import Topology
     from topologies.admin import ensure_topics
 
     _logging("warning")
@@ -121,13 +114,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         port = int(settings.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
         cluster = kafka.start(name="dev", brokers=1, base_port=port)
         print(f"Kafka {kafka.KAFKA_VERSION} (KRaft, single node) ready at {cluster.bootstrap_servers}")
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    ensure_topics(settings.bootstrap_servers, settings.topology())
     stack = Stack(settings, PROJECT_ROOT / ".run")
     processes = [stack.worker(index).start() for index in range(1, args.workers + 1)]
     processes += [stack.query().start(), stack.gateway().start()]
     try:
         for process in processes:
             process.wait_ready()
+        stack.supervise()  # a process that dies is restarted, with back-off, like an orchestrator would
         print(
             f"stack up in {time.monotonic() - started:.1f}s: {args.workers} worker(s), query service at "
             f"{settings.query_url}, gateway at {settings.gateway_url}; logs in .run/logs/"

@@ -14,7 +14,6 @@ import pytest
 
 from deploy.local import kafka
 from foundation.settings import Settings
-from topologies import Topology
 from topologies.admin import ensure_topics
 
 # Below Linux's ephemeral range (32768-60999): a client socket can hold any port in that
@@ -63,5 +62,5 @@ def fresh_settings(kafka_bootstrap: str, folder: Path, *, prefix: str = "t", **o
         tick_interval_ms=500,
         **overrides,
     )
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    ensure_topics(settings.bootstrap_servers, settings.topology())
     return settings

@@ -38,7 +38,7 @@ def ensure_topics(bootstrap_servers: str, topology: Topology) -> list[str]:
                 if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # created meanwhile by another worker
                     raise
     _wait_for_metadata(admin, topology)
-    _check(admin, topology)
+    verify_topics(admin, topology)
     return created
 
 
@@ -53,20 +53,41 @@ def _wait_for_metadata(admin: AdminClient, topology: Topology) -> None:
     raise TopologyError("topics did not appear in the cluster metadata in time")
 
 
-def _check(admin: AdminClient, topology: Topology) -> None:
+# What must match for the ledger's guarantees to hold, topic by topic.
+CHECKED_CONFIGS = ("cleanup.policy", "message.timestamp.type", "min.insync.replicas", "delete.retention.ms")
+
+
+def verify_topics(admin: AdminClient, topology: Topology) -> None:
+    """Refuse a cluster whose topics differ from the topology where it matters: partition
+    counts (co-partitioning and key placement), replication factor and min.insync.replicas
+    (what acks=all promises), cleanup policy, timestamp type (the shards' clock), and the
+    changelog's delete.retention.ms (how long a restore can trust a checkpoint)."""
     topics = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
     problems = []
     for spec in topology.all():
-        count = len(topics[spec.name].partitions)
+        described = topics.get(spec.name)
+        if described is None or described.error is not None:
+            problems.append(f"{spec.name} does not exist (create it: streamwallet topics create)")
+            continue
+        count = len(described.partitions)
         if count != spec.partitions:
             problems.append(f"{spec.name} has {count} partitions, the topology says {spec.partitions}")
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in topology.all()]
-    for resource, future in admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_S).items():
-        actual = future.result()
-        spec = next(spec for spec in topology.all() if spec.name == resource.name)
-        for key in ("cleanup.policy", "message.timestamp.type"):
-            if actual[key].value != spec.config[key]:
-                problems.append(f"{spec.name}: {key} is {actual[key].value}, the topology says {spec.config[key]}")
+        factors = sorted({len(partition.replicas) for partition in described.partitions.values()})
+        if factors != [spec.replication_factor]:
+            problems.append(
+                f"{spec.name} has replication factor {'/'.join(map(str, factors))}, "
+                f"the configuration says {spec.replication_factor} (STREAMWALLET_REPLICATION_FACTOR)"
+            )
+    present = [spec for spec in topology.all() if spec.name in topics]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in present]
+    if resources:
+        for resource, future in admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_S).items():
+            actual = future.result()
+            spec = next(spec for spec in present if spec.name == resource.name)
+            for key in CHECKED_CONFIGS:
+                wanted = spec.config.get(key)
+                if wanted is not None and actual[key].value != wanted:
+                    problems.append(f"{spec.name}: {key} is {actual[key].value}, the topology says {wanted}")
     if problems:
         raise TopologyError("the cluster does not match the topology:\n  " + "\n  ".join(problems))
 

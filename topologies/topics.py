@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 DAY_MS = 24 * 3600 * 1000
+CHANGELOG_TOMBSTONE_RETENTION_MS = DAY_MS
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,8 +42,13 @@ class Topology:
     min_insync_replicas: int = 1
 
     def __post_init__(self) -> None:
-        assert self.partitions >= 1, "at least one partition"
-        assert 1 <= self.min_insync_replicas <= self.replication_factor
+        if self.partitions < 1:
+            raise ValueError(f"a topology needs at least one partition, not {self.partitions}")
+        if not 1 <= self.min_insync_replicas <= self.replication_factor:
+            raise ValueError(
+                f"min.insync.replicas {self.min_insync_replicas} must be between 1 and the replication factor "
+                f"{self.replication_factor}"
+            )
 
     @property
     def commands(self) -> TopicSpec:
@@ -124,6 +130,10 @@ class Topology:
             # Compact soon enough that restoring a shard reads little beyond its live keys.
             config["min.cleanable.dirty.ratio"] = "0.2"
             config["segment.ms"] = str(3600 * 1000)
+            # Tombstones stay this long after compaction reaches them. A restore trusts a local
+            # checkpoint only if it is younger than half of it (streams/restore.py
+            # CHECKPOINT_AGE_MAX_MS): older, a tombstone it should have seen may be gone.
+            config["delete.retention.ms"] = str(CHANGELOG_TOMBSTONE_RETENTION_MS)
         return TopicSpec(
             name=f"{self.prefix}.{suffix}",
             partitions=self.partitions if partitions is None else partitions,
