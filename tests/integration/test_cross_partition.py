@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from bench.topics import changelog_state
 from bench.workloads import Ids, make_accounts, mixed, openings
 from codec import Codec
 from foundation.settings import Settings
@@ -34,7 +35,7 @@ from ledger.accounts import Account, Hold, HoldStatus
 from ledger.events import AccountEvent, CommandResult, EventKind
 from ledger.state import ShardMeta, Table
 from streamwallet.stack import Stack
-from tests.support import outcome, read_decoded, read_topic
+from tests.support import outcome, read_decoded
 
 pytestmark = pytest.mark.kafka
 
@@ -43,20 +44,6 @@ COMMANDS = 100_000 if SOAK else 20_000
 ACCOUNTS = 300
 RATE_PER_S = 1_500
 KILLS = 12 if SOAK else 6
-
-
-def changelog_state(settings: Settings, codec: Codec) -> dict[Table, dict[str, Any]]:
-    """The shards' tables as the changelog holds them (latest value per key)."""
-    tables: dict[Table, dict[str, Any]] = collections.defaultdict(dict)
-    for message in read_topic(settings.bootstrap_servers, f"{settings.topic_prefix}.changelog"):
-        raw_key = message.key().decode()
-        table, key = Table(raw_key[0]), raw_key[1:]
-        value = message.value()
-        if value is None:
-            tables[table].pop(key, None)
-        else:
-            tables[table][key] = codec.decode(value)
-    return tables
 
 
 def test_randomized_cross_partition_workload_with_kills(settings: Settings, tmp_path: Any) -> None:
