@@ -96,3 +96,27 @@ def test_a_run_whose_results_do_not_come_fails_loudly(settings: Settings) -> Non
 def test_the_broker_process_is_found_for_its_cpu(settings: Settings) -> None:
     (pid,) = broker_processes(settings.bootstrap_servers).values()
     assert b"kafka" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_route_experiment_treats_both_routes_alike(settings: Settings, tmp_path: Path) -> None:
+    """Each restart of either route is awaited (a probe answered on every partition), and
+    streamwallet's table balances come from its changelog."""
+    report_path = tmp_path / "route.json"
+    completed = run_module(
+        "bench.route_evidence", "--deposits", "300", "--kills", "1", "--json", str(report_path), settings=settings
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    rows = json.loads(report_path.read_text())
+    assert set(rows) == {"Faust exactly_once", "streamwallet loop"}
+    for row in rows.values():
+        assert row["restarts answering within 180 s"].endswith(" of 1")
+        assert row["deposits sent"] >= 300
+    ours = rows["streamwallet loop"]
+    assert ours["restarts answering within 180 s"] == "1 of 1"
+    assert (
+        ours["worker dead at the end"],
+        ours["outputs missing"],
+        ours["outputs duplicated"],
+        ours["accounts whose table balance is wrong"],
+        ours["table total minus deposits"],
+    ) == (0, 0, 0, 0, 0)
