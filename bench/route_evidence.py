@@ -21,6 +21,7 @@ Both routes go through one procedure (`run_route`), so neither is treated better
 
 from __future__ import annotations
 
+import abc
 import argparse
 import collections
 import dataclasses
@@ -34,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from confluent_kafka import Producer
 
@@ -67,88 +68,109 @@ class RouteNotReady(Exception):
     """A route's worker never answered at start: the experiment cannot run."""
 
 
-class Route(Protocol):
-    name: str
-
-    @property
-    def bootstrap_servers(self) -> str: ...
-
-    @property
-    def outputs_topic(self) -> str: ...
+class WorkerProcess(Protocol):
+    """A worker a route runs in: Faust's (FaustWorker) or streamwallet's (ManagedProcess)."""
 
     @property
     def alive(self) -> bool: ...
 
-    def output_id(self, message: Any) -> bytes | None: ...
-
-    def start(self) -> None: ...
+    def start(self) -> object: ...
 
     def kill(self) -> None: ...
 
-    def stop(self) -> None: ...
-
-    def send_deposit(self, *, command_id: str, account: str) -> None: ...
-
-    def send_probe(self, *, command_id: str, key: str) -> None: ...
-
-    def flush(self) -> None: ...
-
-    def prepare(self, outputs: Outputs) -> None:
-        """Whatever must exist before the first deposit (streamwallet: open the accounts)."""
-
-    def table_balances(self) -> dict[str, int]:
-        """account -> balance, as the table's changelog holds it."""
+    def stop(self) -> object: ...
 
 
 def account_of(index: int) -> str:
     return f"acct-{index % ACCOUNTS}"
 
 
-@dataclasses.dataclass
-class FaustRoute:
-    worker: FaustWorker
-    producer: Producer
-    name: str = "Faust exactly_once"
+class Route(abc.ABC):
+    """One exactly-once route under test: its worker process, how to feed it, and how to read
+    what it did."""
 
-    @property
-    def bootstrap_servers(self) -> str:
-        return self.worker.bootstrap_servers
+    name: ClassVar[str]
 
-    @property
-    def outputs_topic(self) -> str:
-        return self.worker.outputs_topic
+    def __init__(self, *, worker: WorkerProcess, producer: Producer) -> None:
+        self.worker = worker
+        self.producer = producer
 
     @property
     def alive(self) -> bool:
         return self.worker.alive
 
-    def output_id(self, message: Any) -> bytes | None:
-        return command_id_of_output(message)
-
     def start(self) -> None:
         self.worker.start()
 
     def kill(self) -> None:
+        """kill -9"""
         self.worker.kill()
 
     def stop(self) -> None:
         self.worker.stop()
 
-    def send_deposit(self, *, command_id: str, account: str) -> None:
-        self.worker.deposit(self.producer, command_id=command_id.encode(), account=account.encode(), amount=1)
-
-    def send_probe(self, *, command_id: str, key: str) -> None:
-        self.worker.deposit(self.producer, command_id=command_id.encode(), account=key.encode(), amount=0)
-
     def flush(self) -> None:
         self.producer.flush(FLUSH_TIMEOUT_S)
 
+    @abc.abstractmethod
     def prepare(self, outputs: Outputs) -> None:
-        return None
+        """Whatever must exist before the first deposit."""
+
+    @property
+    @abc.abstractmethod
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    @abc.abstractmethod
+    def outputs_topic(self) -> str: ...
+
+    @abc.abstractmethod
+    def output_id(self, message: Any) -> bytes | None:
+        """The command id an output answers."""
+
+    @abc.abstractmethod
+    def send_deposit(self, *, command_id: str, account: str) -> None:
+        """A deposit of 1."""
+
+    @abc.abstractmethod
+    def send_probe(self, *, command_id: str, key: str) -> None:
+        """A command the worker answers, routed by `key`, that changes no counted account."""
+
+    @abc.abstractmethod
+    def table_balances(self) -> dict[str, int]:
+        """account -> balance, as the table's changelog holds it."""
+
+
+class FaustRoute(Route):
+    name = "Faust exactly_once"
+
+    def __init__(self, *, faust: FaustWorker, producer: Producer) -> None:
+        super().__init__(worker=faust, producer=producer)
+        self.faust = faust
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.faust.bootstrap_servers
+
+    @property
+    def outputs_topic(self) -> str:
+        return self.faust.outputs_topic
+
+    def output_id(self, message: Any) -> bytes | None:
+        return command_id_of_output(message)
+
+    def send_deposit(self, *, command_id: str, account: str) -> None:
+        self.faust.deposit(self.producer, command_id=command_id.encode(), account=account.encode(), amount=1)
+
+    def send_probe(self, *, command_id: str, key: str) -> None:
+        self.faust.deposit(self.producer, command_id=command_id.encode(), account=key.encode(), amount=0)
+
+    def prepare(self, outputs: Outputs) -> None:
+        """Nothing: the Faust table starts every account at 0."""
 
     def table_balances(self) -> dict[str, int]:
         table: dict[str, int] = {}
-        for message in read_topic(self.worker.bootstrap_servers, self.worker.changelog_topic):
+        for message in read_topic(self.faust.bootstrap_servers, self.faust.changelog_topic):
             key = message.key().decode()  # the table's keys are raw bytes, its values JSON
             if message.value() is None:
                 table.pop(key, None)
@@ -157,13 +179,13 @@ class FaustRoute:
         return table
 
 
-@dataclasses.dataclass
-class StreamwalletRoute:
-    settings: Settings
-    worker: ManagedProcess
-    producer: Producer
-    codec: Codec
-    name: str = "streamwallet loop"
+class StreamwalletRoute(Route):
+    name = "streamwallet loop"
+
+    def __init__(self, *, settings: Settings, worker: ManagedProcess, producer: Producer, codec: Codec) -> None:
+        super().__init__(worker=worker, producer=producer)
+        self.settings = settings
+        self.codec = codec
 
     @property
     def bootstrap_servers(self) -> str:
@@ -173,22 +195,9 @@ class StreamwalletRoute:
     def outputs_topic(self) -> str:
         return f"{self.settings.topic_prefix}.results"
 
-    @property
-    def alive(self) -> bool:
-        return self.worker.alive
-
     def output_id(self, message: Any) -> bytes | None:
         key: bytes | None = message.key()  # a result is keyed by its command id
         return key
-
-    def start(self) -> None:
-        self.worker.start()
-
-    def kill(self) -> None:
-        self.worker.kill()
-
-    def stop(self) -> None:
-        self.worker.stop()
 
     def _send(self, command: commands.Command) -> None:
         self.producer.produce(
@@ -204,10 +213,8 @@ class StreamwalletRoute:
     def send_probe(self, *, command_id: str, key: str) -> None:
         self._send(commands.OpenAccount(command_id=command_id, dedup_id=command_id, account_id=key, currency="USD"))
 
-    def flush(self) -> None:
-        self.producer.flush(FLUSH_TIMEOUT_S)
-
     def prepare(self, outputs: Outputs) -> None:
+        """Open the accounts."""
         openings = [f"open-{account}" for account in (account_of(index) for index in range(ACCOUNTS))]
         for index, command_id in enumerate(openings):
             self._send(
@@ -326,7 +333,7 @@ def faust_route(bootstrap: str, run_dir: Path) -> FaustRoute:
         web_port=FAUST_WEB_PORT,
     )
     worker.create_topics()
-    return FaustRoute(worker=worker, producer=route_producer(bootstrap))
+    return FaustRoute(faust=worker, producer=route_producer(bootstrap))
 
 
 def streamwallet_route(bootstrap: str, run_dir: Path) -> StreamwalletRoute:
