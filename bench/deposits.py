@@ -2,6 +2,7 @@
 results), closed loop, then open loop at a fixed rate.
 
     python -m bench.deposits [--workers 1] [--partitions 8] [--commands 20000] [--rate 1000]
+                             [--open-loop-seconds 60]
 
 Uses the Kafka at STREAMWALLET_BOOTSTRAP_SERVERS, or starts the local one.
 """
@@ -17,7 +18,9 @@ import time
 import uuid
 from pathlib import Path
 
-from bench.harness import Driver, cpu_seconds_of, peak_rss_mb_of
+from bench.figures import GENERATOR, describe_latency, require_accepted
+from bench.harness import Driver
+from bench.processes import broker_processes, peak_rss_mb
 from deploy.local import kafka
 from foundation.settings import Settings
 from ledger import commands
@@ -33,6 +36,9 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--commands", type=int, default=20_000)
     parser.add_argument("--rate", type=float, default=1000.0, help="open-loop offered rate, commands/s")
+    parser.add_argument(
+        "--open-loop-seconds", type=float, default=60.0, help="open-loop length (60 s: 60,000 samples at 1,000/s)"
+    )
     args = parser.parse_args()
     base = Settings.from_environment()
     if "STREAMWALLET_BOOTSTRAP_SERVERS" not in os.environ:
@@ -74,40 +80,41 @@ def main() -> None:
             ]
 
         driver.run("warm-up", deposits(2000, "warm"))
-        pids = [worker.process.pid for worker in workers if worker.process is not None]
-        cpu_before = cpu_seconds_of(pids)
-        closed = driver.run("deposits, closed loop", deposits(args.commands, "closed"))
-        cpu_closed = cpu_seconds_of(pids) - cpu_before
+        processes = {
+            **broker_processes(settings.bootstrap_servers),
+            **{
+                f"worker {index}": worker.process.pid
+                for index, worker in enumerate(workers, start=1)
+                if worker.process is not None
+            },
+            GENERATOR: os.getpid(),
+        }
+        closed = driver.run("deposits, closed loop", deposits(args.commands, "closed"), processes=processes)
         opened = driver.run(
-            f"deposits, open loop at {args.rate:.0f}/s", deposits(int(args.rate * 10), "open"), rate_per_s=args.rate
+            f"deposits, open loop at {args.rate:.0f}/s",
+            deposits(int(args.rate * args.open_loop_seconds), "open"),
+            rate_per_s=args.rate,
+            processes=processes,
         )
-        driver.close()
-        rss = peak_rss_mb_of(pids)
-        print(f"\n{args.workers} worker(s), {args.partitions} partitions, exactly-once (Kafka transactions), acks=all")
-        print(f"{'run':<34}{'commands':>9}{'per s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}")
         for run in (closed, opened):
-            row = run.summary()
-            print(
-                f"{run.name:<34}{row['commands']:>9}{row['throughput_per_s']:>10}{row['p50_ms']:>9}"
-                f"{row['p99_ms']:>9}{row['p999_ms']:>10}{row['max_ms']:>9}"
-            )
-        print(
-            f"worker CPU: {cpu_closed / args.commands * 1000:.2f} s per 1,000 commands (closed loop); "
-            f"peak RSS: {', '.join(f'{mb:.0f} MiB' for mb in rss.values())}"
-        )
-        print(
-            json.dumps(
-                {
-                    "closed": closed.summary(),
-                    "open": opened.summary(),
-                    "workers": args.workers,
-                    "partitions": args.partitions,
-                    "peak_rss_mb": list(rss.values()),
-                    "cpu_s_per_1000": round(cpu_closed / args.commands * 1000, 3),
-                    "time": time.time(),
-                }
-            )
-        )
+            require_accepted(run)
+        driver.close()
+        rss = {name: peak_rss_mb(pid) for name, pid in processes.items() if name.startswith("worker")}
+        print(f"\n{args.workers} worker(s), {args.partitions} partitions, exactly-once (Kafka transactions), acks=all")
+        for run in (closed, opened):
+            cpu = ", ".join(f"{name} {value:.3f}" for name, value in run.cpu_s_per_1000().items())
+            print(f"{run.name}: {run.throughput:,.0f}/s, {describe_latency(run.latencies_ms)}")
+            print(f"  CPU s per 1,000 commands: {cpu}")
+        print(f"peak RSS: {', '.join(f'{name} {mb:.0f} MiB' for name, mb in rss.items())}")
+        figures = {
+            "closed": closed.summary(),
+            "open": opened.summary(),
+            "workers": args.workers,
+            "partitions": args.partitions,
+            "peak_rss_mb": rss,
+            "time": time.time(),
+        }
+        print(json.dumps(figures))
     finally:
         stack.stop_all()
 

@@ -7,42 +7,61 @@ compared with, measured in the same run on the same machine.
 
 Workloads: deposits; same-partition transfers; cross-partition transfers; 3-leg
 cross-partition batches; a mix over Zipf-skewed (hot) accounts. For each, with 1 and 2
-workers: closed-loop peak throughput, then open loop at 25/50/75/100% of that peak and
-at 1,000/s, latency measured from the intended send time to the result consumed.
+workers: closed-loop peak throughput, then open loop at 1,000/s for --fixed-rate-seconds
+(60 s: the run whose p99.9 is reported) and at 25/50/75/100% of the peak for
+--sweep-seconds each, latency measured from the intended send time to the result consumed.
 Baselines: (a) raw Kafka, confluent-kafka producing and consuming records of the same
 size with acks=all; (b) the pass-through worker (bench/passthrough.py): the same
 exactly-once loop without ledger logic; (c) a bare Faust agent with Faust's own
-exactly_once (bench/faust_native.py). Output: a table, a JSON file with every figure
-and the configuration, and a PNG of latency percentiles against offered load.
+exactly_once (bench/faust_native.py).
+
+Every run fails loudly (an exception, exit status 1) if a result is missing, a measured
+command was rejected, or a measured process died. Percentiles are printed beside their
+sample count, and only where the count supports them (bench/figures.py). CPU is reported
+per process (broker, each worker, this load generator) per 1,000 commands.
+Output: tables, a JSON file with every figure and the configuration, and a PNG of
+latency percentiles against offered load.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import itertools
 import json
 import os
 import platform
 import random
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import confluent_kafka
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from bench.harness import Driver, Run, cpu_seconds_of, peak_rss_mb_of
+from bench.faust_worker import FaustWorker, command_id_of_output
+from bench.figures import (
+    GENERATOR,
+    PERCENTILES,
+    MissingResults,
+    RejectedCommands,
+    Run,
+    completed_run,
+    format_ms,
+    require_accepted,
+    samples_required,
+)
+from bench.harness import Driver
+from bench.processes import ProcessGone, broker_processes, cpu_snapshot, cpu_used, peak_rss_mb
+from bench.topics import Outputs
 from bench.workloads import Accounts, Ids, batch_legs, make_accounts, openings, pair, transfer
 from deploy.local import kafka
-from foundation.consuming import take_available
 from foundation.producing import produce_when_room
 from foundation.settings import Settings
 from ledger import commands
@@ -56,11 +75,20 @@ LOAD_FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 FIXED_RATE_PER_S = 1000.0
 
 
+OPEN_LOOP_COMMANDS_MIN = 50
+BASELINE_RESULTS_TIMEOUT_S = 300.0
+FAUST_READY_TIMEOUT_S = 180.0
+FAUST_WEB_PORT = 16499
+RAW_WARM_UP_TIMEOUT_S = 60.0
+RAW_WARM_UP_ID = b"warm-up!"  # 8 bytes, as the record ids
+
+
 @dataclasses.dataclass
 class Scale:
     accounts: int
     peak_commands: int
-    open_loop_seconds: float
+    fixed_rate_seconds: float  # the open-loop run at FIXED_RATE_PER_S, whose p99.9 is reported
+    sweep_seconds: float  # each open-loop run at a fraction of the peak
     warmup_commands: int
     baseline_records: int
     settle_seconds: float  # between runs: the legs of the last flows land, RocksDB flushes
@@ -69,13 +97,20 @@ class Scale:
 FULL = Scale(
     accounts=2000,
     peak_commands=30_000,
-    open_loop_seconds=6,
+    fixed_rate_seconds=60,  # 60,000 samples at 1,000/s: p99.9 has 60 samples beyond it
+    sweep_seconds=6,
     warmup_commands=3000,
     baseline_records=60_000,
     settle_seconds=3.0,
 )
 QUICK = Scale(
-    accounts=64, peak_commands=600, open_loop_seconds=1, warmup_commands=100, baseline_records=1000, settle_seconds=0.2
+    accounts=64,
+    peak_commands=600,
+    fixed_rate_seconds=1,
+    sweep_seconds=1,
+    warmup_commands=100,
+    baseline_records=1000,
+    settle_seconds=0.2,
 )
 
 
@@ -128,8 +163,8 @@ class Measured:
     name: str
     workers: int
     peak: Run
-    open_loop: list[tuple[float, Run]]
-    cpu_s_per_1000: float
+    fixed_rate: Run
+    open_loop: list[tuple[float, Run]]  # every open-loop run (the fixed rate among them), by offered rate
     peak_rss_mb: list[float]
 
     def summary(self) -> dict[str, Any]:
@@ -138,9 +173,24 @@ class Measured:
             "workers": self.workers,
             "peak": self.peak.summary(),
             "open_loop": [{"offered_per_s": rate, **run.summary()} for rate, run in self.open_loop],
-            "cpu_s_per_1000_commands": round(self.cpu_s_per_1000, 3),
+            "cpu_s_per_1000_commands": {
+                process: round(value, 4) for process, value in self.peak.cpu_s_per_1000().items()
+            },
             "peak_rss_mb": [round(mb, 1) for mb in self.peak_rss_mb],
         }
+
+
+def this_process() -> dict[str, int]:
+    return {GENERATOR: os.getpid()}
+
+
+def accepted(run: Run) -> Run:
+    require_accepted(run)
+    return run
+
+
+def open_loop_rates(peak: Run) -> list[float]:
+    return sorted({float(round(peak.throughput * fraction)) for fraction in LOAD_FRACTIONS} | {FIXED_RATE_PER_S})
 
 
 def measure_workers(
@@ -158,48 +208,52 @@ def measure_workers(
         rng = random.Random(11)
         ids = Ids(uuid.uuid4().hex[:6])
         accounts = make_accounts(f"acct{uuid.uuid4().hex[:4]}", scale.accounts, partitions=settings.partitions)
-        driver.run("open", openings(accounts, ids))
-        driver.run(
-            "fund",
-            [
-                commands.Deposit(
-                    command_id=ids(),
-                    dedup_id="fund",
-                    account_id=account,
-                    amount=FUNDING,
-                    currency=accounts.currency[account],
-                )
-                for account in accounts.ids
-            ],
-        )
-        driver.run("warm-up", scenario_commands(scenario, accounts, ids, rng, scale.warmup_commands))
-        time.sleep(scale.settle_seconds)
-        pids = [process.process.pid for process in processes if process.process is not None]
-        cpu_before = cpu_seconds_of(pids)
-        peak = driver.run(f"{name} peak", scenario_commands(scenario, accounts, ids, rng, scale.peak_commands))
-        cpu = cpu_seconds_of(pids) - cpu_before
-        time.sleep(scale.settle_seconds)  # settles and refunds of the last flows land before the next run
-        rates = sorted({round(peak.throughput * fraction) for fraction in LOAD_FRACTIONS} | {FIXED_RATE_PER_S})
-        open_loop = []
-        for rate in rates:
-            count = max(50, int(rate * scale.open_loop_seconds))
-            open_loop.append(
-                (
-                    float(rate),
-                    driver.run(
-                        f"{name} at {rate}/s", scenario_commands(scenario, accounts, ids, rng, count), rate_per_s=rate
-                    ),
-                )
+        accepted(driver.run("open", openings(accounts, ids)))
+        funding = [
+            commands.Deposit(
+                command_id=ids(),
+                dedup_id="fund",
+                account_id=account,
+                amount=FUNDING,
+                currency=accounts.currency[account],
             )
+            for account in accounts.ids
+        ]
+        accepted(driver.run("fund", funding))
+        accepted(driver.run("warm-up", scenario_commands(scenario, accounts, ids, rng, scale.warmup_commands)))
+        time.sleep(scale.settle_seconds)
+        measured = {
+            **broker_processes(settings.bootstrap_servers),
+            **{
+                f"worker {index}": process.process.pid
+                for index, process in enumerate(processes, start=1)
+                if process.process is not None
+            },
+            **this_process(),
+        }
+        peak = accepted(
+            driver.run(
+                f"{name} peak",
+                scenario_commands(scenario, accounts, ids, rng, scale.peak_commands),
+                processes=measured,
+            )
+        )
+        time.sleep(scale.settle_seconds)  # settles and refunds of the last flows land before the next run
+        open_loop = []
+        for rate in open_loop_rates(peak):
+            seconds = scale.fixed_rate_seconds if rate == FIXED_RATE_PER_S else scale.sweep_seconds
+            count = max(OPEN_LOOP_COMMANDS_MIN, int(rate * seconds))
+            workload = scenario_commands(scenario, accounts, ids, rng, count)
+            run = driver.run(f"{name} at {rate:.0f}/s", workload, rate_per_s=rate, processes=measured)
+            open_loop.append((rate, accepted(run)))
         driver.close()
-        rss = list(peak_rss_mb_of(pids).values())
         return Measured(
             name=name,
             workers=workers,
             peak=peak,
+            fixed_rate=next(run for rate, run in open_loop if rate == FIXED_RATE_PER_S),
             open_loop=open_loop,
-            cpu_s_per_1000=cpu / scale.peak_commands * 1000,
-            peak_rss_mb=rss,
+            peak_rss_mb=[peak_rss_mb(pid) for process, pid in measured.items() if process.startswith("worker")],
         )
     finally:
         stack.stop_all()
@@ -208,20 +262,20 @@ def measure_workers(
 # -- baselines that are not ledger workers ----------------------------------------------------------
 
 
-def raw_kafka(settings: Settings, *, records: int, size: int) -> Run:
-    """(a) confluent-kafka alone: produce (acks=all, idempotent) and consume back."""
+class BaselineNotReady(Exception):
+    """A baseline's worker never started answering."""
+
+
+def raw_kafka(
+    settings: Settings, *, records: int, size: int, results_timeout_s: float = BASELINE_RESULTS_TIMEOUT_S
+) -> Run:
+    """(a) confluent-kafka alone: produce (acks=all, idempotent) and consume back. Every
+    record must come back, or the run fails (MissingResults)."""
+    name = "(a) raw Kafka, acks=all"
     topic = f"raw{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     admin.create_topics([NewTopic(topic, settings.partitions, 1)])[topic].result()
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": topic,
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 2,
-        }
-    )
-    consumer.subscribe([topic])
+    outputs = Outputs(settings.bootstrap_servers, topic, id_of=lambda message: (message.value() or b"")[:8])
     producer = Producer(
         {
             "bootstrap.servers": settings.bootstrap_servers,
@@ -231,61 +285,45 @@ def raw_kafka(settings: Settings, *, records: int, size: int) -> Run:
             "partitioner": "murmur2_random",
         }
     )
-    sent: dict[int, float] = {}
-    received: dict[int, float] = {}
     padding = b"x" * max(0, size - 8)
-    done = threading.Event()
+    processes = {**broker_processes(settings.bootstrap_servers), **this_process()}
+    sent: dict[bytes, float] = {}
+    try:
+        # Warm up: the producer has its idempotence id and the reader its first fetch before the clock starts.
+        produce_when_room(producer, topic, RAW_WARM_UP_ID + padding, b"warm-up", wait_s=0.005)
+        producer.flush(results_timeout_s)
+        if not outputs.wait_for([RAW_WARM_UP_ID], timeout_s=RAW_WARM_UP_TIMEOUT_S):
+            raise BaselineNotReady(f"{name}: the warm-up record did not come back within {RAW_WARM_UP_TIMEOUT_S:.0f}s")
+        cpu_before = cpu_snapshot(processes)
+        started = time.perf_counter()
+        for index in range(records):
+            record_id = index.to_bytes(8, "big")
+            sent[record_id] = time.perf_counter()
+            produce_when_room(producer, topic, record_id + padding, str(index % 1000).encode(), wait_s=0.005)
+        producer.flush(results_timeout_s)
+        outputs.wait_for(sent, timeout_s=results_timeout_s)
+        run = completed_run(name, sent=sent, received=outputs.first_seen, started=started, waited_s=results_timeout_s)
+        return dataclasses.replace(run, cpu_s=cpu_used(processes, since=cpu_before))
+    finally:
+        outputs.close()
 
-    def read() -> None:
-        while len(received) < records:
-            for message in take_available(consumer, 10_000, 0.05):
-                if message.error() is None:
-                    received[int.from_bytes((message.value() or b"")[:8], "big")] = time.perf_counter()
-        done.set()
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    time.sleep(2)  # the consumer joins its group before the clock starts
-    started = time.perf_counter()
-    for index in range(records):
-        sent[index] = time.perf_counter()
-        produce_when_room(producer, topic, index.to_bytes(8, "big") + padding, str(index % 1000).encode(), wait_s=0.005)
-    producer.flush(60)
-    done.wait(120)
-    consumer.close()
-    latencies = [(received[index] - sent[index]) * 1000 for index in received]
-    return Run(
-        name="raw Kafka", commands=records, seconds=max(received.values()) - started, latencies_ms=latencies, rejected=0
+def faust_native(
+    settings: Settings, *, records: int, run_dir: Path, results_timeout_s: float = BASELINE_RESULTS_TIMEOUT_S
+) -> Run:
+    """(c) a bare Faust agent with processing_guarantee=exactly_once: deposit -> table -> output.
+    Every deposit must come out, or the run fails (MissingResults)."""
+    name = "(c) Faust exactly_once agent"
+    worker = FaustWorker(
+        bootstrap_servers=settings.bootstrap_servers,
+        prefix=f"fn{uuid.uuid4().hex[:6]}",
+        partitions=settings.partitions,
+        run_dir=run_dir,
+        web_port=FAUST_WEB_PORT,
     )
-
-
-def faust_native(settings: Settings, *, records: int, run_dir: Path) -> Run:
-    """(c) a bare Faust agent with processing_guarantee=exactly_once: deposit -> table -> output."""
-    prefix = f"fn{uuid.uuid4().hex[:6]}"
-    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
-    for future in admin.create_topics(
-        [
-            NewTopic(f"{prefix}.faust-deposits", settings.partitions, 1),
-            NewTopic(f"{prefix}.faust-applied", settings.partitions, 1),
-        ]
-    ).values():
-        future.result()
-    environment = {
-        **os.environ,
-        "STREAMWALLET_TOPIC_PREFIX": prefix,
-        "STREAMWALLET_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "STREAMWALLET_PARTITIONS": str(settings.partitions),
-        "STREAMWALLET_DATA_DIR": str(run_dir / "faust-native"),
-        "STREAMWALLET_WORKER_WEB_PORT": "16499",
-    }
-    log = open(run_dir / "faust-native.log", "ab")  # noqa: SIM115 - closed with the process
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "bench.faust_native", "worker"],
-        env=environment,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    worker.create_topics()
+    worker.start()
+    outputs = Outputs(settings.bootstrap_servers, worker.outputs_topic, id_of=command_id_of_output)
     producer = Producer(
         {
             "bootstrap.servers": settings.bootstrap_servers,
@@ -294,77 +332,133 @@ def faust_native(settings: Settings, *, records: int, run_dir: Path) -> Run:
             "partitioner": "murmur2_random",
         }
     )
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": prefix,
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "fetch.wait.max.ms": 2,
-        }
-    )
-    consumer.assign([TopicPartition(f"{prefix}.faust-applied", p, 0) for p in range(settings.partitions)])
     try:
-        # Ready when a probe comes out the other end.
-        deadline = time.monotonic() + 120
-        producer.produce(f"{prefix}.faust-deposits", b"probe:1", b"probe")
-        producer.flush(10)
-        while time.monotonic() < deadline:
-            if any(m.error() is None for m in consumer.consume(100, 0.5)):
-                break
+        if not worker.answers_on_every_partition(
+            producer, outputs, round_name="ready", timeout_s=FAUST_READY_TIMEOUT_S
+        ):
+            raise BaselineNotReady(
+                f"{name}: no answer on every partition within {FAUST_READY_TIMEOUT_S:.0f}s:\n{worker.tail()}"
+            )
+        processes = {**broker_processes(settings.bootstrap_servers), "worker 1": worker.pid, **this_process()}
         sent: dict[bytes, float] = {}
-        received: dict[bytes, float] = {}
+        cpu_before = cpu_snapshot(processes)
         started = time.perf_counter()
         for index in range(records):
             command_id = b"c%d" % index
             sent[command_id] = time.perf_counter()
-            producer.produce(f"{prefix}.faust-deposits", command_id + b":1", b"acct-%d" % (index % 1000))
-            if index % 256 == 0:
-                producer.poll(0)
-        producer.flush(60)
-        deadline = time.monotonic() + 300
-        while len(received) < records and time.monotonic() < deadline:
-            for message in take_available(consumer, 10_000, 0.05):
-                if message.error() is None:
-                    received.setdefault((message.value() or b"").split(b":")[0], time.perf_counter())
-        latencies = [(received[key] - sent[key]) * 1000 for key in sent if key in received]
-        return Run(
-            name="Faust exactly_once",
-            commands=len(latencies),
-            seconds=max(received.values(), default=started) - started,
-            latencies_ms=latencies,
-            rejected=0,
-        )
+            worker.deposit(producer, command_id=command_id, account=b"acct-%d" % (index % 1000), amount=1)
+        producer.flush(results_timeout_s)
+        outputs.wait_for(sent, timeout_s=results_timeout_s, still_worth_waiting=lambda: worker.alive)
+        run = completed_run(name, sent=sent, received=outputs.first_seen, started=started, waited_s=results_timeout_s)
+        return dataclasses.replace(run, cpu_s=cpu_used(processes, since=cpu_before))
     finally:
-        worker.terminate()
-        worker.wait(60)
-        log.close()
-        consumer.close()
+        worker.stop()
+        outputs.close()
 
 
 # -- reporting ---------------------------------------------------------------------------------------
 
 
-def table(measured: list[Measured], baselines: dict[str, Run]) -> str:
+SYSTEM_COLUMN_WIDTH = 34
+FIGURE_COLUMN_WIDTH = 12
+
+
+def _line(system: str, workers: str, cells: Sequence[str]) -> str:
+    return f"{system:<{SYSTEM_COLUMN_WIDTH}}{workers:>3}" + "".join(f"{cell:>{FIGURE_COLUMN_WIDTH}}" for cell in cells)
+
+
+def _latency_cells(run: Run, names: Sequence[str]) -> list[str]:
+    return [format_ms(run.percentile(name)) for name in names] + [f"{len(run.latencies_ms):,}"]
+
+
+def peak_table(measured: list[Measured], baselines: dict[str, Run]) -> str:
+    names = ("p50", "p99")
     lines = [
-        f"{'system':<36}{'wk':>3}{'peak/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'@1000/s p50':>12}{'p99':>8}{'p99.9':>8}{'cpu s/1k':>9}{'rss MiB':>9}"
+        "closed loop (peak): every command offered at once; latency from send to result, ms",
+        _line("system", "wk", ["commands", "peak/s", *names, "samples"]),
     ]
-    for name, run in baselines.items():
-        lines.append(f"{name:<36}{'':>3}{run.throughput:>9.0f}{run.percentile(0.5):>9.1f}{run.percentile(0.99):>9.1f}")
-    for item in measured:
-        fixed = next((run for rate, run in item.open_loop if rate == FIXED_RATE_PER_S), None)
-        fixed_cols = (
-            f"{fixed.percentile(0.5):>12.1f}{fixed.percentile(0.99):>8.1f}{fixed.percentile(0.999):>8.1f}"
-            if fixed
-            else " " * 28
-        )
+    rows = [(name, "", run) for name, run in baselines.items()]
+    rows += [(item.name, str(item.workers), item.peak) for item in measured]
+    for system, workers, run in rows:
         lines.append(
-            f"{item.name:<36}{item.workers:>3}{item.peak.throughput:>9.0f}{item.peak.percentile(0.5):>9.1f}"
-            f"{item.peak.percentile(0.99):>9.1f}{fixed_cols}{item.cpu_s_per_1000:>9.2f}"
-            f"{max(item.peak_rss_mb, default=0):>9.0f}"
+            _line(system, workers, [f"{run.commands:,}", f"{run.throughput:,.0f}", *_latency_cells(run, names)])
         )
     return "\n".join(lines)
+
+
+def fixed_rate_table(measured: list[Measured], *, seconds: float) -> str:
+    names = ("p50", "p99", "p99.9")
+    lines = [
+        f"open loop at {FIXED_RATE_PER_S:,.0f}/s offered for {seconds:g} s: latency from the intended send time, ms",
+        _line("system", "wk", ["delivered/s", *names, "samples"]),
+    ]
+    for item in measured:
+        run = item.fixed_rate
+        lines.append(_line(item.name, str(item.workers), [f"{run.throughput:,.0f}", *_latency_cells(run, names)]))
+    return "\n".join(lines)
+
+
+def _process_order(runs: Sequence[Run]) -> list[str]:
+    """Brokers, then workers by number, then anything else; the load generator last."""
+    names = {process for run in runs for process in run.cpu_s}
+
+    def rank(process: str) -> tuple[int, int, str]:
+        number = int(process.rsplit(" ", 1)[1]) if process[-1].isdigit() else 0
+        group = (
+            0
+            if process.startswith("broker")
+            else 1
+            if process.startswith("worker")
+            else 3
+            if process == GENERATOR
+            else 2
+        )
+        return group, number, process
+
+    return sorted(names, key=rank)
+
+
+def cpu_table(measured: list[Measured], baselines: dict[str, Run]) -> str:
+    rows = [(name, "", "peak", run) for name, run in baselines.items()]
+    for item in measured:
+        rows += [(item.name, str(item.workers), "peak", item.peak)]
+        rows += [(item.name, str(item.workers), f"{FIXED_RATE_PER_S:,.0f}/s", item.fixed_rate)]
+    processes = _process_order([run for *_, run in rows])
+    lines = [
+        "CPU seconds per 1,000 commands, per process (user + system, /proc/<pid>/stat, first send to last result);",
+        f"'under test' is every process but the {GENERATOR} (this process: producing, consuming, timing)",
+        _line("system", "wk", ["run", *processes, "under test"]),
+    ]
+    for system, workers, label, run in rows:
+        per_1000 = run.cpu_s_per_1000()
+        under_test = run.system_under_test_cpu_s_per_1000()
+        cells = [f"{per_1000[process]:.3f}" if process in per_1000 else "" for process in processes]
+        lines.append(_line(system, workers, [label, *cells, "" if under_test is None else f"{under_test:.3f}"]))
+    return "\n".join(lines)
+
+
+def sweep_table(measured: list[Measured]) -> str:
+    lines = ["open loop: offered -> delivered per s (p99 ms, samples)"]
+    for item in measured:
+        runs = " · ".join(
+            f"{rate:,.0f} -> {run.throughput:,.0f} ({format_ms(run.percentile('p99'))}, n={len(run.latencies_ms):,})"
+            for rate, run in item.open_loop
+        )
+        lines.append(f"{item.name:<{SYSTEM_COLUMN_WIDTH}}{item.workers:>3}  {runs}")
+    return "\n".join(lines)
+
+
+def percentile_rule() -> str:
+    required = ", ".join(f"{name} {samples_required(name):,}" for name in PERCENTILES)
+    return f"— : too few samples for that percentile (it needs ten at or beyond it: {required})"
+
+
+def report_tables(measured: list[Measured], baselines: dict[str, Run], *, fixed_rate_seconds: float) -> str:
+    tables = [peak_table(measured, baselines)]
+    if measured:
+        tables += [fixed_rate_table(measured, seconds=fixed_rate_seconds), sweep_table(measured)]
+    tables += [cpu_table(measured, baselines), percentile_rule()]
+    return "\n\n".join(tables)
 
 
 def plot(measured: list[dict[str, Any]], path: Path) -> None:
@@ -383,7 +477,7 @@ def plot(measured: list[dict[str, Any]], path: Path) -> None:
         for axis, percentile in ((axes[0], "p50_ms"), (axes[1], "p99_ms")):
             axis.plot(
                 rates,
-                [run[percentile] for run in item["open_loop"]],
+                [float("nan") if run[percentile] is None else run[percentile] for run in item["open_loop"]],
                 "-o" if item["workers"] == 1 else "--s",
                 color=colours[item["name"]],
                 label=f"{item['name']} ({item['workers']}w)",
@@ -399,13 +493,13 @@ def plot(measured: list[dict[str, Any]], path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
-def configuration(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+def configuration(settings: Settings, args: argparse.Namespace, scale: Scale) -> dict[str, Any]:
     import faust
 
     return {
         "python": platform.python_version(),
         "kafka": kafka.KAFKA_VERSION,
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
         "librdkafka": confluent_kafka.libversion()[0],
         "faust": faust.__version__,
         "cores": os.cpu_count(),
@@ -416,92 +510,130 @@ def configuration(settings: Settings, args: argparse.Namespace) -> dict[str, Any
         "acks": "all",
         "exactly_once": True,
         "scale": "quick" if args.quick else "full",
+        "fixed_rate_per_s": FIXED_RATE_PER_S,
+        "fixed_rate_seconds": scale.fixed_rate_seconds,
+        "sweep_seconds": scale.sweep_seconds,
+        "percentile_samples_required": {name: samples_required(name) for name in PERCENTILES},
+        "cpu": "user + system seconds per process from /proc/<pid>/stat, first send to last result",
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="a tiny load: checks the harness, not the system")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--workers", default="1,2")
-    parser.add_argument("--no-baselines", action="store_true")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args(argv)
-    scale = QUICK if args.quick else FULL
-    base = Settings.from_environment()
-    if "STREAMWALLET_BOOTSTRAP_SERVERS" not in os.environ:
-        kafka.start(name="dev", base_port=int(base.bootstrap_servers.rsplit(":", 1)[1]))
-    run_dir = Path(tempfile.mkdtemp(prefix="streamwallet-bench-"))
-    base = dataclasses.replace(base, worker_web_port=base.worker_web_port + 1000)
-    worker_counts = [int(count) for count in args.workers.split(",")]
-    baselines: dict[str, Run] = {}
-    measured: list[Measured] = []
-    if not args.no_baselines:
-        baselines["(a) raw Kafka, acks=all"] = raw_kafka(base, records=scale.baseline_records, size=90)
-        print(f"(a) raw Kafka: {baselines['(a) raw Kafka, acks=all'].throughput:,.0f} records/s", flush=True)
-        baselines["(c) Faust exactly_once agent"] = faust_native(
-            base, records=scale.baseline_records // 4, run_dir=run_dir
-        )
-        print(f"(c) Faust: {baselines['(c) Faust exactly_once agent'].throughput:,.0f} deposits/s", flush=True)
-        for workers in worker_counts:
-            measured.append(
-                measure_workers(
-                    base,
-                    name="(b) pass-through loop",
-                    scenario="deposits",
-                    workers=workers,
-                    scale=scale,
-                    run_dir=run_dir,
-                    module="bench.passthrough",
-                )
-            )
-            print(f"(b) pass-through, {workers} worker(s): {measured[-1].peak.throughput:,.0f}/s", flush=True)
-    for scenario in args.scenarios.split(","):
-        for workers in worker_counts:
-            measured.append(
-                measure_workers(
-                    base,
-                    name=f"ledger: {scenario}",
-                    scenario=scenario,
-                    workers=workers,
-                    scale=scale,
-                    run_dir=run_dir,
-                    module="streamwallet.cli",
-                )
-            )
-            print(f"ledger {scenario}, {workers} worker(s): {measured[-1].peak.throughput:,.0f}/s", flush=True)
-    print()
-    print(table(measured, baselines))
+def ratios_to_baselines(measured: list[Measured], baselines: dict[str, Run]) -> dict[str, float]:
+    """Each ledger peak as a ratio of the baselines' peaks measured in the same run."""
+    raw = next((run.throughput for name, run in baselines.items() if name.startswith("(a)")), None)
+    faust = next((run.throughput for name, run in baselines.items() if name.startswith("(c)")), None)
     ratios = {}
     for item in measured:
         if not item.name.startswith("ledger"):
             continue
         passthrough = next((m for m in measured if m.name.startswith("(b)") and m.workers == item.workers), None)
         for label, baseline_throughput in (
-            ("raw_kafka", next((r.throughput for n, r in baselines.items() if n.startswith("(a)")), None)),
+            ("raw_kafka", raw),
             ("pass_through", passthrough.peak.throughput if passthrough else None),
-            ("faust", next((r.throughput for n, r in baselines.items() if n.startswith("(c)")), None)),
+            ("faust", faust),
         ):
             if baseline_throughput:
                 ratios[f"{item.name} ({item.workers}w) / {label}"] = round(
                     item.peak.throughput / baseline_throughput, 3
                 )
+    return ratios
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a tiny load: checks the harness, not the system")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--fixed-rate-seconds",
+        type=float,
+        help=f"length of the open-loop run at {FIXED_RATE_PER_S:,.0f}/s, whose p99.9 is reported "
+        f"(default {FULL.fixed_rate_seconds:g}; {QUICK.fixed_rate_seconds:g} with --quick)",
+    )
+    parser.add_argument(
+        "--sweep-seconds",
+        type=float,
+        help=f"length of each open-loop run at a fraction of the peak "
+        f"(default {FULL.sweep_seconds:g}; {QUICK.sweep_seconds:g} with --quick)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    return parser.parse_args(argv)
+
+
+def chosen_scale(args: argparse.Namespace) -> Scale:
+    scale = QUICK if args.quick else FULL
+    return dataclasses.replace(
+        scale,
+        fixed_rate_seconds=args.fixed_rate_seconds or scale.fixed_rate_seconds,
+        sweep_seconds=args.sweep_seconds or scale.sweep_seconds,
+    )
+
+
+def measure_everything(
+    base: Settings, args: argparse.Namespace, scale: Scale, run_dir: Path
+) -> tuple[dict[str, Run], list[Measured]]:
+    worker_counts = [int(count) for count in args.workers.split(",")]
+    baselines: dict[str, Run] = {}
+    measured: list[Measured] = []
+    systems: list[tuple[str, str, str]] = []  # (name, scenario, worker module)
+    if not args.no_baselines:
+        raw = raw_kafka(base, records=scale.baseline_records, size=90)
+        baselines[raw.name] = raw
+        print(f"{raw.name}: {raw.throughput:,.0f} records/s", flush=True)
+        faust = faust_native(base, records=scale.baseline_records // 4, run_dir=run_dir)
+        baselines[faust.name] = faust
+        print(f"{faust.name}: {faust.throughput:,.0f} deposits/s", flush=True)
+        systems.append(("(b) pass-through loop", "deposits", "bench.passthrough"))
+    systems += [(f"ledger: {scenario}", scenario, "streamwallet.cli") for scenario in args.scenarios.split(",")]
+    for name, scenario, module in systems:
+        for workers in worker_counts:
+            item = measure_workers(
+                base, name=name, scenario=scenario, workers=workers, scale=scale, run_dir=run_dir, module=module
+            )
+            measured.append(item)
+            print(f"{name}, {workers} worker(s): {item.peak.throughput:,.0f}/s", flush=True)
+    return baselines, measured
+
+
+def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    json_path = out / f"ledger-{stamp}.json"
+    json_path.write_text(json.dumps(report, indent=1))
+    png_path = out / f"ledger-{stamp}.png"
+    plot(report["measured"], png_path)
+    return json_path, png_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(argv)
+    scale = chosen_scale(args)
+    base = Settings.from_environment()
+    if "STREAMWALLET_BOOTSTRAP_SERVERS" not in os.environ:
+        kafka.start(name="dev", base_port=int(base.bootstrap_servers.rsplit(":", 1)[1]))
+    run_dir = Path(tempfile.mkdtemp(prefix="streamwallet-bench-"))
+    base = dataclasses.replace(base, worker_web_port=base.worker_web_port + 1000)
+    try:
+        baselines, measured = measure_everything(base, args, scale, run_dir)
+    except (MissingResults, RejectedCommands, ProcessGone, BaselineNotReady) as failure:
+        print(f"\nbench.ledger FAILED, no figures: {type(failure).__name__}: {failure}", file=sys.stderr)
+        print(f"(worker logs under {run_dir})", file=sys.stderr)
+        return 1
+    print()
+    print(report_tables(measured, baselines, fixed_rate_seconds=scale.fixed_rate_seconds))
+    ratios = ratios_to_baselines(measured, baselines)
     if ratios:
         print("\nledger peak throughput as a ratio of the baselines measured in this run:")
         for label, ratio in ratios.items():
             print(f"  {label:<60} {ratio:>6.2f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%dT%H%M%S")
     report: dict[str, Any] = {
-        "configuration": configuration(base, args),
+        "configuration": configuration(base, args, scale),
         "baselines": {name: run.summary() for name, run in baselines.items()},
         "measured": [item.summary() for item in measured],
         "ratios": ratios,
     }
-    json_path = args.out / f"ledger-{stamp}.json"
-    json_path.write_text(json.dumps(report, indent=1))
-    png_path = args.out / f"ledger-{stamp}.png"
-    plot(report["measured"], png_path)
+    json_path, png_path = write_report(report, args.out)
     print(f"\nwrote {json_path} and {png_path}")
     return 0
 

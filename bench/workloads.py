@@ -15,6 +15,7 @@ from ledger import commands
 from topologies import partition_for
 
 CURRENCIES = ("USD", "EUR")
+KEY_SEARCH_MAX = 100_000
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -34,6 +35,18 @@ def make_accounts(prefix: str, count: int, *, partitions: int, currencies: Seque
         currency={account: currencies[index % len(currencies)] for index, account in enumerate(ids)},
         partition={account: partition_for(account, partitions) for account in ids},
     )
+
+
+def one_key_per_partition(prefix: str, partitions: int) -> list[str]:
+    """Keys `<prefix>-<n>`, the one at index p on partition p (Kafka's murmur2 of the key): a
+    probe sent with each reaches every partition."""
+    keys: dict[int, str] = {}
+    for index in range(KEY_SEARCH_MAX):
+        key = f"{prefix}-{index}"
+        keys.setdefault(partition_for(key, partitions), key)
+        if len(keys) == partitions:
+            return [keys[partition] for partition in range(partitions)]
+    raise ValueError(f"no key of {prefix!r} on each of {partitions} partitions within {KEY_SEARCH_MAX} tries")
 
 
 class Ids:

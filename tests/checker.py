@@ -28,13 +28,14 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from bench.topics import changelog_state
 from codec import Codec
 from foundation.settings import Settings
 from ledger.accounts import Account, Hold, HoldStatus
 from ledger.commands import Command
 from ledger.events import AccountEvent, CommandResult, EventKind
 from ledger.state import ShardMeta, Table
-from tests.support import outcome, read_decoded, read_topic
+from tests.support import outcome, read_decoded
 
 RESULTS_WAIT_S_DEFAULT = 180.0
 
@@ -100,25 +101,6 @@ def wait_for_results(
         if command_ids <= {result.command_id for result in results} or time.monotonic() > deadline:
             return results
         time.sleep(1.0)
-
-
-def changelog_state(settings: Settings, codec: Codec) -> dict[Table, dict[str, Any]]:
-    """The shards' tables as the changelog holds them (latest value per key)."""
-    tables: dict[Table, dict[str, Any]] = collections.defaultdict(dict)
-    for message in read_topic(settings.bootstrap_servers, f"{settings.topic_prefix}.changelog"):
-        raw_key = message.key().decode()
-        if raw_key[0] not in _TABLE_LETTERS:
-            continue  # the loop's own records (input positions), not a ledger table
-        table, key = Table(raw_key[0]), raw_key[1:]
-        value = message.value()
-        if value is None:
-            tables[table].pop(key, None)
-        else:
-            tables[table][key] = codec.decode(value)
-    return tables
-
-
-_TABLE_LETTERS = frozenset(table.value for table in Table)
 
 
 def check_ledger(

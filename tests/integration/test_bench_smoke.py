@@ -1,5 +1,5 @@
-"""The benchmark harness runs end to end with a tiny load (results are not asserted:
-tests check correctness, benchmarks print figures)."""
+"""The benchmark harness runs end to end with a tiny load, and fails loudly when results
+are missing (figures are not asserted: tests check correctness, benchmarks print figures)."""
 
 from __future__ import annotations
 
@@ -7,46 +7,116 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
+from bench.figures import GENERATOR, MissingResults
+from bench.harness import Driver
+from bench.processes import broker_processes
 from foundation.settings import Settings
+from ledger import commands
 
 pytestmark = pytest.mark.kafka
 
+BENCH_TIMEOUT_S = 600
 
-def test_harness_smoke_run(settings: Settings, tmp_path: Path) -> None:
-    environment = {
+
+def bench_environment(settings: Settings) -> dict[str, str]:
+    return {
         **os.environ,
         "STREAMWALLET_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "STREAMWALLET_WORKER_WEB_PORT": str(settings.worker_web_port),
     }
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.ledger",
-            "--quick",
-            "--scenarios",
-            "same,batch3",
-            "--workers",
-            "1",
-            "--out",
-            str(tmp_path),
-        ],
-        env=environment,
+
+
+def run_module(module: str, *arguments: str, settings: Settings) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *arguments],
+        env=bench_environment(settings),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=BENCH_TIMEOUT_S,
         check=False,
+    )
+
+
+def test_harness_smoke_run(settings: Settings, tmp_path: Path) -> None:
+    completed = run_module(
+        "bench.ledger",
+        "--quick",
+        "--scenarios",
+        "same,batch3",
+        "--workers",
+        "1",
+        "--out",
+        str(tmp_path),
+        settings=settings,
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     (report_path,) = tmp_path.glob("ledger-*.json")
     report = json.loads(report_path.read_text())
     assert {item["name"] for item in report["measured"]} == {"(b) pass-through loop", "ledger: same", "ledger: batch3"}
     assert set(report["baselines"]) == {"(a) raw Kafka, acks=all", "(c) Faust exactly_once agent"}
+    # CPU of every process: what the load generator took shows beside the system under test
+    assert set(report["baselines"]["(a) raw Kafka, acks=all"]["cpu_s_per_1000_commands"]) == {"broker", GENERATOR}
+    assert set(report["baselines"]["(c) Faust exactly_once agent"]["cpu_s_per_1000_commands"]) == {
+        "broker",
+        "worker 1",
+        GENERATOR,
+    }
     for item in report["measured"]:
-        assert item["peak"]["commands"] > 0 and item["open_loop"]
+        assert item["peak"]["commands"] > 0 and item["peak"]["samples"] == item["peak"]["commands"]
+        assert set(item["cpu_s_per_1000_commands"]) == {"broker", "worker 1", GENERATOR}
+        (fixed,) = [run for run in item["open_loop"] if run["offered_per_s"] == 1000.0]
+        # one second at 1,000/s: 1,000 samples support p99 but not p99.9
+        assert fixed["samples"] == 1000 and fixed["p99_ms"] is not None and fixed["p999_ms"] is None
+    assert report["configuration"]["percentile_samples_required"]["p99.9"] == 10_000
     assert list(tmp_path.glob("ledger-*.png"))
     assert "ratio of the baselines" in completed.stdout
+    assert "too few samples for that percentile" in completed.stdout
+    assert "CPU seconds per 1,000 commands, per process" in completed.stdout
+
+
+def test_a_run_whose_results_do_not_come_fails_loudly(settings: Settings) -> None:
+    """No worker runs: the driver (every ledger scenario and the pass-through baseline go
+    through it) fails with MissingResults instead of reporting figures."""
+    driver = Driver(settings)
+    try:
+        deposit = commands.Deposit(
+            command_id=uuid.uuid4().hex, dedup_id="d", account_id="nobody", amount=1, currency="USD"
+        )
+        with pytest.raises(MissingResults, match=r"1 of 1 results missing after waiting 2s"):
+            driver.run("unanswered", [deposit], timeout_s=2.0)
+    finally:
+        driver.close()
+
+
+def test_the_broker_process_is_found_for_its_cpu(settings: Settings) -> None:
+    (pid,) = broker_processes(settings.bootstrap_servers).values()
+    assert b"kafka" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_route_experiment_treats_both_routes_alike(settings: Settings, tmp_path: Path) -> None:
+    """Each restart of either route is awaited (a probe answered on every partition), and
+    streamwallet's table balances come from its changelog."""
+    report_path = tmp_path / "route.json"
+    completed = run_module(
+        "bench.route_evidence", "--deposits", "300", "--kills", "1", "--json", str(report_path), settings=settings
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    rows = json.loads(report_path.read_text())
+    assert set(rows) == {"Faust exactly_once", "streamwallet loop"}
+    for row in rows.values():
+        assert row["restarts answering within 180 s"].endswith(" of 1")
+        assert row["deposits sent"] >= 300
+    ours = rows["streamwallet loop"]
+    assert ours["restarts answering within 180 s"] == "1 of 1"
+    assert (
+        ours["worker dead at the end"],
+        ours["outputs missing"],
+        ours["outputs duplicated"],
+        ours["accounts whose table balance is wrong"],
+        ours["table total minus deposits"],
+    ) == (0, 0, 0, 0, 0)

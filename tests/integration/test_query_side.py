@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
+from bench.event_workload import generate
 from codec import Codec
 from codec.deadletter import DeadLetter
 from foundation.settings import Settings
@@ -33,7 +34,6 @@ from ledger.events import AccountEvent
 from streamwallet.stack import Stack
 from tests.support import read_topic
 from tests.unit.sinks import oracle
-from tests.unit.sinks.workload import generate
 
 pytestmark = pytest.mark.kafka
 

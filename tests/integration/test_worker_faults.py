@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+from bench.topics import changelog_state
 from codec import Codec
 from foundation.settings import Settings
 from ledger import commands
@@ -33,7 +34,7 @@ from streams.processor import LedgerProcessor, consumer_group, transactional_id
 from streams.reads import committed_account
 from streams.store import changelog_key
 from streams.transactions import WorkerFenced
-from tests.checker import changelog_state, check_ledger, wait_for_results
+from tests.checker import check_ledger, wait_for_results
 from tests.faults import Streamer
 from topologies import partition_for
 

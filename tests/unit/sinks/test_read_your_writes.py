@@ -9,12 +9,12 @@ import threading
 import time
 from typing import Any
 
+from bench.event_workload import generate
 from codec import Codec
 from foundation.settings import Settings
 from sinks.events import EventSink
 from sinks.service import QueryService
 from tests.unit.sinks.support import PARTITIONS, messages
-from tests.unit.sinks.workload import generate
 
 READ_WAIT_MS = 3000
 

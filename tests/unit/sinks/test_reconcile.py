@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from bench.event_workload import generate
 from codec import Codec
 from ledger.accounts import Account
 from ledger.events import AccountEvent, EventKind
@@ -14,7 +15,6 @@ from sinks.events import EventDecoder
 from sinks.reconcile import Difference, Replay, Report, compare, render, view_at_sequences
 from tests.unit.sinks import oracle
 from tests.unit.sinks.support import messages, sink, write_in_batches
-from tests.unit.sinks.workload import generate
 
 
 def command_side(events: list[AccountEvent]) -> dict[str, Account]:

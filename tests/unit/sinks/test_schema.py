@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from bench.event_workload import generate
 from codec import Codec
 from sinks import schema, views
 from sinks.events import EVENT_COLUMNS
 from sinks.rebuild import SHADOW_SUFFIX, swap_in
 from tests.unit.sinks.support import messages, sink, write_in_batches
-from tests.unit.sinks.workload import generate
 
 
 def test_migrations_apply_once_and_in_order(clickhouse: Any, database: str) -> None:

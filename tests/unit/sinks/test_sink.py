@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
+from bench.event_workload import generate
 from codec import Codec, DecodeError
 from ledger.events import AccountEvent
 from sinks import views
 from sinks.events import EVENT_COLUMNS, EventDecoder, event_row
 from tests.unit.sinks import oracle
 from tests.unit.sinks.support import FakeMessage, messages, sink, write_in_batches
-from tests.unit.sinks.workload import generate
 
 
 def snapshot(client: Any, database: str, accounts: list[str]) -> dict[str, Any]:

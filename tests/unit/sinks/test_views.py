@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from bench.event_workload import generate
 from codec import Codec
 from ledger.events import AccountEvent
 from sinks import views
 from sinks.schema import migrate
 from tests.unit.sinks import oracle
 from tests.unit.sinks.support import PARTITIONS, messages, sink, write_in_batches
-from tests.unit.sinks.workload import generate
 
 EVENTS = 6000
 ACCOUNTS = 80

@@ -1,4 +1,4 @@
-"""A seeded generator of AccountEvent streams for the query side's tests and benchmark.
+"""A seeded generator of AccountEvent streams for the query side's benchmark and tests.
 
 It plays a small ledger of its own (not ledger/shard.py): opens with a parent hierarchy
 (chains, a cycle, roots), deposits, withdrawals, holds, transfers inside a partition and
