@@ -134,6 +134,8 @@ class Ownership:
         self.restorer.forget(numbers)
         for partition in numbers:
             del self.shards[partition]
+        if not numbers:
+            return
         if lost:
             log.warning("lost partitions %s (the session ran out: another worker owns them now)", numbers)
         else:

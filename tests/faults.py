@@ -23,6 +23,7 @@ from bench.workloads import Ids, make_accounts, mixed, openings
 from codec import Codec
 from foundation.settings import Settings
 from ledger import commands
+from streamwallet.stack import ManagedProcess
 
 FUNDING_MINOR = 200_000
 
@@ -138,3 +139,17 @@ class FailingCalls:
             return real(*args, **kwargs)
 
         return maybe_fail
+
+
+def pause_for(process: ManagedProcess, seconds: float) -> None:
+    """SIGSTOP a process for `seconds`, then SIGCONT it: a zombie in the making (a GC pause,
+    a VM stall, a network cut longer than its session)."""
+    process.pause()
+    try:
+        time.sleep(seconds)
+    finally:
+        process.resume()
+
+
+def log_count(process: ManagedProcess, text: str) -> int:
+    return process.tail(10**9).count(text)
