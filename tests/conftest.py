@@ -21,6 +21,22 @@ from topologies.admin import ensure_topics
 TEST_KAFKA_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA_PORT", "29092"))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak", action="store_true", help="also run the soak variants (marked slow): long streams, many faults"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Soak variants run only when asked: the default suite stays well inside CI's time."""
+    if config.getoption("--soak"):
+        return
+    skip = pytest.mark.skip(reason="a soak variant: run with --soak")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -10,17 +10,23 @@ abort really aborts it on the broker.
 
 from __future__ import annotations
 
+import itertools
+import os
 import random
+import re
+import signal
 import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 from bench.workloads import Ids, make_accounts, mixed, openings
 from codec import Codec
+from deploy.local import kafka
 from foundation.settings import Settings
 from ledger import commands
 from streamwallet.stack import ManagedProcess
@@ -153,3 +159,91 @@ def pause_for(process: ManagedProcess, seconds: float) -> None:
 
 def log_count(process: ManagedProcess, text: str) -> int:
     return process.tail(10**9).count(text)
+
+
+# -- brokers ------------------------------------------------------------------------------------
+
+_ACTIVE_CONTROLLER = re.compile(r"\[QuorumController id=(\d+)\] Becoming the active controller at epoch (\d+)")
+TRANSACTION_STATE_PARTITIONS = 16  # transaction.state.log.num.partitions of the local clusters
+
+
+def active_controller(cluster: kafka.Cluster) -> int:
+    """The node id of the KRaft quorum's active controller: the one that most recently
+    became it (the highest epoch any node's log announces)."""
+    best = (-1, -1)
+    for node in cluster.nodes:
+        log_path = node.data_dir / "server.log"
+        if log_path.exists():
+            for match in _ACTIVE_CONTROLLER.finditer(log_path.read_text(errors="replace")):
+                best = max(best, (int(match.group(2)), int(match.group(1))))
+    if best[1] < 0:
+        raise RuntimeError("no node announced itself the active controller")
+    return best[1]
+
+
+def _java_string_hash(text: str) -> int:
+    value = 0
+    for unit in text.encode("utf-16-be").hex(" ", 2).split():
+        value = (31 * value + int(unit, 16)) & 0xFFFFFFFF
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def transaction_coordinator(bootstrap_servers: str, transactional_id: str) -> int:
+    """The broker coordinating a transactional id: the leader of its __transaction_state
+    partition, `abs(hashCode(id)) % partitions` (Kafka's TransactionStateManager.partitionFor)."""
+    hashed = _java_string_hash(transactional_id)
+    partition = 0 if hashed == -(1 << 31) else abs(hashed) % TRANSACTION_STATE_PARTITIONS
+    return partition_leader(bootstrap_servers, "__transaction_state", partition)
+
+
+def partition_leader(bootstrap_servers: str, topic: str, partition: int) -> int:
+    metadata = AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(topic, timeout=10)
+    leader: int = metadata.topics[topic].partitions[partition].leader
+    return leader
+
+
+def pause_broker(cluster: kafka.Cluster, node_id: int, seconds: float) -> None:
+    """SIGSTOP a broker for `seconds`: it stops heartbeating to the quorum and answering its
+    clients without closing a single connection."""
+    pid = int(cluster.nodes[node_id - 1].pid_file.read_text().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+class ResultsWatcher:
+    """When each result arrived (read_committed), to measure the gaps faults cause."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.arrivals: list[float] = []
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": f"watch-{uuid.uuid4().hex}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "latest",
+            }
+        )
+        self._consumer.subscribe([f"{settings.topic_prefix}.results"])
+        self._thread = threading.Thread(target=self._run, name="results-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for message in self._consumer.consume(1000, timeout=0.1):
+                if message.error() is None:
+                    self.arrivals.append(time.monotonic())
+        self._consumer.close()
+
+    def longest_gap_s(self, start_s: float, end_s: float) -> float:
+        """The longest time without a result between `start_s` and `end_s` (monotonic)."""
+        inside = [start_s, *(moment for moment in self.arrivals if start_s <= moment <= end_s), end_s]
+        return max(later - earlier for earlier, later in itertools.pairwise(inside))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)

@@ -1,0 +1,166 @@
+"""Broker loss: the ledger (two workers and the query service) on a three-broker cluster
+(replication factor 3, min.insync.replicas 2) while brokers die under it — kill -9 of the
+leader of a commands partition, of the transaction coordinator of a worker's
+transactional id, of the active KRaft controller, each restarted after a while, and a
+broker frozen with SIGSTOP past its session. The workers must ride every fault out
+**without exiting**; afterwards the checker finds nothing lost, doubled or out of place,
+and the query service's views equal the events replayed (reconcile exits 0). The longest
+gap in results is printed per fault kind.
+
+The soak variant (`--soak`) repeats random faults of every kind over a long stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from codec import Codec
+from deploy.local import kafka
+from foundation.settings import Settings
+from sinks.commands import EXIT_OK, reconcile_command
+from streams.clients import transactional_id
+from streamwallet.stack import ManagedProcess, Stack
+from tests.checker import check_ledger
+from tests.conftest import fresh_settings
+from tests.faults import (
+    ResultsWatcher,
+    Streamer,
+    active_controller,
+    funded_mixed_workload,
+    partition_leader,
+    pause_broker,
+    transaction_coordinator,
+)
+
+pytestmark = pytest.mark.kafka
+
+BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_FAULTS_PORT", "29800"))  # below the ephemeral range
+DOWN_S = 10.0  # how long a killed broker stays down
+BROKER_SESSION_S = 4.0  # broker.session.timeout.ms of the local clusters (deploy/local/kafka.py)
+
+
+@pytest.fixture
+def cluster() -> Iterator[kafka.Cluster]:
+    started = kafka.start(name="test3-faults", brokers=3, base_port=BASE_PORT)
+    try:
+        yield started
+    finally:
+        kafka.stop(name="test3-faults", wipe=True)
+
+
+@dataclasses.dataclass
+class Fault:
+    kind: str
+    node: int
+    started_s: float
+    ended_s: float = 0.0
+
+
+class BrokerFaults:
+    def __init__(self, cluster: kafka.Cluster, settings: Settings) -> None:
+        self.cluster = cluster
+        self.settings = settings
+        self.done: list[Fault] = []
+
+    def kill_and_restart(self, kind: str, node: int) -> None:
+        fault = Fault(kind, node, time.monotonic())
+        kafka.kill_node(self.cluster, node)
+        time.sleep(DOWN_S)
+        kafka.restart_node(self.cluster, node)
+        kafka.wait_ready(self.cluster)
+        fault.ended_s = time.monotonic()
+        self.done.append(fault)
+
+    def freeze(self, node: int) -> None:
+        fault = Fault("broker frozen (SIGSTOP)", node, time.monotonic())
+        pause_broker(self.cluster, node, BROKER_SESSION_S + 6)
+        kafka.wait_ready(self.cluster)
+        fault.ended_s = time.monotonic()
+        self.done.append(fault)
+
+    def leader(self) -> int:
+        return partition_leader(self.settings.bootstrap_servers, f"{self.settings.topic_prefix}.commands", 0)
+
+    def coordinator(self) -> int:
+        worker = dataclasses.replace(self.settings, worker_id="worker-1")
+        return transaction_coordinator(self.settings.bootstrap_servers, transactional_id(worker))
+
+    def controller(self) -> int:
+        return active_controller(self.cluster)
+
+    def random_fault(self, rng: random.Random) -> None:
+        kind = rng.choice(["leader", "coordinator", "controller", "frozen"])
+        if kind == "frozen":
+            self.freeze(rng.randint(1, len(self.cluster.nodes)))
+            return
+        choose: Callable[[], int] = {"leader": self.leader, "coordinator": self.coordinator}.get(kind, self.controller)
+        self.kill_and_restart(f"{kind} killed", choose())
+
+
+def run_broker_faults(
+    cluster: kafka.Cluster, tmp_path: Any, *, commands: int, rate_per_s: float, random_faults: bool, seed: int
+) -> None:
+    settings = fresh_settings(
+        cluster.bootstrap_servers, tmp_path, prefix="b", replication_factor=3, min_insync_replicas=2
+    )
+    codec = Codec()
+    rng = random.Random(seed)
+    stack = Stack(settings, tmp_path)
+    workers = [stack.worker(1).start(), stack.worker(2).start()]
+    query = stack.query().start()
+    processes: list[ManagedProcess] = [*workers, query]
+    for process in processes:
+        process.wait_ready()
+    stack.supervise()  # counts any exit: none is allowed
+    watcher = ResultsWatcher(settings)
+    injector = BrokerFaults(cluster, settings)
+    try:
+        workload, _ = funded_mixed_workload(settings, accounts=200, count=commands, seed=seed)
+        streamer = Streamer(settings, workload, rate_per_s=rate_per_s).start()
+        time.sleep(5)
+        if not random_faults:  # the fixed sequence: each kind once
+            injector.kill_and_restart("leader of a commands partition killed", injector.leader())
+            time.sleep(5)
+            injector.kill_and_restart("transaction coordinator killed", injector.coordinator())
+            time.sleep(5)
+            injector.kill_and_restart("active controller killed", injector.controller())
+            time.sleep(5)
+            injector.freeze(rng.randint(1, 3))
+        else:
+            while not streamer.done:
+                injector.random_fault(rng)
+                time.sleep(rng.uniform(2.0, 5.0))
+        streamer.join()
+        report = check_ledger(settings, codec, workload, settle_s=3 * settings.tick_interval_ms / 1000 + 3)
+        reconciled = reconcile_command(settings, via="service")
+    finally:
+        watcher.stop()
+        stack.stop_all()
+    gaps: dict[str, float] = {}
+    for fault in injector.done:
+        gap = watcher.longest_gap_s(fault.started_s, fault.ended_s + 30)
+        gaps[fault.kind] = max(gaps.get(fault.kind, 0.0), gap)
+    print(f"\n{report.summary()}\nfaults {len(injector.done)}; longest gap in results per kind (s): {gaps}")
+    for process in processes:
+        assert process.exits == [], f"{process.name} exited {process.exits}; see {process.log_path}"
+        assert "InvariantViolation" not in process.tail(10**9), f"{process.name} hit an invariant violation"
+    assert report.problems() == []
+    assert reconciled == EXIT_OK, "the views differ from the events replayed"
+
+
+def test_the_ledger_rides_out_the_loss_of_a_leader_the_coordinator_and_the_controller(
+    cluster: kafka.Cluster, tmp_path: Any
+) -> None:
+    run_broker_faults(cluster, tmp_path, commands=30_000, rate_per_s=400, random_faults=False, seed=31)
+
+
+@pytest.mark.slow
+def test_broker_loss_soak(cluster: kafka.Cluster, tmp_path: Any) -> None:
+    run_broker_faults(cluster, tmp_path, commands=300_000, rate_per_s=800, random_faults=True, seed=32)
