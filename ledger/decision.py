@@ -104,10 +104,6 @@ class Decision:
         meta = self.meta
         if self.retained:
             retention.record(self.store, meta, keys=self.retained, recorded_at_ms=self.now)
-            # The size bound: evict the oldest entries even if they are still within the window.
-            while retention.size(meta) > self.config.retained_entries_max:
-                if not retention.forget_oldest(self.store, meta):
-                    break
         self.store.put(Table.META, META_KEY, meta)
 
     # -- results ----------------------------------------------------------------------

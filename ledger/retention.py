@@ -1,11 +1,14 @@
 """The retention queue: what a shard remembers for a while, in the order it was recorded.
 
 The dedup memory, the command index, finished holds and the records of credited
-transfers are kept for the retention window, then forgotten. Each `handle` call that
-keeps something appends one `RetentionEntry` (its keys and its time) at the queue's
-tail (`ShardMeta.retention_tail`); forgetting takes entries from the head
-(`ShardMeta.retention_head`), oldest first. Everything here depends only on the
-partition's input, so the same entries are forgotten at the same point on every replay.
+transfers are kept for the retention window (`retention_ms`), then forgotten. Each
+`handle` call that keeps something appends one `RetentionEntry` (its keys and its time)
+at the queue's tail (`ShardMeta.retention_tail`); forgetting takes entries from the head
+(`ShardMeta.retention_head`), oldest first, and only once they are older than the window
+— never because the queue is long (a full queue refuses new commands instead, see
+`flows/intake.py`). An entry whose command is still in flight waits for it. Time is the
+partition's clock, so the same entries are forgotten at the same point on every replay.
+The entries live in the store (RocksDB in the worker), not in memory.
 """
 
 from __future__ import annotations
@@ -40,12 +43,19 @@ def oldest(store: Store, meta: ShardMeta) -> RetentionEntry | None:
     return entry
 
 
-def forget_oldest(store: Store, meta: ShardMeta) -> bool:
+def forget_expired(store: Store, meta: ShardMeta, *, now_ms: int, retention_ms: int, count_max: int) -> int:
+    """Forget up to `count_max` entries older than the window, oldest first; returns how many."""
+    forgotten = 0
+    while forgotten < count_max and (entry := oldest(store, meta)) is not None:
+        if entry.recorded_at_ms + retention_ms > now_ms or not _forget_oldest(store, meta, entry):
+            break
+        forgotten += 1
+    return forgotten
+
+
+def _forget_oldest(store: Store, meta: ShardMeta, entry: RetentionEntry) -> bool:
     """Forget the oldest entry, unless it holds a command still in flight (its waiting
     duplicates need its result): then the queue waits for it and False is returned."""
-    entry = oldest(store, meta)
-    if entry is None:
-        return False
     for retained in entry.keys:
         if retained.table is Table.DEDUP:
             dedup: DedupEntry | None = store.get(Table.DEDUP, retained.key)

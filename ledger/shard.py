@@ -52,7 +52,12 @@ from ledger.flows import account_operations, batches, clock, holds, intake, quer
 from ledger.flows.intake import payload_digest
 from ledger.keys import META_KEY, dedup_key, hold_key
 from ledger.legs import BatchAck, BatchDecision, BatchPrepare, BatchVote, CreditLeg, Leg, RefundLeg, SettleLeg, Tick
-from ledger.limits import BATCH_TIMEOUT_MS_DEFAULT, DEDUP_ENTRIES_MAX_DEFAULT, DEDUP_RETENTION_MS_DEFAULT
+from ledger.limits import (
+    BATCH_TIMEOUT_MS_DEFAULT,
+    DEDUP_ENTRIES_MAX_DEFAULT,
+    DEDUP_RETENTION_MS_DEFAULT,
+    RETENTION_FORGETS_PER_INPUT_MAX,
+)
 from ledger.state import ShardMeta, Store, Table
 
 __all__ = ["META_KEY", "Message", "Outcome", "Shard", "ShardConfig", "dedup_key", "hold_key", "payload_digest"]
@@ -93,7 +98,7 @@ HANDLERS: dict[type, Callable[[Decision, Any], None]] = {
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ShardConfig:
     retention_ms: int = DEDUP_RETENTION_MS_DEFAULT  # dedup memory, finalized holds, reversible transfers
-    retained_entries_max: int = DEDUP_ENTRIES_MAX_DEFAULT
+    retained_entries_max: int = DEDUP_ENTRIES_MAX_DEFAULT  # then new commands are refused: DEDUP_WINDOW_FULL
     batch_timeout_ms: int = BATCH_TIMEOUT_MS_DEFAULT
 
     def __post_init__(self) -> None:
@@ -124,6 +129,8 @@ class Shard:
         decision = Decision(
             store=self._store, config=self._config, is_local=self._is_local, meta=meta, outcome=Outcome()
         )
+        if not isinstance(message, Tick):  # a tick forgets within its own budget
+            clock.forget_expired(decision, count_max=RETENTION_FORGETS_PER_INPUT_MAX)
         flow = COMMAND_FLOWS.get(type(message))
         if flow is not None:
             intake.handle_command(decision, cast(MutatingCommand, message), flow=flow)  # its keys are all mutating

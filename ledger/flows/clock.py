@@ -29,10 +29,17 @@ def tick(decision: Decision, _tick_message: Tick) -> None:
         budget -= 1
         store.delete(Table.BATCH_DEADLINES, due[0])
         batches.time_out(decision, due[1].key)
-    meta = decision.meta
-    while budget and (entry := retention.oldest(store, meta)) is not None:
-        if entry.recorded_at_ms + decision.config.retention_ms > decision.now:
-            break
-        budget -= 1
-        if not retention.forget_oldest(store, meta):
-            break
+    forget_expired(decision, count_max=budget)
+
+
+def forget_expired(decision: Decision, *, count_max: int) -> None:
+    """Forget what has been remembered longer than the retention window (at most
+    `count_max` entries). Ticks do it, and every other input a little too
+    (`RETENTION_FORGETS_PER_INPUT_MAX`), so forgetting keeps up with any input rate."""
+    retention.forget_expired(
+        decision.store,
+        decision.meta,
+        now_ms=decision.now,
+        retention_ms=decision.config.retention_ms,
+        count_max=count_max,
+    )

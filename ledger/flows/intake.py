@@ -4,9 +4,10 @@ In order: the envelope (well-formed ids) and the routing key (the command belong
 this shard) — a command failing these is answered but not remembered; the dedup memory
 (a repeat is answered from it, waits for an original still in flight, or is refused as
 a conflict); the command index (a command id used by another remembered command is
-refused, not remembered); the body's stateless checks; and finally the command's flow.
-Whatever the flow decides is remembered under the dedup key and the command id for the
-retention window (`ledger.retention`).
+refused, not remembered); room in the idempotency window (a full window refuses a new
+command, DEDUP_WINDOW_FULL, not remembered); the body's stateless checks; and finally the
+command's flow. Whatever the flow decides is remembered under the dedup key and the
+command id for the retention window (`ledger.retention`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
+from ledger import retention
 from ledger.commands import Command, MutatingCommand, check_envelope, validate_body
 from ledger.decision import Decision
 from ledger.errors import ErrorCode, Rejection
@@ -66,11 +68,32 @@ def handle_command(decision: Decision, command: MutatingCommand, *, flow: Comman
             )
         )
         return
+    rejection = _check_window_room(decision)
+    if rejection is not None:  # not remembered: there is no room, and a retry later may find some
+        decision.outcome.results.append(decision.result(command, rejection=rejection))
+        return
     rejection = validate_body(command)
     result = decision.result(command, rejection=rejection) if rejection is not None else flow(decision, command)
     _remember(decision, command, key=key, digest=digest, result=result)
     if result is not None:
         decision.outcome.results.append(result)
+
+
+def _check_window_room(decision: Decision) -> Rejection | None:
+    """A new command is remembered for the whole window, so it is taken only while the
+    shard remembers fewer than `retained_entries_max` entries; nothing is ever forgotten
+    early to make room."""
+    retained = retention.size(decision.meta)
+    entries_max = decision.config.retained_entries_max
+    if retained < entries_max:
+        return None
+    oldest = retention.oldest(decision.store, decision.meta)
+    wait_ms = 0 if oldest is None else max(0, oldest.recorded_at_ms + decision.config.retention_ms - decision.now)
+    return Rejection(
+        ErrorCode.DEDUP_WINDOW_FULL,
+        f"this partition remembers {retained} commands and records for the {decision.config.retention_ms} ms "
+        f"idempotency window, at most {entries_max}: the oldest leaves in {wait_ms} ms (once settled); retry then",
+    )
 
 
 def _remember(
