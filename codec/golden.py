@@ -173,6 +173,20 @@ EXAMPLES: list[Any] = [
         decided_at_ms=AT_MS,
         queried=None,
     ),
+    CommandResult(
+        command_id="cmd-17",
+        dedup_id="dep-3",
+        command_type="Deposit",
+        status=ResultStatus.REJECTED,
+        code=ErrorCode.DEDUP_WINDOW_FULL,  # added after v1: a v1 reader sees UNKNOWN
+        message="this partition remembers 64800000 commands and records for the 86400000 ms idempotency window",
+        reference_id=None,
+        positions=[],
+        replayed=False,
+        original_command_id="cmd-17",
+        decided_at_ms=AT_MS,
+        queried=None,
+    ),
     legs.CreditLeg(
         transfer_id="cmd-8",
         flow=legs.Flow.TRANSFER,

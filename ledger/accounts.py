@@ -67,6 +67,10 @@ class Hold:
     created_at_ms: int
 
 
+def account_not_found(account_id: str) -> Rejection:
+    return Rejection(ErrorCode.ACCOUNT_NOT_FOUND, f"account {account_id} does not exist")
+
+
 def check_usable(account: Account) -> Rejection | None:
     """New balance operations need an active account."""
     if account.status is AccountStatus.CLOSED:
@@ -121,7 +125,7 @@ def check_usable_for_credit(account: Account, currency: str, amount: int) -> Rej
 
 
 def within_limits(account: Account) -> bool:
-    """The invariant; asserted after every change."""
+    """The invariant; checked after every change (`InvariantViolation` if it fails)."""
     return (
         account.lower_limit <= account.balance - account.held
         and account.balance + account.pending_in + account.pending_out <= account.upper_limit

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from ledger.currencies import CURRENCY_EXPONENTS
-from ledger.errors import ErrorCode, Rejection
+from ledger.errors import ErrorCode, InvariantViolation, Rejection
 from ledger.limits import (
     ACCOUNT_ID_LENGTH_MAX,
     AMOUNT_MAX,
@@ -423,7 +423,7 @@ def validate_body(command: Command) -> Rejection | None:
             )
         case QueryCommand():
             return _check_id(command.target_command_id, "target_command_id", COMMAND_ID_LENGTH_MAX)
-    raise AssertionError(f"unknown command type {type(command).__name__}")
+    raise InvariantViolation(f"unknown command type {type(command).__name__}")
 
 
 def _validate_batch(command: Batch) -> Rejection | None:

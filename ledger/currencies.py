@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from ledger.errors import InvariantViolation
+
 _EXPONENT_0 = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _EXPONENT_3 = "BHD IQD JOD KWD LYD OMR TND"
 _EXPONENT_4 = "CLF UYW"
@@ -27,7 +29,8 @@ def _table() -> dict[str, int]:
     table: dict[str, int] = {}
     for exponent, codes in ((0, _EXPONENT_0), (2, _EXPONENT_2), (3, _EXPONENT_3), (4, _EXPONENT_4)):
         for code in codes.split():
-            assert code not in table, f"{code} listed twice"
+            if code in table:
+                raise InvariantViolation(f"currency {code} is listed twice in the exponent table")
             table[code] = exponent
     return table
 

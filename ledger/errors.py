@@ -5,7 +5,8 @@ checks run in this order and the first failing one is reported, so the same comm
 against the same state always gets the same code. One exception, by design: a command
 whose ids and routing are well formed is first looked up in the dedup memory, so a
 repeat is answered from it (or refused as DEDUP_CONFLICT) whatever its body. Codes are part of the public
-contract (Avro enum `ErrorCode`): never rename or reuse one; add new ones at the end.
+contract (Avro enum `ErrorCode`): never rename or reuse one; add new ones at the end —
+the wire order is append-only, so a code added after v1 says beside it where it ranks.
 """
 
 from __future__ import annotations
@@ -51,7 +52,13 @@ class ErrorCode(enum.StrEnum):
     # Protocol.
     BATCH_TIMEOUT = "BATCH_TIMEOUT"
     # Added after v1 (new codes go at the end: readers older than the writer see UNKNOWN).
+    # A command id (or batch id, or credited transfer id) already taken: checked right after
+    # the dedup memory for command ids, before existence for batch ids, at the credit for flows.
     ID_IN_USE = "ID_IN_USE"
+    # Idempotency: the shard remembers as many commands as it may (`retained_entries_max`)
+    # and refuses new ones until the window forgets the oldest. Checked after the dedup memory
+    # and ID_IN_USE (a repeat is still answered), before the body's checks; not remembered.
+    DEDUP_WINDOW_FULL = "DEDUP_WINDOW_FULL"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -26,8 +26,23 @@ DEDUP_WAITERS_MAX = 8
 
 # Work done by one tick is bounded so that a tick never stalls the partition.
 EXPIRATIONS_PER_TICK_MAX = 1000
+# Every other input forgets at most this many retention entries older than the window, so
+# that forgetting keeps up with any input rate (each input records at most one entry).
+RETENTION_FORGETS_PER_INPUT_MAX = 2
 
 # Defaults of the configurable bounds (see ShardConfig).
+# The idempotency window: commands (and finished holds, credited transfers) are remembered
+# this long, never less.
 DEDUP_RETENTION_MS_DEFAULT = 24 * 3600 * 1000
-DEDUP_ENTRIES_MAX_DEFAULT = 1_000_000
+# A safety bound on what one shard remembers, not a window: at this many retention entries
+# new commands are refused (DEDUP_WINDOW_FULL) until the window forgets the oldest. Sized
+# for a day at 1,000 commands/s per worker over 8 partitions: 125 commands/s per partition,
+# 2 entries each (the command's own, and the record of its credit on the destination's
+# shard; the mixed workload of tests/unit/ledger/test_simulation.py makes 1.03) = 250
+# entries/s x 86,400 s = 21.6 million per partition per day; x3 headroom for a skewed
+# partition or bursts = 64.8 million.
+_COMMANDS_PER_SECOND_PER_PARTITION = 1_000 // 8
+_ENTRIES_PER_COMMAND_MAX = 2
+_HEADROOM = 3
+DEDUP_ENTRIES_MAX_DEFAULT = _HEADROOM * _ENTRIES_PER_COMMAND_MAX * _COMMANDS_PER_SECOND_PER_PARTITION * 86_400
 BATCH_TIMEOUT_MS_DEFAULT = 30_000

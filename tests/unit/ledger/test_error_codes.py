@@ -13,11 +13,15 @@ Placement: "A@0", "B@0", "J@0" live on shard 0, "X@1" on shard 1, "Y@2" on shard
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Sequence
 from typing import Any
 
+import fastavro
 import pytest
 
+from codec import Codec
+from codec.schemas import RELEASED_DIR, SCHEMA_ROOT, load_folder
 from ledger.commands import (
     Batch,
     BatchLeg,
@@ -37,7 +41,7 @@ from ledger.commands import (
     Withdraw,
 )
 from ledger.errors import ErrorCode, InvariantViolation
-from ledger.events import EventKind, ResultStatus
+from ledger.events import CommandResult, EventKind, ResultStatus
 from ledger.legs import BatchPrepare, CreditLeg, RefundLeg, SettleLeg
 from ledger.limits import AMOUNT_MAX, DEDUP_WAITERS_MAX, HOLD_TTL_MS_MAX
 from ledger.shard import ShardConfig
@@ -179,6 +183,11 @@ class Row:
     config: ShardConfig | None = None
 
 
+def _full(entries_max: int) -> ShardConfig:
+    """A shard that remembers at most `entries_max` entries (the rows fill it exactly)."""
+    return ShardConfig(retained_entries_max=entries_max)
+
+
 def _rows() -> list[Row]:
     rows: list[Row] = []
 
@@ -315,6 +324,23 @@ def _rows() -> list[Row]:
         same_dedup(first),
         E.DUPLICATE_BACKLOG,
         drain=False,
+    )
+    # Shard 0 remembers the openings of A and B (and the deposit, when funded): that many entries.
+    row("a new command while the window is full", base, deposit("A@0", 1), E.DEDUP_WINDOW_FULL, config=_full(2))
+    row("a transfer while the window is full", funded, transfer("A@0", "X@1", 5), E.DEDUP_WINDOW_FULL, config=_full(3))
+    row(
+        "a batch while its coordinator's window is full",
+        funded,
+        batch(("A@0", -5), ("X@1", 5), batch_id=make_batch_id(0)),
+        E.DEDUP_WINDOW_FULL,
+        config=_full(3),
+    )
+    row(
+        "a query is answered while the window is full",
+        base,
+        query("A@0", "no-such"),
+        E.COMMAND_NOT_FOUND,
+        config=_full(2),
     )
 
     # Existence.
@@ -694,6 +720,16 @@ def _rows() -> list[Row]:
     row("limits beat own parent", [], open_("N@0", parent_account_id="N@0", lower_limit=1), E.INVALID_LIMITS)
     row("expiry beats unknown account", base, hold("Z@0", "h", 1, ttl_ms=0), E.INVALID_EXPIRY)
     row("duplicate leg beats unbalanced", funded, batch(("A@0", -5), ("A@0", 4)), E.DUPLICATE_LEG)
+    first = deposit("A@0", 5)
+    row(
+        "dedup conflict beats a full window",
+        [*base, first],
+        same_dedup(first, amount=6),
+        E.DEDUP_CONFLICT,
+        config=_full(3),
+    )
+    row("a full window beats zero amount", base, deposit("A@0", 0), E.DEDUP_WINDOW_FULL, config=_full(2))
+    row("a full window beats unknown account", base, deposit("Z@0", 1), E.DEDUP_WINDOW_FULL, config=_full(2))
     first = deposit("B@0", 5)
     row(
         "dedup conflict beats locked",
@@ -753,6 +789,22 @@ ROWS = _rows()
 def test_every_code_has_a_row() -> None:
     """Every ErrorCode the shard can produce is exercised by the table."""
     assert {row.code for row in ROWS} == set(ErrorCode)
+
+
+def test_codes_added_after_v1_read_as_unknown_with_a_v1_reader() -> None:
+    """Rejections with a new code still reach clients built on the released schemas."""
+    released = load_folder(SCHEMA_ROOT / RELEASED_DIR / "v1", "v1")["streamwallet.result.CommandResult"]
+    known = set(next(f for f in released.expanded["fields"] if f["name"] == "code")["type"][1]["symbols"])
+    added = [code for code in ErrorCode if code.name not in known]
+    assert E.DEDUP_WINDOW_FULL in added and list(ErrorCode)[-len(added) :] == added  # appended, never inserted
+    codec = Codec()
+    accepted = Cluster(1).run(open_("A@0"))
+    for code in added:
+        result = dataclasses.replace(accepted, status=ResultStatus.REJECTED, code=code, message="refused")
+        body = io.BytesIO(codec.encode(result)[10:])  # after the marker and the fingerprint
+        written_with = codec.schema(CommandResult).parsed_plain
+        read = fastavro.schemaless_reader(body, written_with, released.parsed_plain)
+        assert isinstance(read, dict) and read["code"] == "UNKNOWN", (code, read)
 
 
 def _snapshot(cluster: Cluster, *, compensated: bool) -> Any:
@@ -1175,14 +1227,26 @@ def test_held_and_pending_stay_within_64_bits() -> None:
     assert account.held <= AMOUNT_MAX, account.held
 
 
-def test_duplicates_waiting_for_an_evicted_command_still_get_a_result() -> None:
-    cluster = Cluster(3, config=ShardConfig(retained_entries_max=2))
-    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 100))
+def test_a_full_window_still_answers_duplicates_and_finishes_flows_under_way() -> None:
+    """Full, a shard refuses only new commands: duplicates are answered (waiting ones when
+    their original finishes), a reused command id is still ID_IN_USE, and a leg of a flow
+    already accepted elsewhere is applied (so a shard may remember a little more than the bound)."""
+    cluster = Cluster(3, config=ShardConfig(retained_entries_max=3))
+    accept_all(cluster, open_("A@0"), deposit("A@0", 100), open_("X@1"), deposit("X@1", 1), deposit("X@1", 1))
     original = transfer("A@0", "X@1", 10)
-    cluster.submit(original)
+    cluster.submit(original)  # shard 0 now remembers 3 entries: full; shard 1 was already full
     duplicate = same_dedup(original)
-    cluster.submit(duplicate)  # waits
-    for _ in range(3):
-        cluster.submit(deposit("A@0", 1))  # pushes the original's dedup entry out (size bound)
-    cluster.drain()
-    check_one_result_each(cluster, settled=True)
+    assert cluster.submit(duplicate).results == []  # waits for the original
+    refused = cluster.submit(deposit("A@0", 1)).results
+    assert [result.code for result in refused] == [E.DEDUP_WINDOW_FULL]
+    reused = cluster.submit(deposit("A@0", 1, command_id=original.command_id)).results
+    assert [result.code for result in reused] == [E.ID_IN_USE]
+    cluster.drain()  # the credit is applied on the full shard 1
+    reused_answer, final = cluster.results_for(original.command_id)  # one id, two commands: two answers
+    assert reused_answer.code is E.ID_IN_USE and final.status is ResultStatus.ACCEPTED
+    assert cluster.result(duplicate.command_id).replayed
+    assert (cluster.balance("A@0"), cluster.balance("X@1")) == (90, 12)
+    assert len([row for row in cluster.rows(Table.RETENTION) if row[0] == 1]) == 4
+    assert cluster.run(deposit("X@1", 1)).code is E.DEDUP_WINDOW_FULL
+    check_state(cluster, {"USD": 102})
+    check_quiescent(cluster)

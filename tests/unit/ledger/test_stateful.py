@@ -11,6 +11,11 @@ and gap-free sequences (the auditor), at most one final result per command. Afte
 the run: drain, then nothing in flight, exactly one result per command, and replaying
 the recorded inputs into fresh shards decides identically, to the byte.
 
+`WindowedLedgerMachine` runs the same with a short idempotency window and a small bound on
+what a shard remembers: a new command on a full shard is refused (DEDUP_WINDOW_FULL, nothing
+changed, not remembered), a remembered command is never forgotten before its window has
+passed, and once it has (and nothing older is in flight) it is.
+
 Budget: well under a minute by default. LEDGER_SOAK=1 (or a number of examples) runs
 a long soak: `LEDGER_SOAK=5000 .venv/bin/python -m pytest tests/unit/ledger/test_stateful.py`.
 """
@@ -27,6 +32,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from ledger.accounts import HoldStatus
 from ledger.commands import (
     Batch,
     BatchLeg,
@@ -48,6 +54,7 @@ from ledger.commands import (
 )
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, ResultStatus
+from ledger.keys import META_KEY
 from ledger.limits import AMOUNT_MAX, DEDUP_WAITERS_MAX
 from ledger.shard import Outcome, ShardConfig
 from ledger.state import DedupEntry, Table
@@ -61,6 +68,7 @@ from tests.unit.ledger.cluster import (
     check_quiescent,
     check_state,
     fresh,
+    restart_fresh_ids,
 )
 
 E = ErrorCode
@@ -91,15 +99,19 @@ def _other(currency: str) -> str:
 
 
 class LedgerMachine(RuleBasedStateMachine):
+    CONFIG = ShardConfig(batch_timeout_ms=3_000)  # the default window (24 h) never passes here
+
     def __init__(self) -> None:
         super().__init__()
-        self.cluster = Cluster(SHARDS, config=ShardConfig(batch_timeout_ms=3_000))
+        restart_fresh_ids()
+        self.cluster = Cluster(SHARDS, config=self.CONFIG)
         self.auditor = Auditor()
         self.cluster.observers.append(self._observe)
         self.model: dict[str, ModelAccount] = {}
         self.holds_placed: set[tuple[str, str]] = set()
         self.external: dict[str, int] = defaultdict(int)
         self.originals: list[MutatingCommand] = []  # valid commands, each with its own dedup id
+        self.recorded_at: dict[str, int] = {}  # command id of an original -> its shard's clock when decided
         self.replays: list[tuple[str, str]] = []  # (duplicate's command id, original's command id)
         self.credited: list[tuple[str, str]] = []  # (account credited, transfer id) of transfers
         self.reversed: dict[str, list[str]] = defaultdict(list)  # transfer id -> accepted reversals
@@ -120,16 +132,48 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def submit(self, command: Any, expect: ErrorCode | str | None = "?") -> CommandResult | None:
         """Submit; with `expect` (a code, or None for accepted) the result must be
-        immediate and as predicted."""
-        if not isinstance(command, QueryCommand) and validate(command) is None:
-            self.originals.append(command)
+        immediate and as predicted — unless the shard's window is full, which refuses any
+        new command (see `refused`)."""
         self.sent[command.command_id] = command
         outcome = self.cluster.submit(command)
         mine = [result for result in outcome.results if result.command_id == command.command_id]
+        if mine and self.refused(mine[0]):
+            self.check_window_full(command, outcome)
+            return mine[0]
+        if not isinstance(command, QueryCommand):
+            self.check_window_had_room(command)
+            if validate(command) is None:
+                self.originals.append(command)
+                self.recorded_at[command.command_id] = self.shard_of(command).clock_ms()
         if expect != "?":
             assert len(mine) == 1, f"no immediate result for {command}"
             assert mine[0].code == expect, f"predicted {expect}, got {mine[0]}"
         return mine[0] if mine else None
+
+    @staticmethod
+    def refused(result: CommandResult | None) -> bool:
+        """Refused because the shard remembers all it may: the model's prediction is void."""
+        return result is not None and result.code is E.DEDUP_WINDOW_FULL
+
+    def shard_of(self, command: Any) -> Any:
+        return self.cluster.shards[self.cluster.route(command.routing_key)]
+
+    def retained(self, command: Any) -> int:
+        """How many retention entries the command's shard holds."""
+        store = self.cluster.stores[self.cluster.route(command.routing_key)]
+        meta = store.get(Table.META, META_KEY)
+        return 0 if meta is None else int(meta.retention_tail - meta.retention_head)
+
+    def check_window_full(self, command: Any, outcome: Outcome) -> None:
+        assert not isinstance(command, QueryCommand), "a read is never refused for a full window"
+        assert self.retained(command) >= self.CONFIG.retained_entries_max, "refused with room in the window"
+        assert [result.command_id for result in outcome.results] == [command.command_id]
+        assert not outcome.events and not outcome.legs, "a refused command changed something"
+        assert self.dedup_entry(command) is None, "a refused command was remembered"
+
+    def check_window_had_room(self, command: Any) -> None:
+        """A new command that was taken found room: it and the shard's other entries are at most the bound."""
+        assert self.retained(command) <= self.CONFIG.retained_entries_max
 
     def status(self, account_id: str) -> str | None:
         model = self.model.get(account_id)
@@ -176,8 +220,8 @@ class LedgerMachine(RuleBasedStateMachine):
             metadata={"owner": account},
         )
         exists = account in self.model
-        self.submit(command, E.ACCOUNT_EXISTS if exists else None)
-        if not exists:
+        result = self.submit(command, E.ACCOUNT_EXISTS if exists else None)
+        if not exists and not self.refused(result):
             self.model[account] = ModelAccount(currency)
 
     @rule(
@@ -211,15 +255,15 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def lock(self, account: str) -> None:
         expect = self.usable(account)
-        self.submit(LockAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect)
-        if expect is None:
+        result = self.submit(LockAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect)
+        if expect is None and not self.refused(result):
             self.model[account].status = "LOCKED"
 
     def unlock(self, account: str) -> None:
         status = self.status(account)
         expect = {None: E.ACCOUNT_NOT_FOUND, "CLOSED": E.ACCOUNT_CLOSED, "ACTIVE": E.ACCOUNT_NOT_LOCKED}.get(status)
-        self.submit(UnlockAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect)
-        if expect is None:
+        result = self.submit(UnlockAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect)
+        if expect is None and not self.refused(result):
             self.model[account].status = "ACTIVE"
 
     @rule(account=st.sampled_from([*ACCOUNTS, *LATE]))
@@ -231,8 +275,9 @@ class LedgerMachine(RuleBasedStateMachine):
             assert before is not None
             if before.balance or before.held or before.pending_in or before.pending_out:
                 expect = E.BALANCE_NOT_ZERO
-        self.submit(CloseAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account, reason="done"), expect)
-        if expect is None:
+        command = CloseAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account, reason="done")
+        result = self.submit(command, expect)
+        if expect is None and not self.refused(result):
             self.model[account].status = "CLOSED"
 
     # -- money in and out --------------------------------------------------------------------------------
@@ -247,8 +292,8 @@ class LedgerMachine(RuleBasedStateMachine):
             if before.balance + before.pending_in + before.pending_out + amount > before.upper_limit:
                 expect = E.LIMIT_EXCEEDED
         command = Deposit(command_id=fresh(), dedup_id=fresh("d"), account_id=account, amount=amount, currency=currency)
-        self.submit(command, expect)
-        if expect is None:
+        result = self.submit(command, expect)
+        if expect is None and not self.refused(result):
             self.external[currency] += amount
             after = self.cluster.account(account)
             assert before is not None and after is not None and after.balance == before.balance + amount
@@ -265,8 +310,8 @@ class LedgerMachine(RuleBasedStateMachine):
         command = Withdraw(
             command_id=fresh(), dedup_id=fresh("d"), account_id=account, amount=amount, currency=currency
         )
-        self.submit(command, expect)
-        if expect is None:
+        result = self.submit(command, expect)
+        if expect is None and not self.refused(result):
             self.external[currency] -= amount
 
     # -- money between accounts ----------------------------------------------------------------------------
@@ -338,8 +383,8 @@ class LedgerMachine(RuleBasedStateMachine):
             expect = E.HOLD_EXISTS
         else:
             expect = self.debit_check(account, amount, False)
-        self.submit(command, expect)
-        if expect is None:
+        result = self.submit(command, expect)
+        if expect is None and not self.refused(result):
             self.holds_placed.add((account, hold_id))
             assert self.cluster.hold(account, hold_id) is not None
 
@@ -418,6 +463,10 @@ class LedgerMachine(RuleBasedStateMachine):
     def query(self, data: st.DataObject) -> None:
         target = data.draw(st.sampled_from(self.originals))
         command = QueryCommand(command_id=fresh(), account_id=target.routing_key, target_command_id=target.command_id)
+        if self.dedup_entry(target) is None:
+            self.check_forgotten_in_time(target)
+            self.submit(command, E.COMMAND_NOT_FOUND)
+            return
         result = self.submit(command, None)
         assert result is not None
         if result.message == "found":
@@ -442,12 +491,23 @@ class LedgerMachine(RuleBasedStateMachine):
         entry: DedupEntry | None = store.get(Table.DEDUP, f"{original.routing_key}|{original.dedup_id}")
         return entry
 
+    def check_forgotten_in_time(self, original: MutatingCommand) -> None:
+        """An original's dedup entry is gone: only once its window has passed."""
+        recorded_at = self.recorded_at[original.command_id]
+        clock = self.shard_of(original).clock_ms()
+        assert clock >= recorded_at + self.CONFIG.retention_ms, (
+            f"{original.command_id} forgotten at {clock}, {clock - recorded_at} ms after it was decided"
+        )
+
     @precondition(lambda self: bool(self.originals))
     @rule(data=st.data())
     def duplicate_same_payload(self, data: st.DataObject) -> None:
         original = data.draw(st.sampled_from(self.originals))
         entry = self.dedup_entry(original)
-        assert entry is not None and entry.command_id == original.command_id
+        if entry is None:  # a retry now would be a new command: not a duplicate any more
+            self.check_forgotten_in_time(original)
+            return
+        assert entry.command_id == original.command_id
         duplicate = dataclasses.replace(original, command_id=fresh("dup"))
         outcome = self.cluster.submit(duplicate)
         mine = [result for result in outcome.results if result.command_id == duplicate.command_id]
@@ -465,6 +525,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def duplicate_other_payload(self, data: st.DataObject) -> None:
         original = data.draw(st.sampled_from(self.originals))
+        if self.dedup_entry(original) is None:
+            self.check_forgotten_in_time(original)
+            return
         changed = _perturb(original)
         assert validate(changed) is None
         outcome = self.cluster.submit(changed)
@@ -510,6 +573,9 @@ class LedgerMachine(RuleBasedStateMachine):
         ]
         command, code = cases[kind]
         outcome = self.cluster.submit(command)
+        if [r.code for r in outcome.results] == [E.DEDUP_WINDOW_FULL]:  # a full window comes before the body
+            self.check_window_full(command, outcome)
+            return
         assert [(r.command_id, r.code) for r in outcome.results] == [(command.command_id, code)]
         assert not outcome.events and not outcome.legs
 
@@ -560,6 +626,14 @@ class LedgerMachine(RuleBasedStateMachine):
             assert self.status(account.account_id) == account.status, account
         assert {account.account_id for account in self.cluster.accounts()} == set(self.model)
 
+    @invariant()
+    def remembered_for_the_whole_window(self) -> None:
+        for command_id, recorded_at in self.recorded_at.items():
+            original = self.sent[command_id]
+            if self.shard_of(original).clock_ms() < recorded_at + self.CONFIG.retention_ms:
+                entry = self.dedup_entry(original)
+                assert entry is not None and entry.command_id == command_id, f"{command_id} forgotten early"
+
     def check_replays(self) -> None:
         answered = {result.command_id: result for result in self.cluster.results}
         for duplicate, original in self.replays:
@@ -609,10 +683,47 @@ def _perturb(command: MutatingCommand) -> MutatingCommand:
     return changed
 
 
-LedgerMachine.TestCase.settings = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=STEPS,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+class WindowedLedgerMachine(LedgerMachine):
+    """The same, with a window of 4 s and at most 10 entries per shard: commands are
+    refused for a full window, and entries leave as time passes."""
+
+    CONFIG = ShardConfig(batch_timeout_ms=3_000, retention_ms=4_000, retained_entries_max=10)
+    FINISHED = frozenset({HoldStatus.CAPTURED, HoldStatus.VOIDED, HoldStatus.EXPIRED})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hold_statuses: dict[tuple[str, str], HoldStatus] = {}
+
+    @invariant()
+    def the_window_moves_on(self) -> None:
+        """Every shard ticks at the current time, so that no entry past its window is left for
+        the next step (an input forgets such entries as it comes, which would make the model's
+        predictions ambiguous; tests/unit/ledger/test_time_and_retention.py covers that). Then:
+        what is past its window is forgotten unless something on its shard is still in flight,
+        and a hold is forgotten only once it is finished."""
+        self.cluster.tick()
+        busy = {index for index, _, _ in [*self.cluster.rows(Table.OUTGOING), *self.cluster.rows(Table.BATCHES)]}
+        for command_id, recorded_at in self.recorded_at.items():
+            original = self.sent[command_id]
+            shard = self.cluster.route(original.routing_key)
+            if shard not in busy and self.cluster.shards[shard].clock_ms() >= recorded_at + self.CONFIG.retention_ms:
+                assert self.dedup_entry(original) is None, f"{command_id} outlived its window"
+        for placed in sorted(self.holds_placed):
+            hold = self.cluster.hold(*placed)
+            if hold is None:
+                assert self.hold_statuses.get(placed) in self.FINISHED, f"hold {placed} forgotten unfinished"
+                self.holds_placed.discard(placed)
+                del self.hold_statuses[placed]
+            else:
+                self.hold_statuses[placed] = hold.status
+
+
+for machine in (LedgerMachine, WindowedLedgerMachine):
+    machine.TestCase.settings = settings(
+        max_examples=EXAMPLES,
+        stateful_step_count=STEPS,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
 TestLedger = LedgerMachine.TestCase
+TestLedgerWithAShortWindow = WindowedLedgerMachine.TestCase

@@ -3,10 +3,17 @@ forget what left the retention window, each bounded per tick."""
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.commands import Deposit
 from ledger.errors import ErrorCode
-from ledger.events import EventKind, ResultStatus
+from ledger.events import CommandResult, EventKind, ResultStatus
 from ledger.legs import Tick
-from ledger.limits import EXPIRATIONS_PER_TICK_MAX
+from ledger.limits import EXPIRATIONS_PER_TICK_MAX, RETENTION_FORGETS_PER_INPUT_MAX
 from ledger.shard import ShardConfig
 from ledger.state import Table
 from tests.unit.ledger.cluster import Cluster, check_quiescent, check_state
@@ -16,6 +23,7 @@ from tests.unit.ledger.test_error_codes import (
     hold,
     lock,
     open_,
+    query,
     reverse,
     same_dedup,
     transfer,
@@ -72,15 +80,132 @@ def test_dedup_memory_lasts_exactly_the_retention_window() -> None:
     assert cluster.run(same_dedup(original, amount=6)).code is E.DEDUP_CONFLICT  # remembered again
 
 
-def test_the_size_bound_forgets_the_oldest_first() -> None:
-    cluster = Cluster(1, config=ShardConfig(retained_entries_max=3))
+# -- the idempotency window is a duration; its size bound refuses, it never forgets ------------------------------------
+
+
+@pytest.mark.parametrize("entries_max", [2, 3, 4, 8])
+def test_a_retry_within_the_window_is_never_executed_twice(entries_max: int) -> None:
+    """Issue 10, defect 7: the size bound used to forget the oldest entries, so a retry
+    well within the window was applied again (a double deposit). Now a full window
+    refuses new commands, remembers everything until its time, and answers the retry."""
+    cluster = Cluster(1, config=ShardConfig(retention_ms=60_000, retained_entries_max=entries_max))
+    accept_all(cluster, open_("A@0"))  # remembered too: one entry
+    deposits = [deposit("A@0", 1) for _ in range(entries_max + 1)]
+    results = [cluster.run(command) for command in deposits]
+    retry = cluster.run(same_dedup(deposits[0]))
+    assert retry.replayed and retry.original_command_id == deposits[0].command_id, retry
+    assert cluster.balance("A@0") == entries_max - 1
+    accepted = entries_max - 1  # the open and these fill the window; the next new command is refused
+    assert [result.status for result in results[:accepted]] == [ResultStatus.ACCEPTED] * accepted
+    for refused in results[accepted:]:
+        assert (refused.status, refused.code, refused.replayed) == (ResultStatus.REJECTED, E.DEDUP_WINDOW_FULL, False)
+        assert str(entries_max) in refused.message
+    assert len(cluster.rows(Table.RETENTION)) == entries_max
+
+
+def test_a_command_refused_for_a_full_window_is_not_remembered() -> None:
+    cluster = Cluster(1, config=ShardConfig(retention_ms=10_000, retained_entries_max=2))
+    accept_all(cluster, open_("A@0"), deposit("A@0", 5))
+    refused = deposit("A@0", 7)
+    outcome = cluster.submit(refused)
+    assert [result.code for result in outcome.results] == [E.DEDUP_WINDOW_FULL]
+    assert not outcome.events and not outcome.legs
+    assert cluster.run(query("A@0", refused.command_id)).code is E.COMMAND_NOT_FOUND  # reads go on
+    assert cluster.run(same_dedup(refused)).code is E.DEDUP_WINDOW_FULL  # still full, still not remembered
+    cluster.advance(10_000)
+    assert not cluster.rows(Table.RETENTION)
+    retried = cluster.run(same_dedup(refused))  # the client's retry once the window has room
+    assert retried.status is ResultStatus.ACCEPTED and not retried.replayed
+    assert cluster.balance("A@0") == 12
+
+
+def test_entries_leave_exactly_when_their_window_passes() -> None:
+    cluster = Cluster(1, config=ShardConfig(retention_ms=10_000, retained_entries_max=3))
+    start = cluster.now
     accept_all(cluster, open_("A@0"))
-    first, *rest = [deposit("A@0", 1) for _ in range(4)]
-    for command in (first, *rest):
-        cluster.run(command)
-    assert not cluster.run(same_dedup(first)).replayed  # evicted by the bound
-    assert cluster.run(same_dedup(rest[-1])).replayed
-    assert len(cluster.rows(Table.RETENTION)) <= 3
+    cluster.advance(4_000)
+    first = deposit("A@0", 1)
+    accept_all(cluster, first)
+    cluster.advance(4_000)
+    accept_all(cluster, deposit("A@0", 1))
+    assert cluster.run(deposit("A@0", 1)).code is E.DEDUP_WINDOW_FULL
+    cluster.advance(1_999)
+    assert cluster.now == start + 9_999 and len(cluster.rows(Table.RETENTION)) == 3
+    assert cluster.run(deposit("A@0", 1)).code is E.DEDUP_WINDOW_FULL
+    cluster.advance(1)  # the open's window has passed, and only the open's
+    assert len(cluster.rows(Table.RETENTION)) == 2
+    assert cluster.run(same_dedup(first)).replayed
+    accept_all(cluster, deposit("A@0", 1))  # room for one
+    cluster.advance(3_999)
+    assert cluster.run(same_dedup(first)).replayed
+    cluster.advance(1)  # the first deposit's window has passed
+    again = cluster.run(same_dedup(first))
+    assert again.status is ResultStatus.ACCEPTED and not again.replayed  # a retry after the window is new
+    assert cluster.balance("A@0") == 4
+
+
+def test_every_input_forgets_a_little_so_forgetting_keeps_up_without_ticks() -> None:
+    """Ticks forget at most EXPIRATIONS_PER_TICK_MAX per tick; every other input forgets up
+    to RETENTION_FORGETS_PER_INPUT_MAX entries past the window, so at any input rate the
+    shard remembers one window's worth, and nothing younger is forgotten."""
+    window = 1_000
+    cluster = Cluster(1, config=ShardConfig(retention_ms=window, retained_entries_max=10_000))
+    accept_all(cluster, open_("A@0"))
+    for _ in range(3 * window):  # one command a millisecond and never a tick
+        cluster.now += 1
+        accept_all(cluster, deposit("A@0", 1))
+    recorded = [entry.recorded_at_ms for _, _, entry in cluster.rows(Table.RETENTION)]
+    assert len(recorded) == window and min(recorded) == cluster.now - window + 1
+
+    cluster.now += window  # all of them are past the window now; an input forgets only a few
+    cluster.run(query("A@0", "no-such-command"))
+    assert len(cluster.rows(Table.RETENTION)) == window - RETENTION_FORGETS_PER_INPUT_MAX
+    cluster.tick()  # a tick forgets within its own budget
+    assert len(cluster.rows(Table.RETENTION)) == 0
+
+
+_STEP = st.one_of(
+    st.tuples(st.just("new"), st.integers(min_value=1, max_value=9)),
+    st.tuples(st.just("retry"), st.integers(min_value=0, max_value=60)),
+    st.tuples(st.just("wait"), st.sampled_from([0, 1, 999, 1_000, 2_500, 4_999, 5_000])),
+)
+
+
+@given(steps=st.lists(_STEP, max_size=40), entries_max=st.integers(min_value=1, max_value=6))
+@settings(max_examples=150, deadline=None)
+def test_the_window_against_a_model(steps: list[tuple[str, int]], entries_max: int) -> None:
+    """Deposits, retries and time passing, against a model that knows only the rule: a
+    command is remembered for `retention_ms` from when it was decided, never less; a new
+    one is refused while `retained_entries_max` are remembered; a retry of a remembered
+    one is answered with its first result, anything else is new."""
+    window = 5_000
+    cluster = Cluster(1, config=ShardConfig(retention_ms=window, retained_entries_max=entries_max))
+    opening = open_("A@0")
+    cluster.run(opening)
+    remembered: dict[str, tuple[int, CommandResult]] = {
+        opening.dedup_id: (cluster.now, cluster.result(opening.command_id))
+    }
+    sent: list[Deposit] = []
+    balance = 0
+    for kind, value in steps:
+        if kind == "wait":
+            cluster.advance(value)
+            remembered = {key: kept for key, kept in remembered.items() if kept[0] + window > cluster.now}
+            continue
+        command = deposit("A@0", 1 + value % 9) if kind == "new" or not sent else same_dedup(sent[value % len(sent)])
+        sent.append(command)
+        result = cluster.run(command)
+        if command.dedup_id in remembered:
+            first = remembered[command.dedup_id][1]
+            assert result == dataclasses.replace(first, command_id=command.command_id, replayed=True)
+        elif len(remembered) >= entries_max:
+            assert (result.code, result.replayed) == (E.DEDUP_WINDOW_FULL, False), result
+        else:
+            assert result.status is ResultStatus.ACCEPTED and not result.replayed, result
+            balance += command.amount
+            remembered[command.dedup_id] = (cluster.now, result)
+        assert len(cluster.rows(Table.RETENTION)) == len(remembered)
+    assert cluster.balance("A@0") == balance
 
 
 def test_finished_holds_and_transfers_are_forgotten_after_the_window() -> None:

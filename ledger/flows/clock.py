@@ -1,0 +1,45 @@
+"""Ticks: everything that happens because the partition's time passed.
+
+Each worker writes a `Tick` to its partitions every second, so that on an idle
+partition too holds expire, batches time out and the retention window moves on. The
+time is the partition's clock (the largest message timestamp seen), so a replay
+expires the same things at the same point. One tick does at most
+`EXPIRATIONS_PER_TICK_MAX` things; the rest wait for the next tick.
+"""
+
+from __future__ import annotations
+
+from ledger import retention
+from ledger.decision import Decision
+from ledger.flows import batches, holds
+from ledger.keys import time_of
+from ledger.legs import Tick
+from ledger.limits import EXPIRATIONS_PER_TICK_MAX
+from ledger.state import Table
+
+
+def tick(decision: Decision, _tick_message: Tick) -> None:
+    budget = EXPIRATIONS_PER_TICK_MAX
+    store = decision.store
+    while budget and (due := store.first(Table.HOLD_EXPIRIES)) is not None and time_of(due[0]) <= decision.now:
+        budget -= 1
+        store.delete(Table.HOLD_EXPIRIES, due[0])
+        holds.expire(decision, due[1].key)
+    while budget and (due := store.first(Table.BATCH_DEADLINES)) is not None and time_of(due[0]) <= decision.now:
+        budget -= 1
+        store.delete(Table.BATCH_DEADLINES, due[0])
+        batches.time_out(decision, due[1].key)
+    forget_expired(decision, count_max=budget)
+
+
+def forget_expired(decision: Decision, *, count_max: int) -> None:
+    """Forget what has been remembered longer than the retention window (at most
+    `count_max` entries). Ticks do it, and every other input a little too
+    (`RETENTION_FORGETS_PER_INPUT_MAX`), so forgetting keeps up with any input rate."""
+    retention.forget_expired(
+        decision.store,
+        decision.meta,
+        now_ms=decision.now,
+        retention_ms=decision.config.retention_ms,
+        count_max=count_max,
+    )

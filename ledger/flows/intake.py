@@ -1,0 +1,189 @@
+"""How a client command enters the shard: routing, dedup, validation, then its flow.
+
+In order: the envelope (well-formed ids) and the routing key (the command belongs to
+this shard) — a command failing these is answered but not remembered; the dedup memory
+(a repeat is answered from it, waits for an original still in flight, or is refused as
+a conflict); the command index (a command id used by another remembered command is
+refused, not remembered); room in the idempotency window (a full window refuses a new
+command, DEDUP_WINDOW_FULL, not remembered); the body's stateless checks; and finally the
+command's flow. Whatever the flow decides is remembered under the dedup key and the
+command id for the retention window (`ledger.retention`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from ledger import retention
+from ledger.commands import Command, MutatingCommand, check_envelope, validate_body
+from ledger.decision import Decision
+from ledger.errors import ErrorCode, Rejection
+from ledger.events import CommandResult
+from ledger.keys import dedup_key
+from ledger.limits import DEDUP_WAITERS_MAX
+from ledger.state import CommandIndexEntry, DedupEntry, Table
+
+# A command's flow: the final result, or None while the flow is in flight across shards.
+CommandFlow = Callable[[Decision, Any], CommandResult | None]
+
+
+def check_routing(decision: Decision, command: Command) -> Rejection | None:
+    """Ids well formed, and the command on the shard that owns its routing key: a command
+    produced with another key (or another partitioner) must not touch an account here."""
+    rejection = check_envelope(command)
+    if rejection is None and not decision.is_local(command.routing_key):
+        rejection = Rejection(
+            ErrorCode.MALFORMED,
+            f"the command for {command.routing_key!r} arrived on a partition that does not own it: produce it with "
+            "that key and Kafka's default (murmur2) partitioner",
+        )
+    return rejection
+
+
+def handle_command(decision: Decision, command: MutatingCommand, *, flow: CommandFlow) -> None:
+    rejection = check_routing(decision, command)
+    if rejection is not None:  # not remembered: its dedup id or its shard cannot be trusted
+        decision.outcome.results.append(decision.result(command, rejection=rejection))
+        return
+    key = dedup_key(command.routing_key, command.dedup_id)
+    digest = payload_digest(command)
+    entry: DedupEntry | None = decision.store.get(Table.DEDUP, key)
+    if entry is not None:
+        _answer_duplicate(decision, command, key, entry, digest)
+        return
+    indexed: CommandIndexEntry | None = decision.store.get(Table.COMMANDS, command.command_id)
+    if indexed is not None:  # not remembered either: the id belongs to the earlier command
+        decision.outcome.results.append(
+            decision.result(
+                command,
+                rejection=Rejection(
+                    ErrorCode.ID_IN_USE,
+                    f"command id {command.command_id} was used by another command (dedup id "
+                    f"{indexed.dedup_key.rsplit('|', 1)[-1]!r}) within the retention window",
+                ),
+            )
+        )
+        return
+    rejection = _check_window_room(decision)
+    if rejection is not None:  # not remembered: there is no room, and a retry later may find some
+        decision.outcome.results.append(decision.result(command, rejection=rejection))
+        return
+    rejection = validate_body(command)
+    result = decision.result(command, rejection=rejection) if rejection is not None else flow(decision, command)
+    _remember(decision, command, key=key, digest=digest, result=result)
+    if result is not None:
+        decision.outcome.results.append(result)
+
+
+def _check_window_room(decision: Decision) -> Rejection | None:
+    """A new command is remembered for the whole window, so it is taken only while the
+    shard remembers fewer than `retained_entries_max` entries; nothing is ever forgotten
+    early to make room."""
+    retained = retention.size(decision.meta)
+    entries_max = decision.config.retained_entries_max
+    if retained < entries_max:
+        return None
+    oldest = retention.oldest(decision.store, decision.meta)
+    wait_ms = 0 if oldest is None else max(0, oldest.recorded_at_ms + decision.config.retention_ms - decision.now)
+    return Rejection(
+        ErrorCode.DEDUP_WINDOW_FULL,
+        f"this partition remembers {retained} commands and records for the {decision.config.retention_ms} ms "
+        f"idempotency window, at most {entries_max}: the oldest leaves in {wait_ms} ms (once settled); retry then",
+    )
+
+
+def _remember(
+    decision: Decision, command: MutatingCommand, *, key: str, digest: bytes, result: CommandResult | None
+) -> None:
+    """The dedup entry and the command index, kept for the retention window."""
+    decision.store.put(
+        Table.DEDUP,
+        key,
+        DedupEntry(
+            digest=digest,
+            command_id=command.command_id,
+            command_type=type(command).__name__,
+            recorded_at_ms=decision.now,
+            result=result,
+            waiters=[],
+        ),
+    )
+    decision.store.put(Table.COMMANDS, command.command_id, CommandIndexEntry(dedup_key=key))
+    decision.retain(Table.DEDUP, key)
+    decision.retain(Table.COMMANDS, command.command_id)
+
+
+def _answer_duplicate(decision: Decision, command: MutatingCommand, key: str, entry: DedupEntry, digest: bytes) -> None:
+    if entry.digest != digest:
+        decision.outcome.results.append(
+            decision.result(
+                command,
+                rejection=Rejection(
+                    ErrorCode.DEDUP_CONFLICT,
+                    f"dedup id {command.dedup_id!r} was used by command {entry.command_id} with another payload",
+                ),
+            )
+        )
+    elif entry.result is not None:
+        decision.outcome.results.append(dataclasses.replace(entry.result, command_id=command.command_id, replayed=True))
+    elif len(entry.waiters) >= DEDUP_WAITERS_MAX:
+        decision.outcome.results.append(
+            decision.result(
+                command,
+                rejection=Rejection(
+                    ErrorCode.DUPLICATE_BACKLOG,
+                    f"{DEDUP_WAITERS_MAX} duplicates already wait for command {entry.command_id}",
+                ),
+            )
+        )
+    else:
+        entry.waiters.append(command.command_id)
+        decision.store.put(Table.DEDUP, key, entry)
+
+
+# -- the payload's fingerprint ---------------------------------------------------------------
+
+
+def payload_digest(command: MutatingCommand) -> bytes:
+    """Fingerprint of everything but the command id: a retry must match it exactly."""
+    plan = _DIGEST_PLANS.get(type(command))
+    if plan is None:
+        plan = _DIGEST_PLANS[type(command)] = _digest_plan(type(command))
+    values = list(plan.values(command))
+    for index in plan.dicts:
+        if isinstance(values[index], dict):
+            values[index] = sorted(values[index].items())
+    for index in plan.leg_lists:
+        if isinstance(values[index], list):
+            values[index] = [
+                (getattr(leg, "account_id", leg), getattr(leg, "amount", None), getattr(leg, "currency", None))
+                for leg in values[index]
+            ]
+    return hashlib.blake2b(repr((plan.name, values)).encode(), digest_size=16).digest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _DigestPlan:
+    name: str
+    values: Callable[[Any], tuple[Any, ...]]
+    dicts: tuple[int, ...]
+    leg_lists: tuple[int, ...]
+
+
+_DIGEST_PLANS: dict[type, _DigestPlan] = {}  # a cache of what each command type's digest reads
+
+
+def _digest_plan(cls: type) -> _DigestPlan:
+    fields = [field for field in dataclasses.fields(cls) if field.name != "command_id"]
+    names = [field.name for field in fields]
+    getter = operator.attrgetter(*names)
+    return _DigestPlan(
+        name=cls.__name__,
+        values=(lambda command: (getter(command),)) if len(names) == 1 else getter,
+        dicts=tuple(index for index, name in enumerate(names) if name == "metadata"),
+        leg_lists=tuple(index for index, name in enumerate(names) if name == "legs"),
+    )

@@ -1,0 +1,46 @@
+"""QueryCommand: the result of an earlier command, looked up by its command id.
+
+Only through the routing key the command was sent with, and only while the command
+is remembered (the retention window); a command still in flight is found with no
+result yet ("in flight").
+"""
+
+from __future__ import annotations
+
+from ledger.commands import QueryCommand, validate_body
+from ledger.decision import Decision
+from ledger.errors import ErrorCode, Rejection
+from ledger.flows.intake import check_routing
+from ledger.state import CommandIndexEntry, DedupEntry, Table
+
+
+def query(decision: Decision, command: QueryCommand) -> None:
+    rejection = check_routing(decision, command) or validate_body(command)
+    if rejection is not None:
+        decision.outcome.results.append(decision.result(command, rejection=rejection))
+        return
+    index: CommandIndexEntry | None = decision.store.get(Table.COMMANDS, command.target_command_id)
+    # Only through the routing key the command was sent with: another account of this
+    # shard must neither see it nor get another answer than another partitioning gives.
+    if index is not None and not index.dedup_key.startswith(f"{command.account_id}|"):
+        index = None
+    entry: DedupEntry | None = None if index is None else decision.store.get(Table.DEDUP, index.dedup_key)
+    if entry is None or entry.command_id != command.target_command_id:
+        decision.outcome.results.append(
+            decision.result(
+                command,
+                rejection=Rejection(
+                    ErrorCode.COMMAND_NOT_FOUND,
+                    f"no command {command.target_command_id} for {command.account_id} within the retention window",
+                ),
+            )
+        )
+        return
+    decision.outcome.results.append(
+        decision.result(
+            command,
+            reference_id=command.target_command_id,
+            message="found" if entry.result is not None else "in flight",
+            queried=entry.result,
+        )
+    )

@@ -1,0 +1,68 @@
+"""The retention queue: what a shard remembers for a while, in the order it was recorded.
+
+The dedup memory, the command index, finished holds and the records of credited
+transfers are kept for the retention window (`retention_ms`), then forgotten. Each
+`handle` call that keeps something appends one `RetentionEntry` (its keys and its time)
+at the queue's tail (`ShardMeta.retention_tail`); forgetting takes entries from the head
+(`ShardMeta.retention_head`), oldest first, and only once they are older than the window
+— never because the queue is long (a full queue refuses new commands instead, see
+`flows/intake.py`). An entry whose command is still in flight waits for it. Time is the
+partition's clock, so the same entries are forgotten at the same point on every replay.
+The entries live in the store (RocksDB in the worker), not in memory.
+"""
+
+from __future__ import annotations
+
+from ledger.errors import InvariantViolation
+from ledger.keys import retention_key
+from ledger.state import DedupEntry, RetainedKey, RetentionEntry, ShardMeta, Store, Table
+
+
+def record(store: Store, meta: ShardMeta, *, keys: list[RetainedKey], recorded_at_ms: int) -> None:
+    """Append one entry at the tail of the queue."""
+    store.put(
+        Table.RETENTION, retention_key(meta.retention_tail), RetentionEntry(recorded_at_ms=recorded_at_ms, keys=keys)
+    )
+    meta.retention_tail += 1
+
+
+def size(meta: ShardMeta) -> int:
+    return meta.retention_tail - meta.retention_head
+
+
+def oldest(store: Store, meta: ShardMeta) -> RetentionEntry | None:
+    """The entry at the head of the queue, or None when the queue is empty."""
+    if meta.retention_head >= meta.retention_tail:
+        return None
+    key = retention_key(meta.retention_head)
+    entry: RetentionEntry | None = store.get(Table.RETENTION, key)
+    if entry is None:
+        raise InvariantViolation(
+            f"retention entry {key} is missing between head {meta.retention_head} and tail {meta.retention_tail}"
+        )
+    return entry
+
+
+def forget_expired(store: Store, meta: ShardMeta, *, now_ms: int, retention_ms: int, count_max: int) -> int:
+    """Forget up to `count_max` entries older than the window, oldest first; returns how many."""
+    forgotten = 0
+    while forgotten < count_max and (entry := oldest(store, meta)) is not None:
+        if entry.recorded_at_ms + retention_ms > now_ms or not _forget_oldest(store, meta, entry):
+            break
+        forgotten += 1
+    return forgotten
+
+
+def _forget_oldest(store: Store, meta: ShardMeta, entry: RetentionEntry) -> bool:
+    """Forget the oldest entry, unless it holds a command still in flight (its waiting
+    duplicates need its result): then the queue waits for it and False is returned."""
+    for retained in entry.keys:
+        if retained.table is Table.DEDUP:
+            dedup: DedupEntry | None = store.get(Table.DEDUP, retained.key)
+            if dedup is not None and dedup.result is None:
+                return False
+    for retained in entry.keys:
+        store.delete(retained.table, retained.key)
+    store.delete(Table.RETENTION, retention_key(meta.retention_head))
+    meta.retention_head += 1
+    return True
