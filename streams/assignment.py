@@ -97,6 +97,28 @@ class Ownership:
                 f"commands partitions {numbers} and legs partitions {legs_numbers} are not co-partitioned; "
                 "the range assignor and equal partition counts guarantee it"
             )
+        consumer.assign(self._take(consumer, numbers))
+        self.rebalances += 1
+        self.last_restore_s = time.monotonic() - started
+        log.info("assigned partitions %s (restored in %.2fs)", numbers, self.last_restore_s)
+        self.on_ready()
+
+    def reload(self, consumer: Any) -> None:
+        """Take every owned partition afresh, as if just assigned: after the producer was
+        replaced, the last transaction may or may not have committed, so the state is read
+        again from the changelog (RocksDB keeps what it holds; restore adds what landed) and
+        the consumer is moved to where that state says it is."""
+        self.generation += 1
+        numbers = sorted(self.shards)
+        self.shards.clear()
+        for start in self._take(consumer, numbers):
+            consumer.seek(start)
+        log.info("partitions %s reloaded from the changelog", numbers)
+
+    def _take(self, consumer: Any, numbers: list[int]) -> list[KafkaPartition]:
+        """The three steps of taking partitions (see the module's note); returns where the
+        consumer must start on each."""
+        assigned = [KafkaPartition(topic, n) for n in numbers for topic in (self.commands_topic, self.legs_topic)]
         committed = self._stable_committed(consumer, assigned)  # 1. the barrier
         self.restorer.restore(numbers)  # 2. restore
         starts: list[KafkaPartition] = []
@@ -108,11 +130,7 @@ class Ownership:
             )
             starts.append(KafkaPartition(self.commands_topic, partition, _start(positions.commands)))
             starts.append(KafkaPartition(self.legs_topic, partition, _start(positions.legs)))
-        consumer.assign(starts)
-        self.rebalances += 1
-        self.last_restore_s = time.monotonic() - started
-        log.info("assigned partitions %s (restored in %.2fs)", numbers, self.last_restore_s)
-        self.on_ready()
+        return starts
 
     def on_revoke(self, consumer: Any, revoked: list[KafkaPartition]) -> None:
         self._drop(revoked, lost=False)

@@ -19,9 +19,10 @@ checkpoint only ever records what RocksDB really holds (streams/restore.py).
 
 Errors (streams/transactions.py): an abortable or retriable one aborts the transaction,
 drops the staged state and rewinds *every* partition the batch took messages from to
-the batch's first offsets, then decides the batch again; fencing stops the worker; a
-fatal producer error outside commit replaces the producer; a commit whose outcome is
-unknown stops the worker. A worker that stops on an error writes no checkpoint.
+the batch's first offsets, then decides the batch again; a fatal or fencing error of the
+producer, or a commit whose outcome is unknown, replaces the producer and reloads every
+owned partition from the changelog; the group fencing this worker's consumer stops it.
+A worker that stops on an error writes no checkpoint.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from streams.assignment import OwnedShard, Ownership
 from streams.positions import POSITIONS_KEY, InputPositions
 from streams.restore import Restorer
 from streams.store import LocalState, PartitionStore
-from streams.transactions import TransactionalProducer, WorkerFenced, is_abortable, is_fenced
+from streams.transactions import CommitOutcomeUnknown, TransactionalProducer, WorkerFenced, is_abortable, is_fenced
 from topologies import partition_for
 from topologies.admin import verify_topics
 
@@ -300,8 +301,8 @@ class LedgerProcessor:
             self._maybe_checkpoint(now_s)
             return
         batch = _Batch(messages)
-        self._producer.begin_transaction()
         try:
+            self._producer.begin_transaction()
             for message in messages:
                 self._process(message, batch.counts)
             for owned in due_ticks:
@@ -324,6 +325,9 @@ class LedgerProcessor:
             self.metrics.commit_seconds += time.monotonic() - committing_s
         except KafkaException as exception:
             self._abandon(batch, exception.args[0])
+            return
+        except CommitOutcomeUnknown as unknown:
+            self._recover(str(unknown))
             return
         self._apply(changes)
         self._count(batch, now_s)
@@ -394,11 +398,7 @@ class LedgerProcessor:
             self._delivered[partition] = offset
 
     def _commit(self) -> None:
-        transactions = self._transactions
-        if transactions is None:
-            raise RuntimeError("the processor is not running")
-        transactions.producer = self._producer  # tests may have wrapped it
-        transactions.commit(self.settings.transaction_timeout_ms / 1000)
+        self._transactions_now().commit(self.settings.transaction_timeout_ms / 1000)
 
     def _apply(self, changes: dict[int, _Changes]) -> None:
         """The transaction committed: RocksDB gets its state, and the restore bookkeeping how
@@ -417,29 +417,47 @@ class LedgerProcessor:
         self._delivered.clear()
 
     def _abandon(self, batch: _Batch, error: KafkaError) -> None:
-        """The transaction cannot commit: abort it (or replace a producer that failed
-        fatally), forget what it staged and consume the batch again."""
-        transactions = self._transactions
-        if transactions is None:
-            raise RuntimeError("the processor is not running")
-        transactions.producer = self._producer
-        if is_fenced(error):
-            raise WorkerFenced(f"fenced: {error}")
-        if is_abortable(error) and not error.fatal():
+        """The transaction cannot commit: abort it, forget what it staged and consume the
+        batch again — or, if the producer itself failed, recover with a new one."""
+        transactions = self._transactions_now()
+        if is_abortable(error):
             log.warning("transaction aborted (%s); the batch will be consumed again", error)
             try:
                 transactions.abort(self.settings.transaction_timeout_ms / 1000)
             except KafkaException as abort_failure:
-                transactions.replace(abort_failure.args[0])
-        else:
-            transactions.replace(error)
+                error = abort_failure.args[0]
+            else:
+                self.metrics.aborts += 1
+                self._forget_staged()
+                self._rewind(batch)
+                return
+        self._recover(str(error))
+
+    def _recover(self, reason: str) -> None:
+        """The producer is unusable and the last transaction's fate may be unknown: a new
+        producer (its init_transactions completes or aborts what the old one left), then
+        every owned partition reloaded from the changelog (streams/assignment.py `reload`)."""
+        transactions = self._transactions_now()
+        ownership = self._ownership
+        if ownership is None:
+            raise RuntimeError("the processor is not running")
+        self._forget_staged()
+        transactions.replace(reason)
         self._producer = transactions.producer
-        self.metrics.aborts += 1
+        ownership.reload(self._consumer)
         self.metrics.producers_replaced = transactions.replaced
+
+    def _transactions_now(self) -> TransactionalProducer:
+        transactions = self._transactions
+        if transactions is None:
+            raise RuntimeError("the processor is not running")
+        transactions.producer = self._producer  # tests may have wrapped it
+        return transactions
+
+    def _forget_staged(self) -> None:
         self._delivered.clear()
         for owned in self._shards.values():
             owned.store.discard_staged()
-        self._rewind(batch)
 
     def _rewind(self, batch: _Batch) -> None:
         owned_partitions = set(self._shards)

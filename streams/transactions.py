@@ -7,15 +7,18 @@ librdkafka sorts transaction errors into three kinds, and the loop answers each 
   rewind the consumer to the batch's first offsets, decide the batch again. Nothing of
   an aborted transaction is visible to read_committed readers, so nothing is doubled;
   the batch is consumed again, so nothing is lost.
-* **fenced** (another instance of this worker, or the group, took over): this worker is
-  a zombie. It must stop without committing, applying or checkpointing anything:
-  `WorkerFenced`.
-* **fatal** otherwise: the producer instance is unusable. If the transaction's outcome is
-  known — it never reached commit — a new producer with the same transactional id
-  (`init_transactions` fences the old instance and aborts its transaction) carries on
-  after the usual rewind. If it failed during commit, the outcome is unknown (it may have
-  landed): `CommitOutcomeUnknown`, and the worker leaves without applying or
-  checkpointing; its next start restores whatever did land.
+* **fatal**, fencing included: the producer instance is unusable. Fencing is not always
+  another instance of this worker: with Kafka 4 a transaction the coordinator aborted for
+  outliving `transaction.timeout.ms` (a broker lost under it, a paused process) bumps the
+  producer epoch, and the producer then reports itself fenced. So the worker replaces the
+  producer — `init_transactions` with the same transactional id completes or aborts what
+  the old instance left — and, since the last transaction may or may not have landed
+  (a commit interrupted), reloads its partitions' state from the changelog before it
+  decides anything more (streams/assignment.py `reload`). This is safe against a real
+  second instance too: every changelog write rides with group offsets, which the group
+  refuses from a member it replaced; that member's consumer then fails with
+  FENCED_INSTANCE_ID, and it stops (`WorkerFenced`). Too many replacements in a short
+  time stop the worker as well (`ProducerFailing`).
 
 Two facts of librdkafka 2.16 against Kafka 4.1 shape the code (both shown by
 tests/integration/test_transaction_abort.py):
@@ -42,7 +45,10 @@ log = logging.getLogger(__name__)
 ABORT_FLUSH_S_MAX = 5.0
 RETRY_BACKOFF_S = 0.1
 RETRY_BACKOFF_S_MAX = 2.0
-PRODUCERS_REPLACED_MAX = 20  # per worker life: past this, a fatal error stops the worker
+# More replacements than this within the window mean something is wrong beyond a fault
+# that passes: the worker stops and its orchestrator takes over.
+PRODUCER_REPLACEMENTS_MAX = 10
+PRODUCER_REPLACEMENTS_WINDOW_S = 300.0
 
 _FENCED_CODES = frozenset(
     {
@@ -56,11 +62,15 @@ _FENCED_CODES = frozenset(
 
 
 class WorkerFenced(RuntimeError):
-    """Another instance took this worker's place: stop, writing nothing."""
+    """Another instance took this worker's place in the group: stop, writing nothing."""
 
 
 class CommitOutcomeUnknown(RuntimeError):
-    """A commit failed in a way that does not say whether it landed: stop, writing nothing."""
+    """A commit failed in a way that does not say whether it landed."""
+
+
+class ProducerFailing(RuntimeError):
+    """The producer keeps failing fatally: stop, writing nothing."""
 
 
 def is_fenced(error: KafkaError) -> bool:
@@ -69,35 +79,44 @@ def is_fenced(error: KafkaError) -> bool:
 
 def is_abortable(error: KafkaError) -> bool:
     """The transaction can be aborted and the batch decided again with the same producer."""
+    if error.fatal() or is_fenced(error):
+        return False
     return bool(error.txn_requires_abort()) or error.code() == KafkaError._STATE or is_transient(error)
 
 
 class TransactionalProducer:
-    """One producer at a time for this worker's transactional id; a fatal error that is not
-    fencing replaces it (bounded)."""
+    """One producer at a time for this worker's transactional id."""
 
     def __init__(self, config: dict[str, Any], *, init_timeout_s: float, budget_s: float) -> None:
         self._config = config
         self._init_timeout_s = init_timeout_s
         self.budget_s = budget_s  # how long a broker or the coordinator may be away
         self.replaced = 0
+        self._replaced_at: list[float] = []
         self.producer: Any = self._new()
 
     def _new(self) -> Any:
         producer = Producer(self._config)
-        # Fences an earlier incarnation of this worker and aborts its open transaction.
+        # Fences an earlier incarnation of this worker and completes or aborts its transaction.
         self._retrying("init_transactions", lambda: producer.init_transactions(self._init_timeout_s))
         return producer
 
-    def replace(self, reason: KafkaError) -> None:
-        """The producer reported a fatal error outside commit: carry on with a new one."""
-        if is_fenced(reason):
-            raise WorkerFenced(f"fenced: {reason}")
-        if self.replaced >= PRODUCERS_REPLACED_MAX:
-            raise KafkaException(reason)
+    def replace(self, reason: str) -> None:
+        """The producer failed fatally (or was fenced): carry on with a new one."""
+        now_s = time.monotonic()
+        self._replaced_at = [moment for moment in self._replaced_at if now_s - moment < PRODUCER_REPLACEMENTS_WINDOW_S]
+        if len(self._replaced_at) >= PRODUCER_REPLACEMENTS_MAX:
+            raise ProducerFailing(
+                f"the transactional producer failed {len(self._replaced_at)} times within "
+                f"{PRODUCER_REPLACEMENTS_WINDOW_S:.0f}s; last: {reason}"
+            )
+        self._replaced_at.append(now_s)
         self.replaced += 1
         log.error("the transactional producer failed (%s); replacing it (%d so far)", reason, self.replaced)
         self.producer = self._new()
+
+    def begin(self) -> None:
+        self.producer.begin_transaction()
 
     def abort(self, timeout_s: float) -> None:
         """Abort the open transaction. Records still queued are flushed first, so that the
@@ -107,16 +126,14 @@ class TransactionalProducer:
 
     def commit(self, timeout_s: float) -> None:
         """Commit, retrying what librdkafka says may be retried. An abortable error is
-        raised as it is (the caller aborts); a fatal one as CommitOutcomeUnknown."""
+        raised as it is (the caller aborts); anything else as CommitOutcomeUnknown."""
         try:
             self._retrying("commit_transaction", lambda: self.producer.commit_transaction(timeout_s))
         except KafkaException as exception:
             error: KafkaError = exception.args[0]
-            if is_fenced(error):
-                raise WorkerFenced(f"fenced at commit: {error}") from exception
-            if error.fatal() or not error.txn_requires_abort():
-                raise CommitOutcomeUnknown(f"commit_transaction failed: {error}") from exception
-            raise
+            if error.txn_requires_abort() and not error.fatal() and not is_fenced(error):
+                raise
+            raise CommitOutcomeUnknown(f"commit_transaction failed: {error}") from exception
 
     def _retrying(self, name: str, call: Callable[[], None]) -> None:
         """Call until it succeeds, while librdkafka says the error is retriable, for

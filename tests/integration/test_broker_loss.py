@@ -43,6 +43,7 @@ pytestmark = pytest.mark.kafka
 
 BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_FAULTS_PORT", "29800"))  # below the ephemeral range
 DOWN_S = 10.0  # how long a killed broker stays down
+RECOVERY_TIMEOUT_S = 240.0  # a restarted broker rejoins in ~20 s on a quiet machine; far longer on a loaded one
 BROKER_SESSION_S = 4.0  # broker.session.timeout.ms of the local clusters (deploy/local/kafka.py)
 
 
@@ -74,14 +75,14 @@ class BrokerFaults:
         kafka.kill_node(self.cluster, node)
         time.sleep(DOWN_S)
         kafka.restart_node(self.cluster, node)
-        kafka.wait_ready(self.cluster)
+        kafka.wait_ready(self.cluster, timeout_s=RECOVERY_TIMEOUT_S)
         fault.ended_s = time.monotonic()
         self.done.append(fault)
 
     def freeze(self, node: int) -> None:
         fault = Fault("broker frozen (SIGSTOP)", node, time.monotonic())
         pause_broker(self.cluster, node, BROKER_SESSION_S + 6)
-        kafka.wait_ready(self.cluster)
+        kafka.wait_ready(self.cluster, timeout_s=RECOVERY_TIMEOUT_S)
         fault.ended_s = time.monotonic()
         self.done.append(fault)
 

@@ -33,7 +33,6 @@ from ledger.state import Table
 from streams.processor import LedgerProcessor, consumer_group, transactional_id
 from streams.reads import committed_account
 from streams.store import changelog_key
-from streams.transactions import WorkerFenced
 from tests.checker import check_ledger, wait_for_results
 from tests.faults import Streamer
 from topologies import partition_for
@@ -115,12 +114,15 @@ def codec() -> Codec:
     return Codec()
 
 
-def test_a_fenced_worker_never_checkpoints_records_its_successor_wrote(settings: Settings, codec: Codec) -> None:
-    """A worker paused long enough to be replaced: its successor (a new instance with the
-    same worker id, which fences it) writes to the changelog; then the paused one wakes up,
-    finds itself fenced and leaves. It must not checkpoint the changelog's end, which holds
-    records its RocksDB never received: when it (or anyone on its disk) restores again, it
-    must replay them instead of deciding on stale state."""
+def test_a_fenced_worker_reloads_and_never_checkpoints_records_it_did_not_apply(
+    settings: Settings, codec: Codec
+) -> None:
+    """A worker whose producer is fenced (here by another producer with its transactional id,
+    which commits a newer state of an account to the changelog meanwhile; Kafka 4 fences
+    the same way when it aborts a transaction that outlived its timeout) replaces its
+    producer and reloads its partitions from the changelog: it then decides on the newer
+    state, never the one its RocksDB last had, and its checkpoints never claim records its
+    RocksDB did not receive — on restart the state is right too."""
     run = uuid.uuid4().hex[:6]
     account = f"zc-{run}"
     first = Running(settings).start()
@@ -129,9 +131,14 @@ def test_a_fenced_worker_never_checkpoints_records_its_successor_wrote(settings:
     time.sleep(1)  # the loop applies the commit to RocksDB right after it
     newer = latest_account(settings, codec, account)
     newer.balance, newer.sequence = 777, newer.sequence + 5
-    foreign_write(settings, codec, newer, transactional=transactional_id(settings))  # fences the first
-    first.thread.join(60)  # its next transaction (a tick, within a second) finds it fenced
-    assert isinstance(first.failure, WorkerFenced), first.failure
+    foreign_write(settings, codec, newer, transactional=transactional_id(settings))  # fences the first's producer
+    wait_until(lambda: first.processor.metrics.producers_replaced >= 1, what="the fenced producer replaced")
+    try:
+        _, reloaded = committed_account(first.processor, account)
+        assert reloaded is not None and (reloaded.balance, reloaded.sequence) == (777, newer.sequence)
+    finally:
+        first.stop()
+    assert first.failure is None, first.failure
 
     second = Running(settings).start()  # the same worker id and RocksDB folder
     try:
@@ -147,7 +154,8 @@ def test_a_fenced_worker_never_checkpoints_records_its_successor_wrote(settings:
 class CommitThenFail:
     """The real producer. The first transaction that writes a changelog record under `key`
     really commits, then reports a fatal error (a commit whose answer was lost): the worker
-    must leave without applying it to RocksDB or checkpointing past it."""
+    must not take the batch for undone and decide it again on the old state, and must not
+    checkpoint past what its RocksDB holds."""
 
     def __init__(self, producer: Any, *, key: bytes) -> None:
         self._producer = producer
@@ -170,7 +178,7 @@ class CommitThenFail:
             raise KafkaException(KafkaError(KafkaError._FATAL, "injected after the commit", fatal=True))
 
 
-def test_a_worker_that_fails_after_a_commit_restores_it_rather_than_checkpointing_past_it(
+def test_a_commit_whose_answer_was_lost_is_neither_redone_nor_checkpointed_past(
     settings: Settings, codec: Codec
 ) -> None:
     run = uuid.uuid4().hex[:6]
@@ -186,15 +194,23 @@ def test_a_worker_that_fails_after_a_commit_restores_it_rather_than_checkpointin
         codec,
         commands.Deposit(command_id=f"{run}-d2", dedup_id="d2", account_id=account, amount=50, currency="USD"),
     )
-    first.thread.join(60)
-    assert failing.failed and first.failure is not None, "the worker should stop on a fatal error"
-    committed = latest_account(settings, codec, account)
-    assert committed.balance == 150
+    wait_until(lambda: first.processor.metrics.producers_replaced >= 1, what="the failed producer replaced")
+    produce(
+        settings,
+        codec,
+        commands.Deposit(command_id=f"{run}-d3", dedup_id="d3", account_id=account, amount=7, currency="USD"),
+    )
+    results = wait_for_results(settings, codec, {f"{run}-d2", f"{run}-d3"}, timeout_s=60)
+    first.stop()
+    assert failing.failed and first.failure is None, first.failure
+    by_id = {result.command_id: result for result in results if result.command_id in {f"{run}-d2", f"{run}-d3"}}
+    assert len([result for result in results if result.command_id == f"{run}-d2"]) == 1, "the deposit was redone"
+    assert [(p.sequence, p.balance) for p in by_id[f"{run}-d3"].positions] == [(4, 157)]
 
     second = Running(settings).start()
     try:
         _, restored = committed_account(second.processor, account)
-        assert restored is not None and restored.balance == 150, (
+        assert restored is not None and (restored.sequence, restored.balance) == (4, 157), (
             "the worker checkpointed past a commit its RocksDB never received"
         )
     finally:
