@@ -43,6 +43,7 @@ from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
+from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger import legs
 from ledger.accounts import Account
@@ -137,7 +138,7 @@ class LedgerProcessor:
             replication_factor=settings.replication_factor,
             min_insync_replicas=settings.min_insync_replicas,
         )
-        self.codec = codec or Codec()
+        self.codec = codec or codec_for(settings)
         self.metrics = ProcessorMetrics()
         self._local: LocalState | None = None  # opened by run(): no I/O at construction
         self.shard_config = ShardConfig(
