@@ -104,10 +104,14 @@ def register_schemas(registry: SchemaRegistry, versions: Iterable[LoadedSchema])
     ids: dict[bytes, int] = {}
     for full_name, loaded_versions in by_type.items():
         subject = subject_name(full_name)
-        registry.set_compatibility(subject, COMPATIBILITY_LEVEL)
         released = [loaded for loaded in loaded_versions if loaded.version != "current"]
         current = [loaded for loaded in loaded_versions if loaded.version == "current"]
-        for loaded in [*released, *current]:
+        oldest, *later = [*released, *current]
+        # The rule is set once the subject exists (a registry may refuse it for an unknown
+        # subject); the oldest version has nothing to be compatible with.
+        ids[oldest.fingerprint] = registry.register(subject, oldest.expanded)
+        registry.set_compatibility(subject, COMPATIBILITY_LEVEL)
+        for loaded in later:
             ids[loaded.fingerprint] = registry.register(subject, loaded.expanded)
     return ids
 

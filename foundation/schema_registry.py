@@ -19,7 +19,8 @@ from codec.confluent import Framing, SchemaIncompatibleError, SchemaRegistryErro
 from foundation.http import request_json
 from foundation.settings import Settings
 
-REGISTRY_REQUEST_TIMEOUT_MS = 2_000
+REGISTRY_REQUEST_TIMEOUT_MS = 2_000  # looking up a schema id while decoding: a stalled registry stalls readers
+REGISTRY_REGISTER_TIMEOUT_MS = 30_000  # registering at start (a cold registry compiles its checks on the first)
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 HTTP_OK, HTTP_NOT_FOUND, HTTP_CONFLICT = 200, 404, 409
 
@@ -27,18 +28,30 @@ HTTP_OK, HTTP_NOT_FOUND, HTTP_CONFLICT = 200, 404, 409
 class RegistryClient:
     """The three calls the codec makes (codec.confluent.SchemaRegistry)."""
 
-    def __init__(self, url: str, *, timeout_ms: int = REGISTRY_REQUEST_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_ms: int = REGISTRY_REQUEST_TIMEOUT_MS,
+        register_timeout_ms: int = REGISTRY_REGISTER_TIMEOUT_MS,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout_ms = timeout_ms
+        self.register_timeout_ms = register_timeout_ms
 
     def set_compatibility(self, subject: str, level: str) -> None:
-        status, body = self._request("PUT", f"/config/{_quoted(subject)}", {"compatibility": level})
+        status, body = self._request(
+            "PUT", f"/config/{_quoted(subject)}", {"compatibility": level}, timeout_ms=self.register_timeout_ms
+        )
         if status != HTTP_OK:
             raise SchemaRegistryError(f"setting {level} on {subject}: HTTP {status} {body}")
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         status, body = self._request(
-            "POST", f"/subjects/{_quoted(subject)}/versions", {"schema": json.dumps(schema), "schemaType": "AVRO"}
+            "POST",
+            f"/subjects/{_quoted(subject)}/versions",
+            {"schema": json.dumps(schema), "schemaType": "AVRO"},
+            timeout_ms=self.register_timeout_ms,
         )
         if status == HTTP_CONFLICT:
             raise SchemaIncompatibleError(f"{subject}: {_message(body)}")
@@ -48,7 +61,7 @@ class RegistryClient:
         return schema_id
 
     def schema_by_id(self, schema_id: int) -> dict[str, Any] | None:
-        status, body = self._request("GET", f"/schemas/ids/{schema_id}")
+        status, body = self._request("GET", f"/schemas/ids/{schema_id}", timeout_ms=self.timeout_ms)
         if status == HTTP_NOT_FOUND:
             return None
         if status != HTTP_OK or not isinstance(body, dict) or not isinstance(body.get("schema"), str):
@@ -61,13 +74,13 @@ class RegistryClient:
             raise SchemaRegistryError(f"schema id {schema_id}: not a JSON schema: {error}") from error
         return schema if isinstance(schema, dict) else {"type": schema}
 
-    def _request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    def _request(self, method: str, path: str, body: Any = None, *, timeout_ms: int) -> tuple[int, Any]:
         try:
             return request_json(
                 method,
                 self.url + path,
                 body=body,
-                timeout_s=self.timeout_ms / 1000,
+                timeout_s=timeout_ms / 1000,
                 headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE},
             )
         except (OSError, http.client.HTTPException) as error:  # URLError, refused, reset, timed out, garbage
