@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from codec import Codec
+from foundation.settings import Settings
 from ledger.events import CommandResult
+from streams.processor import LedgerProcessor
+
+PROCESSOR_READY_TIMEOUT_S = 60
+PROCESSOR_STOP_TIMEOUT_S = 30
+
+
+@contextlib.contextmanager
+def running_processor(settings: Settings) -> Iterator[LedgerProcessor]:
+    """The ledger loop in this process, on a thread, until the block ends (the e2e tests
+    run it as a separate process)."""
+    processor = LedgerProcessor(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,))
+    thread.start()
+    try:
+        assert processor.ready.wait(PROCESSOR_READY_TIMEOUT_S)
+        yield processor
+    finally:
+        stop.set()
+        thread.join(PROCESSOR_STOP_TIMEOUT_S)
 
 
 def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -> list[Any]:

@@ -98,7 +98,7 @@ def registry_dir(version: str = APICURIO_VERSION) -> Path:
         if shutil.which("mvn") is None:
             raise RuntimeError("mvn is not installed: it is needed once to fetch Apicurio Registry")
         print(f"fetching Apicurio Registry {version} from Maven Central ...", file=sys.stderr)
-        subprocess.run(
+        fetched = subprocess.run(
             [
                 "mvn",
                 "-q",
@@ -109,9 +109,13 @@ def registry_dir(version: str = APICURIO_VERSION) -> Path:
                 "-Dtransitive=false",
                 f"-Dartifact={APICURIO_ARTIFACT.format(version=version)}",
             ],
-            check=True,
+            check=False,
+            capture_output=True,  # Maven's output (and its colour codes) only if it fails
+            text=True,
             stdin=subprocess.DEVNULL,
         )
+        if fetched.returncode != 0 or not archive.exists():
+            raise RuntimeError(f"mvn could not fetch Apicurio Registry {version}:\n{fetched.stdout[-3000:]}")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     with tarfile.open(archive) as bundle:
@@ -146,19 +150,21 @@ def java_command(jar: Path, port: int) -> list[str]:
     ]
 
 
-def _read_pid(registry: Registry) -> int | None:
+def _number_in(path: Path) -> int | None:
     try:
-        pid = int(registry.pid_file.read_text().strip())
+        return int(path.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _pid_alive(pid) else None
+
+
+def _read_pid(registry: Registry) -> int | None:
+    """The registry's process id, if that process is alive."""
+    pid = _number_in(registry.pid_file)
+    return pid if pid is not None and _pid_alive(pid) else None
 
 
 def _recorded_port(name: str) -> int | None:
-    try:
-        return int((RUN_DIR / name / "registry.port").read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
+    return _number_in(RUN_DIR / name / "registry.port")
 
 
 def start(*, name: str = "dev", port: int = REGISTRY_PORT_DEFAULT, version: str = APICURIO_VERSION) -> Registry:
@@ -213,21 +219,17 @@ def wait_ready(registry: Registry, timeout_s: float = START_TIMEOUT_S) -> None:
 
 def stop(*, name: str = "dev") -> None:
     """Stop a registry by PID (SIGTERM, then SIGKILL after a grace period)."""
-    root = RUN_DIR / name
-    pid_file = root / "registry.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return
-    if _pid_alive(pid):
+    registry = Registry(name=name, port=_recorded_port(name) or 0)
+    pid = _read_pid(registry)
+    if pid is not None:
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while _pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
-    (root / "registry.port").unlink(missing_ok=True)
+    registry.pid_file.unlink(missing_ok=True)
+    registry.port_file.unlink(missing_ok=True)
 
 
 def status(*, name: str = "dev") -> str:
