@@ -1,12 +1,19 @@
-"""The codec: domain objects <-> Avro single-object encoded bytes.
+"""The codec: domain objects <-> Avro binary records in one of two framings.
 
-Wire format (Avro specification, "Single object encoding"):
+Single-object encoding (Avro specification), the default, registry-free:
     byte 0-1   C3 01                      marker
     byte 2-9   CRC-64-AVRO fingerprint    of the writer schema's canonical form, little-endian
     byte 10-   Avro binary                the record, encoded with that schema
 A reader needs only the .avsc files: the fingerprint names the writer schema among the
 current and released versions, and Avro schema resolution reads it into the current
 one. Field names of the Avro records are the dataclass field names of the domain.
+
+The Confluent wire format (codec/confluent.py), when a deployment writes for registry-aware
+tools: 00, a 4-byte schema id, the same Avro binary. Only the public records take it.
+
+Decoding dispatches on the first byte (C3 or 00), so every reader takes both framings and a
+topic can change framing while it is read. A schema id the codec has not seen is fetched
+from the registry once and resolved into our current schema, like a fingerprint.
 """
 
 from __future__ import annotations
@@ -14,27 +21,42 @@ from __future__ import annotations
 import dataclasses
 import enum
 import io
+import threading
 import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastavro import schemaless_reader
+from fastavro import parse_schema, schemaless_reader
 
+from codec.confluent import (
+    CONFLUENT_HEADER_LENGTH,
+    CONFLUENT_MAGIC,
+    Framing,
+    SchemaFetcher,
+    SchemaRegistry,
+    SchemaRegistryError,
+    UnknownSchemaIdError,
+    confluent_header,
+    register_schemas,
+)
 from codec.registry import RECORD_TYPES
-from codec.schemas import SCHEMA_ROOT, LoadedSchema, load_all
+from codec.schemas import SCHEMA_ROOT, LoadedSchema, full_name, load_all, schema_fingerprint, strip_logical_types
 from codec.writer import EncodeError, Writer, WriterBuilder
 
 MAGIC = b"\xc3\x01"
 HEADER_LENGTH = 10
+SINGLE_OBJECT_FIRST_BYTE = MAGIC[0]
+WRITER_SCHEMAS_CACHED_MAX = 1_000  # schema ids fetched from the registry, kept for reading
 
 
 class DecodeErrorCode(enum.StrEnum):
-    UNDECODABLE = "UNDECODABLE"  # not single-object encoded Avro, or corrupt
-    UNKNOWN_SCHEMA = "UNKNOWN_SCHEMA"  # a fingerprint no known schema version has
+    UNDECODABLE = "UNDECODABLE"  # neither framing (single-object, Confluent), truncated, or corrupt
+    UNKNOWN_SCHEMA = "UNKNOWN_SCHEMA"  # a fingerprint or schema id no known schema version has
     UNEXPECTED_TYPE = "UNEXPECTED_TYPE"  # a valid record, but not one this topic carries
     TOO_LARGE = "TOO_LARGE"
+    REGISTRY_UNAVAILABLE = "REGISTRY_UNAVAILABLE"  # a new schema id, and the registry did not answer
 
 
 class DecodeError(ValueError):
@@ -65,26 +87,42 @@ class _Reader:
 
 
 class Codec:
-    def __init__(self, root: Path = SCHEMA_ROOT) -> None:
+    """Every record type of `root` (current and released versions). `framing` is how
+    public records are written; with `registry` (a Confluent-compatible schema registry)
+    the codec also reads Confluent-framed records of schema ids it has not seen, and with
+    framing CONFLUENT it registers the public schemas once, here, for their ids."""
+
+    def __init__(
+        self,
+        root: Path = SCHEMA_ROOT,
+        *,
+        framing: Framing = Framing.SINGLE_OBJECT,
+        registry: SchemaRegistry | None = None,
+    ) -> None:
         current, every = load_all(root)
+        if framing is Framing.CONFLUENT and registry is None:
+            raise ValueError("the Confluent framing needs a schema registry (schema_registry_url)")
+        schema_ids = register_schemas(registry, every) if framing is Framing.CONFLUENT and registry else {}
+        self.framing = framing
         self._by_class: dict[type, _RecordCodec] = {}
         writers = WriterBuilder()
         for name, cls in RECORD_TYPES.items():
             assert name in current, f"no schema for {name}"
             to_record, from_record = _converters(cls)
             schema = current[name]
+            schema_id = schema_ids.get(schema.fingerprint)
             self._by_class[cls] = _RecordCodec(
                 cls,
                 schema,
                 to_record,
                 from_record,
-                header=MAGIC + schema.fingerprint,
+                header=MAGIC + schema.fingerprint if schema_id is None else confluent_header(schema_id),
                 write=writers.record_writer(cls, schema.parsed_plain),
             )
-        by_name = {codec.schema.full_name: codec for codec in self._by_class.values()}
+        self._by_name = {codec.schema.full_name: codec for codec in self._by_class.values()}
         self._by_fingerprint: dict[bytes, _Reader] = {}
         for loaded in every:
-            record = by_name.get(loaded.full_name)
+            record = self._by_name.get(loaded.full_name)
             if record is None:
                 continue  # a nested-only type (Position, BatchLeg, RetainedKey) or one no longer used
             is_current = loaded.fingerprint == record.schema.fingerprint
@@ -97,12 +135,17 @@ class Codec:
                 reader_schema=None if is_current else record.schema.parsed_plain,
                 record=record,
             )
+        # Schema ids: ours (registered above) for good, others fetched once, at most WRITER_SCHEMAS_CACHED_MAX.
+        self._own_schema_ids = {schema_id: self._by_fingerprint[print_] for print_, schema_id in schema_ids.items()}
+        self._fetched_schema_ids: dict[int, _Reader | DecodeError] = {}
+        self._fetcher = None if registry is None else SchemaFetcher(registry)
+        self._fetch_lock = threading.Lock()
 
     # -- encoding -------------------------------------------------------------------------
 
     def encode(self, value: Any) -> bytes:
-        """A domain object to single-object encoded Avro; EncodeError if a value does not
-        fit its schema (a long past 64 bits, a wrong type)."""
+        """A domain object to framed Avro; EncodeError if a value does not fit its schema
+        (a long past 64 bits, a wrong type)."""
         record = self._by_class.get(type(value))
         if record is None:
             raise EncodeError(f"{type(value).__name__} is not an Avro record type")
@@ -121,10 +164,17 @@ class Codec:
     def schema(self, cls: type) -> LoadedSchema:
         return self._by_class[cls].schema
 
+    def schema_id(self, cls: type) -> int | None:
+        """The registry's id of a record type's current schema, if this codec writes it in
+        the Confluent framing."""
+        header = self._by_class[cls].header
+        return int.from_bytes(header[1:], "big") if header[0] == CONFLUENT_MAGIC else None
+
     # -- decoding -------------------------------------------------------------------------
 
     def decode(self, data: bytes, *, expected: tuple[type, ...] | None = None) -> Any:
-        """Bytes to a domain object; DecodeError (never another exception) for bad input."""
+        """Bytes in either framing to a domain object; DecodeError (never another exception)
+        for bad input."""
         reader, raw = self._read(data, expected)
         try:
             return reader.record.from_record(raw)
@@ -141,19 +191,21 @@ class Codec:
         return raw
 
     def _read(self, data: bytes, expected: tuple[type, ...] | None) -> tuple[_Reader, dict[str, Any]]:
-        if len(data) < HEADER_LENGTH or data[:2] != MAGIC:
-            raise DecodeError(DecodeErrorCode.UNDECODABLE, "not Avro single-object encoding (no C3 01 marker)")
-        reader = self._by_fingerprint.get(bytes(data[2:HEADER_LENGTH]))
-        if reader is None:
+        first_byte = data[0] if data else None
+        if first_byte == SINGLE_OBJECT_FIRST_BYTE:
+            reader, start = self._single_object_reader(data), HEADER_LENGTH
+        elif first_byte == CONFLUENT_MAGIC:
+            reader, start = self._confluent_reader(data), CONFLUENT_HEADER_LENGTH
+        else:
             raise DecodeError(
-                DecodeErrorCode.UNKNOWN_SCHEMA, f"no known schema has fingerprint {bytes(data[2:HEADER_LENGTH]).hex()}"
+                DecodeErrorCode.UNDECODABLE, "neither single-object encoding (C3 01) nor the Confluent framing (00)"
             )
         if expected is not None and reader.record.cls not in expected:
             raise DecodeError(
                 DecodeErrorCode.UNEXPECTED_TYPE, f"{reader.record.schema.full_name} does not belong on this topic"
             )
         buffer = io.BytesIO(data)
-        buffer.seek(HEADER_LENGTH)
+        buffer.seek(start)
         try:
             raw: dict[str, Any] = schemaless_reader(buffer, reader.writer_schema, reader.reader_schema)  # type: ignore[assignment]
         except Exception as error:
@@ -166,6 +218,66 @@ class Codec:
                 f"{reader.record.schema.full_name}: {len(data) - buffer.tell()} bytes after the record",
             )
         return reader, raw
+
+    def _single_object_reader(self, data: bytes) -> _Reader:
+        if len(data) < HEADER_LENGTH or data[:2] != MAGIC:
+            raise DecodeError(DecodeErrorCode.UNDECODABLE, "not Avro single-object encoding (no C3 01 marker)")
+        reader = self._by_fingerprint.get(bytes(data[2:HEADER_LENGTH]))
+        if reader is None:
+            raise DecodeError(
+                DecodeErrorCode.UNKNOWN_SCHEMA, f"no known schema has fingerprint {bytes(data[2:HEADER_LENGTH]).hex()}"
+            )
+        return reader
+
+    def _confluent_reader(self, data: bytes) -> _Reader:
+        if len(data) < CONFLUENT_HEADER_LENGTH:
+            raise DecodeError(DecodeErrorCode.UNDECODABLE, f"a Confluent header is 5 bytes, the value {len(data)}")
+        schema_id = int.from_bytes(data[1:CONFLUENT_HEADER_LENGTH], "big")
+        verdict = self._own_schema_ids.get(schema_id) or self._fetched_schema_ids.get(schema_id)
+        if verdict is None:
+            with self._fetch_lock:  # one request per new id, whichever thread sees it first
+                verdict = self._fetched_schema_ids.get(schema_id)
+                if verdict is None:
+                    verdict = self._reader_for_schema(schema_id, self._fetch(schema_id))
+                    if len(self._fetched_schema_ids) >= WRITER_SCHEMAS_CACHED_MAX:
+                        del self._fetched_schema_ids[next(iter(self._fetched_schema_ids))]  # the oldest
+                    self._fetched_schema_ids[schema_id] = verdict
+        if isinstance(verdict, DecodeError):
+            raise DecodeError(verdict.code, verdict.reason)
+        return verdict
+
+    def _fetch(self, schema_id: int) -> dict[str, Any]:
+        """The writer schema of an id from the registry (which may not know it yet, or be down)."""
+        if self._fetcher is None:
+            raise DecodeError(
+                DecodeErrorCode.UNKNOWN_SCHEMA,
+                f"schema id {schema_id} in the Confluent framing, and no schema registry is configured",
+            )
+        try:
+            return self._fetcher.fetch(schema_id)
+        except UnknownSchemaIdError:
+            raise DecodeError(DecodeErrorCode.UNKNOWN_SCHEMA, f"the schema registry has no id {schema_id}") from None
+        except SchemaRegistryError as error:
+            raise DecodeError(DecodeErrorCode.REGISTRY_UNAVAILABLE, f"schema id {schema_id}: {error}") from error
+
+    def _reader_for_schema(self, schema_id: int, schema: dict[str, Any]) -> _Reader | DecodeError:
+        """Writer schema from the registry, reader schema ours (the current version); or why
+        records of this schema cannot be read, for good (an id's schema never changes)."""
+        try:
+            name = full_name(schema)
+            parsed = parse_schema(schema)
+            plain = parse_schema(strip_logical_types(schema))
+        except Exception as error:  # noqa: BLE001 - whatever the registry holds, the verdict is the same
+            return DecodeError(
+                DecodeErrorCode.UNKNOWN_SCHEMA, f"schema id {schema_id} is not a usable Avro record schema: {error}"
+            )
+        record = self._by_name.get(name)
+        if record is None:
+            return DecodeError(DecodeErrorCode.UNKNOWN_SCHEMA, f"schema id {schema_id} is {name}, none of ours")
+        known = self._by_fingerprint.get(schema_fingerprint(parsed))  # type: ignore[arg-type]
+        if known is not None and known.record is record:
+            return known  # one of our versions: read as a fingerprint would be
+        return _Reader(writer_schema=plain, reader_schema=record.schema.parsed_plain, record=record)  # type: ignore[arg-type]
 
 
 # -- converters between dataclasses and Avro records ----------------------------------------

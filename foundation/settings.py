@@ -29,6 +29,15 @@ class Settings:
     replication_factor: int = 1
     min_insync_replicas: int = 1
 
+    # Avro framing of the public records (commands, events, results, dead letters):
+    # "single-object" (registry-free, the default) or "confluent" (magic byte 0 and a schema id
+    # from the registry below, for registry-aware tools). Readers take both, whatever this says.
+    avro_framing: str = "single-object"
+    # A Confluent-compatible schema registry API, e.g. Apicurio's http://127.0.0.1:8085/apis/ccompat/v7
+    # (`streamwallet registry start`); empty: none. Needed to write "confluent", and to read
+    # Confluent-framed records written with schemas this code does not have.
+    schema_registry_url: str = ""
+
     # Ledger workers
     worker_id: str = dataclasses.field(default_factory=socket.gethostname)
     data_dir: Path = PROJECT_ROOT / ".run" / "data"

@@ -21,6 +21,7 @@ from codec import Codec
 from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
 from foundation.producing import produce_when_room
+from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.commands import Command
 from ledger.events import CommandResult
@@ -36,7 +37,7 @@ class PendingLimitError(RuntimeError):
 class LedgerClient:
     def __init__(self, settings: Settings, *, codec: Codec | None = None, pending_max: int | None = None) -> None:
         self.settings = settings
-        self.codec = codec or Codec()
+        self.codec = codec or codec_for(settings)
         self.topology = settings.topology()
         self.pending_max = pending_max or settings.gateway_pending_max
         self._pending: dict[str, concurrent.futures.Future[CommandResult]] = {}

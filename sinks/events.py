@@ -45,6 +45,7 @@ from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.clients import kafka_config
 from foundation.offsets import last_stable_offsets
+from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
@@ -193,7 +194,7 @@ class EventSink:
         self.settings = settings
         self.client = client
         self.database = database or settings.clickhouse_database
-        self.codec = codec or Codec()
+        self.codec = codec or codec_for(settings)
         self.decoder = EventDecoder(self.codec)
         self.on_written = on_written
         self.commit_offsets = commit_offsets

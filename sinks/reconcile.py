@@ -30,6 +30,7 @@ from confluent_kafka.admin import AdminClient
 from codec import Codec, DecodeError
 from foundation.clients import kafka_config
 from foundation.offsets import last_stable_offsets
+from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.accounts import Account
 from ledger.events import EventKind
@@ -290,7 +291,7 @@ class Replay:
 
 def replay_events(settings: Settings, cut: Mapping[int, int], command_sequences: Mapping[str, int]) -> Replay:
     topic = settings.topology().events.name
-    decoder = EventDecoder(Codec())
+    decoder = EventDecoder(codec_for(settings))
     replay = Replay(command_sequences)
 
     def take(message: Any) -> None:
@@ -458,7 +459,7 @@ def reconcile(
     """Steps 1-5 of the module doc; `reach(cut)` returns once the view has passed the cut."""
     started = time.monotonic()
     database = database or settings.clickhouse_database
-    codec = Codec()
+    codec = codec_for(settings)
     command_side = command_side_accounts(settings, codec)
     events_topic = settings.topology().events.name
     admin = AdminClient({**kafka_config(settings)})

@@ -43,6 +43,7 @@ from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
+from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger import legs
 from ledger.commands import COMMAND_TYPES
@@ -142,7 +143,7 @@ class LedgerProcessor:
     ) -> None:
         self.settings = settings
         self.topology = settings.topology()
-        self.codec = codec or Codec()
+        self.codec = codec or codec_for(settings)
         self.metrics = ProcessorMetrics()
         self.shard_config = ShardConfig(
             retention_ms=settings.retention_ms,

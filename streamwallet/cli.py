@@ -3,6 +3,7 @@
     streamwallet up [--workers N] [--exit-after-demo]   Kafka, topics, workers, query service, gateway, demo
     streamwallet test                               (see ./sw: ruff, mypy, pytest)
     streamwallet kafka start|stop|status [--brokers 1|3]
+    streamwallet registry start|stop|status         the local schema registry (Apicurio), for the Confluent framing
     streamwallet topics create|describe
     streamwallet worker | query | gateway           one process of the stack
     streamwallet demo                               the demonstration workload against a running stack
@@ -19,6 +20,7 @@ import logging
 import signal
 import sys
 import time
+import urllib.parse
 from typing import Any
 
 from foundation.settings import PROJECT_ROOT, Settings
@@ -39,6 +41,20 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
         kafka.stop(name=args.name, wipe=args.wipe)
     else:
         kafka.main(["status", "--name", args.name])
+    return 0
+
+
+def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.local import registry
+
+    if args.action == "start":
+        port = urllib.parse.urlsplit(settings.schema_registry_url).port or registry.REGISTRY_PORT_DEFAULT
+        started = registry.start(name=args.name, port=port)
+        print(f"Apicurio Registry {registry.APICURIO_VERSION} ready: STREAMWALLET_SCHEMA_REGISTRY_URL={started.url}")
+    elif args.action == "stop":
+        registry.stop(name=args.name)
+    else:
+        print(registry.status(name=args.name))
     return 0
 
 
@@ -159,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     kafka_parser.add_argument("--name", default="dev")
     kafka_parser.add_argument("--brokers", type=int, default=1, choices=[1, 3])
     kafka_parser.add_argument("--wipe", action="store_true")
+    registry_parser = commands.add_parser("registry", help="the local schema registry (Apicurio)")
+    registry_parser.add_argument("action", choices=["start", "stop", "status"])
+    registry_parser.add_argument("--name", default="dev")
     topics_parser = commands.add_parser("topics", help="create or describe the topology's topics")
     topics_parser.add_argument("action", choices=["create", "describe"])
     commands.add_parser("worker", help="run a ledger worker")
@@ -184,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_environment()
     handlers: dict[str, Any] = {
         "kafka": cmd_kafka,
+        "registry": cmd_registry,
         "topics": cmd_topics,
         "worker": cmd_worker,
         "query": cmd_query,

@@ -12,13 +12,16 @@ from typing import Any
 
 import pytest
 
-from deploy.local import kafka
+from deploy.local import kafka, registry
 from foundation.settings import Settings
 from topologies.admin import ensure_topics
 
 # Below Linux's ephemeral range (32768-60999): a client socket can hold any port in that
 # range for a while, and a broker that cannot bind its port dies at start-up.
 TEST_KAFKA_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA_PORT", "29092"))
+# The broker takes its port (+100, its controller); the registry looks in +250..+299, away
+# from the three-broker test (29300.., 29400..) and the start-up tests (29500, 29700).
+TEST_REGISTRY_PORTS = range(TEST_KAFKA_PORT + 250, min(TEST_KAFKA_PORT + 300, 32768))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,6 +55,19 @@ def kafka_bootstrap() -> Iterator[str]:
     yield cluster.bootstrap_servers
     if os.environ.get("STREAMWALLET_TEST_KEEP_KAFKA") != "1":
         kafka.stop(name="test", wipe=True)
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """A real Apicurio Registry (deploy/local/registry.py) for the whole session, on a free
+    port below the ephemeral range; its Confluent-compatible API's URL. Stopped at the end."""
+    port = next((port for port in TEST_REGISTRY_PORTS if kafka._port_free(port)), None)
+    if port is None:
+        raise RuntimeError(f"no free port for the schema registry in {TEST_REGISTRY_PORTS}")
+    registry.stop(name="test")  # one left by an interrupted session
+    started = registry.start(name="test", port=port)
+    yield started.url
+    registry.stop(name="test")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ commands after it are still processed, and nothing else is disturbed."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,22 +16,15 @@ from foundation.settings import Settings
 from ledger import commands, legs
 from ledger.events import AccountEvent, CommandResult, ResultStatus
 from streams.processor import LedgerProcessor
-from tests.support import read_decoded
+from tests.support import read_decoded, running_processor
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
 def processor(settings: Settings) -> Iterator[LedgerProcessor]:
-    """The ledger loop in this process (the e2e tests run it as a separate process)."""
-    processor = LedgerProcessor(settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,))
-    thread.start()
-    assert processor.ready.wait(60)
-    yield processor
-    stop.set()
-    thread.join(30)
+    with running_processor(settings) as processor:
+        yield processor
 
 
 def wait_for(predicate: object, timeout_s: float = 30.0) -> None:
