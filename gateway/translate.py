@@ -10,6 +10,7 @@ fail: what is wrong is an `ApiError` with a stable code.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
 import re
 import typing
@@ -37,6 +38,7 @@ MINOR_SUFFIX = "_minor"
 # is the gateway's, required beside a decimal amount; the ledger does not check it yet.
 PRICED_WITHOUT_CURRENCY: tuple[type[commands.Command], ...] = (commands.CaptureHold, commands.UpdateLimits)
 LEG_FIELDS = frozenset({"account_id", "amount", "amount_minor", "currency"})
+INTEGER_DIGITS_MAX = 40  # a whole number written as 1.0e3 is made an int only up to this many digits
 _JSON_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
@@ -58,7 +60,9 @@ def parse_json(raw: bytes) -> Any:
             details={"depth_max": JSON_DEPTH_MAX},
         )
     try:
-        value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_object_without_repeats)
+        value = json.loads(
+            text, parse_float=_exact_number, parse_constant=_no_constant, object_pairs_hook=_object_without_repeats
+        )
     except ValueError as error:  # JSONDecodeError, integers of more digits than Python converts
         raise ApiError(GatewayCode.BAD_JSON, f"the body is not JSON: {error}") from None
     if not _valid_unicode(value):
@@ -80,6 +84,16 @@ def json_depth(text: str) -> int:
         elif token in "]}":
             depth -= 1
     return deepest
+
+
+def _exact_number(text: str) -> int | decimal.Decimal:
+    """A JSON number written with a point or an exponent, exactly: an int if it is a whole
+    number of a sane size (JSON Schema counts 12.0 as an integer), else a Decimal, which
+    every field refuses (money is a decimal string or an integer, never rounded)."""
+    number = decimal.Decimal(text)
+    if number.adjusted() <= INTEGER_DIGITS_MAX and number == number.to_integral_value():
+        return int(number)
+    return number
 
 
 def _no_constant(name: str) -> Any:

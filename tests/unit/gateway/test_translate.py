@@ -69,7 +69,34 @@ HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
     ("amount a JSON number", json.dumps(deposit(amount=12.34)).encode(), None, 400, "BAD_REQUEST"),
     ("amount an integer", json.dumps(deposit(amount=12)).encode(), None, 400, "BAD_REQUEST"),
     ("amount and amount_minor", json.dumps(deposit(amount_minor=1)).encode(), None, 400, "BAD_REQUEST"),
-    ("amount_minor a float", json.dumps(deposit(amount=..., amount_minor=1.0)).encode(), None, 400, "BAD_REQUEST"),
+    (
+        "amount_minor with a fraction",
+        json.dumps(deposit(amount=..., amount_minor=1.5)).encode(),
+        None,
+        400,
+        "BAD_REQUEST",
+    ),
+    (
+        "amount_minor 1e400",
+        b'{"type": "Deposit", "dedup_id": "d", "account_id": "a", "currency": "USD", "amount_minor": 1e400}',
+        None,
+        400,
+        "BAD_REQUEST",
+    ),
+    (
+        "amount_minor 1e999999999",
+        b'{"type": "Deposit", "dedup_id": "d", "account_id": "a", "currency": "USD", "amount_minor": 1e999999999}',
+        None,
+        400,
+        "BAD_REQUEST",
+    ),
+    (
+        "amount_minor 1.0e20",
+        b'{"type": "Deposit", "dedup_id": "d", "account_id": "a", "currency": "USD", "amount_minor": 1.0e20}',
+        None,
+        422,
+        "INVALID_AMOUNT",
+    ),
     ("amount_minor a bool", json.dumps(deposit(amount=..., amount_minor=True)).encode(), None, 400, "BAD_REQUEST"),
     ("amount_minor a string", json.dumps(deposit(amount=..., amount_minor="1")).encode(), None, 400, "BAD_REQUEST"),
     (
@@ -240,6 +267,14 @@ def test_good_bodies_become_the_commands_they_describe() -> None:
     assert isinstance(capture, commands.CaptureHold) and capture.amount == 5
     limits = to_command({**LIMITS, "lower_limit": "-1.5", "upper_limit_minor": 10, "currency": "KWD"})
     assert isinstance(limits, commands.UpdateLimits) and (limits.lower_limit, limits.upper_limit) == (-1500, 10)
+    # JSON Schema counts 12.0 as an integer: taken exactly (9007199254740993.0 is not a float here).
+    exact = to_command(
+        parse_json(
+            b'{"type": "Deposit", "dedup_id": "d", "account_id": "a", "currency": "USD", '
+            b'"amount_minor": 9007199254740993.0}'
+        )
+    )
+    assert isinstance(exact, commands.Deposit) and exact.amount == 9007199254740993
     keyed = to_command(deposit(dedup_id=...), idempotency_key="key-1")
     assert isinstance(keyed, commands.Deposit) and keyed.dedup_id == "key-1"
     assert to_command(deposit(command_id="c"), idempotency_key="d1") == to_command(deposit(command_id="c"))
