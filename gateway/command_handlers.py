@@ -150,8 +150,9 @@ async def send(client: LedgerClient, command: commands.Command, timeout_s: float
 
 
 async def submit(request: web.Request, *, client: LedgerClient, timeout_s: float) -> web.Response:
+    asynchronous = wants_async(request)
     command = await read_command(request)
-    if wants_async(request):
+    if asynchronous:
         await send(client, command, timeout_s)
         return pending_response(command)
     result = await request_result(client, command, timeout_s)

@@ -81,6 +81,9 @@ def open_with_balance(api: Api, account_id: str, amount_minor: int) -> int:
         {"type": "OpenAccount", "dedup_id": "open", "account_id": account_id, "currency": "USD"}
     )
     assert status == 200 and opened["status"] == "ACCEPTED", opened
+    if amount_minor == 0:
+        sequence: int = opened["positions"][0]["sequence"]
+        return sequence
     status, deposited, _ = api.command(
         {
             "type": "Deposit",
@@ -91,7 +94,7 @@ def open_with_balance(api: Api, account_id: str, amount_minor: int) -> int:
         }
     )
     assert status == 200 and deposited["status"] == "ACCEPTED", deposited
-    sequence: int = deposited["positions"][0]["sequence"]
+    sequence = deposited["positions"][0]["sequence"]
     return sequence
 
 
@@ -186,3 +189,122 @@ def test_no_body_answers_a_5xx_or_keeps_a_pending_slot(api: Api) -> None:
             assert set(answer) == {"code", "message", "details"} or answer.get("status") == "ACCEPTED", answer
     status, counters, _ = api.call("GET", "/v1/status")
     assert status == 200 and counters["pending"] == 0, counters
+
+
+def test_idempotency_key_replays_the_original_and_refuses_another_body(api: Api) -> None:
+    account = f"idem-{uuid.uuid4().hex[:6]}"
+    open_with_balance(api, account, 1000)
+    body = {"type": "Withdraw", "account_id": account, "amount": "2.50", "currency": "USD"}
+    status, first, headers = api.command(body, headers={"Idempotency-Key": "pay-1"})
+    assert status == 200 and first["status"] == "ACCEPTED" and not first["replayed"], first
+    assert "Idempotent-Replayed" not in headers
+    assert first["dedup_id"] == "pay-1"
+    assert first["positions"][0] | {"sequence": 0} == {
+        "account_id": account,
+        "sequence": 0,
+        "balance_minor": 750,
+        "available_minor": 750,
+        "currency": "USD",
+        "balance": "7.50",
+        "available": "7.50",
+    }
+    status, again, headers = api.command(body, headers={"Idempotency-Key": "pay-1"})
+    assert status == 200 and again["replayed"] is True and headers["Idempotent-Replayed"] == "true", again
+    assert again["original_command_id"] == first["command_id"] and again["positions"] == first["positions"]
+    status, conflict, _ = api.command({**body, "amount": "3.00"}, headers={"Idempotency-Key": "pay-1"})
+    assert status == 409 and conflict["code"] == "DEDUP_CONFLICT", conflict
+    assert conflict["details"]["result"]["status"] == "REJECTED"
+    status, read, _ = api.call("GET", f"/v1/accounts/{quoted(account)}?min_seq={first['positions'][0]['sequence']}")
+    assert status == 200 and read["account"]["balance"] == 750 and read["account"]["decimal"]["balance"] == "7.50"
+
+
+def test_asynchronous_submit_answers_202_and_the_status_url_gives_the_outcome(api: Api) -> None:
+    account = f"async-{uuid.uuid4().hex[:6]}"
+    open_with_balance(api, account, 500)
+    body: dict[str, Any] = {"type": "Deposit", "account_id": account, "amount_minor": 5, "currency": "USD"}
+    ways: list[tuple[str, str, dict[str, str]]] = [
+        ("/v1/commands?wait=false", "dep/1?#", {}),
+        ("/v1/commands", "dep-2", {"Prefer": "respond-async"}),
+    ]
+    for path, command_id, headers in ways:
+        body["command_id"] = command_id
+        status, pending, answer_headers = api.call("POST", path, {**body, "dedup_id": command_id}, headers=headers)
+        assert status == 202 and pending["status"] == "PENDING", pending
+        assert answer_headers["Location"] == pending["status_url"]
+        quoted_id = command_id.replace("/", "%2F").replace("?", "%3F").replace("#", "%23")
+        assert pending["status_url"] == f"/v1/commands/{quoted_id}?account_id={account}", pending
+        outcome = None
+        for _attempt in range(50):
+            status, outcome, _ = api.call("GET", pending["status_url"])
+            if status == 200 and outcome["status"] != "PENDING":
+                break
+        assert status == 200 and outcome is not None and outcome["status"] == "ACCEPTED", outcome
+        assert outcome["command_id"] == body["command_id"] and outcome["positions"][0]["currency"] == "USD", outcome
+
+
+def test_the_outcome_of_any_command_by_its_routing_key(api: Api) -> None:
+    source, target = f"src-{uuid.uuid4().hex[:6]}", f"dst-{uuid.uuid4().hex[:6]}"
+    open_with_balance(api, source, 1000)
+    open_with_balance(api, target, 0)
+    transfer = {
+        "type": "Transfer",
+        "dedup_id": "t1",
+        "command_id": f"t-{uuid.uuid4().hex[:8]}",
+        "from_account_id": source,
+        "to_account_id": target,
+        "amount": "1.00",
+        "currency": "USD",
+    }
+    status, result, _ = api.command(transfer)
+    assert status == 200 and result["status"] == "ACCEPTED", result
+    path = f"/v1/commands/{transfer['command_id']}"
+    status, outcome, _ = api.call("GET", f"{path}?account_id={source}")
+    assert status == 200 and outcome["command_id"] == transfer["command_id"], outcome
+    assert {position["account_id"]: position["balance"] for position in outcome["positions"]} == {
+        source: "9.00",
+        target: "1.00",
+    }
+    refused = {**transfer, "dedup_id": "t2", "command_id": f"t-{uuid.uuid4().hex[:8]}", "amount": "99.00"}
+    status, rejected, _ = api.command(refused)
+    assert status == 409 and rejected["code"] == "INSUFFICIENT_FUNDS", rejected
+    status, outcome, _ = api.call("GET", f"/v1/commands/{refused['command_id']}?account_id={source}")
+    assert status == 200 and outcome["status"] == "REJECTED" and outcome["code"] == "INSUFFICIENT_FUNDS", outcome
+    # Only through the routing key it was sent with; never found through another.
+    for query in (f"?account_id={target}", "?account_id=nobody", "?account_id=a%20b"):
+        status, missing, _ = api.call("GET", path + query)
+        assert status == 404 and missing["code"] == "COMMAND_NOT_FOUND", missing
+    for query in ("", "?account_id=", f"?account_id={source}&account_id={source}", f"?account_id={source}&x=1"):
+        status, bad, _ = api.call("GET", path + query)
+        assert status == 400 and bad["code"] in {"BAD_PARAMETER", "UNKNOWN_PARAMETER"}, (query, bad)
+    status, counters, _ = api.call("GET", "/v1/status")
+    assert counters["pending"] == 0, counters
+
+
+def test_transport_errors_and_bounds_have_the_error_body(api: Api) -> None:
+    cases: list[tuple[str, str, Any, dict[str, str], int, str]] = [
+        ("GET", "/v1/nowhere", None, {}, 404, "NOT_FOUND"),
+        ("DELETE", "/v1/commands", None, {}, 405, "METHOD_NOT_ALLOWED"),
+        ("PUT", "/v1/accounts/a", None, {}, 405, "METHOD_NOT_ALLOWED"),
+        (
+            "POST",
+            "/v1/commands",
+            b"type=Deposit",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            415,
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
+        ("POST", "/v1/commands", b" " * (256 * 1024 + 1), {}, 413, "BODY_TOO_LARGE"),
+        ("POST", "/v1/commands?wait=maybe", {}, {}, 400, "BAD_PARAMETER"),
+        ("POST", "/v1/commands?debug=1", {}, {}, 400, "UNKNOWN_PARAMETER"),
+        ("GET", "/v1/accounts/a/history?limit=1001", None, {}, 400, "PAGE_TOO_LARGE"),
+        ("GET", "/v1/accounts/a/history?limit=-1", None, {}, 400, "BAD_PARAMETER"),
+        ("GET", "/v1/accounts/a/as-of?at=never", None, {}, 400, "BAD_PARAMETER"),
+        ("GET", "/v1/accounts/a?min_seq=1e3", None, {}, 400, "BAD_PARAMETER"),
+        ("GET", "/v1/totals?cut=yesterday", None, {}, 400, "BAD_PARAMETER"),
+    ]
+    for method, path, body, headers, status, code in cases:
+        got, answer, answer_headers = api.call(method, path, body, headers=headers)
+        assert (got, answer["code"]) == (status, code), (method, path, answer)
+        assert set(answer) == {"code", "message", "details"}
+        if status == 405:
+            assert "Allow" in answer_headers
