@@ -31,6 +31,7 @@ class GatewayCode(enum.StrEnum):
     # A well-formed request that contradicts itself or lacks its idempotency identity (422).
     IDEMPOTENCY_KEY_CONFLICT = "IDEMPOTENCY_KEY_CONFLICT"
     DEDUP_ID_REQUIRED = "DEDUP_ID_REQUIRED"
+    CONFLICTING_PARAMETERS = "CONFLICTING_PARAMETERS"
     # Routing and transport.
     NOT_FOUND = "NOT_FOUND"  # 404: no such route
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"  # 405, with Allow
@@ -105,6 +106,7 @@ GATEWAY_STATUSES: dict[GatewayCode, int] = {
     ),
     GatewayCode.IDEMPOTENCY_KEY_CONFLICT: 422,
     GatewayCode.DEDUP_ID_REQUIRED: 422,
+    GatewayCode.CONFLICTING_PARAMETERS: 422,
     GatewayCode.NOT_FOUND: 404,
     GatewayCode.METHOD_NOT_ALLOWED: 405,
     GatewayCode.BODY_TOO_LARGE: 413,

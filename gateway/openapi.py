@@ -454,12 +454,26 @@ READ_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
         {"type": "integer", "minimum": 1, "maximum": HISTORY_PAGE_EVENTS_MAX},
         f"Events per page, 1..{HISTORY_PAGE_EVENTS_MAX} (more: PAGE_TOO_LARGE); 100 by default.",
     ),
-    "before": ({"type": "integer", "minimum": 0, "maximum": INTEGER_MAX}, "Newest first, below this sequence."),
-    "after": ({"type": "integer", "minimum": 0, "maximum": INTEGER_MAX}, "Oldest first, above this sequence."),
-    "sequence": ({"type": "integer", "minimum": 0, "maximum": INTEGER_MAX}, "Right after this event."),
+    "before": (
+        {"type": "integer", "minimum": 0, "maximum": INTEGER_MAX},
+        "Newest first, below this sequence (not with after: 422 CONFLICTING_PARAMETERS).",
+    ),
+    "after": (
+        {"type": "integer", "minimum": 0, "maximum": INTEGER_MAX},
+        "Oldest first, above this sequence (not with before).",
+    ),
+    "sequence": (
+        {"type": "integer", "minimum": 0, "maximum": INTEGER_MAX},
+        "Right after this event (not with at: 422 CONFLICTING_PARAMETERS; neither: the newest state).",
+    ),
     "at": (
-        {"type": "string", "maxLength": 64},
-        "As of this time: milliseconds since the epoch or ISO 8601 (UTC unless it says otherwise), 1970..2262.",
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0, "maximum": INTEGER_MAX},
+                {"type": "string", "format": "date-time"},
+            ]
+        },
+        "As of this time: milliseconds since the epoch or an RFC 3339 date-time (not with sequence).",
     ),
     "from": ({"type": "string", "format": "date"}, "First UTC day, YYYY-MM-DD."),
     "to": ({"type": "string", "format": "date"}, "Last UTC day, YYYY-MM-DD."),
@@ -489,7 +503,7 @@ def _read_operation(route: ReadRoute, answer: dict[str, Any]) -> dict[str, Any]:
     for name in route.parameters:
         schema, description = READ_PARAMETERS[name]
         parameters.append(_parameter(name, "query", schema, description))
-    statuses = [400, 404, 409, 429, 502, 503] if route.per_account else [400, 429, 502, 503]
+    statuses = [400, 404, 409, 422, 429, 502, 503] if route.per_account else [400, 429, 502, 503]
     return {
         "get": {
             "operationId": operation_id(route),

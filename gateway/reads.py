@@ -39,6 +39,11 @@ from ledger.money import format_amount
 
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
+_DATE_TIME = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})",
+    re.ASCII,
+)
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 ACCOUNT_MONEY_FIELDS = ("balance", "held", "available", "pending_in", "pending_out", "lower_limit", "upper_limit")
 SUM_MONEY_FIELDS = ("balance", "held", "available", "pending_in", "pending_out")
 DAY_MONEY_FIELDS = ("credits", "debits", "turnover", "net", "closing_balance")
@@ -81,31 +86,39 @@ def page_size(name: str, text: str) -> str:
 
 
 def moment(name: str, text: str) -> str:
-    """Milliseconds since the epoch, or an ISO 8601 time (UTC unless it says otherwise),
-    within what the views hold; forwarded as milliseconds."""
-    if _DIGITS.fullmatch(text) is not None:
-        milliseconds = int(text)
-    else:
-        try:
-            parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise _bad(name, "must be milliseconds since the epoch or an ISO 8601 time") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=datetime.UTC)
-        milliseconds = int(parsed.timestamp() * 1000)
-    if not 0 <= milliseconds <= AT_MS_MAX:
-        raise _bad(name, f"must be within 0..{AT_MS_MAX} ms (1970 .. 2262)")
-    return str(milliseconds)
+    """Milliseconds since the epoch, or an RFC 3339 date-time; forwarded as milliseconds,
+    clamped to what the views can hold (no event is older than 1970 or newer than 2262,
+    so the answer is the same)."""
+    milliseconds = int(text) if _DIGITS.fullmatch(text) is not None else _date_time_ms(name, text)
+    return str(min(max(milliseconds, 0), AT_MS_MAX))
+
+
+def _date_time_ms(name: str, text: str) -> int:
+    match = _DATE_TIME.fullmatch(text)
+    if match is None:
+        raise _bad(name, "must be milliseconds since the epoch or an RFC 3339 date-time (2026-01-31T12:00:00Z)")
+    day_text, hours, minutes, seconds, fraction, offset = match.groups()
+    leap = seconds == "60"  # a leap second: the moment after :59
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    try:
+        parsed = datetime.datetime.fromisoformat(f"{day_text}T{hours}:{minutes}:{'59' if leap else seconds}{offset}")
+        epoch_ms = (parsed - EPOCH) // datetime.timedelta(milliseconds=1)
+    except ValueError:
+        raise _bad(name, "is not a date-time that exists") from None
+    except OverflowError:  # beyond year 1 or 9999 once its offset is applied
+        epoch_ms = -1 if day_text < "1970" else AT_MS_MAX
+    return epoch_ms + (1000 if leap else 0) + int((fraction or "0")[:3].ljust(3, "0"))
 
 
 def day(name: str, text: str) -> str:
+    """A day YYYY-MM-DD, clamped to the days the views can hold (the answer is the same)."""
     try:
         parsed = datetime.date.fromisoformat(text) if _DAY.fullmatch(text) else None
     except ValueError:
         parsed = None
-    if parsed is None or not DAY_MIN <= parsed <= DAY_MAX:
-        raise _bad(name, f"must be a day YYYY-MM-DD within {DAY_MIN}..{DAY_MAX}")
-    return parsed.isoformat()
+    if parsed is None:
+        raise _bad(name, "must be a day YYYY-MM-DD")
+    return min(max(parsed, DAY_MIN), DAY_MAX).isoformat()
 
 
 def raw_cut(name: str, text: str) -> str:
@@ -120,15 +133,15 @@ def raw_cut(name: str, text: str) -> str:
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReadRoute:
     """One documented read: the gateway's path, the query service's path after
-    /accounts/{id} (or the whole path for reads of no account), its parameters, and pairs
-    of parameters of which at most one (or, `one_of`, exactly one) may be given."""
+    /accounts/{id} (or the whole path for reads of no account), its parameters, a pair
+    of parameters of which at most one may be given, and what to forward if neither is."""
 
     path: str
     upstream: str
     parameters: Mapping[str, Parse]
     summary: str
     exclusive: tuple[str, str] | None = None
-    one_of: bool = False
+    default: tuple[str, str] | None = None
     rollup: bool = False
 
     @property
@@ -150,9 +163,9 @@ READ_ROUTES: tuple[ReadRoute, ...] = (
         "/v1/accounts/{account_id}/as-of",
         "/as-of",
         {**MIN_SEQ, "sequence": natural, "at": moment},
-        "The account right after an event, or as of a time",
+        "The account right after an event, or as of a time (neither: its newest state)",
         exclusive=("sequence", "at"),
-        one_of=True,
+        default=("sequence", str(INTEGER_MAX)),
     ),
     ReadRoute(
         "/v1/accounts/{account_id}/turnover",
@@ -186,15 +199,18 @@ def checked_parameters(route: ReadRoute, query: MultiMapping[str]) -> dict[str, 
             raise _bad(name, "is given more than once")
         if len(given[0]) > QUERY_PARAMETER_LENGTH_MAX:
             raise _bad(name, f"is longer than {QUERY_PARAMETER_LENGTH_MAX} characters")
-        if given[0] == "":
-            continue
         values[name] = route.parameters[name](name, given[0])
     if route.exclusive is not None:
         first, second = route.exclusive
         if first in values and second in values:
-            raise _bad(first, f"and {second} cannot both be given")
-        if route.one_of and first not in values and second not in values:
-            raise _bad(first, f"or {second} is required")
+            raise ApiError(
+                GatewayCode.CONFLICTING_PARAMETERS,
+                f"{first} and {second} cannot both be given",
+                details={"parameters": [first, second]},
+            )
+        if first not in values and second not in values and route.default is not None:
+            name, value = route.default
+            values[name] = value
     return values
 
 

@@ -3,8 +3,10 @@
 Amounts travel as exact decimal strings with their currency ("12.34" USD), or as integers
 of minor units in fields ending in `_minor`; JSON numbers with a fraction are refused,
 never rounded. Everything a command can carry is checked here before it reaches the
-codec (types, 64-bit integers, valid Unicode, bounds), so no body can make the gateway
-fail: what is wrong is an `ApiError` with a stable code.
+codec (types, 64-bit integers, valid Unicode, bounds), then the ledger's own stateless
+checks run (`ledger.commands.validate`), so no body can make the gateway fail and none
+the ledger would refuse without looking at its state is produced: what is wrong is an
+`ApiError` with a stable code.
 """
 
 from __future__ import annotations
@@ -180,7 +182,9 @@ def to_command(body: Any, *, idempotency_key: str | None = None) -> commands.Com
             GatewayCode.IDEMPOTENCY_KEY_CONFLICT, f"{cls.__name__} changes nothing and takes no Idempotency-Key"
         )
     command = cls(**values)
-    rejection = commands.check_envelope(command)
+    # The ledger's own stateless checks, before anything is produced: a command they refuse
+    # is answered at once (also when the client does not wait), and never remembered.
+    rejection = commands.validate(command)
     if rejection is not None:
         raise ApiError(rejection.code, rejection.message)
     return command

@@ -8,6 +8,7 @@ One stack serves the whole module.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import urllib.error
@@ -17,7 +18,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis
 import pytest
+import schemathesis
 
 from codec import EncodeError
 from foundation.settings import Settings
@@ -27,6 +30,8 @@ from streamwallet.stack import Stack
 from tests.conftest import fresh_settings
 
 pytestmark = pytest.mark.kafka
+READ_WAIT_MS = 300
+NOT_YET_ATTEMPTS_MAX = 100
 
 
 @dataclasses.dataclass
@@ -53,6 +58,15 @@ class Api:
             raw, status, answer_headers = error.read(), error.code, dict(error.headers)
         return status, json.loads(raw) if raw else None, answer_headers
 
+    def read(self, path: str) -> tuple[int, Any, dict[str, str]]:
+        """A read with min_seq, asked again while the view answers NOT_YET (as a client should)."""
+        for _attempt in range(NOT_YET_ATTEMPTS_MAX):
+            status, body, headers = self.call("GET", path)
+            if not (status == 409 and body["code"] == "NOT_YET"):
+                break
+            assert headers["Retry-After"] == "1"
+        return status, body, headers
+
     def command(self, body: dict[str, Any], **keywords: Any) -> tuple[int, Any, dict[str, str]]:
         return self.call("POST", "/v1/commands", body, **keywords)
 
@@ -60,7 +74,8 @@ class Api:
 @pytest.fixture(scope="module")
 def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     run_dir = tmp_path_factory.mktemp("gateway-contract")
-    settings = fresh_settings(kafka_bootstrap, run_dir, prefix="g")
+    # Reads with a min_seq the view never reaches (most fuzzed ones) wait this long, then 409.
+    settings = fresh_settings(kafka_bootstrap, run_dir, prefix="g", read_wait_ms_max=READ_WAIT_MS)
     stack = Stack(settings, run_dir)
     processes = [stack.worker(1).start(), stack.query().start(), stack.gateway().start()]
     try:
@@ -108,10 +123,10 @@ def test_reads_of_ids_with_reserved_characters_answer_that_account_and_reach_not
         for offset, account_id in enumerate((f"{run}{plain}", f"{run}{tricky}")):
             amount = 100 * (index + 1) + offset
             sequence = open_with_balance(api, account_id, amount)
-            status, body, _ = api.call("GET", f"/v1/accounts/{quoted(account_id)}?min_seq={sequence}")
+            status, body, _ = api.read(f"/v1/accounts/{quoted(account_id)}?min_seq={sequence}")
             assert status == 200, (account_id, body)
             assert body["account"]["account_id"] == account_id and body["account"]["balance"] == amount, body
-            status, page, _ = api.call("GET", f"/v1/accounts/{quoted(account_id)}/history?min_seq={sequence}")
+            status, page, _ = api.read(f"/v1/accounts/{quoted(account_id)}/history?min_seq={sequence}")
             assert status == 200 and page["account_id"] == account_id, page
             assert [event["balance"] for event in page["events"]] == [amount, 0], page
 
@@ -214,13 +229,14 @@ def test_idempotency_key_replays_the_original_and_refuses_another_body(api: Api)
     status, conflict, _ = api.command({**body, "amount": "3.00"}, headers={"Idempotency-Key": "pay-1"})
     assert status == 409 and conflict["code"] == "DEDUP_CONFLICT", conflict
     assert conflict["details"]["result"]["status"] == "REJECTED"
-    status, read, _ = api.call("GET", f"/v1/accounts/{quoted(account)}?min_seq={first['positions'][0]['sequence']}")
+    status, read, _ = api.read(f"/v1/accounts/{quoted(account)}?min_seq={first['positions'][0]['sequence']}")
     assert status == 200 and read["account"]["balance"] == 750 and read["account"]["decimal"]["balance"] == "7.50"
 
 
 def test_asynchronous_submit_answers_202_and_the_status_url_gives_the_outcome(api: Api) -> None:
     account = f"async-{uuid.uuid4().hex[:6]}"
-    open_with_balance(api, account, 500)
+    sequence = open_with_balance(api, account, 500)
+    assert api.read(f"/v1/accounts/{account}?min_seq={sequence}")[0] == 200  # the view knows its currency
     body: dict[str, Any] = {"type": "Deposit", "account_id": account, "amount_minor": 5, "currency": "USD"}
     ways: list[tuple[str, str, dict[str, str]]] = [
         ("/v1/commands?wait=false", "dep/1?#", {}),
@@ -257,6 +273,8 @@ def test_the_outcome_of_any_command_by_its_routing_key(api: Api) -> None:
     }
     status, result, _ = api.command(transfer)
     assert status == 200 and result["status"] == "ACCEPTED", result
+    for position in result["positions"]:  # the outcome takes the accounts' currencies from the view
+        assert api.read(f"/v1/accounts/{position['account_id']}?min_seq={position['sequence']}")[0] == 200
     path = f"/v1/commands/{transfer['command_id']}"
     status, outcome, _ = api.call("GET", f"{path}?account_id={source}")
     assert status == 200 and outcome["command_id"] == transfer["command_id"], outcome
@@ -308,3 +326,75 @@ def test_transport_errors_and_bounds_have_the_error_body(api: Api) -> None:
         assert set(answer) == {"code", "message", "details"}
         if status == 405:
             assert "Allow" in answer_headers
+
+
+# -- schemathesis against the served document ------------------------------------------------------
+
+# Bounded so the whole run takes about two minutes on a 2-core machine shared with the broker.
+FUZZ_POSITIVE_EXAMPLES = 250  # over every operation
+FUZZ_NEGATIVE_EXAMPLES = 200
+FUZZ_COMMAND_EXAMPLES = 100  # more for POST /v1/commands, positive and negative (its bodies are the richest)
+FUZZ_STATEFUL_SCENARIOS = 30
+FUZZ_STATEFUL_STEPS_MAX = 6
+# A schema-valid command may still be refused for what only state (or a rule no schema can
+# say, such as a currency's decimal places) decides: the ledger's 404, 409, 422, and 429.
+POSITIVE_STATUSES = ["2xx", "404", "409", "422", "429"]
+
+
+def fuzz_settings(examples: int, **keywords: Any) -> hypothesis.settings:
+    return hypothesis.settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,  # the same cases every run: a failure here is reproducible
+        database=None,
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        suppress_health_check=list(hypothesis.HealthCheck),
+        **keywords,
+    )
+
+
+def fuzz(
+    schema: Any, mode: schemathesis.GenerationMode, examples: int, *, base_url: str, ran: collections.Counter[str]
+) -> None:
+    """Cases of every operation generated in one mode, each sent and checked with every
+    check schemathesis has (no 5xx, status, content type, headers and body in the document,
+    positive data accepted, negative data refused)."""
+
+    @fuzz_settings(examples)
+    @hypothesis.given(case=schema.as_strategy(generation_mode=mode))
+    def run(case: Any) -> None:
+        ran[f"{mode.value} {case.operation.label}"] += 1
+        case.call_and_validate(base_url=base_url)
+
+    run()
+
+
+def test_schemathesis_finds_no_5xx_no_answer_outside_the_document_and_no_leaked_slot(api: Api) -> None:
+    config = schemathesis.Config.from_dict(
+        {"checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES}}}
+    )
+    schema = schemathesis.openapi.from_url(f"{api.url}/v1/openapi.json", config=config)
+    ran: collections.Counter[str] = collections.Counter()
+
+    submit = schema["/v1/commands"]["POST"]
+    for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
+        examples = FUZZ_POSITIVE_EXAMPLES if mode is schemathesis.GenerationMode.POSITIVE else FUZZ_NEGATIVE_EXAMPLES
+        fuzz(schema, mode, examples, base_url=api.url, ran=ran)
+        fuzz(submit, mode, FUZZ_COMMAND_EXAMPLES, base_url=api.url, ran=ran)
+
+    class Scenarios(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            ran[f"stateful {case.operation.label}"] += 1
+            return {"base_url": api.url}
+
+    Scenarios.run(
+        settings=fuzz_settings(FUZZ_STATEFUL_SCENARIOS, stateful_step_count=FUZZ_STATEFUL_STEPS_MAX),
+    )
+
+    total = sum(ran.values())
+    print(f"\nschemathesis: {total} cases")
+    for label, count in sorted(ran.items()):
+        print(f"  {count:5d}  {label}")
+    assert total >= FUZZ_POSITIVE_EXAMPLES + FUZZ_NEGATIVE_EXAMPLES + 2 * FUZZ_COMMAND_EXAMPLES, ran
+    status, counters, _ = api.call("GET", "/v1/status")
+    assert status == 200 and counters["pending"] == 0, counters

@@ -17,9 +17,18 @@ from multidict import MultiDict
 from schemathesis.core.result import Ok
 
 from gateway.errors import GATEWAY_STATUSES, LEDGER_STATUSES, ApiError, GatewayCode
-from gateway.limits import HISTORY_PAGE_EVENTS_DEFAULT, HISTORY_PAGE_EVENTS_MAX
+from gateway.limits import AT_MS_MAX, HISTORY_PAGE_EVENTS_DEFAULT, HISTORY_PAGE_EVENTS_MAX
 from gateway.openapi import SCHEMA_PREFIX, document
-from gateway.reads import READ_ROUTES, ReadRoute, checked_parameters, path_segment, upstream_url, with_decimals
+from gateway.reads import (
+    READ_ROUTES,
+    ReadRoute,
+    checked_parameters,
+    day,
+    moment,
+    path_segment,
+    upstream_url,
+    with_decimals,
+)
 from gateway.translate import MINOR_SUFFIX, MONEY_FIELDS, parse_json, to_command
 from ledger import commands
 from ledger.errors import ErrorCode
@@ -104,23 +113,26 @@ PARAMETERS: list[tuple[str, dict[str, Any] | list[tuple[str, str]], str | None]]
     ("/v1/accounts/{account_id}/history", {"limit": "1001"}, "PAGE_TOO_LARGE"),
     ("/v1/accounts/{account_id}/history", {"limit": "0"}, "BAD_PARAMETER"),
     ("/v1/accounts/{account_id}/history", {"limit": "ten"}, "BAD_PARAMETER"),
-    ("/v1/accounts/{account_id}/history", {"before": "1", "after": "2"}, "BAD_PARAMETER"),
+    ("/v1/accounts/{account_id}/history", {"before": "1", "after": "2"}, "CONFLICTING_PARAMETERS"),
     ("/v1/accounts/{account_id}/as-of", {"sequence": "3"}, None),
     ("/v1/accounts/{account_id}/as-of", {"at": "2026-01-01T00:00:00Z"}, None),
     ("/v1/accounts/{account_id}/as-of", {"at": "1700000000000"}, None),
-    ("/v1/accounts/{account_id}/as-of", {}, "BAD_PARAMETER"),
-    ("/v1/accounts/{account_id}/as-of", {"sequence": "1", "at": "1"}, "BAD_PARAMETER"),
+    ("/v1/accounts/{account_id}/as-of", {}, None),
+    ("/v1/accounts/{account_id}/as-of", {"sequence": "1", "at": "1"}, "CONFLICTING_PARAMETERS"),
     ("/v1/accounts/{account_id}/as-of", {"at": "yesterday"}, "BAD_PARAMETER"),
-    ("/v1/accounts/{account_id}/as-of", {"at": "9999-12-31T23:59:59"}, "BAD_PARAMETER"),
+    ("/v1/accounts/{account_id}/as-of", {"at": "2026-01-01T00:00:00"}, "BAD_PARAMETER"),  # no offset
+    ("/v1/accounts/{account_id}/as-of", {"at": "2026-02-30T00:00:00Z"}, "BAD_PARAMETER"),
     ("/v1/accounts/{account_id}/as-of", {"at": "1900-01-01"}, "BAD_PARAMETER"),
-    ("/v1/accounts/{account_id}/as-of", {"at": str(10**18)}, "BAD_PARAMETER"),
+    ("/v1/accounts/{account_id}/as-of", {"at": str(10**20)}, "BAD_PARAMETER"),
     ("/v1/accounts/{account_id}/turnover", {"from": "2026-01-01", "to": "2026-02-01"}, None),
     ("/v1/accounts/{account_id}/turnover", {"from": "20260101"}, "BAD_PARAMETER"),
     ("/v1/accounts/{account_id}/turnover", {"from": "2026-02-30"}, "BAD_PARAMETER"),
-    ("/v1/accounts/{account_id}/turnover", {"to": "2200-01-01"}, "BAD_PARAMETER"),
+    ("/v1/accounts/{account_id}/turnover", {"to": "2026-1-01"}, "BAD_PARAMETER"),
     ("/v1/accounts/{account_id}/rollup", {"min_seq": "x" * 100}, "BAD_PARAMETER"),
     ("/v1/totals", {"cut": "none"}, None),
     ("/v1/totals", {"cut": "all"}, "BAD_PARAMETER"),
+    ("/v1/totals", {"cut": ""}, "BAD_PARAMETER"),
+    ("/v1/accounts/{account_id}/history", {"limit": ""}, "BAD_PARAMETER"),
 ]
 
 
@@ -133,7 +145,7 @@ def test_read_parameters_are_checked_before_they_are_forwarded(path: str, query:
         return
     with pytest.raises(ApiError) as caught:
         checked_parameters(route, given)
-    assert caught.value.code.value == code and caught.value.status == 400
+    assert caught.value.code.value == code and caught.value.status == (422 if code == "CONFLICTING_PARAMETERS" else 400)
 
 
 @hypothesis.given(strategies.text(min_size=1, max_size=64))
@@ -143,6 +155,31 @@ def test_an_account_id_is_forwarded_as_exactly_one_segment(account_id: str) -> N
     assert not set(segment) & set("/?#.%") - {"%"} and "." not in segment
     url = upstream_url("http://query:1", ROUTES["/v1/accounts/{account_id}/history"], account_id, {"limit": "5"})
     assert url.raw_path == f"/accounts/{segment}/history" and url.query_string == "limit=5"
+
+
+@pytest.mark.parametrize(
+    ("text", "milliseconds"),
+    [
+        ("1700000000123", 1700000000123),
+        ("2026-01-31T12:00:00Z", 1769860800000),
+        ("2026-01-31t12:00:00.98765z", 1769860800987),
+        ("2026-01-31T13:30:00+01:30", 1769860800000),
+        ("2016-12-31T23:59:60Z", 1483228800000),  # a leap second
+        ("0001-01-01T00:00:00+23:59", 0),  # before 1970: clamped (no event is older)
+        ("9999-12-31T23:59:59-23:59", None),  # past 2262: clamped (no event is newer)
+        (str(2**63 - 1), None),
+    ],
+)
+def test_times_are_exact_milliseconds_clamped_to_what_the_views_hold(text: str, milliseconds: int | None) -> None:
+    assert moment("at", text) == str(AT_MS_MAX if milliseconds is None else milliseconds)
+
+
+def test_days_are_clamped_to_what_the_views_hold() -> None:
+    assert (day("from", "0107-09-30"), day("to", "9999-01-01"), day("to", "2026-03-01")) == (
+        "1970-01-01",
+        "2149-06-06",
+        "2026-03-01",
+    )
 
 
 def test_reads_gain_decimals_in_the_accounts_currency() -> None:

@@ -243,6 +243,54 @@ HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
     ("a command_id with a space", json.dumps(deposit(command_id="a b")).encode(), None, 422, "MALFORMED"),
     ("an account id of 65 characters", json.dumps(deposit(account_id="a" * 65)).encode(), None, 422, "MALFORMED"),
     ("an account id in unicode", json.dumps(deposit(account_id="ünï")).encode(), None, 422, "MALFORMED"),
+    (
+        "a reason past its bound",
+        json.dumps({"type": "LockAccount", "dedup_id": "l", "account_id": "a", "reason": "r" * 257}).encode(),
+        None,
+        422,
+        "MALFORMED",
+    ),
+    ("a zero amount", json.dumps(deposit(amount="0.00")).encode(), None, 422, "INVALID_AMOUNT"),
+    (
+        "a transfer to itself",
+        json.dumps(
+            {
+                "type": "Transfer",
+                "dedup_id": "t",
+                "from_account_id": "a",
+                "to_account_id": "a",
+                "amount": "1",
+                "currency": "USD",
+            }
+        ).encode(),
+        None,
+        422,
+        "SAME_ACCOUNT",
+    ),
+    (
+        "an unbalanced batch",
+        json.dumps({**BATCH, "legs": [LEG, {**LEG, "account_id": "b"}]}).encode(),
+        None,
+        422,
+        "UNBALANCED_BATCH",
+    ),
+    (
+        "a hold for 31 days",
+        json.dumps(
+            {
+                "type": "PlaceHold",
+                "dedup_id": "p",
+                "account_id": "a",
+                "hold_id": "h",
+                "amount_minor": 1,
+                "currency": "USD",
+                "ttl_ms": 31 * 86_400_000,
+            }
+        ).encode(),
+        None,
+        422,
+        "INVALID_EXPIRY",
+    ),
     ("a batch id with '|'", json.dumps({**BATCH, "batch_id": "a|b"}).encode(), None, 422, "MALFORMED"),
 ]
 
