@@ -227,37 +227,25 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _result_schema() -> dict[str, Any]:
     string, integer = {"type": "string"}, {"type": "integer"}
+    properties = {
+        "command_id": string,
+        "dedup_id": string,
+        "command_type": string,
+        "status": {"type": "string", "enum": ["ACCEPTED", "REJECTED"]},
+        "code": _nullable({"type": "string", "enum": [code.value for code in ErrorCode]}),
+        "message": string,
+        "reference_id": _nullable(string),
+        "positions": {"type": "array", "items": _ref("Position")},
+        "replayed": {"type": "boolean", "description": "A duplicate answered with the original's result."},
+        "original_command_id": string,
+        "decided_at_ms": integer,
+        "queried": _nullable(_ref("CommandResult")),
+    }
     return {
         "type": "object",
         "description": "The one final answer of the ledger to a command.",
-        "properties": {
-            "command_id": string,
-            "dedup_id": string,
-            "command_type": string,
-            "status": {"type": "string", "enum": ["ACCEPTED", "REJECTED"]},
-            "code": _nullable({"type": "string", "enum": [code.value for code in ErrorCode]}),
-            "message": string,
-            "reference_id": _nullable(string),
-            "positions": {"type": "array", "items": _ref("Position")},
-            "replayed": {"type": "boolean", "description": "A duplicate answered with the original's result."},
-            "original_command_id": string,
-            "decided_at_ms": integer,
-            "queried": _nullable(_ref("CommandResult")),
-        },
-        "required": [
-            "command_id",
-            "dedup_id",
-            "command_type",
-            "status",
-            "code",
-            "message",
-            "reference_id",
-            "positions",
-            "replayed",
-            "original_command_id",
-            "decided_at_ms",
-            "queried",
-        ],
+        "properties": properties,
+        "required": list(properties),
         "additionalProperties": False,
     }
 

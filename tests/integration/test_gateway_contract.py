@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -375,6 +376,7 @@ def test_schemathesis_finds_no_5xx_no_answer_outside_the_document_and_no_leaked_
     )
     schema = schemathesis.openapi.from_url(f"{api.url}/v1/openapi.json", config=config)
     ran: collections.Counter[str] = collections.Counter()
+    started = time.monotonic()
 
     submit = schema["/v1/commands"]["POST"]
     for mode in (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE):
@@ -392,7 +394,7 @@ def test_schemathesis_finds_no_5xx_no_answer_outside_the_document_and_no_leaked_
     )
 
     total = sum(ran.values())
-    print(f"\nschemathesis: {total} cases")
+    print(f"\nschemathesis: {total} cases in {time.monotonic() - started:.0f} s")
     for label, count in sorted(ran.items()):
         print(f"  {count:5d}  {label}")
     assert total >= FUZZ_POSITIVE_EXAMPLES + FUZZ_NEGATIVE_EXAMPLES + 2 * FUZZ_COMMAND_EXAMPLES, ran

@@ -26,6 +26,7 @@ BATCH = {
 }
 CAPTURE = {"type": "CaptureHold", "dedup_id": "c1", "account_id": "a", "hold_id": "h", "to_account_id": "b"}
 LIMITS = {"type": "UpdateLimits", "dedup_id": "u1", "account_id": "a"}
+HOLD = {"type": "PlaceHold", "dedup_id": "p", "account_id": "a", "hold_id": "h", "amount_minor": 1, "currency": "USD"}
 
 
 def deposit(**changes: Any) -> dict[str, Any]:
@@ -134,17 +135,7 @@ HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
     ("currency not a string", json.dumps(deposit(currency=840)).encode(), None, 400, "BAD_REQUEST"),
     (
         "ttl_ms past 64 bits",
-        json.dumps(
-            {
-                "type": "PlaceHold",
-                "dedup_id": "p",
-                "account_id": "a",
-                "hold_id": "h",
-                "amount_minor": 1,
-                "currency": "USD",
-                "ttl_ms": 2**64,
-            }
-        ).encode(),
+        json.dumps({**HOLD, "ttl_ms": 2**64}).encode(),
         None,
         400,
         "BAD_REQUEST",
@@ -276,17 +267,7 @@ HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
     ),
     (
         "a hold for 31 days",
-        json.dumps(
-            {
-                "type": "PlaceHold",
-                "dedup_id": "p",
-                "account_id": "a",
-                "hold_id": "h",
-                "amount_minor": 1,
-                "currency": "USD",
-                "ttl_ms": 31 * 86_400_000,
-            }
-        ).encode(),
+        json.dumps({**HOLD, "ttl_ms": 31 * 86_400_000}).encode(),
         None,
         422,
         "INVALID_EXPIRY",
