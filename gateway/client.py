@@ -108,7 +108,7 @@ class LedgerClient:
 
         try:
             self._produce_value(value, command.routing_key, on_delivery=delivered)
-        except BaseException as error:
+        except Exception as error:  # KafkaException, or anything else: the slot is released first
             self._fail(command_id, future, DeliveryError(str(error)))
             raise DeliveryError(str(error)) from error
         return future

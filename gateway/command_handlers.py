@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from typing import TypeVar
 
 from aiohttp import web
@@ -107,37 +109,41 @@ async def _within(future: concurrent.futures.Future[T], timeout_s: float) -> T |
     return wrapped.result()
 
 
+@contextlib.contextmanager
+def _kafka_errors() -> Iterator[None]:
+    """A command the codec refuses (the last line: translate.py refuses what it cannot carry)
+    or Kafka does not take, as the error body."""
+    try:
+        yield
+    except EncodeError as error:
+        raise ApiError(GatewayCode.BAD_REQUEST, f"the command cannot be encoded: {error}") from None
+    except DeliveryError as error:
+        raise ApiError(GatewayCode.KAFKA_UNAVAILABLE, f"Kafka did not take the command: {error}") from None
+
+
 def _submit(client: LedgerClient, command: commands.Command) -> concurrent.futures.Future[CommandResult]:
     try:
-        return client.submit(command)
+        with _kafka_errors():
+            return client.submit(command)
     except PendingLimitError as error:
         raise ApiError(GatewayCode.PENDING_LIMIT, str(error), details={"pending_max": client.pending_max}) from None
     except CommandIdPendingError as error:
         raise ApiError(GatewayCode.COMMAND_ID_PENDING, str(error)) from None
-    except EncodeError as error:  # the last line: translate.py refuses what the codec cannot carry
-        raise ApiError(GatewayCode.BAD_REQUEST, f"the command cannot be encoded: {error}") from None
-    except DeliveryError as error:
-        raise ApiError(GatewayCode.KAFKA_UNAVAILABLE, f"Kafka did not take the command: {error}") from None
 
 
 async def request_result(client: LedgerClient, command: commands.Command, timeout_s: float) -> CommandResult | None:
     """Submit and wait for the result, at most timeout_s (None then); the slot is free afterwards."""
     future = _submit(client, command)
     try:
-        return await _within(future, timeout_s)
-    except DeliveryError as error:
-        raise ApiError(GatewayCode.KAFKA_UNAVAILABLE, f"Kafka did not take the command: {error}") from None
+        with _kafka_errors():
+            return await _within(future, timeout_s)
     finally:
         client.forget(command.command_id)
 
 
 async def send(client: LedgerClient, command: commands.Command, timeout_s: float) -> None:
-    try:
+    with _kafka_errors():
         delivered = await _within(client.send(command), timeout_s)
-    except EncodeError as error:
-        raise ApiError(GatewayCode.BAD_REQUEST, f"the command cannot be encoded: {error}") from None
-    except DeliveryError as error:
-        raise ApiError(GatewayCode.KAFKA_UNAVAILABLE, f"Kafka did not take the command: {error}") from None
     if delivered is None:
         raise ApiError(
             GatewayCode.KAFKA_UNAVAILABLE,
