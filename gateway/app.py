@@ -1,85 +1,121 @@
-"""The HTTP gateway.
+"""The HTTP gateway: routes, the error body on every answer, and its life cycle.
 
-POST /v1/commands                {"type": "Deposit", "dedup_id": ..., "account_id": ..., "amount": "12.34",
-                                  "currency": "USD"}   -> 200 with the result (accepted or rejected),
-                                  400 for a request that is not a command, 202 if the result is late
-GET  /v1/accounts/{id}[?min_seq=N]  the balance, from the query service (read-your-writes with min_seq)
-GET  /health, /ready
+POST /v1/commands                        submit a command (gateway/command_handlers.py)
+GET  /v1/commands/{command_id}?account_id=   the outcome of an earlier command
+GET  /v1/accounts/{id}[/history|/as-of|/turnover|/rollup], /v1/totals   reads (gateway/reads.py)
+GET  /v1/openapi.json                    the contract (gateway/openapi.py)
+GET  /v1/status, /health, /ready         counters (pending submits), liveness, readiness
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from foundation.settings import Settings
-from gateway.client import LedgerClient, PendingLimitError
-from gateway.translate import RequestError, result_json, to_command
+from gateway import command_handlers
+from gateway.client import LedgerClient
+from gateway.errors import ApiError, GatewayCode, error_body, retry_headers
+from gateway.limits import BODY_BYTES_MAX
+from gateway.openapi import document
+from gateway.reads import READ_ROUTES, Reader, ReadRoute
 
 log = logging.getLogger(__name__)
-BODY_BYTES_MAX = 256 * 1024
 
 CLIENT_KEY: web.AppKey[LedgerClient] = web.AppKey("ledger_client")
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
-SESSION_KEY: web.AppKey[aiohttp.ClientSession] = web.AppKey("session")
+READER_KEY: web.AppKey[Reader] = web.AppKey("reader")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# aiohttp's own refusals (no route, wrong method, body too large), in the API's error body.
+HTTP_ERROR_CODES: dict[int, GatewayCode] = {
+    404: GatewayCode.NOT_FOUND,
+    405: GatewayCode.METHOD_NOT_ALLOWED,
+    413: GatewayCode.BODY_TOO_LARGE,
+    415: GatewayCode.UNSUPPORTED_MEDIA_TYPE,
+}
+PASSED_HEADERS = ("Allow",)
+
+
+def error_response(error: ApiError) -> web.Response:
+    return web.json_response(error.body(), status=error.status, headers=error.headers())
+
+
+@web.middleware
+async def error_bodies(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error, whoever raised it, as {"code", "message", "details"}."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error_response(error)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = HTTP_ERROR_CODES.get(error.status, GatewayCode.BAD_REQUEST)
+        headers = {name: error.headers[name] for name in PASSED_HEADERS if name in error.headers}
+        return web.json_response(
+            error_body(code, error.reason, {"method": request.method} if error.status == 405 else {}),
+            status=error.status,
+            headers={**headers, **retry_headers(error.status, code)},
+        )
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # a bug: logged with its trace, answered with the error body
+        log.exception("unexpected error answering %s %s", request.method, request.rel_url)
+        return error_response(ApiError(GatewayCode.INTERNAL, "unexpected error in the gateway; it is logged"))
+
+
+# -- handlers ------------------------------------------------------------------------------------
+
+
+def _client(request: web.Request) -> LedgerClient:
+    client = request.app.get(CLIENT_KEY)
+    if client is None:
+        raise ApiError(GatewayCode.NOT_READY, "the gateway is starting")
+    return client
+
+
+def _timeout_s(request: web.Request) -> float:
+    return request.app[SETTINGS_KEY].gateway_result_timeout_ms / 1000
 
 
 async def submit(request: web.Request) -> web.Response:
-    if request.content_length is not None and request.content_length > BODY_BYTES_MAX:
-        return web.json_response({"error": f"the body exceeds {BODY_BYTES_MAX} bytes"}, status=413)
-    try:
-        body = json.loads(await request.read())
-        command = to_command(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return web.json_response({"error": "the body is not JSON"}, status=400)
-    except RequestError as error:
-        return web.json_response({"error": str(error)}, status=400)
-    client = request.app[CLIENT_KEY]
-    settings = request.app[SETTINGS_KEY]
-    try:
-        future = client.submit(command)
-    except PendingLimitError as error:
-        return web.json_response({"error": str(error)}, status=503, headers={"Retry-After": "1"})
-    try:
-        result = await asyncio.wait_for(asyncio.wrap_future(future), settings.gateway_result_timeout_ms / 1000)
-    except TimeoutError:
-        client.forget(command.command_id)
-        return web.json_response(
-            {
-                "status": "PENDING",
-                "command_id": command.command_id,
-                "message": "no result yet; ask again with a QueryCommand for this command id",
-            },
-            status=202,
-        )
-    return web.json_response(result_json(result))
+    return await command_handlers.submit(request, client=_client(request), timeout_s=_timeout_s(request))
 
 
-READ_PATHS = (
-    "/accounts/{account_id}",
-    "/accounts/{account_id}/history",
-    "/accounts/{account_id}/as-of",
-    "/accounts/{account_id}/turnover",
-    "/accounts/{account_id}/rollup",
-    "/totals",
-)
+async def outcome(request: web.Request) -> web.Response:
+    return await command_handlers.outcome(
+        request, client=_client(request), reader=request.app[READER_KEY], timeout_s=_timeout_s(request)
+    )
 
 
-async def read(request: web.Request) -> web.Response:
-    """Reads are the query service's: pass them through (status, body and Retry-After)."""
-    settings = request.app[SETTINGS_KEY]
-    session = request.app[SESSION_KEY]
-    url = settings.query_url + request.path.removeprefix("/v1")
-    async with session.get(url, params=request.query) as response:
-        headers = {"Retry-After": response.headers["Retry-After"]} if "Retry-After" in response.headers else {}
-        return web.Response(
-            body=await response.read(), status=response.status, content_type="application/json", headers=headers
-        )
+async def read(request: web.Request, *, route: ReadRoute) -> web.Response:
+    account_id = request.match_info.get("account_id") if route.per_account else None
+    return web.json_response(await request.app[READER_KEY].read(route, account_id, request.query))
+
+
+def _status(request: web.Request) -> dict[str, Any]:
+    client = request.app.get(CLIENT_KEY)
+    reader = request.app.get(READER_KEY)
+    return {
+        "ready": client is not None,
+        "pending": 0 if client is None else client.pending(),
+        "pending_max": request.app[SETTINGS_KEY].gateway_pending_max if client is None else client.pending_max,
+        "reads_in_flight": 0 if reader is None else reader.reads.count,
+    }
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(_status(request))
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(document())
 
 
 async def health(request: web.Request) -> web.Response:
@@ -87,28 +123,35 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    is_ready = CLIENT_KEY in request.app
-    return web.json_response({"ready": is_ready}, status=200 if is_ready else 503)
+    answer = _status(request)
+    return web.json_response(answer, status=200 if answer["ready"] else 503)
+
+
+# -- the application -----------------------------------------------------------------------------
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=BODY_BYTES_MAX)
+    app = web.Application(client_max_size=BODY_BYTES_MAX, middlewares=[error_bodies])
     app[SETTINGS_KEY] = settings
 
     async def lifecycle(app: web.Application) -> Any:
         loop = asyncio.get_running_loop()
+        session = aiohttp.ClientSession()
+        app[READER_KEY] = Reader(settings.query_url, session)
         app[CLIENT_KEY] = await loop.run_in_executor(None, LedgerClient, settings)
-        app[SESSION_KEY] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         yield
-        await app[SESSION_KEY].close()
+        await session.close()
         await loop.run_in_executor(None, app[CLIENT_KEY].close)
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/v1/commands", submit)
-    for path in READ_PATHS:
-        app.router.add_get(f"/v1{path}", read)
-    app.router.add_get("/health", health)
-    app.router.add_get("/ready", ready)
+    app.router.add_get("/v1/commands/{command_id}", outcome, allow_head=False)
+    for route in READ_ROUTES:
+        app.router.add_get(route.path, functools.partial(read, route=route), allow_head=False)
+    app.router.add_get("/v1/openapi.json", openapi, allow_head=False)
+    app.router.add_get("/v1/status", status, allow_head=False)
+    app.router.add_get("/health", health, allow_head=False)
+    app.router.add_get("/ready", ready, allow_head=False)
     return app
 
 

@@ -9,13 +9,14 @@ gateway, the demo and the benchmarks.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import threading
 import time
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from codec import Codec
 from foundation.clients import kafka_config
@@ -32,6 +33,14 @@ READ_BATCH_MESSAGES = 5000
 
 class PendingLimitError(RuntimeError):
     """Too many commands are waiting for results; try again later."""
+
+
+class CommandIdPendingError(RuntimeError):
+    """A command with the same id already waits for its result here."""
+
+
+class DeliveryError(RuntimeError):
+    """Kafka did not take the command (it was never produced, or its delivery failed)."""
 
 
 class LedgerClient:
@@ -79,23 +88,67 @@ class LedgerClient:
         return low_high[1]
 
     def submit(self, command: Command) -> concurrent.futures.Future[CommandResult]:
-        """Produce a command; the future resolves with its final result."""
+        """Produce a command; the future resolves with its final result, or fails with
+        DeliveryError if Kafka does not take the command. Raises EncodeError for a command
+        the codec cannot carry, PendingLimitError and CommandIdPendingError; the pending
+        slot is released on every path that ends without a result."""
+        value = self.codec.encode(command)
         future: concurrent.futures.Future[CommandResult] = concurrent.futures.Future()
+        command_id = command.command_id
         with self._lock:
             if len(self._pending) >= self.pending_max:
                 raise PendingLimitError(f"{self.pending_max} commands already wait for results")
-            self._pending[command.command_id] = future
-        self.produce(command)
+            if command_id in self._pending:
+                raise CommandIdPendingError(f"a command with id {command_id} already waits for its result")
+            self._pending[command_id] = future
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                self._fail(command_id, future, DeliveryError(str(error)))
+
+        try:
+            self._produce_value(value, command.routing_key, on_delivery=delivered)
+        except Exception as error:  # KafkaException, or anything else: the slot is released first
+            self._fail(command_id, future, DeliveryError(str(error)))
+            raise DeliveryError(str(error)) from error
         return future
+
+    def send(self, command: Command) -> concurrent.futures.Future[bool]:
+        """Produce a command without waiting for its result; the future resolves (True) once
+        Kafka has it (acks=all), or fails with DeliveryError."""
+        value = self.codec.encode(command)
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+
+        def delivered(error: Any, message: Any) -> None:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
+                if error is not None:
+                    future.set_exception(DeliveryError(str(error)))
+                else:
+                    future.set_result(True)
+
+        try:
+            self._produce_value(value, command.routing_key, on_delivery=delivered)
+        except KafkaException as error:
+            raise DeliveryError(str(error)) from error
+        return future
+
+    def _fail(self, command_id: str, future: concurrent.futures.Future[CommandResult], error: DeliveryError) -> None:
+        with self._lock:
+            if self._pending.get(command_id) is future:
+                del self._pending[command_id]
+        with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled meanwhile
+            future.set_exception(error)
 
     def produce(self, command: Command, *, on_delivery: Any = None) -> None:
         """Produce without waiting for a result (fire and forget, or for results read elsewhere)."""
-        value = self.codec.encode(command)
+        self._produce_value(self.codec.encode(command), command.routing_key, on_delivery=on_delivery)
+
+    def _produce_value(self, value: bytes, routing_key: str, *, on_delivery: Any) -> None:
         produce_when_room(
             self._producer,
             self.topology.commands.name,
             value,
-            command.routing_key.encode(),
+            routing_key.encode(),
             wait_s=0.01,
             on_delivery=on_delivery,
         )
@@ -125,6 +178,7 @@ class LedgerClient:
 
     def _read_results(self) -> None:
         while not self._stop.is_set():
+            self._producer.poll(0)  # delivery reports (failed deliveries release their slots)
             messages = take_available(self._consumer, READ_BATCH_MESSAGES, 0.05)
             if not messages:
                 continue
@@ -138,8 +192,12 @@ class LedgerClient:
                     if future is not None:
                         resolved.append((future, self.codec.decode(message.value() or b"")))
             for future, result in resolved:
-                if not future.done():
-                    future.set_result(result)
+                _resolve(future, result)
+
+
+def _resolve(future: concurrent.futures.Future[CommandResult], result: CommandResult) -> None:
+    with contextlib.suppress(concurrent.futures.InvalidStateError):  # cancelled or failed meanwhile
+        future.set_result(result)
 
 
 def wait_all(futures: list[concurrent.futures.Future[CommandResult]], timeout_s: float) -> list[CommandResult]:

@@ -102,15 +102,15 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
                 "currency": "USD",
             },
         )
-        assert status == 200, result
         if kind == "Deposit":
             http_balance += index * 100 + 25
-            assert result["status"] == "ACCEPTED"
+            assert status == 200 and result["status"] == "ACCEPTED", result
         elif http_balance >= index * 100 + 25:
             http_balance -= index * 100 + 25
-            assert result["status"] == "ACCEPTED"
-        else:
-            assert result["code"] == "INSUFFICIENT_FUNDS"
+            assert status == 200 and result["status"] == "ACCEPTED", result
+        else:  # a refusal is the error body with the ledger's code, the result in its details
+            assert status == 409 and result["code"] == "INSUFFICIENT_FUNDS", result
+            assert result["details"]["result"]["status"] == "REJECTED"
     status, repeated = http(
         "POST",
         f"{gateway}/v1/commands",
@@ -134,7 +134,7 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
             "currency": "USD",
         },
     )
-    assert status == 400 and "decimal string" in bad["error"]
+    assert status == 400 and bad["code"] == "BAD_REQUEST" and "decimal string" in bad["message"], bad
 
     results = wait_for_results(settings, codec, set(expected))
     counts = collections.Counter(result.command_id for result in results)
