@@ -7,10 +7,11 @@ leadership settles (new topics, broker restarts)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import IsolationLevel, TopicPartition
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 from foundation.consuming import TRANSIENT_BUDGET_S_DEFAULT, retry_transient
@@ -32,7 +33,14 @@ def end_offsets(
 
     def list_offsets() -> dict[int, int]:
         futures = admin.list_offsets(requested, isolation_level=isolation, request_timeout=LIST_OFFSETS_TIMEOUT_S)
-        return {tp.partition: future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset for tp, future in futures.items()}
+        try:
+            return {
+                tp.partition: future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset for tp, future in futures.items()
+            }
+        except concurrent.futures.TimeoutError:
+            # No answer at all (a leader that died with the request in flight): as transient
+            # as librdkafka's own timeouts, so retried the same way.
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "ListOffsets got no answer")) from None
 
     return retry_transient(list_offsets, budget_s=budget_s)
 

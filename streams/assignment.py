@@ -124,6 +124,13 @@ class Ownership:
         starts: list[KafkaPartition] = []
         for partition in numbers:  # 3. start where the state is
             positions = self._positions(partition, committed)
+            log.info(
+                "partition %d: state restored to changelog offset %s, input at commands %d, legs %d",
+                partition,
+                self.restorer.applied.get(partition),
+                positions.commands,
+                positions.legs,
+            )
             store = PartitionStore(self.local, partition)
             self.shards[partition] = OwnedShard(
                 partition=partition, store=store, shard=self.new_shard(store, partition), positions=positions
@@ -137,6 +144,11 @@ class Ownership:
 
     def on_lost(self, consumer: Any, lost: list[KafkaPartition]) -> None:
         self._drop(lost, lost=True)
+
+    def drop_all(self) -> None:
+        """Give up every partition (the consumer is being replaced; the group will assign
+        them again, to this worker or another)."""
+        self._drop([KafkaPartition(self.commands_topic, partition) for partition in self.shards], lost=True)
 
     def _drop(self, partitions: list[KafkaPartition], *, lost: bool) -> None:
         self.generation += 1
@@ -191,13 +203,15 @@ class Ownership:
             if in_group > in_state and in_state != NONE:
                 raise InvariantViolation(
                     f"{topic}[{partition}]: the group committed offset {in_group} but the restored state includes "
-                    f"input only up to {in_state}; a committed batch's state change is missing from the changelog"
+                    f"input only up to {in_state} (changelog restored to {self.restorer.applied.get(partition)}); "
+                    "a committed batch's state change is missing from the changelog"
                 )
             if in_state == NONE and in_group != NONE:
                 if not self.local.has_state(partition):
                     raise InvariantViolation(
-                        f"{topic}[{partition}]: the group committed offset {in_group} but the changelog holds no "
-                        "state for the partition (deleted or recreated?); deciding from nothing would apply "
+                        f"{topic}[{partition}]: the group committed offset {in_group} but the changelog (restored to "
+                        f"{self.restorer.applied.get(partition)}) holds no state for the partition (deleted or "
+                        "recreated?); deciding from nothing would apply "
                         "commands to missing accounts. Use a new topic prefix, or reset the group's offsets."
                     )
                 in_state = in_group  # state written before positions were recorded (an older version)

@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 10.0
 GC_THRESHOLDS = (50_000, 50, 1_000)
 CONSUMER_ERROR_LOG_INTERVAL_S = 5.0
+# More consumer renewals than this within the window: another instance with this worker id
+# is probably running; the worker stops (WorkerFenced) rather than fence it back forever.
+CONSUMER_RENEWALS_MAX = 5
+CONSUMER_RENEWALS_WINDOW_S = 300.0
 # How long the worker rides out an unreachable broker, coordinator or leader before it
 # gives up and stops (an orchestrator then restarts it). Brokers are replaced in seconds.
 BROKER_OUTAGE_S_MAX = 120.0
@@ -78,6 +82,7 @@ class ProcessorMetrics:
     transactions: int = 0
     aborts: int = 0
     producers_replaced: int = 0
+    consumers_renewed: int = 0
     dead_letters: int = 0
     events: int = 0
     results: int = 0
@@ -163,6 +168,7 @@ class LedgerProcessor:
         self._restorer: Restorer | None = None
         self._delivered: dict[int, int] = {}  # changelog partition -> offset of our last record
         self._next_checkpoint_s = 0.0
+        self._consumers_renewed_at: list[float] = []
         self.ready = threading.Event()  # set once the first assignment is restored
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -233,18 +239,56 @@ class LedgerProcessor:
                 budget_s=BROKER_OUTAGE_S_MAX,
             )
             self._ownership.on_ready = self._assignment_changed
-            self._consumer = Consumer(clients.consumer_config(settings))
-            self._consumer.subscribe(
-                [self._commands_topic, self._legs_topic],
-                on_assign=self._ownership.on_assign,
-                on_revoke=self._ownership.on_revoke,
-                on_lost=self._ownership.on_lost,
-            )
+            self._consumer = self._new_consumer()
             while not stop.is_set():
                 self._iteration()
             clean = True
         finally:
             self._close(clean=clean)
+
+    def _new_consumer(self) -> Any:
+        ownership = self._ownership
+        if ownership is None:
+            raise RuntimeError("the processor is not running")
+        consumer = Consumer(clients.consumer_config(self.settings))
+        consumer.subscribe(
+            [self._commands_topic, self._legs_topic],
+            on_assign=ownership.on_assign,
+            on_revoke=ownership.on_revoke,
+            on_lost=ownership.on_lost,
+        )
+        return consumer
+
+    def _renew_consumer(self, reason: str) -> None:
+        """The consumer failed fatally. With static membership that is most often the group
+        fencing this very member after its session ran out while a coordinator moved
+        (librdkafka #3437), not a second instance: leave every partition (they are assigned
+        again, and restored, through the new consumer) and join again. A second instance
+        with this worker id would be fenced in turn; neither can commit offsets for a
+        generation it is not part of, so nothing is doubled, and the bound below stops
+        the tug of war."""
+        ownership = self._ownership
+        if ownership is None:
+            raise RuntimeError("the processor is not running")
+        now_s = time.monotonic()
+        self._consumers_renewed_at = [
+            moment for moment in self._consumers_renewed_at if now_s - moment < CONSUMER_RENEWALS_WINDOW_S
+        ]
+        if len(self._consumers_renewed_at) >= CONSUMER_RENEWALS_MAX:
+            raise WorkerFenced(
+                f"the group fenced this worker's consumer {len(self._consumers_renewed_at)} times within "
+                f"{CONSUMER_RENEWALS_WINDOW_S:.0f}s (is another instance running with worker id "
+                f"{self.settings.worker_id}?); last: {reason}"
+            )
+        self._consumers_renewed_at.append(now_s)
+        log.error("the consumer failed (%s); leaving its partitions and joining the group again", reason)
+        ownership.drop_all()
+        try:
+            self._consumer.close()
+        except (KafkaException, RuntimeError) as closing:
+            log.warning("closing the failed consumer: %s", closing)
+        self._consumer = self._new_consumer()
+        self.metrics.consumers_renewed += 1
 
     def _topic_id(self, admin: Any, name: str) -> str:
         def describe() -> str:
@@ -345,7 +389,8 @@ class LedgerProcessor:
             if error is None:
                 usable.append(message)
             elif error.fatal() or is_fenced(error):
-                raise WorkerFenced(f"the consumer failed: {error}") if is_fenced(error) else KafkaException(error)
+                self._renew_consumer(str(error))
+                return []
             elif error.code() == KafkaError._AUTO_OFFSET_RESET:
                 raise InvariantViolation(
                     f"{message.topic()}[{message.partition()}]: the position the state records is no longer in the "

@@ -21,6 +21,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from foundation.offsets import high_watermarks, last_stable_offsets
+from ledger.errors import InvariantViolation
 from streams.store import LocalState
 from topologies.topics import CHANGELOG_TOMBSTONE_RETENTION_MS
 
@@ -58,7 +59,11 @@ class Restorer:
         if not partitions:
             return
         ends = self.stable_ends(partitions)
-        positions = {partition: self._start(partition, ends[partition]) for partition in partitions}
+        positions: dict[int, int] = {}
+        for partition in partitions:
+            positions[partition] = self._start(partition)
+            if positions[partition] > ends[partition]:
+                ends[partition] = self._end_at_least(partition, positions[partition])
         behind = {partition for partition in partitions if positions[partition] < ends[partition]}
         self.consumer.assign([KafkaPartition(self.topic, partition, positions[partition]) for partition in behind])
         try:
@@ -74,12 +79,11 @@ class Restorer:
             self.applied[partition] = positions[partition]
             self.local.write_checkpoint(partition, positions[partition], self.topic_id)
 
-    def _start(self, partition: int, end: int) -> int:
+    def _start(self, partition: int) -> int:
         checkpoint = self.local.checkpoint(partition)
         if (
             checkpoint is None
             or checkpoint.topic_id != self.topic_id
-            or checkpoint.offset > end
             or time.time() * 1000 - checkpoint.written_ms > CHECKPOINT_AGE_MAX_MS
         ):
             # No usable checkpoint (new here, another cluster or topic, or too old to trust
@@ -87,6 +91,27 @@ class Restorer:
             self.local.wipe(partition)
             return 0
         return checkpoint.offset
+
+    def _end_at_least(self, partition: int, checkpoint: int) -> int:
+        """The changelog seems to end below what this worker applied from it. Right after a
+        leader change a broker may answer with an end it has not caught up to yet: ask again.
+        If it stays below, committed records were lost (an unclean leader election, a topic
+        restored from a backup): deciding on, or wiping, state the log no longer has would
+        be wrong either way, so the worker stops and says so."""
+        deadline = time.monotonic() + self.budget_s
+        while True:
+            end = self.stable_ends([partition])[partition]
+            if end >= checkpoint:
+                return end
+            if time.monotonic() > deadline:
+                raise InvariantViolation(
+                    f"{self.topic}[{partition}] ends at offset {end}, but this worker's RocksDB already holds its "
+                    f"records up to {checkpoint}: the changelog lost committed records"
+                )
+            log.warning(
+                "%s[%d] ends at %d, below the checkpoint %d: asking again", self.topic, partition, end, checkpoint
+            )
+            time.sleep(STABLE_WAIT_POLL_S * 10)
 
     def _apply_next(self, positions: dict[int, int]) -> None:
         batches: dict[int, list[tuple[bytes, bytes | None]]] = {}

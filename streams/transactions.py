@@ -16,9 +16,9 @@ librdkafka sorts transaction errors into three kinds, and the loop answers each 
   (a commit interrupted), reloads its partitions' state from the changelog before it
   decides anything more (streams/assignment.py `reload`). This is safe against a real
   second instance too: every changelog write rides with group offsets, which the group
-  refuses from a member it replaced; that member's consumer then fails with
-  FENCED_INSTANCE_ID, and it stops (`WorkerFenced`). Too many replacements in a short
-  time stop the worker as well (`ProducerFailing`).
+  refuses from a member it replaced (FENCED_INSTANCE_ID; the consumer is then renewed,
+  a bounded number of times, streams/processor.py `_renew_consumer`). Too many
+  replacements in a short time stop the worker (`ProducerFailing`).
 
 Two facts of librdkafka 2.16 against Kafka 4.1 shape the code (both shown by
 tests/integration/test_transaction_abort.py):

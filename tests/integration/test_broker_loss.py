@@ -156,6 +156,7 @@ def run_broker_faults(
     assert reconciled == EXIT_OK, "the views differ from the events replayed"
 
 
+@pytest.mark.timeout(1800)
 def test_the_ledger_rides_out_the_loss_of_a_leader_the_coordinator_and_the_controller(
     cluster: kafka.Cluster, tmp_path: Any
 ) -> None:
@@ -163,5 +164,6 @@ def test_the_ledger_rides_out_the_loss_of_a_leader_the_coordinator_and_the_contr
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)
 def test_broker_loss_soak(cluster: kafka.Cluster, tmp_path: Any) -> None:
     run_broker_faults(cluster, tmp_path, commands=300_000, rate_per_s=800, random_faults=True, seed=32)

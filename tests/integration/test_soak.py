@@ -1,0 +1,117 @@
+"""The soak: at least a million commands of every kind through two workers and the query
+service on a three-broker cluster, with a fault every few seconds, of every kind we can
+produce on one machine — a worker killed (kill -9; its supervisor restarts it), a worker
+frozen past its session (a zombie), a broker killed (the leader of a commands partition,
+a worker's transaction coordinator, the active controller) and restarted, a broker
+frozen past its session. Then the checker and reconcile, as after every fault test, and
+the figures: commands, faults by kind, lost, doubled, conservation error, and the longest
+gap in results per fault kind.
+
+Run with `pytest --soak tests/integration/test_soak.py -s` (it takes a while).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from codec import Codec
+from deploy.local import kafka
+from sinks.commands import EXIT_OK, reconcile_command
+from streamwallet.stack import Stack
+from tests.checker import check_ledger
+from tests.conftest import fresh_settings
+from tests.faults import ResultsWatcher, Streamer, funded_mixed_workload, pause_for
+from tests.integration.test_broker_loss import BrokerFaults, Fault
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_SOAK_PORT", "29600"))
+SOAK_COMMANDS = int(os.environ.get("STREAMWALLET_SOAK_COMMANDS", "1000000"))
+SOAK_RATE_PER_S = float(os.environ.get("STREAMWALLET_SOAK_RATE", "1500"))
+FAULT_EVERY_S = (2.0, 6.0)
+WORKER_FAULTS = ("worker killed", "worker frozen")
+BROKER_FAULTS = ("leader", "coordinator", "controller", "frozen")
+
+
+@pytest.fixture
+def cluster() -> Iterator[kafka.Cluster]:
+    started = kafka.start(name="test3-soak", brokers=3, base_port=BASE_PORT)
+    try:
+        yield started
+    finally:
+        kafka.stop(name="test3-soak", wipe=True)
+
+
+@pytest.mark.timeout(6 * 3600)
+def test_a_million_commands_through_every_kind_of_fault(cluster: kafka.Cluster, tmp_path: Any) -> None:
+    settings = fresh_settings(
+        cluster.bootstrap_servers, tmp_path, prefix="s", replication_factor=3, min_insync_replicas=2
+    )
+    codec = Codec()
+    rng = random.Random(41)
+    stack = Stack(settings, tmp_path)
+    workers = [stack.worker(1).start(), stack.worker(2).start()]
+    query = stack.query().start()
+    for process in [*workers, query]:
+        process.wait_ready()
+    stack.supervise()
+    watcher = ResultsWatcher(settings)
+    brokers = BrokerFaults(cluster, settings)
+    faults: list[Fault] = []
+    started_s = time.monotonic()
+    try:
+        workload, _ = funded_mixed_workload(settings, accounts=2_000, count=SOAK_COMMANDS, seed=41)
+        streamer = Streamer(settings, workload, rate_per_s=SOAK_RATE_PER_S).start()
+        while not streamer.done:
+            time.sleep(rng.uniform(*FAULT_EVERY_S))
+            kind = rng.choice([*WORKER_FAULTS, *BROKER_FAULTS])
+            if kind == "worker killed":
+                fault = Fault(kind, 0, time.monotonic())
+                rng.choice(workers).kill(restart=True)  # the supervisor starts it again
+                fault.ended_s = time.monotonic()
+                faults.append(fault)
+            elif kind == "worker frozen":
+                fault = Fault(kind, 0, time.monotonic())
+                pause_for(rng.choice(workers), settings.session_timeout_ms / 1000 + rng.uniform(1.0, 5.0))
+                fault.ended_s = time.monotonic()
+                faults.append(fault)
+            else:
+                before = len(brokers.done)
+                if kind == "frozen":
+                    brokers.freeze(rng.randint(1, len(cluster.nodes)))
+                else:
+                    choose = {"leader": brokers.leader, "coordinator": brokers.coordinator}.get(
+                        kind, brokers.controller
+                    )
+                    brokers.kill_and_restart(f"{kind} killed", choose())
+                faults.extend(brokers.done[before:])
+        streamer.join()
+        report = check_ledger(
+            settings, codec, workload, results_timeout_s=900, settle_s=3 * settings.tick_interval_ms / 1000 + 3
+        )
+        reconciled = reconcile_command(settings, via="service")
+    finally:
+        watcher.stop()
+        stack.stop_all()
+    kinds = collections.Counter(fault.kind for fault in faults)
+    gaps: dict[str, float] = {}
+    for fault in faults:
+        gaps[fault.kind] = max(gaps.get(fault.kind, 0.0), watcher.longest_gap_s(fault.started_s, fault.ended_s + 30))
+    conservation = sum(abs(error) for error in report.conservation_error.values())
+    print(
+        f"\nsoak: {report.commands} commands in {time.monotonic() - started_s:.0f}s; faults {sum(kinds.values())}: "
+        f"{dict(kinds)}\nlost {len(report.missing)}, doubled {len(report.doubled)}, reused sequences "
+        f"{report.reused_sequences}, conservation error {conservation}\nlongest gap in results per fault kind (s): "
+        + ", ".join(f"{kind} {gap:.1f}" for kind, gap in sorted(gaps.items()))
+        + f"\nrestarts by the supervisor: {[process.restarts for process in [*workers, query]]}"
+    )
+    assert "InvariantViolation" not in "".join(process.tail(10**9) for process in [*workers, query])
+    assert report.problems() == []
+    assert reconciled == EXIT_OK
