@@ -1,0 +1,38 @@
+"""The query service's process: the service (sinks/service.py) and its HTTP API
+(sinks/routes.py) in one aiohttp application."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from foundation.settings import Settings
+from sinks import routes
+from sinks.clickhouse import StoreInUseError, StoreLockedError, connect
+from sinks.service import QueryService
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application()
+    service = QueryService(settings)
+    app[routes.STATE_KEY] = service
+
+    async def lifecycle(app: web.Application) -> Any:
+        await service.start()
+        yield
+        await service.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    routes.add_routes(app.router)
+    return app
+
+
+def run_query_service(settings: Settings) -> None:
+    try:
+        connect(settings.clickhouse_dsn)  # fail at once, with the reason, if another process holds the store
+    except (StoreLockedError, StoreInUseError) as error:
+        print(f"streamwallet query: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
+    web.run_app(create_app(settings), host=settings.query_host, port=settings.query_port, print=None)
