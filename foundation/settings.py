@@ -59,6 +59,9 @@ class Settings:
     query_port: int = 8081
     query_url: str = "http://127.0.0.1:8081"  # where clients (the gateway) reach it
     read_wait_ms_max: int = 5_000  # how long a read with min_seq waits for the view
+    # Serve reads of a store another process writes (e.g. another query service's SQL
+    # endpoint as STREAMWALLET_CLICKHOUSE_DSN): no sink, no migrations, no rebuild.
+    query_read_only: bool = False
 
     # HTTP gateway
     gateway_host: str = "127.0.0.1"

@@ -11,7 +11,8 @@ from aiohttp import web
 from foundation.settings import Settings
 from sinks import routes
 from sinks.clickhouse import StoreInUseError, StoreLockedError, connect
-from sinks.service import QueryService
+from sinks.schema import SchemaError
+from sinks.service import QueryService, StoreReadOnlyError
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -32,7 +33,7 @@ def create_app(settings: Settings) -> web.Application:
 def run_query_service(settings: Settings) -> None:
     try:
         connect(settings.clickhouse_dsn)  # fail at once, with the reason, if another process holds the store
-    except (StoreLockedError, StoreInUseError) as error:
+        web.run_app(create_app(settings), host=settings.query_host, port=settings.query_port, print=None)
+    except (StoreLockedError, StoreInUseError, StoreReadOnlyError, SchemaError) as error:
         print(f"streamwallet query: {error}", file=sys.stderr)
         raise SystemExit(2) from error
-    web.run_app(create_app(settings), host=settings.query_host, port=settings.query_port, print=None)

@@ -58,6 +58,14 @@ def connect(dsn: str, *, database: str | None = None) -> Any:
     )
 
 
+def redacted(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    url = urlparse(dsn)
+    if url.password is None:
+        return dsn
+    return url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@")).geturl()
+
+
 def _explain(error: Exception, folder: str) -> Exception:
     text = str(error)
     stderr = getattr(error, "captured_stderr", "")

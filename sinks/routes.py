@@ -89,9 +89,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    service = request.app[STATE_KEY]
-    sink = service.sink
-    is_ready = service.alive and sink is not None and bool(sink.metrics.positions) and not service.sink_failing
+    is_ready = request.app[STATE_KEY].ready
     return web.json_response({"ready": is_ready}, status=200 if is_ready else 503)
 
 
@@ -100,6 +98,7 @@ async def metrics(request: web.Request) -> web.Response:
     sink = dataclasses.asdict(service.sink.metrics) if service.sink else {}
     return web.json_response(
         {
+            "read_only": service.read_only,
             "sink": sink,
             "sink_restarts": service.sink_restarts,
             "failure": service.failure,
@@ -214,8 +213,16 @@ async def totals(request: web.Request) -> web.Response:
     )
 
 
+def _refused_read_only(service: QueryService, what: str) -> web.Response | None:
+    if not service.read_only:
+        return None
+    return _error(409, f"this query service serves reads only (STREAMWALLET_QUERY_READ_ONLY); {what} the writer")
+
+
 async def reconciliation(request: web.Request) -> web.Response:
     service = request.app[STATE_KEY]
+    if refusal := _refused_read_only(service, "reconcile against"):
+        return refusal
     if service.reconciling.locked():
         return _error(409, "a reconciliation is running; ask again when it is done")
     async with service.reconciling:
@@ -228,6 +235,8 @@ async def reconciliation(request: web.Request) -> web.Response:
 
 async def start_rebuild(request: web.Request) -> web.Response:
     service = request.app[STATE_KEY]
+    if refusal := _refused_read_only(service, "rebuild on"):
+        return refusal
     progress = service.rebuild_progress
     if progress is not None and progress.phase not in FINISHED_PHASES:
         return web.json_response({"error": "a rebuild is running", "rebuild": dataclasses.asdict(progress)}, status=409)

@@ -25,15 +25,18 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import DatabaseError
+
 from foundation.settings import Settings
 from sinks import views
-from sinks.clickhouse import ClientPool, connect
+from sinks.clickhouse import ClientPool, connect, redacted
 from sinks.events import EventSink, Written, passed
 from sinks.rebuild import RebuildProgress, rebuild
 from sinks.reconcile import reconcile
-from sinks.schema import migrate
+from sinks.schema import check_schema, migrate
 
 log = logging.getLogger(__name__)
+READONLY_CODE = 164  # ClickHouse's READONLY: the store refuses writes
 
 QUERY_THREADS = 8  # readers running at once, each with its own client
 READ_WAITERS_MAX = 10_000  # reads waiting for min_seq at once; more get 503
@@ -42,6 +45,11 @@ SINK_RESTART_DELAY_S_MAX = 30.0
 SINK_STOP_TIMEOUT_S = 30.0
 REACH_TIMEOUT_S = 120.0  # reconciliation waits this long at most for the sink to pass its cut
 REACH_POLL_S = 0.05
+READ_ONLY_POLL_S = 0.05  # a read-only service has no sink to wake its readers: they look again this often
+
+
+class StoreReadOnlyError(RuntimeError):
+    """The store refuses writes, and this service was to run the sink."""
 
 
 class TooManyWaitersError(RuntimeError):
@@ -52,6 +60,7 @@ class QueryService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.database = settings.clickhouse_database
+        self.read_only = settings.query_read_only  # reads only: no sink, no migrations, no rebuild
         self.pool = ClientPool(settings.clickhouse_dsn)
         self.executor = concurrent.futures.ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="query")
         self.sink: EventSink | None = None
@@ -66,6 +75,7 @@ class QueryService:
         self._sink_idle = threading.Event()
         self._sink_idle.set()  # no sink runs yet
         self._supervisor: threading.Thread | None = None
+        self._started = False
         self._sink_control = threading.Lock()  # pausing and (re)starting the sink exclude each other
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self.reads_waiting = 0
@@ -78,9 +88,23 @@ class QueryService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         sink_client = await self._loop.run_in_executor(None, connect, self.settings.clickhouse_dsn)
-        applied = await self._loop.run_in_executor(None, migrate, sink_client, self.database)
+        if self.read_only:
+            version = await self._loop.run_in_executor(None, check_schema, sink_client, self.database)
+            log.info("serving reads only, of a store at schema version %d written by another process", version)
+            self._started = True
+            return
+        try:
+            applied = await self._loop.run_in_executor(None, migrate, sink_client, self.database)
+        except DatabaseError as error:
+            if getattr(error, "code", None) != READONLY_CODE:
+                raise
+            raise StoreReadOnlyError(
+                f"the store at {redacted(self.settings.clickhouse_dsn)} refuses writes, so this service cannot run "
+                f"the sink; set STREAMWALLET_QUERY_READ_ONLY=1 to serve reads only. ClickHouse said: {error}"
+            ) from error
         if applied:
             log.info("applied schema migrations %s", applied)
+        self._started = True
         self._resumed.set()
         self._supervisor = threading.Thread(
             target=self._supervise, args=(sink_client,), name="events-sink", daemon=True
@@ -137,7 +161,17 @@ class QueryService:
 
     @property
     def alive(self) -> bool:
+        if self.read_only:
+            return self._started and not self._closing.is_set()
         return self._supervisor is not None and self._supervisor.is_alive()
+
+    @property
+    def ready(self) -> bool:
+        """Answering reads: a writer once its sink has positions and is not failing."""
+        if self.read_only:
+            return self.alive
+        sink = self.sink
+        return self.alive and sink is not None and bool(sink.metrics.positions) and not self.sink_failing
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -188,8 +222,10 @@ class QueryService:
                     waited = True
                     self.reads_waited += 1
                 try:
-                    await asyncio.wait_for(future, remaining)
+                    await asyncio.wait_for(future, min(remaining, READ_ONLY_POLL_S) if self.read_only else remaining)
                 except TimeoutError:
+                    if time.monotonic() < deadline:
+                        continue  # read-only: no sink wakes this reader, so it looks again
                     self.reads_not_yet += 1
                     return False, record
             finally:
