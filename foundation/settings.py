@@ -63,6 +63,13 @@ class Settings:
     # endpoint as STREAMWALLET_CLICKHOUSE_DSN): no sink, no migrations, no rebuild.
     query_read_only: bool = False
 
+    # SQL for analysts on the query port (sinks/sql/): per query, at most; a client may ask for less
+    sql_query_time_ms_max: int = 30_000
+    sql_memory_bytes_max: int = 1024 * 1024 * 1024
+    sql_result_rows_max: int = 1_000_000
+    sql_result_bytes_max: int = 128 * 1024 * 1024  # also bounds the answer's size in its output format
+    sql_threads_max: int = 2
+
     # HTTP gateway
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080

@@ -1,5 +1,6 @@
-"""The query service's process: the service (sinks/service.py) and its HTTP API
-(sinks/routes.py) in one aiohttp application."""
+"""The query service's process: the service (sinks/service.py), its HTTP API
+(sinks/routes.py) and the SQL endpoint for analysts (sinks/sql/) in one aiohttp
+application."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sinks import routes
 from sinks.clickhouse import StoreInUseError, StoreLockedError, connect
 from sinks.schema import SchemaError
 from sinks.service import QueryService, StoreReadOnlyError
+from sinks.sql.endpoint import SqlEndpoint
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -20,13 +22,18 @@ def create_app(settings: Settings) -> web.Application:
     service = QueryService(settings)
     app[routes.STATE_KEY] = service
 
+    sql = SqlEndpoint(settings)
+
     async def lifecycle(app: web.Application) -> Any:
         await service.start()
+        await sql.start()
         yield
+        sql.stop()
         await service.stop()
 
     app.cleanup_ctx.append(lifecycle)
     routes.add_routes(app.router)
+    sql.add_routes(app.router)
     return app
 
 
