@@ -6,10 +6,10 @@ On the first, ClickHouse's parser judges the text, which reaches it as a query p
 never spliced into SQL: `normalizeQuery` (an INSERT is refused at once: its data is no
 SQL), `formatQuerySingleLine` (exactly one statement: chDB runs every statement of a
 multi-statement text, `EXPLAIN AST` of one too) and `EXPLAIN AST`, whose tree the policy
-checks. Only then, on the second, which also carries the client's settings (ClickHouse
-refuses any that would change something) and the database, does the query run, in the
-requested format. The first keeps the service's own limits, so a client's lower
-`max_result_rows` cannot cut the syntax tree short.
+checks. Only then does the query run, in the requested format: on the same session, or,
+when the client sent settings, on a second one that carries them too (ClickHouse refuses
+any that would change something). The first keeps the service's own limits, so a
+client's lower `max_result_rows` cannot cut the syntax tree short.
 """
 
 from __future__ import annotations
@@ -59,14 +59,15 @@ def run(folder: str, query: SqlQuery, limits: Limits) -> SqlAnswer:
     """The query's output, or the ClickHouseError that refuses or failed it."""
     if not IDENTIFIER.fullmatch(query.default_format):
         raise ClickHouseError.of(UNKNOWN_FORMAT, f"Unknown format {query.default_format[:80]!r}")
-    output_format = _checked(folder, query, limits)
-    if not query.utf8:
-        raise ClickHouseError.of(BAD_ARGUMENTS, "the query is not UTF-8 text")
-    with _session(folder, limits, asked=query.settings) as handle:
-        _execute(handle, f"USE {_quoted_identifier(query.database)}")
-        result = _execute(handle, query.text, query.default_format, query.parameters)
-        body: bytes = result.bytes() or b""
-        summary = _summary(result)
+    with _session(folder, limits, asked={}) as checking:
+        output_format = _checked(checking, query)
+        if not query.utf8:
+            raise ClickHouseError.of(BAD_ARGUMENTS, "the query is not UTF-8 text")
+        if query.settings:
+            with _session(folder, limits, asked=query.settings) as asked:
+                body, summary = _answer(asked, query)
+        else:  # the checking session is the one the query would get
+            body, summary = _answer(checking, query)
     if len(body) > limits.result_bytes:
         raise ClickHouseError.of(
             TOO_MANY_ROWS_OR_BYTES,
@@ -76,19 +77,24 @@ def run(folder: str, query: SqlQuery, limits: Limits) -> SqlAnswer:
     return SqlAnswer(body, output_format, summary)
 
 
-def _checked(folder: str, query: SqlQuery, limits: Limits) -> str:
-    """Judge the text with ClickHouse's parser on a session of its own (under the service's
-    limits, so a client's lower max_result_rows cannot cut the syntax tree short);
-    returns the output format."""
-    with _session(folder, limits, asked={}) as handle:
-        normalized = _text(_execute(handle, "SELECT normalizeQuery({sql:String})", "TabSeparatedRaw", _sql(query)))
-        if INSERT.match(normalized):  # its data (FORMAT Native ...) is no SQL the checks below could parse
-            raise ClickHouseError.of(READONLY, "Cannot execute query in readonly mode: this endpoint does not insert")
-        _execute(handle, "SELECT formatQuerySingleLine({sql:String})", parameters=_sql(query))
-        tree = _execute(handle, f"EXPLAIN AST {query.text}", "TabSeparatedRaw", query.parameters)
-        check_statement(parse_tree(_text(tree)))
-        clause = FORMAT_CLAUSE.search(normalized.strip())
-        return clause.group(1) if clause else query.default_format
+def _checked(handle: Any, query: SqlQuery) -> str:
+    """Judge the text with ClickHouse's parser; returns the output format. The session has
+    the service's own limits, so a client's lower max_result_rows cannot cut the syntax
+    tree short, and judging changes nothing in it."""
+    normalized = _text(_execute(handle, "SELECT normalizeQuery({sql:String})", "TabSeparatedRaw", _sql(query)))
+    if INSERT.match(normalized):  # its data (FORMAT Native ...) is no SQL the checks below could parse
+        raise ClickHouseError.of(READONLY, "Cannot execute query in readonly mode: this endpoint does not insert")
+    _execute(handle, "SELECT formatQuerySingleLine({sql:String})", parameters=_sql(query))
+    tree = _execute(handle, f"EXPLAIN AST {query.text}", "TabSeparatedRaw", query.parameters)
+    check_statement(parse_tree(_text(tree)))
+    clause = FORMAT_CLAUSE.search(normalized.strip())
+    return clause.group(1) if clause else query.default_format
+
+
+def _answer(handle: Any, query: SqlQuery) -> tuple[bytes, dict[str, str]]:
+    _execute(handle, f"USE {_quoted_identifier(query.database)}")
+    result = _execute(handle, query.text, query.default_format, query.parameters)
+    return bytes(result.bytes() or b""), _summary(result)
 
 
 @contextlib.contextmanager
@@ -98,13 +104,13 @@ def _session(folder: str, limits: Limits, *, asked: dict[str, str]) -> Iterator[
     handle = open_handle(folder)
     try:
         before, after = query_settings(limits, asked)
-        for name, value in before.items():
-            _execute(handle, f"SET {name} = {value}")
+        _execute(handle, "SET " + ", ".join(f"{name} = {value}" for name, value in before.items()))
         _execute(handle, "SET readonly = 1")
-        for name, value in after.items():
+        for name in after:
             if not IDENTIFIER.fullmatch(name):
                 raise ClickHouseError.of(UNKNOWN_SETTING, f"Unknown setting {name[:80]!r}")
-            _execute(handle, f"SET {name} = {_string_literal(value)}")
+        if after:
+            _execute(handle, "SET " + ", ".join(f"{name} = {_string_literal(value)}" for name, value in after.items()))
         yield handle
     finally:
         handle.close()
