@@ -69,6 +69,16 @@ class Settings:
     query_port: int = 8081
     query_url: str = "http://127.0.0.1:8081"  # where clients (the gateway) reach it
     read_wait_ms_max: int = 5_000  # how long a read with min_seq waits for the view
+    # Serve reads of a store another process writes (e.g. another query service's SQL
+    # endpoint as STREAMWALLET_CLICKHOUSE_DSN): no sink, no migrations, no rebuild.
+    query_read_only: bool = False
+
+    # SQL for analysts on the query port (sinks/sql/): per query, at most; a client may ask for less
+    sql_query_time_ms_max: int = 30_000
+    sql_memory_bytes_max: int = 1024 * 1024 * 1024
+    sql_result_rows_max: int = 1_000_000
+    sql_result_bytes_max: int = 128 * 1024 * 1024  # also bounds the answer's size in its output format
+    sql_threads_max: int = 2
 
     # HTTP gateway
     gateway_host: str = "127.0.0.1"

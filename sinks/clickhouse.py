@@ -22,6 +22,7 @@ import threading
 from typing import Any
 from urllib.parse import urlparse
 
+import chdb
 import clickhouse_connect
 
 _lock = threading.Lock()
@@ -56,6 +57,30 @@ def connect(dsn: str, *, database: str | None = None) -> Any:
         database=database or "default",
         autogenerate_session_id=False,  # a session refuses concurrent queries; nothing here needs one
     )
+
+
+def redacted(dsn: str) -> str:
+    """The DSN without its password, for messages."""
+    url = urlparse(dsn)
+    if url.password is None:
+        return dsn
+    return url._replace(netloc=url.netloc.replace(f":{url.password}@", ":***@")).geturl()
+
+
+def embedded_folder(dsn: str) -> str | None:
+    """The chDB folder of an embedded store's DSN, spelt as chDB compares it (the real
+    path); None for a ClickHouse server."""
+    if not dsn.startswith("chdb://"):
+        return None
+    folder = dsn.removeprefix("chdb://")
+    return os.path.realpath(folder) if folder else ":memory:"
+
+
+def open_handle(folder: str) -> Any:
+    """A raw chDB connection to the store this process has opened (see `connect`): session
+    state set on it (settings, USE) stays on it alone. Close it after use."""
+    with _lock:
+        return chdb.connect(folder)  # type: ignore[no-untyped-call]
 
 
 def _explain(error: Exception, folder: str) -> Exception:

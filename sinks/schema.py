@@ -161,6 +161,20 @@ def migrate(client: Any, database: str) -> list[int]:
     return applied
 
 
+def check_schema(client: Any, database: str) -> int:
+    """For a service that reads a store another process migrates: the store's schema
+    version, which must be the one this code knows (older: the writer has not migrated
+    it yet; newer: this code is too old)."""
+    known = max(version for version, _, _ in MIGRATIONS)
+    try:
+        version = schema_version(client, database)
+    except Exception as error:  # the table is missing: nothing migrated this database
+        raise SchemaError(f"database {database} has no streamwallet schema ({error})") from error
+    if version != known:
+        raise SchemaError(f"database {database} is at schema version {version}, this code reads version {known}")
+    return version
+
+
 def schema_version(client: Any, database: str) -> int:
     rows = client.query(f"SELECT max(version) FROM {check_database_name(database)}.schema_migrations").result_rows
     return int(rows[0][0] or 0)

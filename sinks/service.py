@@ -1,15 +1,7 @@
-"""The query service: owns the ClickHouse store (embedded chDB by default), runs the
-events sink on a thread, and serves the views over HTTP.
-
-    GET  /health, /ready, /metrics                   (metrics: the sink's lag, rate, positions, cut)
-    GET  /accounts/{id}                              balance and available balance
-    GET  /accounts/{id}/history?limit=&before=|after=   events with the running balance, by cursor
-    GET  /accounts/{id}/as-of?sequence=N | ?at=<ms or ISO 8601>   the account as of then
-    GET  /accounts/{id}/turnover?from=&to=           daily turnover (UTC days, YYYY-MM-DD)
-    GET  /accounts/{id}/rollup                       the account with its descendants summed in
-    GET  /totals                                     per-currency totals and conservation, at a consistent cut
-    GET  /reconcile                                  the reconciliation report (sinks/reconcile.py)
-    POST /admin/rebuild, GET /admin/rebuild          rebuild every view from offset zero; its progress
+"""The query service's state: it owns the ClickHouse store (embedded chDB by default), runs
+the events sink on a thread and restarts it after a failure, makes reads wait for their
+writes, and runs reconciliation and rebuilds. Its HTTP face is `sinks/routes.py`; the
+process is put together in `sinks/app.py`.
 
 Read-your-writes: every /accounts/{id}... read takes `min_seq`, the sequence a command's
 result returned for that account. The read waits until the view holds that event of the
@@ -27,27 +19,25 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
-import datetime
 import logging
-import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiohttp import web
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from foundation.settings import Settings
 from sinks import views
-from sinks.clickhouse import ClientPool, StoreInUseError, StoreLockedError, connect
+from sinks.clickhouse import ClientPool, connect, redacted
 from sinks.events import EventSink, Written, passed
-from sinks.rebuild import FINISHED_PHASES, RebuildProgress, rebuild
+from sinks.rebuild import RebuildProgress, rebuild
 from sinks.reconcile import reconcile
-from sinks.schema import migrate
+from sinks.schema import check_schema, migrate
 
 log = logging.getLogger(__name__)
+READONLY_CODE = 164  # ClickHouse's READONLY: the store refuses writes
 
-STATE_KEY: web.AppKey[QueryService] = web.AppKey("query_service")
 QUERY_THREADS = 8  # readers running at once, each with its own client
 READ_WAITERS_MAX = 10_000  # reads waiting for min_seq at once; more get 503
 SINK_RESTART_DELAY_S_MIN = 0.5
@@ -55,7 +45,11 @@ SINK_RESTART_DELAY_S_MAX = 30.0
 SINK_STOP_TIMEOUT_S = 30.0
 REACH_TIMEOUT_S = 120.0  # reconciliation waits this long at most for the sink to pass its cut
 REACH_POLL_S = 0.05
-NOT_YET_RETRY_AFTER_S = 1
+READ_ONLY_POLL_S = 0.05  # a read-only service has no sink to wake its readers: they look again this often
+
+
+class StoreReadOnlyError(RuntimeError):
+    """The store refuses writes, and this service was to run the sink."""
 
 
 class TooManyWaitersError(RuntimeError):
@@ -66,6 +60,7 @@ class QueryService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.database = settings.clickhouse_database
+        self.read_only = settings.query_read_only  # reads only: no sink, no migrations, no rebuild
         self.pool = ClientPool(settings.clickhouse_dsn)
         self.executor = concurrent.futures.ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="query")
         self.sink: EventSink | None = None
@@ -80,6 +75,7 @@ class QueryService:
         self._sink_idle = threading.Event()
         self._sink_idle.set()  # no sink runs yet
         self._supervisor: threading.Thread | None = None
+        self._started = False
         self._sink_control = threading.Lock()  # pausing and (re)starting the sink exclude each other
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
         self.reads_waiting = 0
@@ -92,9 +88,23 @@ class QueryService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         sink_client = await self._loop.run_in_executor(None, connect, self.settings.clickhouse_dsn)
-        applied = await self._loop.run_in_executor(None, migrate, sink_client, self.database)
+        if self.read_only:
+            version = await self._loop.run_in_executor(None, check_schema, sink_client, self.database)
+            log.info("serving reads only, of a store at schema version %d written by another process", version)
+            self._started = True
+            return
+        try:
+            applied = await self._loop.run_in_executor(None, migrate, sink_client, self.database)
+        except DatabaseError as error:
+            if getattr(error, "code", None) != READONLY_CODE:
+                raise
+            raise StoreReadOnlyError(
+                f"the store at {redacted(self.settings.clickhouse_dsn)} refuses writes, so this service cannot run "
+                f"the sink; set STREAMWALLET_QUERY_READ_ONLY=1 to serve reads only. ClickHouse said: {error}"
+            ) from error
         if applied:
             log.info("applied schema migrations %s", applied)
+        self._started = True
         self._resumed.set()
         self._supervisor = threading.Thread(
             target=self._supervise, args=(sink_client,), name="events-sink", daemon=True
@@ -151,7 +161,17 @@ class QueryService:
 
     @property
     def alive(self) -> bool:
+        if self.read_only:
+            return self._started and not self._closing.is_set()
         return self._supervisor is not None and self._supervisor.is_alive()
+
+    @property
+    def ready(self) -> bool:
+        """Answering reads: a writer once its sink has positions and is not failing."""
+        if self.read_only:
+            return self.alive
+        sink = self.sink
+        return self.alive and sink is not None and bool(sink.metrics.positions) and not self.sink_failing
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -202,8 +222,10 @@ class QueryService:
                     waited = True
                     self.reads_waited += 1
                 try:
-                    await asyncio.wait_for(future, remaining)
+                    await asyncio.wait_for(future, min(remaining, READ_ONLY_POLL_S) if self.read_only else remaining)
                 except TimeoutError:
+                    if time.monotonic() < deadline:
+                        continue  # read-only: no sink wakes this reader, so it looks again
                     self.reads_not_yet += 1
                     return False, record
             finally:
@@ -244,249 +266,3 @@ class QueryService:
             self.rebuild_progress = dataclasses.replace(progress)
 
         rebuild(self.settings, client, database=self.database, report=report, exchange=exchange, stop=self._closing)
-
-
-# -- handlers ------------------------------------------------------------------------------------
-
-
-def _integer(request: web.Request, name: str, default: int | None = None) -> int | None:
-    text = request.query.get(name)
-    if text is None or text == "":
-        return default
-    try:
-        return int(text)
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text=f'{{"error": "{name} must be an integer"}}', content_type="application/json"
-        ) from None
-
-
-def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
-
-
-Answer = Callable[[QueryService, str, dict[str, Any] | None], Awaitable[web.Response]]
-
-
-async def _account_read(request: web.Request, answer: Answer, *, needs_account: bool = True) -> web.Response:
-    """The read-your-writes frame of every per-account endpoint. Without min_seq, an
-    endpoint that does not need the account's current state reads nothing extra."""
-    service = request.app[STATE_KEY]
-    account_id = request.match_info["account_id"]
-    min_seq = _integer(request, "min_seq", 0) or 0
-    if min_seq <= 0 and not needs_account:
-        return await answer(service, account_id, None)
-    try:
-        reached, record = await service.reached(account_id, min_seq)
-    except TooManyWaitersError as error:
-        return web.json_response({"error": str(error)}, status=503, headers={"Retry-After": "1"})
-    if not reached:
-        return web.json_response(
-            {
-                "status": "not_yet",
-                "message": f"the view has not reached sequence {min_seq} of {account_id} within "
-                f"{service.settings.read_wait_ms_max} ms (it holds {record['sequence'] if record else 'nothing'}); "
-                "ask again",
-                "min_seq": min_seq,
-                "view_sequence": record["sequence"] if record else 0,
-                "account": record,
-            },
-            status=409,
-            headers={"Retry-After": str(NOT_YET_RETRY_AFTER_S)},
-        )
-    if record is None:
-        return _error(404, f"account {account_id} not found")
-    return await answer(service, account_id, record)
-
-
-async def health(request: web.Request) -> web.Response:
-    service = request.app[STATE_KEY]
-    return web.json_response({"alive": service.alive}, status=200 if service.alive else 503)
-
-
-async def ready(request: web.Request) -> web.Response:
-    service = request.app[STATE_KEY]
-    sink = service.sink
-    is_ready = service.alive and sink is not None and bool(sink.metrics.positions) and not service.sink_failing
-    return web.json_response({"ready": is_ready}, status=200 if is_ready else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    service = request.app[STATE_KEY]
-    sink = dataclasses.asdict(service.sink.metrics) if service.sink else {}
-    return web.json_response(
-        {
-            "sink": sink,
-            "sink_restarts": service.sink_restarts,
-            "failure": service.failure,
-            "reads_waiting": service.reads_waiting,
-            "reads_waited": service.reads_waited,
-            "reads_not_yet": service.reads_not_yet,
-            "rebuild": None if service.rebuild_progress is None else dataclasses.asdict(service.rebuild_progress),
-        }
-    )
-
-
-async def account(request: web.Request) -> web.Response:
-    async def answer(service: QueryService, account_id: str, record: dict[str, Any] | None) -> web.Response:
-        return web.json_response({"status": "ok", "account": record})
-
-    return await _account_read(request, answer)
-
-
-async def history(request: web.Request) -> web.Response:
-    limit = _integer(request, "limit", views.HISTORY_PAGE_EVENTS_DEFAULT) or 0
-    before, after = _integer(request, "before"), _integer(request, "after")
-    if not 1 <= limit <= views.HISTORY_PAGE_EVENTS_MAX:
-        return _error(400, f"limit must be within 1..{views.HISTORY_PAGE_EVENTS_MAX}")
-    if before is not None and after is not None:
-        return _error(400, "pass before or after, not both")
-
-    async def answer(service: QueryService, account_id: str, record: dict[str, Any] | None) -> web.Response:
-        page = await service.query(views.history, account_id, limit=limit, before=before, after=after)
-        if not page.events and before is None and after is None:
-            return _error(404, f"account {account_id} not found")
-        return web.json_response(
-            {
-                "status": "ok",
-                "account_id": account_id,
-                "order": "asc" if after is not None else "desc",
-                "events": page.events,
-                "next_cursor": page.next_cursor,
-            }
-        )
-
-    return await _account_read(request, answer, needs_account=False)
-
-
-def _time_ms(text: str) -> int:
-    if text.lstrip("-").isdigit():
-        return int(text)
-    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return int(moment.timestamp() * 1000)
-
-
-async def as_of(request: web.Request) -> web.Response:
-    sequence = _integer(request, "sequence")
-    at_text = request.query.get("at")
-    if (sequence is None) == (at_text is None):
-        return _error(400, "pass sequence=N or at=<milliseconds or ISO 8601 time>, one of them")
-    try:
-        at_ms = None if at_text is None else _time_ms(at_text)
-    except ValueError:
-        return _error(400, "at must be milliseconds since the epoch or an ISO 8601 time")
-
-    async def answer(service: QueryService, account_id: str, record: dict[str, Any] | None) -> web.Response:
-        state = await service.query(views.balance_as_of, account_id, sequence=sequence, at_ms=at_ms)
-        if state is None:
-            return _error(404, f"account {account_id} had no event by then")
-        return web.json_response({"status": "ok", "as_of": {"sequence": sequence, "at_ms": at_ms}, "account": state})
-
-    return await _account_read(request, answer, needs_account=False)
-
-
-async def turnover(request: web.Request) -> web.Response:
-    try:
-        days = [
-            None if not request.query.get(name) else datetime.date.fromisoformat(request.query[name])
-            for name in ("from", "to")
-        ]
-    except ValueError:
-        return _error(400, "from and to must be dates, YYYY-MM-DD")
-
-    async def answer(service: QueryService, account_id: str, record: dict[str, Any] | None) -> web.Response:
-        rows = await service.query(views.daily_turnover, account_id, from_day=days[0], to_day=days[1])
-        assert record is not None
-        return web.json_response(
-            {"status": "ok", "account_id": account_id, "currency": record["currency"], "days": rows}
-        )
-
-    return await _account_read(request, answer)
-
-
-async def rollup(request: web.Request) -> web.Response:
-    async def answer(service: QueryService, account_id: str, record: dict[str, Any] | None) -> web.Response:
-        result = await service.query(views.rollup, account_id, own=record)
-        return web.json_response({"status": "ok", **result})
-
-    return await _account_read(request, answer)
-
-
-async def totals(request: web.Request) -> web.Response:
-    service = request.app[STATE_KEY]
-    sink = service.sink
-    cut = sink.metrics.cut if sink is not None and request.query.get("cut") != "none" else None
-    rows = await service.query(views.totals, cut=cut)
-    return web.json_response(
-        {
-            "status": "ok",
-            "consistent": cut is not None,
-            "cut": cut,
-            "cut_taken_at_ms": sink.metrics.cut_taken_at_ms if sink is not None and cut is not None else None,
-            "currencies": rows,
-        }
-    )
-
-
-async def reconciliation(request: web.Request) -> web.Response:
-    service = request.app[STATE_KEY]
-    if service.reconciling.locked():
-        return _error(409, "a reconciliation is running; ask again when it is done")
-    async with service.reconciling:
-        try:
-            report = await asyncio.get_running_loop().run_in_executor(None, service.run_reconcile)
-        except TimeoutError as error:
-            return _error(503, str(error))
-    return web.json_response(report)
-
-
-async def start_rebuild(request: web.Request) -> web.Response:
-    service = request.app[STATE_KEY]
-    progress = service.rebuild_progress
-    if progress is not None and progress.phase not in FINISHED_PHASES:
-        return web.json_response({"error": "a rebuild is running", "rebuild": dataclasses.asdict(progress)}, status=409)
-    service.rebuild_progress = RebuildProgress()
-    threading.Thread(target=service.run_rebuild, name="rebuild", daemon=True).start()
-    return web.json_response({"rebuild": dataclasses.asdict(service.rebuild_progress)}, status=202)
-
-
-async def rebuild_status(request: web.Request) -> web.Response:
-    progress = request.app[STATE_KEY].rebuild_progress
-    return web.json_response({"rebuild": None if progress is None else dataclasses.asdict(progress)})
-
-
-def create_app(settings: Settings) -> web.Application:
-    app = web.Application()
-    service = QueryService(settings)
-    app[STATE_KEY] = service
-
-    async def lifecycle(app: web.Application) -> Any:
-        await service.start()
-        yield
-        await service.stop()
-
-    app.cleanup_ctx.append(lifecycle)
-    app.router.add_get("/health", health)
-    app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/accounts/{account_id}", account)
-    app.router.add_get("/accounts/{account_id}/history", history)
-    app.router.add_get("/accounts/{account_id}/as-of", as_of)
-    app.router.add_get("/accounts/{account_id}/turnover", turnover)
-    app.router.add_get("/accounts/{account_id}/rollup", rollup)
-    app.router.add_get("/totals", totals)
-    app.router.add_get("/reconcile", reconciliation)
-    app.router.add_post("/admin/rebuild", start_rebuild)
-    app.router.add_get("/admin/rebuild", rebuild_status)
-    return app
-
-
-def run_query_service(settings: Settings) -> None:
-    try:
-        connect(settings.clickhouse_dsn)  # fail at once, with the reason, if another process holds the store
-    except (StoreLockedError, StoreInUseError) as error:
-        print(f"streamwallet query: {error}", file=sys.stderr)
-        raise SystemExit(2) from error
-    web.run_app(create_app(settings), host=settings.query_host, port=settings.query_port, print=None)

@@ -78,7 +78,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.service import run_query_service
+    from sinks.app import run_query_service
 
     _logging(args.log_level)
     run_query_service(settings)

@@ -39,6 +39,8 @@ pytestmark = pytest.mark.kafka
 
 TRANSACTION_EVENTS = 1500
 KILLS = 4
+PROGRESS_WAIT_S = 20.0
+CATCH_UP_WAIT_S = 300.0
 
 
 def get(url: str) -> tuple[int, Any]:
@@ -102,6 +104,33 @@ def check_views(settings: Settings, events: list[AccountEvent]) -> None:
     assert rows == oracle.totals(events, settings.partitions)
 
 
+def written(settings: Settings) -> int:
+    status, metrics = get(f"{settings.query_url}/metrics")
+    assert status == 200, metrics
+    return sum(metrics["sink"]["positions"].values())
+
+
+def wait_for_progress(settings: Settings) -> None:
+    """Until this life of the sink has written a batch (on a loaded machine its first batch
+    can take longer than the random pause before a kill), or the bound passes (nothing left)."""
+    started_at = written(settings)
+    deadline = time.monotonic() + PROGRESS_WAIT_S
+    while written(settings) <= started_at and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def wait_caught_up(settings: Settings) -> None:
+    """Until the sink has reached the topic's end (reads then answer without waiting, even
+    on a machine loaded enough that catching up takes longer than read_wait_ms_max)."""
+    deadline = time.monotonic() + CATCH_UP_WAIT_S
+    while time.monotonic() < deadline:
+        status, metrics = get(f"{settings.query_url}/metrics")
+        if status == 200 and metrics["sink"].get("caught_up") and metrics["sink"]["lag_events"] == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the sink did not catch up within {CATCH_UP_WAIT_S}s")
+
+
 def test_the_sink_killed_while_writing_loses_doubles_and_reorders_nothing(settings: Settings, tmp_path: Path) -> None:
     settings = dataclasses.replace(settings, sink_batch_events=400)
     events = generate(20261125, accounts=60, events=24_000, partitions=settings.partitions)
@@ -126,7 +155,8 @@ def test_the_sink_killed_while_writing_loses_doubles_and_reorders_nothing(settin
             query.wait_ready()
             if kill == 1:
                 second_half.start()
-            time.sleep(rng.uniform(0.1, 0.8))
+            wait_for_progress(settings)
+            time.sleep(rng.uniform(0.0, 0.5))
             status, metrics = get(f"{settings.query_url}/metrics")
             query.kill()
             assert status == 200, metrics
@@ -136,6 +166,7 @@ def test_the_sink_killed_while_writing_loses_doubles_and_reorders_nothing(settin
         assert any(0 < written < len(events) for written in written_at_kills), "no kill landed mid-stream"
         query.start()
         query.wait_ready()
+        wait_caught_up(settings)
         check_views(settings, events)
         status, _ = get(f"{settings.query_url}/accounts/aborted-00000")
         assert status == 404, "an aborted transaction must never show"

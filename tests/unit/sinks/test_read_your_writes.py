@@ -19,12 +19,13 @@ from tests.unit.sinks.support import PARTITIONS, messages
 READ_WAIT_MS = 3000
 
 
-def service_on(clickhouse_dsn: str, database: str) -> QueryService:
+def service_on(clickhouse_dsn: str, database: str, **overrides: Any) -> QueryService:
     settings = Settings(
         partitions=PARTITIONS,
         clickhouse_dsn=clickhouse_dsn,
         clickhouse_database=database,
         read_wait_ms_max=READ_WAIT_MS,
+        **overrides,
     )
     service = QueryService(settings)
     service._loop = asyncio.get_running_loop()  # what start() does, without Kafka
@@ -84,5 +85,28 @@ async def test_a_read_ahead_of_the_view_gets_not_yet_after_the_bound(
         assert service.reads_not_yet == 1 and service.reads_waited == 1
         reached, record = await service.reached("nobody", 1)
         assert not reached and record is None
+    finally:
+        service.executor.shutdown(wait=True)
+
+
+async def test_a_read_only_service_finds_a_write_no_sink_of_its_own_announces(
+    clickhouse: Any, clickhouse_dsn: str, database: str
+) -> None:
+    """A read-only service (its store written by another process) has no sink to wake its
+    readers: a read waiting for min_seq must still see the write when it lands."""
+    service = service_on(clickhouse_dsn, database, query_read_only=True)
+    codec = Codec()
+    events = generate(11, accounts=1, events=6)
+    other_writer = EventSink(service.settings, clickhouse, database=database, codec=codec)  # wakes nobody
+    other_writer.write(messages(events[:3], codec))
+    try:
+        writer = threading.Timer(0.3, other_writer.write, args=(messages(events[3:], codec),))
+        started = time.monotonic()
+        writer.start()
+        reached, record = await service.reached(events[-1].account_id, events[-1].sequence)
+        writer.join()
+        assert reached and record is not None and record["sequence"] == events[-1].sequence
+        assert time.monotonic() - started < READ_WAIT_MS / 1000 / 2
+        assert service.reads_waited == 1 and service.reads_not_yet == 0
     finally:
         service.executor.shutdown(wait=True)

@@ -1,0 +1,46 @@
+"""The query service's process: the service (sinks/service.py), its HTTP API
+(sinks/routes.py) and the SQL endpoint for analysts (sinks/sql/) in one aiohttp
+application."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from foundation.settings import Settings
+from sinks import routes
+from sinks.clickhouse import StoreInUseError, StoreLockedError, connect
+from sinks.schema import SchemaError
+from sinks.service import QueryService, StoreReadOnlyError
+from sinks.sql.endpoint import SqlEndpoint
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application()
+    service = QueryService(settings)
+    app[routes.STATE_KEY] = service
+
+    sql = SqlEndpoint(settings)
+
+    async def lifecycle(app: web.Application) -> Any:
+        await service.start()
+        await sql.start()
+        yield
+        sql.stop()
+        await service.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    routes.add_routes(app.router)
+    sql.add_routes(app.router)
+    return app
+
+
+def run_query_service(settings: Settings) -> None:
+    try:
+        connect(settings.clickhouse_dsn)  # fail at once, with the reason, if another process holds the store
+        web.run_app(create_app(settings), host=settings.query_host, port=settings.query_port, print=None)
+    except (StoreLockedError, StoreInUseError, StoreReadOnlyError, SchemaError) as error:
+        print(f"streamwallet query: {error}", file=sys.stderr)
+        raise SystemExit(2) from error
