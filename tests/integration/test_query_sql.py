@@ -24,6 +24,7 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from bench.event_workload import generate
 from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks.clickhouse import connect
@@ -32,7 +33,6 @@ from streamwallet.stack import ManagedProcess, Stack
 from tests.conftest import free_port, fresh_settings
 from tests.integration.test_query_side import get, produce_transactionally, wait_caught_up
 from tests.unit.sinks import oracle
-from tests.unit.sinks.workload import generate
 
 pytestmark = pytest.mark.kafka
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bench.event_workload import generate
 from codec import Codec
 from foundation.settings import Settings
 from sinks.clickhouse import embedded_folder
@@ -18,7 +19,6 @@ from sinks.sql import engine
 from sinks.sql.errors import ClickHouseError, from_engine
 from sinks.sql.policy import Limits, check_statement, may_run_sql, parse_tree, query_settings
 from tests.unit.sinks.support import messages, sink
-from tests.unit.sinks.workload import generate
 
 LIMITS = Limits(
     time_ms=2000, memory_bytes=64 * 1024 * 1024, result_rows=10_000, result_bytes=4 * 1024 * 1024, threads=2
