@@ -388,7 +388,8 @@ class LedgerProcessor:
             error = message.error()
             if error is None:
                 usable.append(message)
-            elif error.fatal() or is_fenced(error):
+            elif error.fatal() or error.code() == KafkaError._FATAL or is_fenced(error):
+                # librdkafka reports a fatal consumer error as an event whose code is _FATAL.
                 self._renew_consumer(str(error))
                 return []
             elif error.code() == KafkaError._AUTO_OFFSET_RESET:
