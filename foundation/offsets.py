@@ -17,6 +17,9 @@ from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from foundation.consuming import TRANSIENT_BUDGET_S_DEFAULT, retry_transient
 
 LIST_OFFSETS_TIMEOUT_S = 10.0
+_STALE_METADATA = frozenset(
+    {KafkaError.FENCED_LEADER_EPOCH, KafkaError.UNKNOWN_LEADER_EPOCH, KafkaError.NOT_LEADER_FOR_PARTITION}
+)
 
 
 def end_offsets(
@@ -34,13 +37,24 @@ def end_offsets(
     def list_offsets() -> dict[int, int]:
         futures = admin.list_offsets(requested, isolation_level=isolation, request_timeout=LIST_OFFSETS_TIMEOUT_S)
         try:
-            return {
+            ends = {
                 tp.partition: future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset for tp, future in futures.items()
             }
         except concurrent.futures.TimeoutError:
             # No answer at all (a leader that died with the request in flight): as transient
             # as librdkafka's own timeouts, so retried the same way.
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "ListOffsets got no answer")) from None
+        except KafkaException as exception:
+            if exception.args[0].code() in _STALE_METADATA:
+                # The admin client asked with a leader epoch the cluster has moved past and does
+                # not refresh its metadata by itself: refresh it, then the retry asks the new leader.
+                admin.list_topics(topic, timeout=LIST_OFFSETS_TIMEOUT_S)
+            raise
+        missing = sorted(partition for partition, offset in ends.items() if offset < 0)
+        if missing:
+            # A logical offset instead of an end: the leader cannot tell yet (just elected).
+            raise KafkaException(KafkaError(KafkaError.OFFSET_NOT_AVAILABLE, f"{topic} {missing}: no end offset yet"))
+        return ends
 
     return retry_transient(list_offsets, budget_s=budget_s)
 

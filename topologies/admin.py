@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from topologies.topics import TopicSpec, Topology
@@ -79,17 +80,30 @@ def verify_topics(admin: AdminClient, topology: Topology) -> None:
                 f"the configuration says {spec.replication_factor} (STREAMWALLET_REPLICATION_FACTOR)"
             )
     present = [spec for spec in topology.all() if spec.name in topics]
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in present]
-    if resources:
-        for resource, future in admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_S).items():
-            actual = future.result()
-            spec = next(spec for spec in present if spec.name == resource.name)
+    if present:
+        for spec, actual in _configs(admin, present):
             for key in CHECKED_CONFIGS:
                 wanted = spec.config.get(key)
                 if wanted is not None and actual[key].value != wanted:
                     problems.append(f"{spec.name}: {key} is {actual[key].value}, the topology says {wanted}")
     if problems:
         raise TopologyError("the cluster does not match the topology:\n  " + "\n  ".join(problems))
+
+
+def _configs(admin: AdminClient, specs: list[TopicSpec]) -> list[tuple[TopicSpec, Any]]:
+    """Each topic's configuration; a broker that has not seen a new topic's metadata yet
+    answers UNKNOWN_TOPIC_OR_PART for a moment, so that is asked again (bounded)."""
+    deadline = time.monotonic() + ADMIN_TIMEOUT_S
+    while True:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in specs]
+        futures = admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_S)
+        try:
+            by_name = {resource.name: future.result() for resource, future in futures.items()}
+            return [(spec, by_name[spec.name]) for spec in specs]
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def describe(spec: TopicSpec) -> str:
