@@ -155,7 +155,10 @@ def main() -> None:
     settings = dataclasses.replace(
         base, topic_prefix=f"fo{uuid.uuid4().hex[:6]}", data_dir=run_dir / "data", worker_web_port=16300, **overrides
     )
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    ensure_topics(
+        {"bootstrap.servers": settings.bootstrap_servers},
+        Topology(prefix=settings.topic_prefix, partitions=settings.partitions),
+    )
     stack = Stack(settings, run_dir)
     workers = [stack.worker(1).start(), stack.worker(2).start()]
     try:

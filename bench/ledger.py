@@ -148,7 +148,10 @@ def measure_workers(
     base: Settings, *, name: str, scenario: str, workers: int, scale: Scale, run_dir: Path, module: str
 ) -> Measured:
     settings = dataclasses.replace(base, topic_prefix=f"b{uuid.uuid4().hex[:8]}", data_dir=run_dir / "data" / name)
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    ensure_topics(
+        {"bootstrap.servers": settings.bootstrap_servers},
+        Topology(prefix=settings.topic_prefix, partitions=settings.partitions),
+    )
     stack = Stack(settings, run_dir / name)
     processes = [stack.worker(index, module=module).start() for index in range(1, workers + 1)]
     try:

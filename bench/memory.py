@@ -62,7 +62,10 @@ def main() -> None:
         data_dir=run_dir / "data",
         worker_web_port=base.worker_web_port + 2000,
     )
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=settings.partitions))
+    ensure_topics(
+        {"bootstrap.servers": settings.bootstrap_servers},
+        Topology(prefix=settings.topic_prefix, partitions=settings.partitions),
+    )
     stack = Stack(settings, run_dir)
     worker = stack.worker(1).start()
     codec = Codec()

@@ -123,7 +123,7 @@ def streamwallet_route(bootstrap: str, deposits: int, kills: int, rng: random.Ra
         data_dir=run_dir / "data",
         worker_web_port=16200,
     )
-    ensure_topics(bootstrap, Topology(prefix=settings.topic_prefix))
+    ensure_topics({"bootstrap.servers": bootstrap}, Topology(prefix=settings.topic_prefix))
     codec = Codec()
     stack = Stack(settings, run_dir)
     worker = stack.worker(1).start()

@@ -9,15 +9,19 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from codec import Codec
+from foundation.clients import kafka_config
+from foundation.settings import Settings
 from ledger.events import CommandResult
 
 
-def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 30.0) -> list[Any]:
+def read_topic(source: str | Settings, topic: str, *, timeout_s: float = 30.0) -> list[Any]:
     """Every committed message of a topic (read_committed), from the beginning to its end
-    as it is when called: a list of confluent Message objects."""
+    as it is when called: a list of confluent Message objects. `source` is a (plaintext)
+    bootstrap address, or the settings of a user who may read the topic."""
+    client = {"bootstrap.servers": source} if isinstance(source, str) else kafka_config(source)
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client,
             "group.id": f"test-reader-{uuid.uuid4().hex}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
@@ -51,5 +55,5 @@ def outcome(result: CommandResult) -> tuple[str, str | None, bool]:
     return result.status.value, None if result.code is None else result.code.value, result.replayed
 
 
-def read_decoded(bootstrap_servers: str, topic: str, codec: Codec) -> list[Any]:
-    return [codec.decode(message.value()) for message in read_topic(bootstrap_servers, topic)]
+def read_decoded(source: str | Settings, topic: str, codec: Codec) -> list[Any]:
+    return [codec.decode(message.value()) for message in read_topic(source, topic)]
