@@ -87,7 +87,7 @@ class Settings:
         shown = []
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            shown.append(f"{field.name}={'***' if field.name in SECRET_FIELDS and value else repr(value)}")
+            shown.append(f"{field.name}={repr('***') if field.name in SECRET_FIELDS and value else repr(value)}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
     @property

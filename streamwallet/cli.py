@@ -49,16 +49,14 @@ def cmd_kafka_acls(args: argparse.Namespace, settings: Settings) -> int:
     """Print the ACLs of the topology (kafka-acls.sh lines), or create them as this user."""
     from foundation.clients import kafka_config
     from topologies import Topology
-    from topologies.access import Role, default_principals, grants, kafka_acls_commands
+    from topologies.access import Role, grants, kafka_acls_commands, principals_from
     from topologies.admin import ensure_acls
 
-    principals = default_principals(settings.topic_prefix)
-    for assignment in args.principal:
-        role, _, principal = assignment.partition("=")
-        if role not in set(Role) or not principal.startswith("User:"):
-            print(f"--principal {assignment!r}: expected ROLE=User:NAME, ROLE one of {[r.value for r in Role]}")
-            return 2
-        principals[Role(role)] = principal
+    try:
+        principals = principals_from(args.principal, prefix=settings.topic_prefix)
+    except ValueError as error:
+        print(f"--principal {error}", file=sys.stderr)
+        return 2
     declared = grants(Topology(prefix=settings.topic_prefix, partitions=settings.partitions), principals)
     if args.apply:
         created = ensure_acls(kafka_config(settings), declared)

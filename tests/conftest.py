@@ -31,8 +31,9 @@ from topologies.admin import ensure_acls, ensure_topics
 # Below Linux's ephemeral range (32768-60999): a client socket can hold any port in that
 # range for a while, and a broker that cannot bind its port dies at start-up.
 TEST_KAFKA_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA_PORT", "29092"))
-# The secured broker's ports: base+0 for clients, base+100 for its controller.
-TEST_KAFKA_SECURED_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA_SECURED_PORT", str(TEST_KAFKA_PORT + 1)))
+# The secured broker's ports: base+0 for clients, base+100 for its controller (29142 and
+# 29242 by default; with STREAMWALLET_TEST_KAFKA_PORT=N, N+50 and N+150).
+TEST_KAFKA_SECURED_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA_SECURED_PORT", str(TEST_KAFKA_PORT + 50)))
 SECURED_CLUSTER = "test-secured"
 # The processes of a Stack, by the role whose Kafka user each runs as.
 STACK_ROLES = {"worker": Role.WORKER, "query": Role.QUERY, "gateway": Role.COMMAND_PRODUCER}

@@ -111,6 +111,19 @@ def default_principals(prefix: str) -> dict[Role, str]:
     return {role: f"User:{prefix}-{role}" for role in Role}
 
 
+def principals_from(assignments: list[str], *, prefix: str) -> dict[Role, str]:
+    """The default principals, with `ROLE=User:NAME` assignments applied; ValueError on a
+    malformed one."""
+    principals = default_principals(prefix)
+    for assignment in assignments:
+        role, _, principal = assignment.partition("=")
+        if role not in {member.value for member in Role} or not principal.startswith("User:"):
+            roles = ", ".join(member.value for member in Role)
+            raise ValueError(f"{assignment!r}: expected ROLE=User:NAME with ROLE one of {roles}")
+        principals[Role(role)] = principal
+    return principals
+
+
 def grants(topology: Topology, principals: Mapping[Role, str]) -> list[Grant]:
     """Every ALLOW ACL of the topology, for the given principal of each role."""
     names = ClientNames(topology.prefix)

@@ -100,7 +100,7 @@ def ensure_acls(client_config: Mapping[str, Any], declared: list[Grant]) -> list
     until the broker enforces them all. Returns the grants it created. ACLs beyond the
     declaration are left alone: other deployments may share the principals."""
     admin = AdminClient(dict(client_config))
-    existing = _existing_bindings(admin)
+    existing = existing_acls(admin)
     missing = [grant for grant in declared if _binding(grant) not in existing]
     if missing:
         for future in admin.create_acls(
@@ -113,11 +113,12 @@ def ensure_acls(client_config: Mapping[str, Any], declared: list[Grant]) -> list
             absent = [grant for grant in declared if _binding(grant) not in existing]
             raise AccessError(f"{len(absent)} declared ACLs are still not enforced, e.g. {absent[0]}")
         time.sleep(0.05)
-        existing = _existing_bindings(admin)
+        existing = existing_acls(admin)
     return missing
 
 
-def _existing_bindings(admin: AdminClient) -> set[AclBinding]:
+def existing_acls(admin: AdminClient) -> set[AclBinding]:
+    """Every ACL of the cluster (the admin's user must be allowed to describe them)."""
     # None matches any name, principal and host (the client's type hints say str).
     every = AclBindingFilter(
         ResourceType.ANY,
