@@ -6,6 +6,7 @@ connection but its own (Faust's Kafka client stays off); secrets stay private.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def other_ca(folder: Path) -> Path:
     return other / "ca.pem"
 
 
-CASES = {
+CASES: dict[str, tuple[Callable[[Path], dict[str, Any]], str]] = {
     "wrong password": (lambda folder: {"kafka_password_file": wrong_password_file(folder)}, "authentication failed"),
     "unknown user": (lambda folder: {"kafka_username": f"nobody-{uuid.uuid4().hex[:6]}"}, "authentication failed"),
     "a mechanism the broker does not offer": (
@@ -132,4 +133,3 @@ def test_a_secured_worker_makes_no_connection_but_its_own(kafka_secured: Secured
         text = path.read_text(errors="replace")
         for user in (*(role.value for role in Role), kafka.ADMIN_USER, kafka.BROKER_USER):
             assert kafka_secured.cluster.password_file(user).read_text().strip() not in text, (path, user)
-

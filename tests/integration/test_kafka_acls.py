@@ -10,9 +10,12 @@ that the declaration grants exactly the same."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import (
@@ -39,7 +42,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     UserScramCredentialUpsertion,
 )
 
-from deploy.local import kafka
+from deploy.local import kafka, security
 from foundation.clients import check_kafka_access, kafka_config
 from tests.conftest import Deployment, SecuredKafka, secured_deployment
 from topologies import Topology
@@ -71,14 +74,6 @@ MAY_USE_GROUP = {
 }
 TRANSACTIONAL_IDS = ("ledger.matrix-worker", "client.matrix")  # the first has a worker's form
 MAY_USE_TRANSACTIONAL_ID = {Role.WORKER: {"ledger.matrix-worker"}}
-OPERATOR_ACTIONS = (
-    "create a topic",
-    "delete the events topic",
-    "set retention.ms=1 on the events topic",
-    "delete records of the events topic",
-    "grant itself Write on the changelog",
-    "change the worker's password",
-)
 DENIALS = {
     "TOPIC_AUTHORIZATION_FAILED",
     "GROUP_AUTHORIZATION_FAILED",
@@ -180,9 +175,7 @@ def produce_cells(world: World) -> Iterator[Cell]:
             value = f"probe-{role.value}-{uuid.uuid4().hex}".encode()
             before = world.end_offset(world.topic(suffix))
             reports: list[KafkaError | None] = []
-            producer.produce(
-                world.topic(suffix), value, key=b"probe", partition=0, on_delivery=lambda e, _: reports.append(e)
-            )
+            producer.produce(world.topic(suffix), value, key=b"probe", partition=0, on_delivery=reported(reports))
             producer.flush(PROBE_TIMEOUT_S)
             assert len(reports) == 1, f"{role} -> {suffix}: no delivery report within {PROBE_TIMEOUT_S}s"
             allowed = reports[0] is None
@@ -196,6 +189,10 @@ def produce_cells(world: World) -> Iterator[Cell]:
         assert written[suffix] <= values and not denied_values[suffix] & values, suffix
 
 
+def reported(reports: list[KafkaError | None]) -> Callable[[KafkaError | None, object], None]:
+    return lambda error, _: reports.append(error)
+
+
 def read_partition_zero(world: World, suffix: str) -> list[tuple[bytes, bytes]]:
     consumer = Consumer(
         kafka_config(
@@ -205,12 +202,13 @@ def read_partition_zero(world: World, suffix: str) -> list[tuple[bytes, bytes]]:
     )
     try:
         consumer.assign([TopicPartition(world.topic(suffix), 0, 0)])
-        records = []
+        records: list[tuple[bytes, bytes]] = []
         while True:
             message = consumer.poll(PROBE_TIMEOUT_S)
             assert message is not None, f"{suffix}: partition 0 not read to its end"
-            if message.error() is not None:
-                assert message.error().code() == KafkaError._PARTITION_EOF, message.error()
+            error = message.error()
+            if error is not None:
+                assert error.code() == KafkaError._PARTITION_EOF, error
                 return records
             records.append((message.key() or b"", message.value() or b""))
     finally:
@@ -270,7 +268,7 @@ def group_cells(world: World) -> Iterator[Cell]:
                 f"{world.topology.prefix}.{group}", [TopicPartition(world.topic(readable[role]), 0, 0)]
             )
             allowed, answer = attempt(
-                lambda: _only(admin.alter_consumer_group_offsets([offsets], request_timeout=PROBE_TIMEOUT_S))
+                functools.partial(admin.alter_consumer_group_offsets, [offsets], request_timeout=PROBE_TIMEOUT_S)
             )
             yield Cell("group", role, group, group in MAY_USE_GROUP[role], allowed, answer)
 
@@ -282,7 +280,7 @@ def transactional_id_cells(world: World) -> Iterator[Cell]:
             producer = Producer(
                 world.deployment.client(role, **{"transactional.id": f"{world.topology.prefix}.{transactional_id}"})
             )
-            allowed, answer = attempt(lambda: producer.init_transactions(PROBE_TIMEOUT_S))
+            allowed, answer = attempt(functools.partial(producer.init_transactions, PROBE_TIMEOUT_S))
             expected = transactional_id in MAY_USE_TRANSACTIONAL_ID.get(role, set())
             yield Cell("transactional id", role, transactional_id, expected, allowed, answer)
 
@@ -295,55 +293,8 @@ def operator_cells(world: World) -> Iterator[Cell]:
     acls_before = existing_acls(operator)
     for role in Role:
         admin = AdminClient(world.deployment.client(role))
-        actions: dict[str, Callable[[], object]] = {
-            "create a topic": lambda: admin.create_topics([NewTopic(world.topic(f"probe-{role.value}"), 1, 1)])[
-                world.topic(f"probe-{role.value}")
-            ].result(),
-            "delete the events topic": lambda: admin.delete_topics([events])[events].result(),
-            "set retention.ms=1 on the events topic": lambda: _only(
-                admin.incremental_alter_configs(
-                    [
-                        ConfigResource(
-                            ResourceType.TOPIC,
-                            events,
-                            incremental_configs=[
-                                ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)
-                            ],
-                        )
-                    ]
-                )
-            ),
-            "delete records of the events topic": lambda: delete_records(admin, events),
-            "grant itself Write on the changelog": lambda: _only(
-                admin.create_acls(
-                    [
-                        AclBinding(
-                            ResourceType.TOPIC,
-                            world.topic("changelog"),
-                            ResourcePatternType.LITERAL,
-                            f"User:{role.value}",
-                            "*",
-                            AclOperation.WRITE,
-                            AclPermissionType.ALLOW,
-                        )
-                    ]
-                )
-            ),
-            "change the worker's password": lambda: _only(
-                admin.alter_user_scram_credentials(
-                    [
-                        UserScramCredentialUpsertion(
-                            Role.WORKER.value,
-                            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 8192),
-                            b"taken-over",
-                        )
-                    ]
-                )
-            ),
-        }
-        assert tuple(actions) == OPERATOR_ACTIONS
-        for action, run in actions.items():
-            allowed, answer = attempt(run)
+        for action, run in OPERATOR_ACTIONS.items():
+            allowed, answer = attempt(functools.partial(run, admin, world, role))
             yield Cell("operator", role, action, False, allowed, answer)
     topics = operator.list_topics(timeout=PROBE_TIMEOUT_S).topics
     assert events in topics and not [name for name in topics if ".probe-" in name]
@@ -355,28 +306,73 @@ def operator_cells(world: World) -> Iterator[Cell]:
     check_kafka_access(world.deployment.as_role(Role.WORKER))  # its password still works
 
 
-def delete_records(admin: AdminClient, topic: str) -> object:
+def create_a_topic(admin: AdminClient, world: World, role: Role) -> object:
+    return _only(admin.create_topics([NewTopic(world.topic(f"probe-{role.value}"), 1, 1)]))
+
+
+def delete_the_events_topic(admin: AdminClient, world: World, role: Role) -> object:
+    return _only(admin.delete_topics([world.topic("events")]))
+
+
+def shorten_the_events_retention(admin: AdminClient, world: World, role: Role) -> object:
+    retention = ConfigEntry("retention.ms", "1", incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ResourceType.TOPIC, world.topic("events"), incremental_configs=[retention])
+    return _only(admin.incremental_alter_configs([resource]))
+
+
+def delete_records_of_the_events(admin: AdminClient, world: World, role: Role) -> object:
     """librdkafka looks the leader up first: a user who may not describe the topic gets the
     broker's refusal in the metadata reply (and librdkafka would report it as a local _NOENT)."""
+    topic = world.topic("events")
     error = admin.list_topics(topic, timeout=PROBE_TIMEOUT_S).topics[topic].error
     if error is not None:
         raise KafkaException(error)
     return _only(admin.delete_records([TopicPartition(topic, 0, 1)], request_timeout=PROBE_TIMEOUT_S))
 
 
+def grant_itself_write_on_the_changelog(admin: AdminClient, world: World, role: Role) -> object:
+    binding = AclBinding(
+        ResourceType.TOPIC,
+        world.topic("changelog"),
+        ResourcePatternType.LITERAL,
+        f"User:{role.value}",
+        "*",
+        AclOperation.WRITE,
+        AclPermissionType.ALLOW,
+    )
+    return _only(admin.create_acls([binding]))
+
+
+def change_the_workers_password(admin: AdminClient, world: World, role: Role) -> object:
+    credential = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, security.SCRAM_ITERATIONS)
+    return _only(admin.alter_user_scram_credentials([UserScramCredentialUpsertion("worker", credential, b"taken")]))
+
+
+OPERATOR_ACTIONS: dict[str, Callable[[AdminClient, World, Role], object]] = {
+    "create a topic": create_a_topic,
+    "delete the events topic": delete_the_events_topic,
+    "set retention.ms=1 on the events topic": shorten_the_events_retention,
+    "delete records of the events topic": delete_records_of_the_events,
+    "grant itself Write on the changelog": grant_itself_write_on_the_changelog,
+    "change the worker's password": change_the_workers_password,
+}
+
+
 def attempt(action: Callable[[], object]) -> tuple[bool, str]:
-    """(allowed, the broker's answer) of one attempt."""
+    """(allowed, the broker's answer) of one attempt; an admin call's futures are awaited."""
     try:
-        action()
+        result = action()
+        if isinstance(result, dict):
+            _only(result)
     except KafkaException as error:
         return False, error.args[0].name()
     return True, "ok"
 
 
-def _only(futures: dict[object, object]) -> object:
+def _only(futures: Mapping[Any, Future[Any]]) -> Any:
+    """The result of the one future of an admin call."""
     (future,) = futures.values()
-    return future.result()  # type: ignore[attr-defined]
-
+    return future.result()
 
 
 def test_users_have_private_secret_files(world: World) -> None:

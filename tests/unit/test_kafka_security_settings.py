@@ -4,6 +4,7 @@ names against the ones the processes use; `streamwallet kafka acls`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from streamwallet.cli import main
 from topologies import Topology
 from topologies.access import ClientNames, Role, default_principals, grants, kafka_acls_commands
 
-SECURED = {
+SECURED: dict[str, Any] = {
     "kafka_security_protocol": "SASL_SSL",
     "kafka_sasl_mechanism": "SCRAM-SHA-512",
     "kafka_username": "worker",
@@ -47,7 +48,7 @@ def test_the_password_file_is_read_when_a_client_is_configured(tmp_path: Path) -
     settings = Settings(**{**SECURED, "kafka_password": "", "kafka_password_file": secret})
     assert kafka_config(settings)["sasl.password"] == "from-a-file"
     secret.unlink()
-    with pytest.raises(KafkaAccessError, match="STREAMWALLET_KAFKA_PASSWORD_FILE=.* cannot be read"):
+    with pytest.raises(KafkaAccessError, match=r"STREAMWALLET_KAFKA_PASSWORD_FILE=.* cannot be read"):
         kafka_config(settings)
 
 
@@ -102,7 +103,8 @@ def test_the_declared_names_are_the_ones_the_worker_uses() -> None:
 def test_every_role_gets_its_own_grants() -> None:
     declared = grants(Topology(prefix="wallet"), default_principals("wallet"))
     assert {grant.principal for grant in declared} == {f"User:wallet-{role.value}" for role in Role}
-    lines = kafka_acls_commands([grant for grant in declared if grant.role is Role.EVENT_CONSUMER], bootstrap_servers="b")
+    event_consumer = [grant for grant in declared if grant.role is Role.EVENT_CONSUMER]
+    lines = kafka_acls_commands(event_consumer, bootstrap_servers="b")
     assert lines == [
         "kafka-acls.sh --bootstrap-server b --command-config admin.properties --add "
         "--allow-principal User:wallet-event-consumer --operation Read --topic wallet.events "
