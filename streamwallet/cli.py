@@ -59,6 +59,7 @@ def cmd_kafka_acls(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     declared = grants(Topology(prefix=settings.topic_prefix, partitions=settings.partitions), principals)
     if args.apply:
+        _check_kafka(settings)
         created = ensure_acls(kafka_config(settings), declared)
         print(f"created {len(created)} of {len(declared)} ACLs; the others existed")
         return 0
@@ -91,6 +92,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
         min_insync_replicas=settings.min_insync_replicas,
     )
     if args.action == "create":
+        _check_kafka(settings)
         created = ensure_topics(kafka_config(settings), topology)
         print(f"created {created}" if created else "all topics exist and match the topology")
     for spec in topology.all():

@@ -90,7 +90,7 @@ class Cluster:
 
     @property
     def secrets_dir(self) -> Path:
-        return security.secrets_dir(self.root)
+        return self.root / security.SECRETS_DIR_NAME
 
     @property
     def ca_file(self) -> Path:

@@ -42,8 +42,8 @@ def write_secret(path: Path, data: bytes) -> None:
         os.close(descriptor)
 
 
-def secrets_dir(cluster_root: Path) -> Path:
-    folder = cluster_root / SECRETS_DIR_NAME
+def private_folder(folder: Path) -> Path:
+    """`folder`, created if needed, with mode 0700."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     folder.chmod(0o700)
     return folder
@@ -51,7 +51,7 @@ def secrets_dir(cluster_root: Path) -> Path:
 
 def password(folder: Path, user: str) -> str:
     """The user's password, generated on first use."""
-    path = folder / f"{user}.password"
+    path = private_folder(folder) / f"{user}.password"
     if not path.exists():
         write_secret(path, secrets.token_urlsafe(PASSWORD_BYTES).encode())
     return path.read_text().strip()
@@ -75,6 +75,7 @@ def ensure_certificates(folder: Path) -> None:
     """A CA and a broker certificate signed by it, unless both exist already."""
     if (folder / "ca.pem").exists() and (folder / "broker.pem").exists():
         return
+    private_folder(folder)
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec

@@ -172,3 +172,6 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
     for account in set(accounts) - set(model.balance):
         status, _ = http("GET", f"{worker_url}/accounts/{account}")
         assert status == 404
+    # The query service's reconciliation also reads the changelog (as the query user when secured).
+    status, report = http("GET", f"{settings.query_url}/reconcile")
+    assert status == 200 and report["ok"], report
