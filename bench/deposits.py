@@ -51,7 +51,10 @@ def main() -> None:
         data_dir=run_dir / "data",
         worker_web_port=16100,
     )
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=args.partitions))
+    ensure_topics(
+        {"bootstrap.servers": settings.bootstrap_servers},
+        Topology(prefix=settings.topic_prefix, partitions=args.partitions),
+    )
     stack = Stack(settings, run_dir)
     workers = [stack.worker(index).start() for index in range(1, args.workers + 1)]
     try:

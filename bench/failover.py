@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from bench.workloads import Ids, make_accounts, openings
 from codec import Codec
 from deploy.local import kafka
+from foundation.clients import kafka_config
 from foundation.consuming import take_available
 from foundation.settings import Settings
 from gateway.client import LedgerClient, wait_all
@@ -154,7 +155,7 @@ def main() -> None:
     settings = dataclasses.replace(
         base, topic_prefix=f"fo{uuid.uuid4().hex[:6]}", data_dir=run_dir / "data", worker_web_port=16300, **overrides
     )
-    ensure_topics(settings.bootstrap_servers, settings.topology())
+    ensure_topics(kafka_config(settings), settings.topology())
     stack = Stack(settings, run_dir)
     workers = [stack.worker(1).start(), stack.worker(2).start()]
     try:

@@ -62,6 +62,7 @@ from bench.processes import ProcessGone, broker_processes, cpu_snapshot, cpu_use
 from bench.topics import Outputs
 from bench.workloads import Accounts, Ids, batch_legs, make_accounts, openings, pair, transfer
 from deploy.local import kafka
+from foundation.clients import kafka_config
 from foundation.producing import produce_when_room
 from foundation.settings import Settings
 from ledger import commands
@@ -197,7 +198,7 @@ def measure_workers(
     base: Settings, *, name: str, scenario: str, workers: int, scale: Scale, run_dir: Path, module: str
 ) -> Measured:
     settings = dataclasses.replace(base, topic_prefix=f"b{uuid.uuid4().hex[:8]}", data_dir=run_dir / "data" / name)
-    ensure_topics(settings.bootstrap_servers, settings.topology())
+    ensure_topics(kafka_config(settings), settings.topology())
     stack = Stack(settings, run_dir / name)
     processes = [stack.worker(index, module=module).start() for index in range(1, workers + 1)]
     try:

@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 from bench.harness import Driver
 from codec import Codec
 from deploy.local import kafka
+from foundation.clients import kafka_config
 from foundation.producing import produce_when_room
 from foundation.settings import Settings
 from ledger import commands
@@ -61,7 +62,7 @@ def main() -> None:
         data_dir=run_dir / "data",
         worker_web_port=base.worker_web_port + 2000,
     )
-    ensure_topics(settings.bootstrap_servers, settings.topology())
+    ensure_topics(kafka_config(settings), settings.topology())
     stack = Stack(settings, run_dir)
     worker = stack.worker(1).start()
     codec = Codec()

@@ -184,7 +184,10 @@ def main() -> None:
         query_port=16181,
         query_url="http://127.0.0.1:16181",
     )
-    ensure_topics(settings.bootstrap_servers, Topology(prefix=settings.topic_prefix, partitions=args.partitions))
+    ensure_topics(
+        {"bootstrap.servers": settings.bootstrap_servers},
+        Topology(prefix=settings.topic_prefix, partitions=args.partitions),
+    )
     rng = random.Random(args.seed)
     figures: dict[str, Any] = {"events": args.events, "accounts": args.accounts, "partitions": args.partitions}
 

@@ -345,7 +345,7 @@ def streamwallet_route(bootstrap: str, run_dir: Path) -> StreamwalletRoute:
         data_dir=run_dir / "data",
         worker_web_port=STREAMWALLET_WEB_PORT,
     )
-    ensure_topics(bootstrap, Topology(prefix=settings.topic_prefix, partitions=PARTITIONS))
+    ensure_topics({"bootstrap.servers": bootstrap}, Topology(prefix=settings.topic_prefix, partitions=PARTITIONS))
     worker = Stack(settings, run_dir).worker(1)
     return StreamwalletRoute(settings=settings, worker=worker, producer=route_producer(bootstrap), codec=Codec())
 

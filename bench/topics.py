@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from codec import Codec
+from foundation.clients import kafka_config
 from foundation.consuming import take_available
 from foundation.settings import Settings
 from ledger.state import Table
@@ -31,10 +32,13 @@ class TopicNotRead(TimeoutError):
     """A topic could not be read to its end in time."""
 
 
-def _committed_reader(bootstrap_servers: str, **extra: Any) -> Consumer:
+def _committed_reader(source: str | Settings, **extra: Any) -> Consumer:
+    """A read_committed consumer. `source` is a (plaintext) bootstrap address, or the
+    settings of a user who may read the topic (a secured cluster)."""
+    client = {"bootstrap.servers": source} if isinstance(source, str) else kafka_config(source)
     return Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **client,
             "group.id": f"bench-reader-{uuid.uuid4().hex}",
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
@@ -57,10 +61,11 @@ def _partitions(consumer: Consumer, topic: str) -> list[int]:
         time.sleep(METADATA_RETRY_S)
 
 
-def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = READ_TO_END_TIMEOUT_S) -> list[Any]:
+def read_topic(source: str | Settings, topic: str, *, timeout_s: float = READ_TO_END_TIMEOUT_S) -> list[Any]:
     """Every committed message of a topic (read_committed), from the beginning to its end
-    as it is when called: a list of confluent Message objects."""
-    consumer = _committed_reader(bootstrap_servers, **{"enable.partition.eof": True})
+    as it is when called: a list of confluent Message objects. `source`: a bootstrap
+    address, or the settings of a user who may read the topic."""
+    consumer = _committed_reader(source, **{"enable.partition.eof": True})
     try:
         partitions = _partitions(consumer, topic)
         ends = {
@@ -85,8 +90,8 @@ def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = READ_TO
         consumer.close()
 
 
-def read_decoded(bootstrap_servers: str, topic: str, codec: Codec) -> list[Any]:
-    return [codec.decode(message.value()) for message in read_topic(bootstrap_servers, topic)]
+def read_decoded(source: str | Settings, topic: str, codec: Codec) -> list[Any]:
+    return [codec.decode(message.value()) for message in read_topic(source, topic)]
 
 
 _TABLE_LETTERS = frozenset(table.value for table in Table)

@@ -2,6 +2,8 @@
 
 Every field can be set by an environment variable named STREAMWALLET_<FIELD> in upper
 case (STREAMWALLET_PARTITIONS=16). Defaults run everything locally on 127.0.0.1.
+Secrets (the Kafka password) are masked in repr(); prefer STREAMWALLET_KAFKA_PASSWORD_FILE
+to the password itself, so that it is not in the process environment.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from ledger.limits import BATCH_TIMEOUT_MS_DEFAULT, DEDUP_ENTRIES_MAX_DEFAULT, D
 from topologies import Topology
 
 ENVIRONMENT_PREFIX = "STREAMWALLET_"
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")  # SASL_PLAINTEXT would send passwords in clear
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+SECRET_FIELDS = frozenset({"kafka_password"})
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -28,6 +33,14 @@ class Settings:
     partitions: int = 8
     replication_factor: int = 1
     min_insync_replicas: int = 1
+    # Kafka security: PLAINTEXT (local), or SASL_SSL with a user of the principal this process
+    # runs as (topologies/access.py says which ACLs each principal needs).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_username: str = ""
+    kafka_password: str = ""  # or, better, kafka_password_file; masked in repr()
+    kafka_password_file: Path | None = None
+    kafka_ca_file: Path | None = None  # PEM CA certificates the brokers' chain ends in; unset: the system's
 
     # Avro framing of the public records (commands, events, results, dead letters):
     # "single-object" (registry-free, the default) or "confluent" (magic byte 0 and a schema id
@@ -86,6 +99,17 @@ class Settings:
     gateway_result_timeout_ms: int = 10_000
     gateway_pending_max: int = 10_000  # commands awaiting their result at once
 
+    def __post_init__(self) -> None:
+        _check_kafka_security(self)
+
+    def __repr__(self) -> str:
+        """Like the dataclass's, with secrets shown as '***'."""
+        shown = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            shown.append(f"{field.name}={repr('***') if field.name in SECRET_FIELDS and value else repr(value)}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     def topology(self) -> Topology:
         """The topics this deployment uses, as configured."""
         return Topology(
@@ -114,9 +138,41 @@ class Settings:
     def environment(self) -> dict[str, str]:
         """These settings as environment variables, for child processes."""
         return {
-            ENVIRONMENT_PREFIX + field.name.upper(): str(getattr(self, field.name))
+            ENVIRONMENT_PREFIX + field.name.upper(): _text(getattr(self, field.name))
             for field in dataclasses.fields(self)
         }
+
+
+def _text(value: typing.Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _check_kafka_security(settings: Settings) -> None:
+    """Refuse settings that would connect differently from what they say (credentials that
+    PLAINTEXT would silently ignore, two passwords, a mechanism librdkafka cannot use)."""
+    prefix = ENVIRONMENT_PREFIX
+    protocol = settings.kafka_security_protocol
+    if protocol not in KAFKA_SECURITY_PROTOCOLS:
+        raise ValueError(f"{prefix}KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {KAFKA_SECURITY_PROTOCOLS}")
+    if settings.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+        raise ValueError(
+            f"{prefix}KAFKA_SASL_MECHANISM={settings.kafka_sasl_mechanism!r}: expected one of {KAFKA_SASL_MECHANISMS}"
+        )
+    has_password = bool(settings.kafka_password) or settings.kafka_password_file is not None
+    if protocol == "PLAINTEXT":
+        if settings.kafka_username or has_password or settings.kafka_ca_file is not None:
+            raise ValueError(
+                f"Kafka credentials or a CA file are set but {prefix}KAFKA_SECURITY_PROTOCOL is PLAINTEXT, "
+                "which would ignore them: set it to SASL_SSL"
+            )
+        return
+    if not settings.kafka_username:
+        raise ValueError(f"{prefix}KAFKA_SECURITY_PROTOCOL={protocol} needs {prefix}KAFKA_USERNAME")
+    if bool(settings.kafka_password) == (settings.kafka_password_file is not None):
+        raise ValueError(
+            f"{prefix}KAFKA_SECURITY_PROTOCOL={protocol} needs exactly one of {prefix}KAFKA_PASSWORD "
+            f"and {prefix}KAFKA_PASSWORD_FILE"
+        )
 
 
 def _parse(hint: typing.Any, text: str, name: str) -> typing.Any:
@@ -129,6 +185,8 @@ def _parse(hint: typing.Any, text: str, name: str) -> typing.Any:
             return int(text)
         if hint is Path:
             return Path(text)
+        if hint == Path | None:
+            return Path(text) if text else None
         return text
     except ValueError:
         raise ValueError(f"{name}={text!r} is not a valid {getattr(hint, '__name__', hint)}") from None

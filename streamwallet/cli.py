@@ -4,6 +4,7 @@
     streamwallet test                               (see ./sw: ruff, mypy, pytest)
     streamwallet kafka start|stop|status [--brokers 1|3]
     streamwallet registry start|stop|status         the local schema registry (Apicurio), for the Confluent framing
+    streamwallet kafka acls [--apply] [--principal ROLE=User:NAME ...]   the ACLs each principal needs
     streamwallet topics create|describe
     streamwallet worker | query | gateway           one process of the stack
     streamwallet demo                               the demonstration workload against a running stack
@@ -33,6 +34,8 @@ def _logging(level: str) -> None:
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.local import kafka
 
+    if args.action == "acls":
+        return cmd_kafka_acls(args, settings)
     port = int(settings.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
     if args.action == "start":
         cluster = kafka.start(name=args.name, brokers=args.brokers, base_port=port)
@@ -58,12 +61,48 @@ def cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_kafka_acls(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the ACLs of the topology (kafka-acls.sh lines), or create them as this user."""
+    from foundation.clients import kafka_config
+    from topologies.access import Role, grants, kafka_acls_commands, principals_from
+    from topologies.admin import ensure_acls
+
+    try:
+        principals = principals_from(args.principal, prefix=settings.topic_prefix)
+    except ValueError as error:
+        print(f"--principal {error}", file=sys.stderr)
+        return 2
+    declared = grants(settings.topology(), principals)
+    if args.apply:
+        _check_kafka(settings)
+        created = ensure_acls(kafka_config(settings), declared)
+        print(f"created {len(created)} of {len(declared)} ACLs; the others existed")
+        return 0
+    for role in Role:
+        print(f"# {role.value}: {principals[role]}")
+        print("\n".join(kafka_acls_commands([g for g in declared if g.role is role], bootstrap_servers="$BOOTSTRAP")))
+    return 0
+
+
+def _check_kafka(settings: Settings) -> None:
+    """Fail at start-up with the reason (authentication, TLS, protocol) rather than retry in silence."""
+    from foundation.clients import KafkaAccessError, check_kafka_access
+
+    try:
+        check_kafka_access(settings)
+    except KafkaAccessError as error:
+        print(f"cannot start: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from foundation.clients import kafka_config
     from topologies.admin import describe, ensure_topics
 
     topology = settings.topology()
     if args.action == "create":
-        created = ensure_topics(settings.bootstrap_servers, topology)
+        _check_kafka(settings)
+        created = ensure_topics(kafka_config(settings), topology)
         print(f"created {created}" if created else "all topics exist and match the topology")
     for spec in topology.all():
         print(describe(spec))
@@ -73,6 +112,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.app import run_worker
 
+    _check_kafka(settings)
     run_worker(settings, loglevel=args.log_level)
     return 0
 
@@ -81,6 +121,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.app import run_query_service
 
     _logging(args.log_level)
+    _check_kafka(settings)
     run_query_service(settings)
     return 0
 
@@ -89,6 +130,7 @@ def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.app import run_gateway
 
     _logging(args.log_level)
+    _check_kafka(settings)
     run_gateway(settings)
     return 0
 
@@ -118,19 +160,20 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     """Everything on this machine: the broker, the topics, N workers, the query service
     and the gateway; then the demo. Runs until Ctrl-C (or right after the demo)."""
     from deploy.local import kafka
+    from foundation.clients import kafka_config
     from streamwallet.demo import run_demo
     from streamwallet.stack import Stack
     from topologies.admin import ensure_topics
 
     _logging("warning")
     started = time.monotonic()
-    if _kafka_answers(settings.bootstrap_servers):
+    if _kafka_answers(kafka_config(settings)):
         print(f"using the Kafka already running at {settings.bootstrap_servers}")
     else:
         port = int(settings.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
         cluster = kafka.start(name="dev", brokers=1, base_port=port)
         print(f"Kafka {kafka.KAFKA_VERSION} (KRaft, single node) ready at {cluster.bootstrap_servers}")
-    ensure_topics(settings.bootstrap_servers, settings.topology())
+    ensure_topics(kafka_config(settings), settings.topology())
     stack = Stack(settings, PROJECT_ROOT / ".run")
     processes = [stack.worker(index).start() for index in range(1, args.workers + 1)]
     processes += [stack.query().start(), stack.gateway().start()]
@@ -154,11 +197,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             kafka.stop(name="dev")
 
 
-def _kafka_answers(bootstrap_servers: str) -> bool:
+def _kafka_answers(client_config: dict[str, Any]) -> bool:
     from confluent_kafka.admin import AdminClient
 
     try:
-        AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0}).list_topics(timeout=2)
+        AdminClient({**client_config, "log_level": 0}).list_topics(timeout=2)
     except Exception:  # noqa: BLE001 - any failure means there is no broker to reuse
         return False
     return True
@@ -171,13 +214,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="info")
     commands = parser.add_subparsers(dest="command", required=True)
     kafka_parser = commands.add_parser("kafka", help="the local broker")
-    kafka_parser.add_argument("action", choices=["start", "stop", "status"])
+    kafka_parser.add_argument("action", choices=["start", "stop", "status", "acls"])
     kafka_parser.add_argument("--name", default="dev")
     kafka_parser.add_argument("--brokers", type=int, default=1, choices=[1, 3])
     kafka_parser.add_argument("--wipe", action="store_true")
     registry_parser = commands.add_parser("registry", help="the local schema registry (Apicurio)")
     registry_parser.add_argument("action", choices=["start", "stop", "status"])
     registry_parser.add_argument("--name", default="dev")
+    kafka_parser.add_argument(
+        "--apply", action="store_true", help="acls: create them (as an operator) instead of printing"
+    )
+    kafka_parser.add_argument(
+        "--principal", action="append", default=[], help="acls: ROLE=User:NAME (default User:<prefix>-<role>)"
+    )
     topics_parser = commands.add_parser("topics", help="create or describe the topology's topics")
     topics_parser.add_argument("action", choices=["create", "describe"])
     commands.add_parser("worker", help="run a ledger worker")

@@ -24,7 +24,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from foundation.settings import Settings
 
@@ -160,11 +162,15 @@ class ManagedProcess:
 
 
 class Stack:
-    """The processes of one streamwallet deployment on this machine."""
+    """The processes of one streamwallet deployment on this machine. `role_overrides` gives
+    a role ("worker", "query", "gateway") settings of its own, e.g. its Kafka user."""
 
-    def __init__(self, settings: Settings, run_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, run_dir: Path, *, role_overrides: Mapping[str, Mapping[str, Any]] | None = None
+    ) -> None:
         self.settings = settings
         self.run_dir = run_dir
+        self.role_overrides = role_overrides or {}
         self.processes: list[ManagedProcess] = []
         self._supervising = threading.Event()
         self._supervisor: threading.Thread | None = None
@@ -212,7 +218,7 @@ class Stack:
         process = ManagedProcess(
             name=name,
             role=role,
-            settings=settings,
+            settings=dataclasses.replace(settings, **self.role_overrides.get(role, {})),
             log_path=self.run_dir / "logs" / f"{name}.log",
             ready_url=ready_url,
             module=module,

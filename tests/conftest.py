@@ -1,20 +1,31 @@
 """Shared fixtures. Integration tests run against a real Kafka broker started from the
-project's own Maven jars (deploy/local/kafka.py) once per session, on its own ports."""
+project's own Maven jars (deploy/local/kafka.py) once per session, on its own ports.
+
+Secured mode: `kafka_secured` starts a second broker (SASL_SSL, SCRAM-SHA-512, ACLs with
+deny by default) with one user per role of topologies/access.py. A test module runs in
+both modes with
+    pytestmark = pytest.mark.parametrize("kafka_mode", ["plaintext", "secured"], indirect=True)
+and uses `deployment` (or `settings`, the operator's): in secured mode each process of
+`deployment.stack(...)` runs as its role's user, with exactly the declared ACLs."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from deploy.local import kafka, registry
+from foundation.clients import kafka_config
 from foundation.settings import Settings
-from topologies.admin import ensure_topics
+from streamwallet.stack import Stack
+from topologies.access import Role, grants
+from topologies.admin import ensure_acls, ensure_topics
 
 # Below Linux's ephemeral range (32768-60999): a client socket can hold any port in that
 # range for a while, and a broker that cannot bind its port dies at start-up.
@@ -38,6 +49,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# The secured broker's ports: base+0 for clients, base+100 for its controller (29142 and
+# 29242 by default; with STREAMWALLET_TEST_KAFKA_PORT=N, N+50 and N+150).
+TEST_KAFKA_SECURED_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA_SECURED_PORT", str(TEST_KAFKA_PORT + 50)))
+SECURED_CLUSTER = "test-secured"
+# The processes of a Stack, by the role whose Kafka user each runs as.
+STACK_ROLES = {"worker": Role.WORKER, "query": Role.QUERY, "gateway": Role.COMMAND_PRODUCER}
 
 
 def free_port() -> int:
@@ -70,9 +89,89 @@ def schema_registry_url() -> Iterator[str]:
     registry.stop(name="test")
 
 
+@dataclasses.dataclass(frozen=True)
+class SecuredKafka:
+    """The secured test cluster: its users are `admin` (a super user) and one per Role."""
+
+    cluster: kafka.Cluster
+
+    def credentials(self, user: str) -> dict[str, Any]:
+        """Settings fields that make a client log in as `user`."""
+        return {
+            "bootstrap_servers": self.cluster.bootstrap_servers,
+            "kafka_security_protocol": "SASL_SSL",
+            "kafka_sasl_mechanism": kafka.SCRAM_MECHANISM,
+            "kafka_username": user,
+            "kafka_password_file": self.cluster.password_file(user),
+            "kafka_ca_file": self.cluster.ca_file,
+        }
+
+    @staticmethod
+    def principals() -> dict[Role, str]:
+        return {role: f"User:{role.value}" for role in Role}
+
+
+@pytest.fixture(scope="session")
+def kafka_secured() -> Iterator[SecuredKafka]:
+    """A single-node broker with SASL_SSL and ACLs for the whole session; stopped and wiped
+    at the end (unless STREAMWALLET_TEST_KEEP_KAFKA=1)."""
+    cluster = kafka.start(name=SECURED_CLUSTER, brokers=1, base_port=TEST_KAFKA_SECURED_PORT, secured=True)
+    kafka.add_users(cluster, [role.value for role in Role])
+    yield SecuredKafka(cluster)
+    if os.environ.get("STREAMWALLET_TEST_KEEP_KAFKA") != "1":
+        kafka.stop(name=SECURED_CLUSTER, wipe=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+    """A fresh deployment. `settings` are the operator's (who created the topics and ACLs;
+    tests read the topics with them); `role_overrides` make a role's processes log in as
+    that role's user (empty in plaintext mode)."""
+
+    settings: Settings
+    role_overrides: Mapping[Role, Mapping[str, Any]]
+
+    def as_role(self, role: Role) -> Settings:
+        return dataclasses.replace(self.settings, **self.role_overrides.get(role, {}))
+
+    def client(self, role: Role, **overrides: Any) -> dict[str, Any]:
+        """A librdkafka configuration for a client acting as `role`."""
+        return kafka_config(self.as_role(role), **overrides)
+
+    def stack(self, run_dir: Path) -> Stack:
+        overrides = {name: self.role_overrides.get(role, {}) for name, role in STACK_ROLES.items()}
+        return Stack(self.settings, run_dir, role_overrides=overrides)
+
+
 @pytest.fixture
-def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
-    return fresh_settings(kafka_bootstrap, tmp_path)
+def kafka_mode(request: pytest.FixtureRequest) -> str:
+    """ "plaintext" unless a test module parametrizes it (indirect=True)."""
+    return str(getattr(request, "param", "plaintext"))
+
+
+@pytest.fixture
+def deployment(kafka_mode: str, request: pytest.FixtureRequest, tmp_path: Path) -> Deployment:
+    if kafka_mode == "plaintext":
+        return Deployment(fresh_settings(request.getfixturevalue("kafka_bootstrap"), tmp_path), {})
+    assert kafka_mode == "secured", kafka_mode
+    return secured_deployment(request.getfixturevalue("kafka_secured"), tmp_path)
+
+
+def secured_deployment(secured: SecuredKafka, folder: Path, **overrides: Any) -> Deployment:
+    """A fresh deployment on the secured cluster: topics and ACLs created by `admin`."""
+    admin = secured.credentials(kafka.ADMIN_USER)
+    settings = fresh_settings(admin.pop("bootstrap_servers"), folder, **admin, **overrides)
+    ensure_acls(kafka_config(settings), grants(settings.topology(), secured.principals()))
+    role_overrides = {
+        role: {key: value for key, value in secured.credentials(role.value).items() if key != "bootstrap_servers"}
+        for role in Role
+    }
+    return Deployment(settings, role_overrides)
+
+
+@pytest.fixture
+def settings(deployment: Deployment) -> Settings:
+    return deployment.settings
 
 
 def fresh_settings(kafka_bootstrap: str, folder: Path, *, prefix: str = "t", **overrides: Any) -> Settings:
@@ -94,5 +193,5 @@ def fresh_settings(kafka_bootstrap: str, folder: Path, *, prefix: str = "t", **o
         tick_interval_ms=500,
         **overrides,
     )
-    ensure_topics(settings.bootstrap_servers, settings.topology())
+    ensure_topics(kafka_config(settings), settings.topology())
     return settings

@@ -1,7 +1,7 @@
 """Run a real Apache Kafka broker (KRaft mode) from Maven Central jars, on 127.0.0.1.
 
-    python -m deploy.local.kafka start [--brokers 1|3] [--name dev]
-    python -m deploy.local.kafka stop  [--name dev]
+    python -m deploy.local.kafka start [--brokers 1|3] [--name dev] [--secured [--users a,b]]
+    python -m deploy.local.kafka stop  [--name dev] [--wipe]
     python -m deploy.local.kafka status [--name dev]
 
 Jars are resolved once by `mvn` into `.cache/kafka/<version>/lib`; broker data, logs
@@ -10,6 +10,22 @@ broker+controller whose internal topics have replication factor 1, so transactio
 work; `--brokers 3` starts three combined nodes (RF 3, min.insync.replicas 2) for
 failover tests. This module imports nothing from the project so that it can start
 a broker before anything else is installed.
+
+Secured mode (`--secured`, `start(secured=True)`): the same one or three nodes, with
+    * clients on a SASL_SSL listener (the broker port), SCRAM-SHA-512 over TLS;
+    * replication between brokers on that same listener, as the user `broker`, whose SCRAM
+      credential is written into the metadata log when the storage is formatted (KRaft
+      reads credentials from the metadata log, so they must be there before the brokers
+      talk);
+    * the controller listener on SASL_SSL too, with SASL/PLAIN for the user `broker`
+      (KRaft controllers cannot use SCRAM: they authenticate before they have read the
+      metadata log that holds the credentials);
+    * TLS from a CA and a broker certificate generated for the cluster (deploy/local/security.py);
+    * ACLs enforced by KRaft's StandardAuthorizer with allow.everyone.if.no.acl.found=false:
+      nobody may do anything no ACL allows, except the super users `broker` and `admin`.
+`admin` (created at format time too) is the operator: it creates topics, users and ACLs.
+Other users are added with `add_users` (`--users`): SCRAM credentials upserted by `admin`.
+Passwords and keys live in `.run/kafka/<name>/secrets/` (0600) and are never printed.
 """
 
 from __future__ import annotations
@@ -26,6 +42,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
+
+from deploy.local import security
 
 KAFKA_VERSION = "4.1.1"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +55,11 @@ RUN_DIR = PROJECT_ROOT / ".run" / "kafka"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
 HEAP_PER_BROKER_MB = {1: 1024, 3: 512}
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+BROKER_USER = "broker"  # replication and controller traffic; a super user
+ADMIN_USER = "admin"  # the operator: topics, users, ACLs; a super user
+USER_READY_TIMEOUT_S = 30.0
+MODE_FILE = "mode"  # "plaintext" or "secured": how the cluster was formatted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +78,7 @@ class Node:
 class Cluster:
     name: str
     nodes: tuple[Node, ...]
+    secured: bool = False
 
     @property
     def bootstrap_servers(self) -> str:
@@ -63,8 +88,35 @@ class Cluster:
     def root(self) -> Path:
         return RUN_DIR / self.name
 
+    @property
+    def secrets_dir(self) -> Path:
+        return self.root / security.SECRETS_DIR_NAME
 
-def cluster_layout(*, name: str, brokers: int, base_port: int) -> Cluster:
+    @property
+    def ca_file(self) -> Path:
+        return self.secrets_dir / "ca.pem"
+
+    def password_file(self, user: str) -> Path:
+        """The file holding `user`'s password (created with the user)."""
+        return self.secrets_dir / f"{user}.password"
+
+    def client_config(self, user: str = ADMIN_USER) -> dict[str, Any]:
+        """librdkafka settings for a client of this cluster, as `user` when secured."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.secured:
+            config.update(
+                {
+                    "security.protocol": "SASL_SSL",
+                    "sasl.mechanisms": SCRAM_MECHANISM,
+                    "sasl.username": user,
+                    "sasl.password": security.password(self.secrets_dir, user),
+                    "ssl.ca.location": str(self.ca_file),
+                }
+            )
+        return config
+
+
+def cluster_layout(*, name: str, brokers: int, base_port: int, secured: bool = False) -> Cluster:
     """Ports: broker i listens on base_port+i, its controller on base_port+100+i."""
     assert brokers in (1, 3), "a single node or a three-node quorum"
     root = RUN_DIR / name
@@ -77,7 +129,7 @@ def cluster_layout(*, name: str, brokers: int, base_port: int) -> Cluster:
         )
         for index in range(brokers)
     )
-    return Cluster(name=name, nodes=nodes)
+    return Cluster(name=name, nodes=nodes, secured=secured)
 
 
 def kafka_lib_dir(version: str = KAFKA_VERSION) -> Path:
@@ -143,7 +195,44 @@ def server_properties(cluster: Cluster, node: Node) -> str:
         "broker.heartbeat.interval.ms": 500,
         "log.retention.check.interval.ms": 60000,
     }
+    if cluster.secured:
+        settings.update(_security_properties(cluster, node))
     return "".join(f"{key}={value}\n" for key, value in settings.items())
+
+
+def _security_properties(cluster: Cluster, node: Node) -> dict[str, object]:
+    """SASL_SSL everywhere, SCRAM for clients and replication, PLAIN for the controllers,
+    StandardAuthorizer with deny by default. Holds passwords: the file is written 0600."""
+    folder = cluster.secrets_dir
+    broker_password = security.password(folder, BROKER_USER)
+    scram_login = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    plain_login = "org.apache.kafka.common.security.plain.PlainLoginModule"
+    return {
+        "listeners": f"SASL_SSL://127.0.0.1:{node.broker_port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        "advertised.listeners": f"SASL_SSL://127.0.0.1:{node.broker_port}",
+        "inter.broker.listener.name": "SASL_SSL",
+        "listener.security.protocol.map": "CONTROLLER:SASL_SSL,SASL_SSL:SASL_SSL",
+        "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+        "sasl.mechanism.controller.protocol": "PLAIN",
+        "listener.name.sasl_ssl.sasl.enabled.mechanisms": SCRAM_MECHANISM,
+        f"listener.name.sasl_ssl.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": (
+            f'{scram_login} required username="{BROKER_USER}" password="{broker_password}";'
+        ),
+        "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config": (
+            f'{plain_login} required username="{BROKER_USER}" password="{broker_password}" '
+            f'user_{BROKER_USER}="{broker_password}";'
+        ),
+        "ssl.keystore.type": "PEM",
+        "ssl.keystore.location": folder / "broker.pem",
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": folder / "ca.pem",
+        "ssl.endpoint.identification.algorithm": "https",
+        "ssl.client.auth": "none",  # clients authenticate with SASL, not certificates
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{BROKER_USER};User:{ADMIN_USER}",
+    }
 
 
 def _pid_alive(pid: int) -> bool:
@@ -213,6 +302,11 @@ def format_storage(lib_dir: Path, cluster: Cluster, cluster_id: str) -> None:
         if (node.data_dir / "log" / "meta.properties").exists():
             continue
         node.data_dir.mkdir(parents=True, exist_ok=True)
+        credentials = []
+        if cluster.secured:
+            for user in (BROKER_USER, ADMIN_USER):
+                secret = security.password(cluster.secrets_dir, user)
+                credentials += ["--add-scram", security.scram_credential(SCRAM_MECHANISM, user, secret)]
         subprocess.run(
             _java_command(
                 lib_dir,
@@ -224,6 +318,7 @@ def format_storage(lib_dir: Path, cluster: Cluster, cluster_id: str) -> None:
                 f"--cluster-id={cluster_id}",
                 "-c",
                 str(node.data_dir / "server.properties"),
+                *credentials,
                 heap_mb=256,
             ),
             check=True,
@@ -231,9 +326,12 @@ def format_storage(lib_dir: Path, cluster: Cluster, cluster_id: str) -> None:
         )
 
 
-def start(*, name: str = "dev", brokers: int = 1, base_port: int = 9092, version: str = KAFKA_VERSION) -> Cluster:
+def start(
+    *, name: str = "dev", brokers: int = 1, base_port: int = 9092, version: str = KAFKA_VERSION, secured: bool = False
+) -> Cluster:
     """Start (or reuse) a local cluster and wait until every broker serves metadata."""
-    cluster = cluster_layout(name=name, brokers=brokers, base_port=base_port)
+    cluster = cluster_layout(name=name, brokers=brokers, base_port=base_port, secured=secured)
+    _check_mode(cluster)
     if all(_read_pid(node) is not None for node in cluster.nodes):
         wait_ready(cluster)
         return cluster
@@ -250,9 +348,13 @@ def start(*, name: str = "dev", brokers: int = 1, base_port: int = 9092, version
     cluster_id_file = cluster.root / "cluster.id"
     if not cluster_id_file.exists():
         cluster_id_file.write_text(new_cluster_id())
+        (cluster.root / MODE_FILE).write_text(_mode(cluster))
+    if cluster.secured:
+        security.ensure_certificates(cluster.secrets_dir)
     for node in cluster.nodes:
         node.data_dir.mkdir(parents=True, exist_ok=True)
-        (node.data_dir / "server.properties").write_text(server_properties(cluster, node))
+        # 0600: in secured mode the file holds the broker's password.
+        security.write_secret(node.data_dir / "server.properties", server_properties(cluster, node).encode())
     format_storage(lib_dir, cluster, cluster_id_file.read_text().strip())
     heap_mb = HEAP_PER_BROKER_MB[brokers]
     for node in cluster.nodes:
@@ -271,6 +373,68 @@ def start(*, name: str = "dev", brokers: int = 1, base_port: int = 9092, version
     return cluster
 
 
+def _mode(cluster: Cluster) -> str:
+    return "secured" if cluster.secured else "plaintext"
+
+
+def _check_mode(cluster: Cluster) -> None:
+    """A cluster keeps the mode it was formatted in: its listeners and credentials depend on it."""
+    if not (cluster.root / "cluster.id").exists():
+        return  # a new cluster
+    mode_file = cluster.root / MODE_FILE
+    existing = mode_file.read_text().strip() if mode_file.exists() else "plaintext"  # made before modes existed
+    if existing != _mode(cluster):
+        raise RuntimeError(
+            f"cluster {cluster.name!r} was created {existing}, not {_mode(cluster)}: "
+            f"stop it with --wipe first (python -m deploy.local.kafka stop --name {cluster.name} --wipe)"
+        )
+
+
+def add_users(cluster: Cluster, users: list[str]) -> None:
+    """Create (or keep) a SCRAM credential for each user, with a generated password in
+    `cluster.password_file(user)`; returns once each user can log in."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]
+        AdminClient,
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialAlteration,
+        UserScramCredentialUpsertion,
+    )
+
+    if not cluster.secured:
+        raise ValueError(f"cluster {cluster.name!r} is not secured: it has no users")
+    admin = AdminClient(cluster.client_config(ADMIN_USER))
+    upsertions: list[UserScramCredentialAlteration] = [
+        UserScramCredentialUpsertion(
+            user,
+            ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, security.SCRAM_ITERATIONS),
+            security.password(cluster.secrets_dir, user).encode(),
+        )
+        for user in users
+    ]
+    for future in admin.alter_user_scram_credentials(upsertions, request_timeout=USER_READY_TIMEOUT_S).values():
+        future.result()
+    for user in users:
+        _wait_until_login(cluster, user)
+
+
+def _wait_until_login(cluster: Cluster, user: str) -> None:
+    """Credentials reach every broker through the metadata log: wait until each accepts them."""
+    from confluent_kafka.admin import AdminClient
+
+    deadline = time.monotonic() + USER_READY_TIMEOUT_S
+    for node in cluster.nodes:
+        config = {**cluster.client_config(user), "bootstrap.servers": f"127.0.0.1:{node.broker_port}", "log_level": 0}
+        while True:
+            try:
+                AdminClient(config).list_topics(timeout=2)
+                break
+            except Exception as error:  # not there yet; the deadline bounds the wait
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"user {user!r} cannot log in to broker {node.node_id}: {error}") from error
+                time.sleep(0.1)
+
+
 def wait_ready(cluster: Cluster, timeout_s: float = START_TIMEOUT_S) -> None:
     """Ready means: every broker is registered and answers a metadata request."""
     from confluent_kafka.admin import AdminClient
@@ -281,7 +445,7 @@ def wait_ready(cluster: Cluster, timeout_s: float = START_TIMEOUT_S) -> None:
         _raise_if_exited(cluster)
         time.sleep(0.2)
     # log_level 0: connection attempts before the listener is up are expected, not news.
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers, "log_level": 0})
+    admin = AdminClient({**cluster.client_config(ADMIN_USER), "log_level": 0})
     while time.monotonic() < deadline:
         _raise_if_exited(cluster)
         try:
@@ -372,13 +536,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-port", type=int, default=9092)
     parser.add_argument("--wipe", action="store_true", help="with stop: delete the cluster's data")
     parser.add_argument("--version", default=KAFKA_VERSION)
+    parser.add_argument("--secured", action="store_true", help="SASL_SSL (SCRAM-SHA-512) and ACLs, deny by default")
+    parser.add_argument("--users", default="", help="with --secured: comma-separated users to create besides admin")
     args = parser.parse_args(argv)
     if args.action == "fetch":
         print(kafka_lib_dir(args.version))
     elif args.action == "start":
         started_at = time.monotonic()
-        cluster = start(name=args.name, brokers=args.brokers, base_port=args.base_port, version=args.version)
+        cluster = start(
+            name=args.name, brokers=args.brokers, base_port=args.base_port, version=args.version, secured=args.secured
+        )
+        users = [user for user in args.users.split(",") if user]
+        if users:
+            add_users(cluster, users)
         print(f"Kafka {args.version} ready at {cluster.bootstrap_servers} ({time.monotonic() - started_at:.1f}s)")
+        if cluster.secured:
+            print(f"SASL_SSL, SCRAM-SHA-512; CA {cluster.ca_file}; passwords in {cluster.secrets_dir}/<user>.password")
     elif args.action == "stop":
         stop(name=args.name, wipe=args.wipe)
     else:

@@ -1,6 +1,7 @@
 """kill -9 of the worker in the middle of a stream of commands, several times, at random
 moments: no command is lost or applied twice, and the state comes back from RocksDB
-(and, once, from the changelog alone after the local state is wiped)."""
+(and, once, from the changelog alone after the local state is wiped). Run on the plaintext
+broker and on the secured one, where the worker and the producer log in as their roles."""
 
 from __future__ import annotations
 
@@ -19,22 +20,25 @@ from codec import Codec
 from foundation.settings import Settings
 from ledger import commands
 from ledger.events import AccountEvent, CommandResult
-from streamwallet.stack import Stack
+from tests.conftest import Deployment
 from tests.integration.test_end_to_end import http, wait_for_results
 from tests.model import SingleAccountModel
 from tests.support import outcome, read_decoded
+from topologies.access import Role
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.parametrize("kafka_mode", ["plaintext", "secured"], indirect=True)]
 
 COMMANDS = 4000
 RATE_PER_S = 600
 KILLS = 4
 
 
-def test_kill_minus_nine_loses_nothing_and_doubles_nothing(settings: Settings, tmp_path: Any) -> None:
+def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
+    deployment: Deployment, settings: Settings, tmp_path: Any
+) -> None:
     codec = Codec()
     rng = random.Random(9)
-    stack = Stack(settings, tmp_path)
+    stack = deployment.stack(tmp_path)
     worker = stack.worker(1).start()
     try:
         worker.wait_ready()
@@ -67,13 +71,10 @@ def test_kill_minus_nine_loses_nothing_and_doubles_nothing(settings: Settings, t
         expected = {command.command_id: model.apply(command) for command in workload}
 
         producer = Producer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "partitioner": "murmur2_random",
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 5,
-            }
+            deployment.client(
+                Role.COMMAND_PRODUCER,
+                **{"partitioner": "murmur2_random", "acks": "all", "enable.idempotence": True, "linger.ms": 5},
+            )
         )
 
         def stream() -> None:
@@ -109,7 +110,7 @@ def test_kill_minus_nine_loses_nothing_and_doubles_nothing(settings: Settings, t
         ]
         assert wrong == []
 
-        events: list[AccountEvent] = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.events", codec)
+        events: list[AccountEvent] = read_decoded(settings, f"{settings.topic_prefix}.events", codec)
         per_account: dict[str, list[AccountEvent]] = collections.defaultdict(list)
         for event in events:
             per_account[event.account_id].append(event)

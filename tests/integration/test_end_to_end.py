@@ -1,5 +1,7 @@
 """The whole path on real parts: a worker, the query service and the gateway as separate
-processes, a real broker, commands from a confluent-kafka producer and over HTTP."""
+processes, a real broker, commands from a confluent-kafka producer and over HTTP. Run twice:
+on the plaintext broker, and on the secured one (SASL_SSL and ACLs), where every process and
+the producer log in as their own role's user."""
 
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ from codec import Codec
 from foundation.settings import Settings
 from ledger.events import CommandResult
 from streamwallet.stack import Stack
+from tests.conftest import Deployment
 from tests.model import SingleAccountModel, single_account_workload
 from tests.support import outcome, read_decoded
+from topologies.access import Role
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.parametrize("kafka_mode", ["plaintext", "secured"], indirect=True)]
 
 
 def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -37,8 +41,8 @@ def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int
 
 
 @pytest.fixture
-def stack(settings: Settings, tmp_path: Any) -> Iterator[Stack]:
-    stack = Stack(settings, tmp_path)
+def stack(deployment: Deployment, tmp_path: Any) -> Iterator[Stack]:
+    stack = deployment.stack(tmp_path)
     processes = [stack.worker(1).start(), stack.query().start(), stack.gateway().start()]
     try:
         for process in processes:
@@ -51,14 +55,14 @@ def stack(settings: Settings, tmp_path: Any) -> Iterator[Stack]:
 def wait_for_results(settings: Settings, codec: Codec, command_ids: set[str], timeout_s: float = 60.0) -> list[Any]:
     deadline = time.monotonic() + timeout_s
     while True:
-        results = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.results", codec)
+        results = read_decoded(settings, f"{settings.topic_prefix}.results", codec)
         if command_ids <= {result.command_id for result in results} or time.monotonic() > deadline:
             return results
         time.sleep(0.5)
 
 
 def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywhere(
-    settings: Settings, stack: Stack
+    deployment: Deployment, settings: Settings, stack: Stack
 ) -> None:
     codec = Codec()
     rng = random.Random(20261125)
@@ -68,12 +72,10 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
     expected = {command.command_id: model.apply(command) for command in workload}
 
     producer = Producer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "partitioner": "murmur2_random",
-            "acks": "all",
-            "enable.idempotence": True,
-        }
+        deployment.client(
+            Role.COMMAND_PRODUCER,
+            **{"partitioner": "murmur2_random", "acks": "all", "enable.idempotence": True},
+        )
     )
     for command in workload:
         producer.produce(f"{settings.topic_prefix}.commands", codec.encode(command), command.routing_key.encode())
@@ -170,3 +172,6 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
     for account in set(accounts) - set(model.balance):
         status, _ = http("GET", f"{worker_url}/accounts/{account}")
         assert status == 404
+    # The query service's reconciliation also reads the changelog (as the query user when secured).
+    status, report = http("GET", f"{settings.query_url}/reconcile")
+    assert status == 200 and report["ok"], report

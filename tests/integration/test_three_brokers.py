@@ -1,5 +1,7 @@
 """The three-broker mode failover tests use: it starts, a topic with replication factor
-3 and min.insync.replicas 2 takes acks=all writes, and it survives losing one broker."""
+3 and min.insync.replicas 2 takes acks=all writes, and it survives losing one broker. In
+plaintext and in secured mode (replication between the brokers then authenticates with
+SCRAM over TLS, and the controllers with PLAIN over TLS)."""
 
 from __future__ import annotations
 
@@ -18,15 +20,18 @@ pytestmark = pytest.mark.kafka
 BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_PORT", "29300"))  # below the ephemeral range, see conftest
 
 
-def test_three_broker_cluster_replicates_and_survives_one_broker() -> None:
-    cluster = kafka.start(name="test3", brokers=3, base_port=BASE_PORT)
+@pytest.mark.parametrize("secured", [False, True], ids=["plaintext", "secured"])
+def test_three_broker_cluster_replicates_and_survives_one_broker(secured: bool) -> None:
+    name = "test3-secured" if secured else "test3"
+    cluster = kafka.start(name=name, brokers=3, base_port=BASE_PORT, secured=secured)
     try:
         topic = f"rf3-{uuid.uuid4().hex[:6]}"
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+        client = cluster.client_config()  # the admin user when secured
+        admin = AdminClient(client)
         admin.create_topics([NewTopic(topic, 3, 3, config={"min.insync.replicas": "2"})])[topic].result()
         metadata = admin.list_topics(topic, timeout=10).topics[topic]
         assert all(len(partition.replicas) == 3 for partition in metadata.partitions.values())
-        producer = Producer({"bootstrap.servers": cluster.bootstrap_servers, "acks": "all", "enable.idempotence": True})
+        producer = Producer({**client, "acks": "all", "enable.idempotence": True})
         delivered: list[object] = []
         for index in range(30):
             producer.produce(topic, str(index).encode(), on_delivery=lambda error, _: delivered.append(error))
@@ -38,7 +43,7 @@ def test_three_broker_cluster_replicates_and_survives_one_broker() -> None:
         assert delivered == [None] * 60
         consumer = Consumer(
             {
-                "bootstrap.servers": cluster.bootstrap_servers,
+                **client,
                 "group.id": f"g-{topic}",
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": True,
@@ -56,4 +61,4 @@ def test_three_broker_cluster_replicates_and_survives_one_broker() -> None:
         consumer.close()
         assert sorted(values) == list(range(60))
     finally:
-        kafka.stop(name="test3", wipe=True)
+        kafka.stop(name=name, wipe=True)

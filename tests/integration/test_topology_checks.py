@@ -54,7 +54,7 @@ def test_a_topic_with_another_min_insync_replicas_or_tombstone_retention_is_refu
     _set_config(settings, topology.changelog.name, "min.insync.replicas", "2")
     _set_config(settings, topology.changelog.name, "delete.retention.ms", "3600000")
     with pytest.raises(TopologyError) as refused:
-        ensure_topics(settings.bootstrap_servers, topology)
+        ensure_topics(kafka_config(settings), topology)
     assert f"{topology.changelog.name}: min.insync.replicas is 2, the topology says 1" in str(refused.value)
     assert f"{topology.changelog.name}: delete.retention.ms is 3600000" in str(refused.value)
 

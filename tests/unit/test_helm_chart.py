@@ -30,6 +30,13 @@ FULLNAME = f"{RELEASE}-streamwallet"
 SETTINGS_VARIABLES = {ENVIRONMENT_PREFIX + field.name.upper() for field in dataclasses.fields(Settings)}
 VARIABLE = re.compile(r"\bSTREAMWALLET_[A-Z0-9_]+\b")
 SERVER_DSN = "clickhouse.dsn=http://clickhouse:8123"
+KAFKA_USERS = ("worker", "query", "gateway", "topics")
+SASL_SSL = (
+    "kafka.security.protocol=SASL_SSL",
+    "kafka.security.caSecret.name=kafka-ca",
+    *(f"kafka.security.users.{user}.username=wallet-{user}" for user in KAFKA_USERS),
+    *(f"kafka.security.users.{user}.passwordSecret.name={user}-kafka" for user in KAFKA_USERS),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +134,11 @@ def replicas(document: str) -> int:
 
 
 def test_lint_strict_passes(helm: Helm) -> None:
-    for sets in ([], ["--set", SERVER_DSN, "--set", "query.replicas=3", "--set", "gateway.ingress.enabled=true"]):
+    for sets in (
+        [],
+        ["--set", SERVER_DSN, "--set", "query.replicas=3", "--set", "gateway.ingress.enabled=true"],
+        [flag for value in SASL_SSL for flag in ("--set", value)],
+    ):
         result = helm.run("lint", "--strict", str(CHART), *sets)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "0 chart(s) failed" in result.stdout
@@ -243,6 +254,7 @@ def test_every_variable_the_chart_sets_is_a_settings_field(helm: Helm) -> None:
         render(helm),
         render(helm, SERVER_DSN, "query.replicas=2", "worker.persistence.enabled=false"),
         render(helm, "settings.session_timeout_ms=9000", "settings.static_membership=false"),
+        render(helm, *SASL_SSL),
     ]
     variables = {variable for documents in renders for document in documents for variable in VARIABLE.findall(document)}
     assert "STREAMWALLET_WORKER_ID" in variables
@@ -262,6 +274,41 @@ def test_rendered_settings_parse_as_settings(helm: Helm) -> None:
     assert settings.worker_web_port == 6066
 
 
+def test_sasl_ssl_gives_each_component_its_user_with_the_password_in_a_file(helm: Helm) -> None:
+    documents = render(helm, *SASL_SSL)
+    config = config_data(documents)
+    assert config["STREAMWALLET_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["STREAMWALLET_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    workloads = {
+        "worker": find(documents, "StatefulSet", f"{FULLNAME}-worker"),
+        "query": find(documents, "StatefulSet", f"{FULLNAME}-query"),
+        "gateway": find(documents, "Deployment", f"{FULLNAME}-gateway"),
+        "topics": find(documents, "Job", f"{FULLNAME}-topics"),
+    }
+    for user, workload in workloads.items():
+        env = literal_env(workload)
+        assert env["STREAMWALLET_KAFKA_USERNAME"] == f"wallet-{user}"
+        assert env["STREAMWALLET_KAFKA_PASSWORD_FILE"] == "/etc/streamwallet/kafka-user/password"
+        assert env["STREAMWALLET_KAFKA_CA_FILE"] == "/etc/streamwallet/kafka-ca/ca.crt"
+        assert re.search(
+            rf"- name: kafka-user\n\s+secret:\n\s+secretName: {user}-kafka\n(?:\s+#.*\n)?\s+defaultMode: 0440\n"
+            r"\s+items:\n\s+- key: password\n\s+path: password\n",
+            workload,
+        ), workload
+        assert re.search(r"- name: kafka-ca\n\s+secret:\n\s+secretName: kafka-ca\n", workload)
+        assert re.search(r"- name: kafka-user\n\s+mountPath: /etc/streamwallet/kafka-user\n\s+readOnly: true", workload)
+        settings = Settings.from_environment({**config, **env, "STREAMWALLET_WORKER_ID": "worker-0"})
+        assert (settings.kafka_security_protocol, settings.kafka_username) == ("SASL_SSL", f"wallet-{user}")
+    # Passwords reach the pods as files only: no password variable anywhere.
+    assert not [document for document in documents if "STREAMWALLET_KAFKA_PASSWORD:" in document]
+    assert not [document for document in documents if re.search(r"name: STREAMWALLET_KAFKA_PASSWORD\n", document)]
+
+
+def test_plaintext_mounts_no_kafka_secret(helm: Helm) -> None:
+    for document in render(helm):
+        assert "kafka-user" not in document and "STREAMWALLET_KAFKA_USERNAME" not in document
+
+
 def test_schema_settings_are_settings_fields(helm: Helm) -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     names = schema["properties"]["settings"]["propertyNames"]["enum"]
@@ -278,6 +325,12 @@ def test_schema_settings_are_settings_fields(helm: Helm) -> None:
         (("kafka.minInsyncReplicas=4",), "minInsyncReplicas"),
         (("kafka.bootstrapServers=",), "bootstrapServers"),
         (("clickhouse.dsn=chdb:///var/lib/clickhouse",), "dsn"),
+        (("kafka.security.protocol=SASL_SSL",), "set kafka.security.users.worker.username"),
+        (SASL_SSL[:-1], "set kafka.security.users.topics.username"),
+        (("kafka.security.users.query.username=reader",), "PLAINTEXT, which would ignore it"),
+        (("kafka.security.caSecret.name=kafka-ca",), "PLAINTEXT, which would ignore it"),
+        (("kafka.security.protocol=SASL_PLAINTEXT",), "protocol"),
+        (("settings.kafka_username=someone",), "kafka_username"),
     ],
 )
 def test_invalid_values_fail_to_render(helm: Helm, sets: tuple[str, ...], message: str) -> None:

@@ -103,6 +103,8 @@ STREAMWALLET_TOPIC_PREFIX: {{ .Values.kafka.topicPrefix | quote }}
 STREAMWALLET_PARTITIONS: {{ include "streamwallet.int" .Values.kafka.partitions | quote }}
 STREAMWALLET_REPLICATION_FACTOR: {{ include "streamwallet.int" .Values.kafka.replicationFactor | quote }}
 STREAMWALLET_MIN_INSYNC_REPLICAS: {{ include "streamwallet.int" .Values.kafka.minInsyncReplicas | quote }}
+STREAMWALLET_KAFKA_SECURITY_PROTOCOL: {{ .Values.kafka.security.protocol | quote }}
+STREAMWALLET_KAFKA_SASL_MECHANISM: {{ .Values.kafka.security.saslMechanism | quote }}
 STREAMWALLET_CLICKHOUSE_DSN: {{ .Values.clickhouse.dsn | quote }}
 STREAMWALLET_CLICKHOUSE_DATABASE: {{ .Values.clickhouse.database | quote }}
 STREAMWALLET_QUERY_PORT: {{ include "streamwallet.int" .Values.query.port | quote }}
@@ -110,6 +112,63 @@ STREAMWALLET_QUERY_URL: {{ printf "http://%s:%s" (include "streamwallet.querySer
 STREAMWALLET_GATEWAY_PORT: {{ include "streamwallet.int" .Values.gateway.port | quote }}
 {{- range $field, $value := .Values.settings }}
 {{ printf "STREAMWALLET_%s" (upper $field) }}: {{ include "streamwallet.envText" $value | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+A component's Kafka user (with SASL_SSL): its name, its password as a file from its Secret,
+and the CA file. (list $ "worker"): the env entries, then kafkaVolumeMounts and kafkaVolumes.
+*/}}
+{{- define "streamwallet.kafkaUserEnv" -}}
+{{- $security := (index . 0).Values.kafka.security }}
+{{- if eq $security.protocol "SASL_SSL" }}
+{{- $user := index $security.users (index . 1) }}
+- name: STREAMWALLET_KAFKA_USERNAME
+  value: {{ $user.username | quote }}
+- name: STREAMWALLET_KAFKA_PASSWORD_FILE
+  value: /etc/streamwallet/kafka-user/password
+{{- if $security.caSecret.name }}
+- name: STREAMWALLET_KAFKA_CA_FILE
+  value: /etc/streamwallet/kafka-ca/ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "streamwallet.kafkaVolumeMounts" -}}
+{{- $security := (index . 0).Values.kafka.security }}
+{{- if eq $security.protocol "SASL_SSL" }}
+- name: kafka-user
+  mountPath: /etc/streamwallet/kafka-user
+  readOnly: true
+{{- if $security.caSecret.name }}
+- name: kafka-ca
+  mountPath: /etc/streamwallet/kafka-ca
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "streamwallet.kafkaVolumes" -}}
+{{- $security := (index . 0).Values.kafka.security }}
+{{- if eq $security.protocol "SASL_SSL" }}
+{{- $user := index $security.users (index . 1) }}
+- name: kafka-user
+  secret:
+    secretName: {{ $user.passwordSecret.name }}
+    # Readable by the pod's group (podSecurityContext.fsGroup) only.
+    defaultMode: 0440
+    items:
+      - key: {{ $user.passwordSecret.key }}
+        path: password
+{{- if $security.caSecret.name }}
+- name: kafka-ca
+  secret:
+    secretName: {{ $security.caSecret.name }}
+    defaultMode: 0444
+    items:
+      - key: {{ $security.caSecret.key }}
+        path: ca.crt
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -247,7 +306,23 @@ Checks the schema cannot express (or states them again with a clearer message).
 {{- else if not (or (hasPrefix "http://" $dsn) (hasPrefix "https://" $dsn)) }}
 {{- fail (printf "clickhouse.dsn %s: expected chdb:///data/<folder> or http(s)://host:port" $dsn) }}
 {{- end }}
-{{- $managed := list "bootstrap_servers" "topic_prefix" "partitions" "replication_factor" "min_insync_replicas" "worker_id" "data_dir" "clickhouse_dsn" "clickhouse_database" "query_host" "query_port" "query_url" "gateway_host" "gateway_port" "worker_web_host" "worker_web_port" }}
+{{- $security := .Values.kafka.security }}
+{{- $components := list "worker" "query" "gateway" }}
+{{- if .Values.topics.create }}{{ $components = append $components "topics" }}{{ end }}
+{{- range $component := $components }}
+{{- $user := index $security.users $component }}
+{{- if eq $security.protocol "SASL_SSL" }}
+{{- if not (and $user.username $user.passwordSecret.name) }}
+{{- fail (printf "kafka.security.protocol is SASL_SSL: set kafka.security.users.%s.username and kafka.security.users.%s.passwordSecret.name (a Secret holding its password)" $component $component) }}
+{{- end }}
+{{- else if or $user.username $user.passwordSecret.name }}
+{{- fail (printf "kafka.security.users.%s is set but kafka.security.protocol is PLAINTEXT, which would ignore it: set kafka.security.protocol=SASL_SSL" $component) }}
+{{- end }}
+{{- end }}
+{{- if and (ne $security.protocol "SASL_SSL") $security.caSecret.name }}
+{{- fail "kafka.security.caSecret is set but kafka.security.protocol is PLAINTEXT, which would ignore it: set kafka.security.protocol=SASL_SSL" }}
+{{- end }}
+{{- $managed := list "bootstrap_servers" "topic_prefix" "partitions" "replication_factor" "min_insync_replicas" "worker_id" "data_dir" "clickhouse_dsn" "clickhouse_database" "query_host" "query_port" "query_url" "gateway_host" "gateway_port" "worker_web_host" "worker_web_port" "kafka_security_protocol" "kafka_sasl_mechanism" "kafka_username" "kafka_password" "kafka_password_file" "kafka_ca_file" }}
 {{- range $field, $_ := .Values.settings }}
 {{- if has $field $managed }}
 {{- fail (printf "settings.%s is managed by the chart: set it through its own value (kafka.*, clickhouse.*, query.*, gateway.*, worker.*)" $field) }}
