@@ -4,6 +4,7 @@ The brokers deny whatever no ACL allows (`allow.everyone.if.no.acl.found=false`)
 grants are everything streamwallet's processes need, and nothing more:
 
     worker            reads commands and legs (its input) and the changelog (restore);
+                      describes the topics' configs (it refuses mismatched ones at start);
                       writes legs, events, results, changelog and deadletter, all inside
                       its transactions (transactional ids `<prefix>.ledger.<worker id>`);
                       its consumer group `<prefix>.ledger` (and `<prefix>.ledger.restore`,
@@ -57,6 +58,12 @@ class Pattern(enum.StrEnum):
 class Operation(enum.StrEnum):
     READ = "read"
     WRITE = "write"
+    DESCRIBE_CONFIGS = "describe-configs"  # a worker checks the topics' configs at start
+
+    @property
+    def acl_name(self) -> str:
+        """As kafka-acls.sh spells it."""
+        return "".join(part.capitalize() for part in self.value.split("-"))
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +150,9 @@ def grants(topology: Topology, principals: Mapping[Role, str]) -> list[Grant]:
             (read, group, literal, names.ledger_group),
             (read, group, literal, names.restore_group),
             (write, transactional_id, prefixed, names.transactional_id_prefix),
+            # Start-up refuses topics whose replication settings differ (topologies/admin.py
+            # verify_topics): reading configs changes nothing.
+            (Operation.DESCRIBE_CONFIGS, topic, prefixed, f"{topology.prefix}."),
         ],
         Role.COMMAND_PRODUCER: [
             (write, topic, literal, topology.commands.name),
@@ -180,7 +190,7 @@ def kafka_acls_commands(declared: list[Grant], *, bootstrap_servers: str) -> lis
         }[grant.resource]
         lines.append(
             f"kafka-acls.sh --bootstrap-server {bootstrap_servers} --command-config admin.properties --add "
-            f"--allow-principal {grant.principal} --operation {grant.operation.value.capitalize()} "
+            f"--allow-principal {grant.principal} --operation {grant.operation.acl_name} "
             f"{resource_option} {grant.name} --resource-pattern-type {grant.pattern.value}"
         )
     return lines
