@@ -53,7 +53,8 @@ class GatewayCode(enum.StrEnum):
 RETRY_AFTER_S = 1
 
 # The HTTP status of each ledger rejection: a stateless rule (422), the state of an
-# account, hold or transfer (409), something that does not exist (404), back-pressure (429).
+# account, hold or transfer (409), something that does not exist (404), back-pressure (429),
+# a partition that cannot take new commands yet (503).
 LEDGER_STATUSES: dict[ErrorCode, int] = {
     ErrorCode.MALFORMED: 422,
     ErrorCode.INVALID_AMOUNT: 422,
@@ -65,6 +66,7 @@ LEDGER_STATUSES: dict[ErrorCode, int] = {
     ErrorCode.UNBALANCED_BATCH: 422,
     ErrorCode.DEDUP_CONFLICT: 409,
     ErrorCode.DUPLICATE_BACKLOG: 429,
+    ErrorCode.DEDUP_WINDOW_FULL: 503,  # the partition's idempotency window is full: retry once it drains
     ErrorCode.ACCOUNT_NOT_FOUND: 404,
     ErrorCode.ACCOUNT_EXISTS: 409,
     ErrorCode.HOLD_NOT_FOUND: 404,
