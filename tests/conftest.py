@@ -14,6 +14,7 @@ import pytest
 
 from deploy.local import kafka, registry
 from foundation.settings import Settings
+from tests.credentials import secured
 from topologies.admin import ensure_topics
 
 # Below Linux's ephemeral range (32768-60999): a client socket can hold any port in that
@@ -76,7 +77,8 @@ def settings(kafka_bootstrap: str, tmp_path: Path) -> Settings:
 
 
 def fresh_settings(kafka_bootstrap: str, folder: Path, *, prefix: str = "t", **overrides: Any) -> Settings:
-    """Settings of a fresh deployment: its own topics, data (in `folder`) and ports; topics created."""
+    """Settings of a fresh deployment: its own topics, data (in `folder`), ports and credentials
+    (tests/credentials.py); topics created."""
     query_port = free_port()
     settings = Settings.from_environment(
         {},
@@ -92,7 +94,7 @@ def fresh_settings(kafka_bootstrap: str, folder: Path, *, prefix: str = "t", **o
         session_timeout_ms=6000,
         transaction_timeout_ms=5000,
         tick_interval_ms=500,
-        **overrides,
+        **{**secured(folder / "credentials"), **overrides},
     )
     ensure_topics(settings.bootstrap_servers, settings.topology())
     return settings
