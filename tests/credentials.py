@@ -5,7 +5,10 @@ API keys in its own store, for any principal and roles. Every test deployment
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,10 +16,11 @@ from typing import Any
 import jwt
 
 from foundation.api_keys import create_key
-from foundation.settings import Settings
+from foundation.settings import PROJECT_ROOT, Settings
 from ledger.principals import Role
 
 TOKEN_LIFETIME_S = 600
+CLI_TIMEOUT_S = 60
 EVERY_ROLE = frozenset(Role)
 
 
@@ -63,3 +67,16 @@ class Credentials:
 
 def bearer(credential: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {credential}"}
+
+
+def apikeys_cli(store: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`streamwallet apikeys ...` as a subprocess, on the store `store`."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamwallet.cli", "apikeys", *arguments],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STREAMWALLET_AUTH_API_KEYS_FILE": str(store)},
+        cwd=PROJECT_ROOT,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -23,8 +21,8 @@ from foundation.api_keys import (
     read_store,
     revoke_key,
 )
-from foundation.settings import PROJECT_ROOT
 from ledger.principals import Principal, Role
+from tests.credentials import apikeys_cli
 
 OPERATOR = frozenset({Role.OPERATOR})
 
@@ -146,22 +144,9 @@ def test_texts_not_shaped_like_a_key_are_not_parsed(text: str) -> None:
 # -- the CLI, as a subprocess ---------------------------------------------------------------------
 
 
-def apikeys(store: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    environment = {**os.environ, "STREAMWALLET_AUTH_API_KEYS_FILE": str(store)}
-    return subprocess.run(
-        [sys.executable, "-m", "streamwallet.cli", "apikeys", *arguments],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=PROJECT_ROOT,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_the_cli_creates_lists_and_revokes_and_prints_a_key_exactly_once(tmp_path: Path) -> None:
     store = tmp_path / "keys.json"
-    made = apikeys(store, "create", "--name", "payments", "--role", "operator", "--role", "AUDITOR")
+    made = apikeys_cli(store, "create", "--name", "payments", "--role", "operator", "--role", "AUDITOR")
     assert made.returncode == 0, made.stderr
     keys = [word for word in (made.stdout + made.stderr).split() if word.startswith("sw_")]
     assert len(keys) == 1, made.stdout
@@ -171,16 +156,16 @@ def test_the_cli_creates_lists_and_revokes_and_prints_a_key_exactly_once(tmp_pat
     key_id, secret = parsed
     assert mode(store) == 0o600 and secret not in store.read_text()
 
-    as_json = apikeys(store, "create", "--name", "alice-phone", "--role", "owner", "--owner-of", "alice", "--json")
+    as_json = apikeys_cli(store, "create", "--name", "alice-phone", "--role", "owner", "--owner-of", "alice", "--json")
     assert as_json.returncode == 0, as_json.stderr
     second = json.loads(as_json.stdout)
     assert second["principal_id"] == "alice" and second["roles"] == ["OWNER"] and as_json.stdout.count("sw_") == 1
 
-    listed = apikeys(store, "list")
+    listed = apikeys_cli(store, "list")
     assert listed.returncode == 0 and key_id in listed.stdout and second["key_id"] in listed.stdout
     assert secret not in listed.stdout and "sw_" not in listed.stdout and "OPERATOR" in listed.stdout
-    assert apikeys(store, "revoke", key_id).returncode == 0
-    rows = {row["key_id"]: row for row in json.loads(apikeys(store, "list", "--json").stdout)}
+    assert apikeys_cli(store, "revoke", key_id).returncode == 0
+    rows = {row["key_id"]: row for row in json.loads(apikeys_cli(store, "list", "--json").stdout)}
     assert rows[key_id]["revoked"] is not None and rows[second["key_id"]]["revoked"] is None
     assert set(rows[key_id]) == {"key_id", "name", "principal_id", "roles", "created", "revoked"}
     assert mode(store) == 0o600
@@ -199,6 +184,6 @@ def test_the_cli_creates_lists_and_revokes_and_prints_a_key_exactly_once(tmp_pat
 def test_the_cli_refuses_with_a_reason_and_a_status(
     tmp_path: Path, arguments: list[str], status: int, said: str
 ) -> None:
-    answer = apikeys(tmp_path / "keys.json", *arguments)
+    answer = apikeys_cli(tmp_path / "keys.json", *arguments)
     assert answer.returncode == status and said in answer.stderr, answer.stderr
     assert "sw_" not in answer.stdout

@@ -68,7 +68,7 @@ def settings_with(tmp_path: Path, **files: bytes | str) -> Settings:
 def claims(**changes: Any) -> dict[str, Any]:
     now_s = int(time.time())
     payload = {"sub": "alice", "aud": AUDIENCE, "iss": ISSUER, "iat": now_s, "exp": now_s + 300, "roles": ["OWNER"]}
-    payload.update(changes)
+    payload.update({name: now_s + value if isinstance(value, FromNow) else value for name, value in changes.items()})
     return {name: value for name, value in payload.items() if value is not None}
 
 
@@ -111,7 +111,13 @@ def test_a_valid_hs256_token_is_its_subject_with_its_roles(hs256: TokenVerifier)
 INVALID = GatewayCode.INVALID_CREDENTIAL
 EXPIRED = GatewayCode.CREDENTIAL_EXPIRED
 NOT_YET = GatewayCode.CREDENTIAL_NOT_YET_VALID
-NOW_S = int(time.time())
+
+
+class FromNow(int):
+    """A time claim given as seconds from the moment the token is made (so a slow run
+    cannot move a case across the skew's edge)."""
+
+
 # (what, claims, the code; None: accepted). Times are far from the skew's edge (30 s either
 # side of 60 s), so the clock moving while the test runs cannot change an answer.
 CLAIM_CASES: list[tuple[str, dict[str, Any], GatewayCode | None]] = [
@@ -128,12 +134,12 @@ CLAIM_CASES: list[tuple[str, dict[str, Any], GatewayCode | None]] = [
     ("sub too long", {"sub": "x" * 129}, INVALID),
     ("sub with a newline", {"sub": "al\nice"}, INVALID),
     ("exp not a number", {"exp": "tomorrow"}, INVALID),
-    ("expired beyond the skew", {"exp": NOW_S - SKEW_S - 30}, EXPIRED),
-    ("expired within the skew", {"exp": NOW_S - SKEW_S + 30}, None),
-    ("nbf beyond the skew", {"nbf": NOW_S + SKEW_S + 30}, NOT_YET),
-    ("nbf within the skew", {"nbf": NOW_S + SKEW_S - 30}, None),
-    ("iat beyond the skew", {"iat": NOW_S + SKEW_S + 30}, NOT_YET),
-    ("iat within the skew", {"iat": NOW_S + SKEW_S - 30}, None),
+    ("expired beyond the skew", {"exp": FromNow(-SKEW_S - 30)}, EXPIRED),
+    ("expired within the skew", {"exp": FromNow(-SKEW_S + 30)}, None),
+    ("nbf beyond the skew", {"nbf": FromNow(SKEW_S + 30)}, NOT_YET),
+    ("nbf within the skew", {"nbf": FromNow(SKEW_S - 30)}, None),
+    ("iat beyond the skew", {"iat": FromNow(SKEW_S + 30)}, NOT_YET),
+    ("iat within the skew", {"iat": FromNow(SKEW_S - 30)}, None),
     ("no roles", {"roles": None}, None),
 ]
 
@@ -195,7 +201,7 @@ def test_rs256_and_es256_with_a_pem_key(tmp_path: Path) -> None:
     assert refused(es, jwt.encode(claims(), RSA_KEY, algorithm="RS256")) is INVALID
     assert refused(rs, jwt.encode(claims(), OTHER_RSA_KEY, algorithm="RS256")) is INVALID
     assert refused(rs, jwt.encode(claims(), RSA_KEY, algorithm="RS512")) is INVALID
-    assert refused(rs, jwt.encode(claims(exp=NOW_S - SKEW_S - 30), RSA_KEY, algorithm="RS256")) is EXPIRED
+    assert refused(rs, jwt.encode(claims(exp=FromNow(-SKEW_S - 30)), RSA_KEY, algorithm="RS256")) is EXPIRED
 
 
 def test_hs256_keyed_with_the_public_key_is_refused(tmp_path: Path) -> None:
