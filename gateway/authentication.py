@@ -28,8 +28,13 @@ def unauthorized(code: GatewayCode, message: str) -> ApiError:
     """A 401: RFC 6750's challenge, with error="invalid_token" when a credential was sent."""
     challenge = f'Bearer realm="{REALM}"'
     if code is not GatewayCode.UNAUTHENTICATED:
-        challenge += f', error="invalid_token", error_description="{message}"'
+        challenge += f', error="invalid_token", error_description="{description(message)}"'
     return ApiError(code, message, headers={"WWW-Authenticate": challenge})
+
+
+def description(message: str) -> str:
+    """A message as RFC 6750 allows an error_description: printable ASCII without '"' and '\\'."""
+    return "".join(character for character in message if " " <= character <= "~" and character not in '"\\')
 
 
 class Authenticator:

@@ -22,7 +22,7 @@ from ledger.money import format_amount
 from streamwallet.dev_keys import DEV_ADMIN_ROLES, temporary_key
 
 RESULT_TIMEOUT_S = 60.0
-DEMO_KEY_NAME = "demo"
+DEMO_KEY_NAME = "streamwallet-demo"  # revoked when the demo ends
 
 
 def _http(

@@ -10,7 +10,7 @@ The matrix, each cell an HTTP request with its status asserted:
   * every read x every role, on an account whose owner the view does not know (today:
     every account, until events carry the owner) and on one that does not exist;
   * GET /v1/commands/{id} x every role, for a command the asker sent and one it did not;
-  * every protected operation x every way a credential can be wrong: 401 with its code,
+  * every protected operation x 13 ways a credential can be wrong: 401 with its code,
     WWW-Authenticate and the error body, and nothing produced;
 and an API key made and revoked with the CLI (a subprocess), and a burst past a
 principal's rate: 429 with Retry-After.
@@ -258,6 +258,7 @@ def wrong_credentials(world: World) -> dict[str, tuple[dict[str, str], str]]:
     every = frozenset(Role)
     now_s = int(time.time())
     claims = {"sub": "x", "aud": "streamwallet", "iss": "streamwallet", "exp": now_s + 600}
+    hostile_header = jwt.utils.base64url_encode(json.dumps({"alg": "é\"\\'<"}).encode()).decode()
     valid, revoked = credentials.api_key("spare-bot", every), credentials.api_key("revoked-bot", every)
     _run_cli(world, "revoke", _key_id(revoked))
     return {
@@ -279,6 +280,7 @@ def wrong_credentials(world: World) -> dict[str, tuple[dict[str, str], str]]:
         "issued in the future": (credentials.headers("x", every, iat=now_s + SKEW_S + 300), "CREDENTIAL_NOT_YET_VALID"),
         "a key with a wrong secret": (bearer(valid[:-1] + ("A" if valid[-1] != "A" else "B")), "INVALID_CREDENTIAL"),
         "a revoked key": (bearer(revoked), "CREDENTIAL_REVOKED"),
+        "an algorithm of quotes and non-ASCII": (bearer(f"{hostile_header}.e30.c2ln"), "INVALID_CREDENTIAL"),
     }
 
 
@@ -304,8 +306,8 @@ def test_every_protected_operation_refuses_every_wrong_credential_with_401(world
             assert set(answer) == {"code", "message", "details"}
             assert answer_headers["WWW-Authenticate"].startswith('Bearer realm="streamwallet"'), answer_headers
             cells += 1
-    assert cells == 12 * 9
-    assert f"Deposit-anonymous-{world.run}" not in world.produced()  # none of the 12 submits was produced
+    assert cells == 13 * 9
+    assert f"Deposit-anonymous-{world.run}" not in world.produced()  # none of the 13 submits was produced
 
 
 def test_a_token_within_the_clock_skew_is_accepted(world: World) -> None:

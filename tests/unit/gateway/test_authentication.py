@@ -4,6 +4,7 @@ its code and RFC 6750's challenge."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -95,3 +96,14 @@ def test_a_missing_or_malformed_header_is_401_with_a_challenge(
     challenge = error.headers()["WWW-Authenticate"]
     assert challenge.startswith('Bearer realm="streamwallet"')
     assert ("invalid_token" in challenge) is (code is not GatewayCode.UNAUTHENTICATED)
+
+
+def test_the_challenge_never_carries_what_rfc_6750_forbids(settings: Settings) -> None:
+    """A token whose header names an algorithm full of quotes, backslashes and non-ASCII:
+    the message may quote it, the WWW-Authenticate header never carries those characters."""
+    header = jwt.utils.base64url_encode(json.dumps({"alg": 'é"\\\r\nX-Evil: 1'}).encode()).decode()
+    error = refusal(Authenticator(settings), [f"Bearer {header}.e30.c2ln"])
+    challenge = error.headers()["WWW-Authenticate"]
+    description = challenge.split('error_description="', 1)[1][:-1]
+    assert description and all(" " <= character <= "~" and character not in '"\\' for character in description)
+    assert challenge.count('"') == 6
