@@ -23,6 +23,10 @@ KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")  # SASL_PLAINTEXT would sen
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 SECRET_FIELDS = frozenset({"kafka_password"})
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Authentication and rate limits at the gateway (README "Authentication"): the defaults.
+AUTH_CLOCK_SKEW_S_DEFAULT = 60  # how far a token's exp, nbf and iat may be off our clock
+GATEWAY_RATE_LIMIT_PER_S_DEFAULT = 100  # requests per second per principal, sustained
+GATEWAY_RATE_LIMIT_BURST_DEFAULT = 200  # requests per principal at once, after a quiet spell
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +102,21 @@ class Settings:
     gateway_port: int = 8080
     gateway_result_timeout_ms: int = 10_000
     gateway_pending_max: int = 10_000  # commands awaiting their result at once
+    # One token bucket per principal for every request it makes (submits and reads together):
+    # past it, 429 RATE_LIMITED with Retry-After.
+    gateway_rate_limit_per_s: int = GATEWAY_RATE_LIMIT_PER_S_DEFAULT
+    gateway_rate_limit_burst: int = GATEWAY_RATE_LIMIT_BURST_DEFAULT
+
+    # Authentication at the gateway: API keys and JWT bearer tokens (README "Authentication").
+    # Secrets are read from files only, so they are never in the environment, in repr() or in logs.
+    auth_api_keys_file: Path = PROJECT_ROOT / ".run" / "api-keys.json"  # `streamwallet apikeys` writes it (0600)
+    auth_jwt_hs256_secret_file: Path | None = None  # HS256: a shared secret of at least 32 bytes
+    auth_jwt_public_key_file: Path | None = None  # RS256 or ES256: the issuer's public key, PEM
+    auth_jwks_file: Path | None = None  # RS256 or ES256: the issuer's keys as a JWKS document, chosen by `kid`
+    auth_jwt_audience: str = "streamwallet"  # a token's `aud` must name it
+    auth_jwt_issuer: str = "streamwallet"  # a token's `iss` must be it
+    auth_jwt_roles_claim: str = "roles"  # the claim that lists the principal's roles
+    auth_clock_skew_s: int = AUTH_CLOCK_SKEW_S_DEFAULT
 
     def __post_init__(self) -> None:
         _check_kafka_security(self)

@@ -5,6 +5,10 @@ GET  /v1/commands/{command_id}?account_id=   the outcome of an earlier command
 GET  /v1/accounts/{id}[/history|/as-of|/turnover|/rollup], /v1/totals   reads (gateway/reads.py)
 GET  /v1/openapi.json                    the contract (gateway/openapi.py)
 GET  /v1/status, /health, /ready         counters (pending submits), liveness, readiness
+
+Every route but /health, /ready and /v1/openapi.json needs a credential (gateway/
+authentication.py: 401), is counted against its principal's rate (gateway/rate_limits.py:
+429) and is decided for its roles (gateway/authorization.py: 403).
 """
 
 from __future__ import annotations
@@ -19,18 +23,26 @@ import aiohttp
 from aiohttp import web
 
 from foundation.settings import Settings
-from gateway import command_handlers
+from gateway import authorization, command_handlers
+from gateway.authentication import PUBLIC_PATHS, Authenticator
 from gateway.client import LedgerClient
 from gateway.errors import ApiError, GatewayCode, error_body, retry_headers
 from gateway.limits import BODY_BYTES_MAX
 from gateway.openapi import document
+from gateway.principals import RecentSenders
+from gateway.rate_limits import RateLimiter
 from gateway.reads import READ_ROUTES, Reader, ReadRoute
+from ledger.principals import Principal
 
 log = logging.getLogger(__name__)
 
 CLIENT_KEY: web.AppKey[LedgerClient] = web.AppKey("ledger_client")
 SETTINGS_KEY: web.AppKey[Settings] = web.AppKey("settings")
 READER_KEY: web.AppKey[Reader] = web.AppKey("reader")
+AUTHENTICATOR_KEY: web.AppKey[Authenticator] = web.AppKey("authenticator")
+RATE_LIMITER_KEY: web.AppKey[RateLimiter] = web.AppKey("rate_limiter")
+SENDERS_KEY: web.AppKey[RecentSenders] = web.AppKey("recent_senders")
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # aiohttp's own refusals (no route, wrong method, body too large), in the API's error body.
 HTTP_ERROR_CODES: dict[int, GatewayCode] = {
@@ -70,6 +82,25 @@ async def error_bodies(request: web.Request, handler: Handler) -> web.StreamResp
         return error_response(ApiError(GatewayCode.INTERNAL, "unexpected error in the gateway; it is logged"))
 
 
+@web.middleware
+async def authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Who asks (401 if nobody we can verify), and within its rate (429): before any handler."""
+    if request.rel_url.path in PUBLIC_PATHS:
+        return await handler(request)
+    principal = request.app[AUTHENTICATOR_KEY].principal(request.headers.getall("Authorization", []))
+    limiter = request.app[RATE_LIMITER_KEY]
+    retry_after_s = limiter.take(principal.principal_id)
+    if retry_after_s is not None:
+        raise ApiError(
+            GatewayCode.RATE_LIMITED,
+            f"more than {limiter.rate_per_s} requests per second (bursts of {limiter.burst}) from this principal",
+            details={"rate_per_s": limiter.rate_per_s, "burst": limiter.burst, "retry_after_s": retry_after_s},
+            headers={"Retry-After": str(retry_after_s)},
+        )
+    request[PRINCIPAL_KEY] = principal
+    return await handler(request)
+
+
 # -- handlers ------------------------------------------------------------------------------------
 
 
@@ -80,23 +111,31 @@ def _client(request: web.Request) -> LedgerClient:
     return client
 
 
-def _timeout_s(request: web.Request) -> float:
-    return request.app[SETTINGS_KEY].gateway_result_timeout_ms / 1000
-
-
-async def submit(request: web.Request) -> web.Response:
-    return await command_handlers.submit(request, client=_client(request), timeout_s=_timeout_s(request))
-
-
-async def outcome(request: web.Request) -> web.Response:
-    return await command_handlers.outcome(
-        request, client=_client(request), reader=request.app[READER_KEY], timeout_s=_timeout_s(request)
+def _submitting(request: web.Request) -> command_handlers.Submitting:
+    return command_handlers.Submitting(
+        principal=request[PRINCIPAL_KEY],
+        client=_client(request),
+        timeout_s=request.app[SETTINGS_KEY].gateway_result_timeout_ms / 1000,
+        senders=request.app[SENDERS_KEY],
     )
 
 
+async def submit(request: web.Request) -> web.Response:
+    return await command_handlers.submit(request, _submitting(request))
+
+
+async def outcome(request: web.Request) -> web.Response:
+    return await command_handlers.outcome(request, _submitting(request), reader=request.app[READER_KEY])
+
+
 async def read(request: web.Request, *, route: ReadRoute) -> web.Response:
+    principal = request[PRINCIPAL_KEY]
+    if route.per_account:
+        authorization.check_account_read(principal)
+    else:
+        authorization.check_totals_read(principal)
     account_id = request.match_info.get("account_id") if route.per_account else None
-    return web.json_response(await request.app[READER_KEY].read(route, account_id, request.query))
+    return web.json_response(await request.app[READER_KEY].read(route, account_id, request.query, principal=principal))
 
 
 def _status(request: web.Request) -> dict[str, Any]:
@@ -131,8 +170,13 @@ async def ready(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=BODY_BYTES_MAX, middlewares=[error_bodies])
+    app = web.Application(client_max_size=BODY_BYTES_MAX, middlewares=[error_bodies, authenticated])
     app[SETTINGS_KEY] = settings
+    app[AUTHENTICATOR_KEY] = Authenticator(settings)
+    app[RATE_LIMITER_KEY] = RateLimiter(
+        rate_per_s=settings.gateway_rate_limit_per_s, burst=settings.gateway_rate_limit_burst
+    )
+    app[SENDERS_KEY] = RecentSenders()
 
     async def lifecycle(app: web.Application) -> Any:
         loop = asyncio.get_running_loop()

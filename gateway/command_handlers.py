@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import urllib.parse
 import uuid
 from collections.abc import Iterator
@@ -19,14 +20,17 @@ from typing import TypeVar
 from aiohttp import web
 
 from codec import EncodeError
+from gateway import authorization
 from gateway.client import CommandIdPendingError, DeliveryError, LedgerClient, PendingLimitError
 from gateway.errors import ApiError, GatewayCode
 from gateway.limits import BODY_BYTES_MAX
+from gateway.principals import RecentSenders, build, carries_principal, sender_of
 from gateway.reads import Reader, path_segment
-from gateway.translate import checked_currencies, parse_json, result_json, to_command
+from gateway.translate import checked_currencies, command_type, parse_json, result_json, to_command
 from ledger import commands
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, ResultStatus
+from ledger.principals import Principal
 
 JSON_MEDIA_TYPE = "application/json"
 RESPOND_ASYNC = "respond-async"
@@ -88,12 +92,14 @@ def wants_async(request: web.Request) -> bool:
     return (wait == ["false"]) or RESPOND_ASYNC in preferences
 
 
-async def read_command(request: web.Request) -> commands.Command:
+async def read_command(request: web.Request, principal: Principal) -> commands.Command:
+    """The command of a request's body, once its type is one the principal may send."""
     _check_media_type(request)
     if request.content_length is not None and request.content_length > BODY_BYTES_MAX:
         raise ApiError(GatewayCode.BODY_TOO_LARGE, f"the body exceeds {BODY_BYTES_MAX} bytes")
     body = parse_json(await request.read())
-    return to_command(body, idempotency_key=request.headers.get("Idempotency-Key"))
+    authorization.check_submit(principal, command_type(body))
+    return to_command(body, principal=principal, idempotency_key=request.headers.get("Idempotency-Key"))
 
 
 # -- waiting on the client -----------------------------------------------------------------------
@@ -155,28 +161,57 @@ async def send(client: LedgerClient, command: commands.Command, timeout_s: float
 # -- handlers ------------------------------------------------------------------------------------
 
 
-async def submit(request: web.Request, *, client: LedgerClient, timeout_s: float) -> web.Response:
+@dataclasses.dataclass(frozen=True, slots=True)
+class Submitting:
+    """What a submit or a lookup needs besides the request: who asks, the ledger's client,
+    how long to wait, and the record of who sent what."""
+
+    principal: Principal
+    client: LedgerClient
+    timeout_s: float
+    senders: RecentSenders
+
+
+async def submit(request: web.Request, context: Submitting) -> web.Response:
     asynchronous = wants_async(request)
-    command = await read_command(request)
+    command = await read_command(request, context.principal)
     if asynchronous:
-        await send(client, command, timeout_s)
+        await send(context.client, command, context.timeout_s)
+        context.senders.record(command, context.principal)
         return pending_response(command)
-    result = await request_result(client, command, timeout_s)
+    result = await request_result(context.client, command, context.timeout_s)
+    context.senders.record(command, context.principal)
     if result is None:
         return pending_response(command)
+    if result.code is ErrorCode.ID_IN_USE:  # the id is an earlier command's, not this principal's
+        context.senders.forget(command, context.principal)
     return result_response(result, checked_currencies(command))
 
 
-async def outcome(request: web.Request, *, client: LedgerClient, reader: Reader, timeout_s: float) -> web.Response:
-    """The outcome of an earlier command, asked of the shard that decided it (QueryCommand)."""
+async def outcome(request: web.Request, context: Submitting, *, reader: Reader) -> web.Response:
+    """The outcome of an earlier command, asked of the shard that decided it (QueryCommand),
+    for OPERATOR and AUDITOR, or the principal that sent it."""
+    principal = context.principal
     target = request.match_info["command_id"]
     routing_key = _routing_key(request)
-    query = commands.QueryCommand(command_id=str(uuid.uuid4()), account_id=routing_key, target_command_id=target)
+    sender = context.senders.sender(routing_key, target)
+    known_sender = authorization.may_read_outcome(principal, sender)
+    if not known_sender and not carries_principal(CommandResult):  # nobody can say who sent it
+        authorization.check_outcome(principal, target, sender)
+    query = build(
+        commands.QueryCommand,
+        principal=principal,
+        command_id=str(uuid.uuid4()),
+        account_id=routing_key,
+        target_command_id=target,
+    )
     if commands.validate(query) is not None:  # ids no command can have
         raise _command_not_found(target, routing_key)
-    result = await request_result(client, query, timeout_s)
+    result = await request_result(context.client, query, context.timeout_s)
     if result is None:
         raise ApiError(GatewayCode.RESULT_TIMEOUT, "the ledger did not answer in time; ask again")
+    if not known_sender:  # the ledger's result says who sent it
+        authorization.check_outcome(principal, target, None if result.queried is None else sender_of(result.queried))
     if result.code is ErrorCode.COMMAND_NOT_FOUND:
         raise _command_not_found(target, routing_key, result.message)
     if result.status is ResultStatus.REJECTED:

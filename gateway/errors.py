@@ -28,6 +28,14 @@ class GatewayCode(enum.StrEnum):
     UNKNOWN_PARAMETER = "UNKNOWN_PARAMETER"
     PAGE_TOO_LARGE = "PAGE_TOO_LARGE"
     BAD_IDEMPOTENCY_KEY = "BAD_IDEMPOTENCY_KEY"
+    PRINCIPAL_IN_BODY = "PRINCIPAL_IN_BODY"  # the principal comes from the credential, never from a body
+    # Who is asking (401, with WWW-Authenticate) and whether it may (403).
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # no credential
+    INVALID_CREDENTIAL = "INVALID_CREDENTIAL"  # not a token or key we can verify, or a claim that does not fit
+    CREDENTIAL_EXPIRED = "CREDENTIAL_EXPIRED"  # a token past its exp (beyond the clock skew)
+    CREDENTIAL_NOT_YET_VALID = "CREDENTIAL_NOT_YET_VALID"  # a token before its nbf or iat (beyond the skew)
+    CREDENTIAL_REVOKED = "CREDENTIAL_REVOKED"  # an API key revoked with `streamwallet apikeys revoke`
+    FORBIDDEN = "FORBIDDEN"  # the principal's roles do not allow this, or the account is not its own
     # A well-formed request that contradicts itself or lacks its idempotency identity (422).
     IDEMPOTENCY_KEY_CONFLICT = "IDEMPOTENCY_KEY_CONFLICT"
     DEDUP_ID_REQUIRED = "DEDUP_ID_REQUIRED"
@@ -41,6 +49,7 @@ class GatewayCode(enum.StrEnum):
     COMMAND_ID_PENDING = "COMMAND_ID_PENDING"  # 409: a command with this id already waits here
     NOT_YET = "NOT_YET"  # 409, with Retry-After: the view has not reached min_seq yet
     PENDING_LIMIT = "PENDING_LIMIT"  # 429, with Retry-After
+    RATE_LIMITED = "RATE_LIMITED"  # 429, with Retry-After: this principal's requests exceed its rate
     READS_BUSY = "READS_BUSY"  # 429, with Retry-After
     NOT_READY = "NOT_READY"  # 503, with Retry-After
     KAFKA_UNAVAILABLE = "KAFKA_UNAVAILABLE"  # 503, with Retry-After
@@ -53,7 +62,8 @@ class GatewayCode(enum.StrEnum):
 RETRY_AFTER_S = 1
 
 # The HTTP status of each ledger rejection: a stateless rule (422), the state of an
-# account, hold or transfer (409), something that does not exist (404), back-pressure (429).
+# account, hold or transfer (409), something that does not exist (404), back-pressure (429),
+# a partition that cannot take new commands yet (503).
 LEDGER_STATUSES: dict[ErrorCode, int] = {
     ErrorCode.MALFORMED: 422,
     ErrorCode.INVALID_AMOUNT: 422,
@@ -65,6 +75,7 @@ LEDGER_STATUSES: dict[ErrorCode, int] = {
     ErrorCode.UNBALANCED_BATCH: 422,
     ErrorCode.DEDUP_CONFLICT: 409,
     ErrorCode.DUPLICATE_BACKLOG: 429,
+    ErrorCode.DEDUP_WINDOW_FULL: 503,  # the partition's idempotency window is full: retry once it drains
     ErrorCode.ACCOUNT_NOT_FOUND: 404,
     ErrorCode.ACCOUNT_EXISTS: 409,
     ErrorCode.HOLD_NOT_FOUND: 404,
@@ -101,9 +112,21 @@ GATEWAY_STATUSES: dict[GatewayCode, int] = {
             GatewayCode.UNKNOWN_PARAMETER,
             GatewayCode.PAGE_TOO_LARGE,
             GatewayCode.BAD_IDEMPOTENCY_KEY,
+            GatewayCode.PRINCIPAL_IN_BODY,
         ),
         400,
     ),
+    **dict.fromkeys(
+        (
+            GatewayCode.UNAUTHENTICATED,
+            GatewayCode.INVALID_CREDENTIAL,
+            GatewayCode.CREDENTIAL_EXPIRED,
+            GatewayCode.CREDENTIAL_NOT_YET_VALID,
+            GatewayCode.CREDENTIAL_REVOKED,
+        ),
+        401,
+    ),
+    GatewayCode.FORBIDDEN: 403,
     GatewayCode.IDEMPOTENCY_KEY_CONFLICT: 422,
     GatewayCode.DEDUP_ID_REQUIRED: 422,
     GatewayCode.CONFLICTING_PARAMETERS: 422,
@@ -114,6 +137,7 @@ GATEWAY_STATUSES: dict[GatewayCode, int] = {
     GatewayCode.COMMAND_ID_PENDING: 409,
     GatewayCode.NOT_YET: 409,
     GatewayCode.PENDING_LIMIT: 429,
+    GatewayCode.RATE_LIMITED: 429,
     GatewayCode.READS_BUSY: 429,
     GatewayCode.NOT_READY: 503,
     GatewayCode.KAFKA_UNAVAILABLE: 503,
@@ -138,11 +162,19 @@ class ApiError(Exception):
     """A request answered with the error body. Raised anywhere below a handler; the
     gateway's middleware turns it into the response."""
 
-    def __init__(self, code: GatewayCode | ErrorCode, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: GatewayCode | ErrorCode,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.details = details or {}
+        self.extra_headers = headers or {}
 
     @property
     def status(self) -> int:
@@ -152,7 +184,7 @@ class ApiError(Exception):
         return error_body(self.code, self.message, self.details)
 
     def headers(self) -> dict[str, str]:
-        return retry_headers(self.status, self.code)
+        return {**retry_headers(self.status, self.code), **self.extra_headers}
 
 
 def error_body(code: GatewayCode | ErrorCode, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,7 +9,6 @@ the bounds from `ledger/limits.py` and `gateway/limits.py`, the reads from
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import typing
@@ -23,6 +22,7 @@ from gateway.limits import (
     LEGS_MAX,
     METADATA_ENTRIES_PER_COMMAND_MAX,
 )
+from gateway.principals import client_fields
 from gateway.reads import READ_ROUTES, ReadRoute
 from gateway.translate import MINOR_SUFFIX, MONEY_FIELDS, PRICED_WITHOUT_CURRENCY, is_required
 from ledger import commands
@@ -149,7 +149,7 @@ def command_schema(cls: type[commands.Command]) -> dict[str, Any]:
     required = ["type"]
     constraints: list[dict[str, Any]] = []
     decimals: list[str] = []
-    for field in dataclasses.fields(cls):
+    for field in client_fields(cls):
         doc = docs.get(field.name, "")
         if field.name in MONEY_FIELDS:
             properties.update(_money_properties(field.name, doc, signed=False))
@@ -328,6 +328,9 @@ def _account_schema() -> dict[str, Any]:
             "currency": {"type": "string"},
             "status": {"type": "string", "enum": ["ACTIVE", "LOCKED", "CLOSED"]},
             "parent_account_id": _nullable({"type": "string"}),
+            "owner": _nullable(
+                {"type": "string", "description": "The principal id of the account's holder, where the view knows it."}
+            ),
         }
     )
     schema["description"] = "An account as the view holds it; money in integer minor units (and `decimal`)."
@@ -398,6 +401,8 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 RETRY_AFTER = {"description": "Seconds to wait before asking again.", "schema": {"type": "string"}}
+WWW_AUTHENTICATE = {"description": "The Bearer challenge (RFC 6750).", "schema": {"type": "string"}}
+SECURITY_SCHEME = "bearer"
 
 
 def _error_response(status: int, description: str, *, retry: bool = False) -> dict[str, Any]:
@@ -407,11 +412,15 @@ def _error_response(status: int, description: str, *, retry: bool = False) -> di
     response: dict[str, Any] = {"description": f"{description} Codes: {codes}.", "content": _json(_ref("Error"))}
     if retry:
         response["headers"] = {"Retry-After": {**RETRY_AFTER, "required": True}}
+    if status == 401:
+        response["headers"] = {"WWW-Authenticate": {**WWW_AUTHENTICATE, "required": True}}
     return response
 
 
 ERROR_RESPONSES: dict[int, tuple[str, bool]] = {
     400: ("The request is not a well-formed command or read.", False),
+    401: ("No credential, or one that does not verify (see WWW-Authenticate).", False),
+    403: ("The principal's roles do not allow this, or the account is not its own.", False),
     404: ("Not found.", False),
     405: ("Method not allowed (see Allow).", False),
     409: ("Refused for the state of what it acts on (NOT_YET also carries Retry-After).", False),
@@ -425,7 +434,10 @@ ERROR_RESPONSES: dict[int, tuple[str, bool]] = {
 
 
 def _responses(statuses: list[int]) -> dict[str, Any]:
-    return {str(status): {"$ref": f"#/components/responses/Error{status}"} for status in statuses}
+    """Error answers of a protected operation: these, and 401 (credential), 403 (roles) and
+    429 (its principal's rate)."""
+    every = sorted({*statuses, 401, 403, 429})
+    return {str(status): {"$ref": f"#/components/responses/Error{status}"} for status in every}
 
 
 def _parameter(name: str, where: str, schema: dict[str, Any], description: str, *, required: bool = False) -> Any:
@@ -598,11 +610,18 @@ def _command_operations() -> dict[str, Any]:
 
 
 def _service_operations() -> dict[str, Any]:
-    def simple(operation_id: str, summary: str, schema: dict[str, Any], *, unready: bool = False) -> Any:
+    def simple(
+        operation_id: str, summary: str, schema: dict[str, Any], *, unready: bool = False, public: bool = True
+    ) -> Any:
         responses: dict[str, Any] = {"200": {"description": summary, "content": _json(schema)}}
         if unready:
             responses["503"] = {"description": "Not ready.", "content": _json(schema)}
-        return {"get": {"operationId": operation_id, "summary": summary, "responses": responses}}
+        operation: dict[str, Any] = {"operationId": operation_id, "summary": summary, "responses": responses}
+        if public:
+            operation["security"] = []  # no credential needed
+        else:
+            responses.update(_responses([]))
+        return {"get": operation}
 
     status = {
         "type": "object",
@@ -616,7 +635,7 @@ def _service_operations() -> dict[str, Any]:
     }
     return {
         "/v1/openapi.json": simple("openapi", "This document.", {"type": "object"}),
-        "/v1/status": simple("status", "The gateway's own counters.", status),
+        "/v1/status": simple("status", "The gateway's own counters.", status, public=False),
         "/health": simple(
             "health", "Alive.", {"type": "object", "properties": {"alive": {"const": True}}, "required": ["alive"]}
         ),
@@ -650,10 +669,22 @@ def document() -> dict[str, Any]:
             "version": API_VERSION,
             "description": "Commands to the ledger and reads of its views. Money is exact: decimal strings of the "
             "currency or integers of minor units, never JSON numbers with a fraction. Every error is "
-            '{"code", "message", "details"}.',
+            '{"code", "message", "details"}. Every operation but health, readiness and this document needs '
+            "`Authorization: Bearer` with a JWT or an API key; what a principal may do follows its roles "
+            "(OWNER, OPERATOR, ADMIN, AUDITOR: see the README's Authentication section).",
         },
+        "security": [{SECURITY_SCHEME: []}],
         "paths": paths,
         "components": {
+            "securitySchemes": {
+                SECURITY_SCHEME: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT, or an API key sw_<key id>_<secret>",
+                    "description": "A JWT (HS256, RS256 or ES256; exp, aud, iss and sub required; roles in the "
+                    "`roles` claim) or an API key made with `streamwallet apikeys create`.",
+                }
+            },
             "schemas": schemas,
             "responses": {
                 f"Error{status}": _error_response(status, description, retry=retry)

@@ -21,12 +21,14 @@ from typing import Any
 
 from gateway.errors import ApiError, GatewayCode
 from gateway.limits import INTEGER_MAX, INTEGER_MIN, JSON_DEPTH_MAX, LEGS_MAX, METADATA_ENTRIES_PER_COMMAND_MAX
+from gateway.principals import PRINCIPAL_FIELD, build, client_fields
 from ledger import commands
 from ledger.currencies import CURRENCY_EXPONENTS
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult
 from ledger.limits import AMOUNT_MAX, DEDUP_ID_LENGTH_MAX
 from ledger.money import MoneyError, format_amount, parse_amount
+from ledger.principals import Principal
 
 COMMAND_TYPES: dict[str, type[commands.Command]] = {cls.__name__: cls for cls in commands.COMMAND_TYPES}
 # Money fields, and the ledger's code for an amount in them that cannot be money.
@@ -129,7 +131,7 @@ def _valid_unicode(value: Any) -> bool:
 def accepted_fields(cls: type[commands.Command]) -> frozenset[str]:
     """The body fields a command type accepts."""
     names = {"type"}
-    for field in dataclasses.fields(cls):
+    for field in client_fields(cls):
         names.add(field.name)
         if field.name in MONEY_FIELDS:
             names.add(field.name + MINOR_SUFFIX)
@@ -142,12 +144,23 @@ def is_required(field: dataclasses.Field[Any]) -> bool:
     return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
-def to_command(body: Any, *, idempotency_key: str | None = None) -> commands.Command:
-    """A command from a decoded JSON body, checked as far as it can be without state; the
-    Idempotency-Key header, if sent, is the dedup id."""
+def command_type(body: Any) -> type[commands.Command]:
+    """The command type a decoded JSON body names (so who may send it can be decided first)."""
     if not isinstance(body, dict):
         raise ApiError(GatewayCode.BAD_REQUEST, "the body must be a JSON object")
-    cls = _command_type(body.get("type"))
+    return _command_type(body.get("type"))
+
+
+def to_command(body: Any, *, principal: Principal, idempotency_key: str | None = None) -> commands.Command:
+    """A command from a decoded JSON body, checked as far as it can be without state, made
+    for the verified principal; the Idempotency-Key header, if sent, is the dedup id."""
+    cls = command_type(body)
+    if PRINCIPAL_FIELD in body:
+        raise ApiError(
+            GatewayCode.PRINCIPAL_IN_BODY,
+            "the principal is the one your credential proves; a body cannot set it",
+            details={"field": PRINCIPAL_FIELD},
+        )
     allowed = accepted_fields(cls)
     unknown = sorted(set(body) - allowed)
     if unknown:
@@ -160,7 +173,7 @@ def to_command(body: Any, *, idempotency_key: str | None = None) -> commands.Com
     hints = typing.get_type_hints(cls)
     currency = _pricing_currency(cls, body)
     values: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):
+    for field in client_fields(cls):
         name = field.name
         if name == "command_id":
             values[name] = _optional_text(body, name) or str(uuid.uuid4())
@@ -181,7 +194,7 @@ def to_command(body: Any, *, idempotency_key: str | None = None) -> commands.Com
         raise ApiError(
             GatewayCode.IDEMPOTENCY_KEY_CONFLICT, f"{cls.__name__} changes nothing and takes no Idempotency-Key"
         )
-    command = cls(**values)
+    command = build(cls, principal=principal, **values)
     # The ledger's own stateless checks, before anything is produced: a command they refuse
     # is answered at once (also when the client does not wait), and never remembered.
     rejection = commands.validate(command)
@@ -191,7 +204,7 @@ def to_command(body: Any, *, idempotency_key: str | None = None) -> commands.Com
 
 
 def _check_required(cls: type[commands.Command], body: dict[str, Any]) -> None:
-    for field in dataclasses.fields(cls):
+    for field in client_fields(cls):
         if not is_required(field) or field.name in ("command_id", "dedup_id"):
             continue
         if field.name in MONEY_FIELDS:

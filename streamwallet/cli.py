@@ -10,6 +10,7 @@
     streamwallet demo                               the demonstration workload against a running stack
     streamwallet reconcile [--via auto|service|direct]     the views against the command side and the events
     streamwallet rebuild-views [--via auto|service|direct] every view again from offset zero, with progress
+    streamwallet apikeys create|list|revoke         API keys for services (streamwallet/api_keys_command.py)
 
 Configuration comes from STREAMWALLET_* environment variables (foundation/settings.py).
 """
@@ -25,6 +26,7 @@ import urllib.parse
 from typing import Any
 
 from foundation.settings import PROJECT_ROOT, Settings
+from streamwallet import api_keys_command
 
 
 def _logging(level: str) -> None:
@@ -162,6 +164,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.local import kafka
     from foundation.clients import kafka_config
     from streamwallet.demo import run_demo
+    from streamwallet.dev_keys import issue_dev_keys, usage
     from streamwallet.stack import Stack
     from topologies.admin import ensure_topics
 
@@ -185,7 +188,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             f"stack up in {time.monotonic() - started:.1f}s: {args.workers} worker(s), query service at "
             f"{settings.query_url}, gateway at {settings.gateway_url}; logs in .run/logs/"
         )
-        ok = run_demo(settings)
+        keys = issue_dev_keys(settings)
+        print(usage(keys, settings))
+        ok = run_demo(settings, api_key=keys.admin)
         if args.exit_after_demo:
             return 0 if ok else 1
         print("\nThe stack keeps running; press Ctrl-C to stop it.")
@@ -244,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             default="auto",
             help="through the running query service, or on the store in this process (auto: the service if it answers)",
         )
+    api_keys_command.add_parser(commands)
     up_parser = commands.add_parser("up", help="start everything locally and run the demo")
     up_parser.add_argument("--workers", type=int, default=2)
     up_parser.add_argument("--exit-after-demo", action="store_true")
@@ -261,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "reconcile": cmd_reconcile,
         "rebuild-views": cmd_rebuild_views,
         "up": cmd_up,
+        "apikeys": api_keys_command.run,
     }
     return int(handlers[args.command](args, settings))
 

@@ -19,16 +19,30 @@ from gateway.client import LedgerClient, wait_all
 from ledger import commands
 from ledger.events import CommandResult, ResultStatus
 from ledger.money import format_amount
+from streamwallet.dev_keys import DEV_ADMIN_ROLES, temporary_key
 
 RESULT_TIMEOUT_S = 60.0
+DEMO_KEY_NAME = "streamwallet-demo"  # revoked when the demo ends
 
 
-def _http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    status, answer = request_json(method, url, body=body, timeout_s=30)
+def _http(
+    method: str, url: str, body: dict[str, Any] | None = None, *, api_key: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    headers = {} if api_key is None else {"Authorization": f"Bearer {api_key}"}
+    status, answer = request_json(method, url, body=body, timeout_s=30, headers=headers)
     return status, answer if isinstance(answer, dict) else {}
 
 
-def run_demo(settings: Settings, *, seed: int = 7) -> bool:
+def run_demo(settings: Settings, *, seed: int = 7, api_key: str | None = None) -> bool:
+    """The demo; its HTTP part authenticates with `api_key` (ADMIN and OPERATOR: it deposits
+    and reads), or with a key made for this run and revoked after it."""
+    if api_key is None:
+        with temporary_key(settings, name=DEMO_KEY_NAME, roles=DEV_ADMIN_ROLES) as key:
+            return _run_demo(settings, seed=seed, api_key=key)
+    return _run_demo(settings, seed=seed, api_key=api_key)
+
+
+def _run_demo(settings: Settings, *, seed: int, api_key: str) -> bool:
     random.seed(seed)
     run = uuid.uuid4().hex[:6]
     client = LedgerClient(settings)
@@ -149,12 +163,12 @@ def run_demo(settings: Settings, *, seed: int = 7) -> bool:
         consistent = _report(
             settings, sent=sent, results=results, duplicates=duplicates, currency=currency, elapsed=elapsed
         )
-        return _through_http(settings, usd[0]) and consistent
+        return _through_http(settings, usd[0], api_key) and consistent
     finally:
         client.close()
 
 
-def _through_http(settings: Settings, account: str) -> bool:
+def _through_http(settings: Settings, account: str, api_key: str) -> bool:
     status, result = _http(
         "POST",
         f"{settings.gateway_url}/v1/commands",
@@ -165,9 +179,12 @@ def _through_http(settings: Settings, account: str) -> bool:
             "amount": "12.34",
             "currency": "USD",
         },
+        api_key=api_key,
     )
     sequence = result["positions"][0]["sequence"] if status == 200 and result.get("positions") else 0
-    read_status, read = _http("GET", f"{settings.gateway_url}/v1/accounts/{account}?min_seq={sequence}")
+    read_status, read = _http(
+        "GET", f"{settings.gateway_url}/v1/accounts/{account}?min_seq={sequence}", api_key=api_key
+    )
     print(
         f"\nHTTP: POST /v1/commands Deposit 12.34 USD -> {status} {result.get('status')}, sequence {sequence}; "
         f"GET /v1/accounts/{account}?min_seq={sequence} -> {read_status}, "

@@ -24,6 +24,7 @@ from deploy.local import kafka, registry
 from foundation.clients import kafka_config
 from foundation.settings import Settings
 from streamwallet.stack import Stack
+from tests.credentials import secured
 from topologies.access import Role, grants
 from topologies.admin import ensure_acls, ensure_topics
 
@@ -175,7 +176,8 @@ def settings(deployment: Deployment) -> Settings:
 
 
 def fresh_settings(kafka_bootstrap: str, folder: Path, *, prefix: str = "t", **overrides: Any) -> Settings:
-    """Settings of a fresh deployment: its own topics, data (in `folder`) and ports; topics created."""
+    """Settings of a fresh deployment: its own topics, data (in `folder`), ports and credentials
+    (tests/credentials.py); topics created."""
     query_port = free_port()
     settings = Settings.from_environment(
         {},
@@ -191,7 +193,7 @@ def fresh_settings(kafka_bootstrap: str, folder: Path, *, prefix: str = "t", **o
         session_timeout_ms=6000,
         transaction_timeout_ms=5000,
         tick_interval_ms=500,
-        **overrides,
+        **{**secured(folder / "credentials"), **overrides},
     )
     ensure_topics(kafka_config(settings), settings.topology())
     return settings

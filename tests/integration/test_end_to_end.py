@@ -23,6 +23,7 @@ from foundation.settings import Settings
 from ledger.events import CommandResult
 from streamwallet.stack import Stack
 from tests.conftest import Deployment
+from tests.credentials import Credentials
 from tests.model import SingleAccountModel, single_account_workload
 from tests.support import outcome, read_decoded
 from topologies.access import Role
@@ -30,9 +31,13 @@ from topologies.access import Role
 pytestmark = [pytest.mark.kafka, pytest.mark.parametrize("kafka_mode", ["plaintext", "secured"], indirect=True)]
 
 
-def http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+def http(
+    method: str, url: str, body: dict[str, Any] | None = None, *, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -84,7 +89,11 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
     # Over HTTP, on accounts of their own (the order between two producers is not defined).
     http_account = f"http-{uuid.uuid4().hex[:6]}"
     gateway = settings.gateway_url
-    status, opened = http(
+
+    def gateway_http(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+        return http(method, url, body, headers=Credentials(settings).headers("end-to-end"))
+
+    status, opened = gateway_http(
         "POST",
         f"{gateway}/v1/commands",
         {"type": "OpenAccount", "dedup_id": "open", "account_id": http_account, "currency": "USD"},
@@ -93,7 +102,7 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
     http_balance = 0
     for index in range(20):
         kind = "Deposit" if index % 3 else "Withdraw"
-        status, result = http(
+        status, result = gateway_http(
             "POST",
             f"{gateway}/v1/commands",
             {
@@ -113,7 +122,7 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
         else:  # a refusal is the error body with the ledger's code, the result in its details
             assert status == 409 and result["code"] == "INSUFFICIENT_FUNDS", result
             assert result["details"]["result"]["status"] == "REJECTED"
-    status, repeated = http(
+    status, repeated = gateway_http(
         "POST",
         f"{gateway}/v1/commands",
         {
@@ -125,7 +134,7 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
         },
     )
     assert status == 200 and repeated["replayed"] is True
-    status, bad = http(
+    status, bad = gateway_http(
         "POST",
         f"{gateway}/v1/commands",
         {
@@ -159,15 +168,15 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
         status, table = http("GET", f"{worker_url}/accounts/{account}")
         assert status == 200, table
         assert table["account"]["balance"] == balance, account
-        status, view = http("GET", f"{gateway}/v1/accounts/{account}?min_seq={latest_sequence[account]}")
+        status, view = gateway_http("GET", f"{gateway}/v1/accounts/{account}?min_seq={latest_sequence[account]}")
         assert status == 200, view
         assert view["account"]["balance"] == balance, account
-    status, history = http(
+    status, history = gateway_http(
         "GET", f"{gateway}/v1/accounts/{http_account}/history?limit=5&min_seq={latest_sequence[http_account]}"
     )
     assert status == 200 and len(history["events"]) == 5, history
     assert history["events"][0]["balance"] == http_balance  # newest first
-    status, totals = http("GET", f"{gateway}/v1/totals")
+    status, totals = gateway_http("GET", f"{gateway}/v1/totals")
     assert status == 200, totals
     for account in set(accounts) - set(model.balance):
         status, _ = http("GET", f"{worker_url}/accounts/{account}")

@@ -9,12 +9,7 @@ One stack serves the whole module.
 from __future__ import annotations
 
 import collections
-import dataclasses
-import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -24,94 +19,17 @@ import pytest
 import schemathesis
 
 from codec import EncodeError
-from foundation.settings import Settings
 from gateway.client import LedgerClient
 from ledger import commands
-from streamwallet.stack import Stack
-from tests.conftest import fresh_settings
+from tests.gateway_api import Api, gateway_stack, open_with_balance, quoted
 
 pytestmark = pytest.mark.kafka
-READ_WAIT_MS = 100
-NOT_YET_ATTEMPTS_MAX = 300
-
-
-@dataclasses.dataclass
-class Api:
-    settings: Settings
-    stack: Stack
-
-    @property
-    def url(self) -> str:
-        return self.settings.gateway_url
-
-    def call(
-        self, method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None
-    ) -> tuple[int, Any, dict[str, str]]:
-        """(status, decoded JSON body, headers); `path` is sent exactly as given (already quoted)."""
-        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-        request = urllib.request.Request(
-            self.url + path, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                raw, status, answer_headers = response.read(), response.status, dict(response.headers)
-        except urllib.error.HTTPError as error:
-            raw, status, answer_headers = error.read(), error.code, dict(error.headers)
-        return status, json.loads(raw) if raw else None, answer_headers
-
-    def read(self, path: str) -> tuple[int, Any, dict[str, str]]:
-        """A read with min_seq, asked again while the view answers NOT_YET (as a client should)."""
-        for _attempt in range(NOT_YET_ATTEMPTS_MAX):
-            status, body, headers = self.call("GET", path)
-            if not (status == 409 and body["code"] == "NOT_YET"):
-                break
-            assert headers["Retry-After"] == "1"
-        return status, body, headers
-
-    def command(self, body: dict[str, Any], **keywords: Any) -> tuple[int, Any, dict[str, str]]:
-        return self.call("POST", "/v1/commands", body, **keywords)
 
 
 @pytest.fixture(scope="module")
 def api(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    run_dir = tmp_path_factory.mktemp("gateway-contract")
-    # Reads with a min_seq the view never reaches (most fuzzed ones) wait this long, then 409.
-    settings = fresh_settings(kafka_bootstrap, run_dir, prefix="g", read_wait_ms_max=READ_WAIT_MS)
-    stack = Stack(settings, run_dir)
-    processes = [stack.worker(1).start(), stack.query().start(), stack.gateway().start()]
-    try:
-        for process in processes:
-            process.wait_ready()
-        yield Api(settings, stack)
-    finally:
-        stack.stop_all()
-
-
-def quoted(account_id: str) -> str:
-    return urllib.parse.quote(account_id, safe="")
-
-
-def open_with_balance(api: Api, account_id: str, amount_minor: int) -> int:
-    """Open a USD account and deposit into it; the sequence of the deposit."""
-    status, opened, _ = api.command(
-        {"type": "OpenAccount", "dedup_id": "open", "account_id": account_id, "currency": "USD"}
-    )
-    assert status == 200 and opened["status"] == "ACCEPTED", opened
-    if amount_minor == 0:
-        sequence: int = opened["positions"][0]["sequence"]
-        return sequence
-    status, deposited, _ = api.command(
-        {
-            "type": "Deposit",
-            "dedup_id": "deposit",
-            "account_id": account_id,
-            "amount_minor": amount_minor,
-            "currency": "USD",
-        }
-    )
-    assert status == 200 and deposited["status"] == "ACCEPTED", deposited
-    sequence = deposited["positions"][0]["sequence"]
-    return sequence
+    with gateway_stack(kafka_bootstrap, tmp_path_factory.mktemp("gateway-contract")) as api:
+        yield api
 
 
 def test_reads_of_ids_with_reserved_characters_answer_that_account_and_reach_nothing_else(api: Api) -> None:
@@ -329,6 +247,26 @@ def test_transport_errors_and_bounds_have_the_error_body(api: Api) -> None:
             assert "Allow" in answer_headers
 
 
+def test_every_operation_needs_a_credential_but_health_readiness_and_the_document(api: Api) -> None:
+    status, spec, _ = api.with_headers({}).call("GET", "/v1/openapi.json")
+    assert status == 200
+    anonymous = api.with_headers({})
+    for path, operations in spec["paths"].items():
+        concrete = path.replace("{account_id}", "a").replace("{command_id}", "c") + (
+            "?account_id=a" if "{command_id}" in path else ""
+        )
+        for method in operations:
+            status, body, headers = anonymous.call(method.upper(), concrete, {} if method == "post" else None)
+            if operations[method].get("security") == []:
+                assert status == 200, (method, path, body)
+                continue
+            assert (status, body["code"]) == (401, "UNAUTHENTICATED"), (method, path, body)
+            assert headers["WWW-Authenticate"] == 'Bearer realm="streamwallet"'
+    # Unknown routes too: nothing about the API is learned without a credential.
+    status, body, _ = anonymous.call("GET", "/v1/nowhere")
+    assert (status, body["code"]) == (401, "UNAUTHENTICATED")
+
+
 # -- schemathesis against the served document ------------------------------------------------------
 
 # Bounded so the whole run takes about two minutes on a 2-core machine shared with the broker.
@@ -371,8 +309,15 @@ def fuzz(
 
 
 def test_schemathesis_finds_no_5xx_no_answer_outside_the_document_and_no_leaked_slot(api: Api) -> None:
+    """Authenticated as a principal with every role (so every operation can succeed); its
+    `ignored_auth` check also sends each operation that succeeded without the credential
+    and with an invalid one, and expects 401 or 403."""
+    token = api.credentials.token("schemathesis")
     config = schemathesis.Config.from_dict(
-        {"checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES}}}
+        {
+            "auth": {"openapi": {"bearer": {"bearer": token}}},
+            "checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES}},
+        }
     )
     schema = schemathesis.openapi.from_url(f"{api.url}/v1/openapi.json", config=config)
     ran: collections.Counter[str] = collections.Counter()

@@ -11,6 +11,7 @@ import pytest
 from foundation.http import request_json
 from foundation.settings import Settings
 from streamwallet.stack import Stack
+from tests.credentials import Credentials
 
 pytestmark = pytest.mark.kafka
 
@@ -35,6 +36,7 @@ def test_a_killed_worker_and_gateway_are_restarted_and_serve_again(settings: Set
             "POST",
             f"{settings.gateway_url}/v1/commands",
             body={"type": "OpenAccount", "dedup_id": "o", "account_id": "after-restart", "currency": "USD"},
+            headers=Credentials(settings).headers("supervision"),
         )
         assert status == 200 and body["status"] == "ACCEPTED", body
         # Stopped on purpose: not restarted.

@@ -4,7 +4,6 @@ document calls valid accepted by translate.py, and the reads' parameter checks."
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import urllib.parse
 from typing import Any
@@ -19,6 +18,7 @@ from schemathesis.core.result import Ok
 from gateway.errors import GATEWAY_STATUSES, LEDGER_STATUSES, ApiError, GatewayCode
 from gateway.limits import AT_MS_MAX, HISTORY_PAGE_EVENTS_DEFAULT, HISTORY_PAGE_EVENTS_MAX
 from gateway.openapi import SCHEMA_PREFIX, document
+from gateway.principals import client_fields
 from gateway.reads import (
     READ_ROUTES,
     ReadRoute,
@@ -32,9 +32,11 @@ from gateway.reads import (
 from gateway.translate import MINOR_SUFFIX, MONEY_FIELDS, parse_json, to_command
 from ledger import commands
 from ledger.errors import ErrorCode
+from ledger.principals import Principal, Role
 from sinks import views
 
 ROUTES = {route.path: route for route in READ_ROUTES}
+EVERY_ROLE = Principal(principal_id="contract", roles=frozenset(Role))
 
 
 def test_every_code_has_a_status_and_the_document_lists_it() -> None:
@@ -51,7 +53,7 @@ def test_every_command_type_and_field_is_in_the_document() -> None:
     assert [ref["$ref"] for ref in body["oneOf"]] == [SCHEMA_PREFIX + cls.__name__ for cls in commands.COMMAND_TYPES]
     for cls in commands.COMMAND_TYPES:
         properties = schemas[cls.__name__]["properties"]
-        for field in dataclasses.fields(cls):
+        for field in client_fields(cls):
             names = {field.name, field.name + MINOR_SUFFIX} if field.name in MONEY_FIELDS else {field.name}
             assert names <= set(properties), (cls.__name__, field.name)
 
@@ -73,6 +75,26 @@ def test_the_document_is_valid_openapi_3_1_and_names_every_route() -> None:
     }
 
 
+PUBLIC_OPERATIONS = {"/health", "/ready", "/v1/openapi.json"}
+
+
+def test_every_operation_but_health_readiness_and_the_document_needs_a_credential() -> None:
+    spec = document()
+    assert spec["security"] == [{"bearer": []}]
+    scheme = spec["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    unauthorized = spec["components"]["responses"]["Error401"]
+    assert unauthorized["headers"]["WWW-Authenticate"]["required"] is True
+    assert spec["components"]["responses"]["Error429"]["headers"]["Retry-After"]["required"] is True
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if path in PUBLIC_OPERATIONS:
+                assert operation["security"] == [] and not {"401", "403"} & set(operation["responses"]), path
+            else:
+                assert "security" not in operation, (method, path)  # the document's: a credential
+                assert {"401", "403", "429"} <= set(operation["responses"]), (method, path)
+
+
 def test_the_history_bounds_are_the_query_services() -> None:
     assert (HISTORY_PAGE_EVENTS_MAX, HISTORY_PAGE_EVENTS_DEFAULT) == (
         views.HISTORY_PAGE_EVENTS_MAX,
@@ -91,7 +113,7 @@ def test_a_body_the_document_calls_valid_becomes_a_command(case: Any) -> None:
     places, a dedup id in the header or the body and equal); never a 400."""
     key = (case.headers or {}).get("Idempotency-Key")
     try:
-        command = to_command(parse_json(json.dumps(case.body).encode()), idempotency_key=key)
+        command = to_command(parse_json(json.dumps(case.body).encode()), principal=EVERY_ROLE, idempotency_key=key)
     except ApiError as error:
         assert error.status == 422, error.body()
         return

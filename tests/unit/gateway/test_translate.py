@@ -15,6 +15,7 @@ from gateway.translate import checked_currencies, parse_json, result_json, to_co
 from ledger import commands
 from ledger.events import CommandResult, Position, ResultStatus
 from ledger.limits import AMOUNT_MAX, BATCH_LEGS_MAX, METADATA_ENTRIES_MAX
+from ledger.principals import Principal, Role
 
 DEPOSIT = {"type": "Deposit", "dedup_id": "d1", "account_id": "alice", "amount": "12.34", "currency": "USD"}
 LEG = {"account_id": "a", "amount": "-1.00", "currency": "USD"}
@@ -27,6 +28,13 @@ BATCH = {
 CAPTURE = {"type": "CaptureHold", "dedup_id": "c1", "account_id": "a", "hold_id": "h", "to_account_id": "b"}
 LIMITS = {"type": "UpdateLimits", "dedup_id": "u1", "account_id": "a"}
 HOLD = {"type": "PlaceHold", "dedup_id": "p", "account_id": "a", "hold_id": "h", "amount_minor": 1, "currency": "USD"}
+
+
+SENDER = Principal(principal_id="tester", roles=frozenset(Role))
+
+
+def command_of(body: Any, *, idempotency_key: str | None = None) -> commands.Command:
+    return to_command(body, principal=SENDER, idempotency_key=idempotency_key)
 
 
 def deposit(**changes: Any) -> dict[str, Any]:
@@ -60,6 +68,15 @@ HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
     ("type not a string", json.dumps(deposit(type=["Deposit"])).encode(), None, 400, "UNKNOWN_COMMAND_TYPE"),
     ("an internal message type", json.dumps(deposit(type="SettleLeg")).encode(), None, 400, "UNKNOWN_COMMAND_TYPE"),
     ("an unknown field", json.dumps(deposit(admin=True)).encode(), None, 400, "UNKNOWN_FIELD"),
+    ("a principal", json.dumps(deposit(principal="root")).encode(), None, 400, "PRINCIPAL_IN_BODY"),
+    (
+        "a principal as an object",
+        json.dumps(deposit(principal={"principal_id": "root", "roles": ["ADMIN"]})).encode(),
+        None,
+        400,
+        "PRINCIPAL_IN_BODY",
+    ),
+    ("a principal that is null", json.dumps(deposit(principal=None)).encode(), None, 400, "PRINCIPAL_IN_BODY"),
     ("no account", json.dumps(deposit(account_id=...)).encode(), None, 400, "MISSING_FIELD"),
     ("no amount", json.dumps(deposit(amount=...)).encode(), None, 400, "MISSING_FIELD"),
     ("no currency", json.dumps(deposit(currency=...)).encode(), None, 400, "MISSING_FIELD"),
@@ -279,35 +296,35 @@ HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
 @pytest.mark.parametrize(("what", "raw", "key", "status", "code"), HOSTILE, ids=[row[0] for row in HOSTILE])
 def test_a_hostile_body_is_a_4xx_with_its_code(what: str, raw: bytes, key: str | None, status: int, code: str) -> None:
     with pytest.raises(ApiError) as caught:
-        to_command(parse_json(raw), idempotency_key=key)
+        command_of(parse_json(raw), idempotency_key=key)
     assert (caught.value.status, caught.value.code.value) == (status, code), caught.value.message
     body = caught.value.body()
     assert set(body) == {"code", "message", "details"} and body["message"]
 
 
 def test_good_bodies_become_the_commands_they_describe() -> None:
-    command = to_command(parse_json(json.dumps(deposit(metadata={"order": "42"}, command_id="c-1")).encode()))
+    command = command_of(parse_json(json.dumps(deposit(metadata={"order": "42"}, command_id="c-1")).encode()))
     assert command == commands.Deposit(
         command_id="c-1", dedup_id="d1", account_id="alice", amount=1234, currency="USD", metadata={"order": "42"}
     )
-    batch = to_command(BATCH)
+    batch = command_of(BATCH)
     assert isinstance(batch, commands.Batch) and [leg.amount for leg in batch.legs] == [-100, 100]
-    capture = to_command({**CAPTURE, "amount": "5", "currency": "JPY"})
+    capture = command_of({**CAPTURE, "amount": "5", "currency": "JPY"})
     assert isinstance(capture, commands.CaptureHold) and capture.amount == 5
-    limits = to_command({**LIMITS, "lower_limit": "-1.5", "upper_limit_minor": 10, "currency": "KWD"})
+    limits = command_of({**LIMITS, "lower_limit": "-1.5", "upper_limit_minor": 10, "currency": "KWD"})
     assert isinstance(limits, commands.UpdateLimits) and (limits.lower_limit, limits.upper_limit) == (-1500, 10)
     # JSON Schema counts 12.0 as an integer: taken exactly (9007199254740993.0 is not a float here).
-    exact = to_command(
+    exact = command_of(
         parse_json(
             b'{"type": "Deposit", "dedup_id": "d", "account_id": "a", "currency": "USD", '
             b'"amount_minor": 9007199254740993.0}'
         )
     )
     assert isinstance(exact, commands.Deposit) and exact.amount == 9007199254740993
-    keyed = to_command(deposit(dedup_id=...), idempotency_key="key-1")
+    keyed = command_of(deposit(dedup_id=...), idempotency_key="key-1")
     assert isinstance(keyed, commands.Deposit) and keyed.dedup_id == "key-1"
-    assert to_command(deposit(command_id="c"), idempotency_key="d1") == to_command(deposit(command_id="c"))
-    opened = to_command(
+    assert command_of(deposit(command_id="c"), idempotency_key="d1") == command_of(deposit(command_id="c"))
+    opened = command_of(
         {
             "type": "OpenAccount",
             "dedup_id": "o",
@@ -336,13 +353,13 @@ def test_metadata_can_be_sent_with_every_command_that_has_it() -> None:
         BATCH,
         {"type": "OpenAccount", "dedup_id": "o", "account_id": "a", "currency": "USD"},
     ):
-        command = to_command({**body, "metadata": {"invoice": "INV-1", "note": ""}})
+        command = command_of({**body, "metadata": {"invoice": "INV-1", "note": ""}})
         assert command.metadata == {"invoice": "INV-1", "note": ""}  # type: ignore[union-attr]
 
 
 def test_results_render_positions_as_decimals_of_the_currency_the_ledger_checked() -> None:
     """Defect: results returned minor units only."""
-    transfer = to_command(
+    transfer = command_of(
         {
             "type": "Transfer",
             "dedup_id": "t",
@@ -353,9 +370,9 @@ def test_results_render_positions_as_decimals_of_the_currency_the_ledger_checked
         }
     )
     assert checked_currencies(transfer) == {"a": "KWD", "b": "KWD"}
-    assert checked_currencies(to_command(BATCH)) == {"a": "USD", "b": "USD"}
+    assert checked_currencies(command_of(BATCH)) == {"a": "USD", "b": "USD"}
     # The currency a capture is priced in is not checked by the ledger (yet): no rendering from it.
-    assert checked_currencies(to_command({**CAPTURE, "amount": "5", "currency": "JPY"})) == {}
+    assert checked_currencies(command_of({**CAPTURE, "amount": "5", "currency": "JPY"})) == {}
     result = CommandResult(
         command_id="c",
         dedup_id="t",

@@ -1,0 +1,114 @@
+"""What each role may ask of the gateway: pure decisions, no I/O, one table per kind of
+request. The shard decides who may change which account (an owner moves money out of its
+own accounts only); the gateway refuses at once what no role of the principal could ever
+do, and decides reads itself (the query service's own checks come later).
+
+    command type                                          roles that may send it
+    OpenAccount                                           ADMIN
+    UpdateLimits, LockAccount, UnlockAccount,
+      CloseAccount, ReverseTransfer, Deposit              OPERATOR
+    Withdraw, Transfer, Batch, PlaceHold, CaptureHold,
+      VoidHold                                            OWNER (the shard: of the account debited)
+    QueryCommand                                          OPERATOR, AUDITOR
+
+    read                                                  who
+    /v1/accounts/{id}[/history|/as-of|/turnover|/rollup]  OPERATOR, AUDITOR, ADMIN; OWNER of that account
+    /v1/totals                                            OPERATOR, AUDITOR
+    GET /v1/commands/{id}                                 OPERATOR, AUDITOR; the principal that sent it
+    /v1/status                                            any principal
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.errors import ApiError, GatewayCode
+from ledger import commands
+from ledger.principals import Principal, Role
+
+OWNER, OPERATOR, ADMIN, AUDITOR = Role.OWNER, Role.OPERATOR, Role.ADMIN, Role.AUDITOR
+
+# Deposits bring money in from outside the ledger (a bank transfer received, cash paid in):
+# the back office records them; an owner can never create money.
+COMMAND_ROLES: dict[type[commands.Command], frozenset[Role]] = {
+    commands.OpenAccount: frozenset({ADMIN}),
+    commands.UpdateLimits: frozenset({OPERATOR}),
+    commands.LockAccount: frozenset({OPERATOR}),
+    commands.UnlockAccount: frozenset({OPERATOR}),
+    commands.CloseAccount: frozenset({OPERATOR}),
+    commands.ReverseTransfer: frozenset({OPERATOR}),
+    commands.Deposit: frozenset({OPERATOR}),
+    commands.Withdraw: frozenset({OWNER}),
+    commands.Transfer: frozenset({OWNER}),
+    commands.Batch: frozenset({OWNER}),
+    commands.PlaceHold: frozenset({OWNER}),
+    commands.CaptureHold: frozenset({OWNER}),
+    commands.VoidHold: frozenset({OWNER}),
+    commands.QueryCommand: frozenset({OPERATOR, AUDITOR}),
+}
+EVERY_ACCOUNT_READERS = frozenset({OPERATOR, AUDITOR, ADMIN})  # read any account
+ACCOUNT_READERS = EVERY_ACCOUNT_READERS | {OWNER}  # may read some account
+TOTALS_READERS = frozenset({OPERATOR, AUDITOR})
+EVERY_OUTCOME_READERS = frozenset({OPERATOR, AUDITOR})  # the outcome of any command
+
+
+def forbidden(principal: Principal, message: str, allowed: frozenset[Role] | None = None) -> ApiError:
+    details: dict[str, Any] = {"principal_id": principal.principal_id, "roles": sorted(principal.roles)}
+    if allowed is not None:
+        details["allowed_roles"] = sorted(allowed)
+    return ApiError(GatewayCode.FORBIDDEN, message, details=details)
+
+
+def _holds_any(principal: Principal, roles: frozenset[Role]) -> bool:
+    return not principal.roles.isdisjoint(roles)
+
+
+def check_submit(principal: Principal, command_type: type[commands.Command]) -> None:
+    allowed = COMMAND_ROLES[command_type]
+    if not _holds_any(principal, allowed):
+        raise forbidden(principal, f"{command_type.__name__} needs the role {' or '.join(sorted(allowed))}", allowed)
+
+
+def reads_every_account(principal: Principal) -> bool:
+    return _holds_any(principal, EVERY_ACCOUNT_READERS)
+
+
+def check_account_read(principal: Principal) -> None:
+    """Before anything is read: may this principal read some account at all?"""
+    if not _holds_any(principal, ACCOUNT_READERS):
+        raise forbidden(principal, "reading accounts needs a role", ACCOUNT_READERS)
+
+
+def may_read_account(principal: Principal, owner: str | None) -> bool:
+    """An account whose owner is `owner` (None: not known to the view)."""
+    if reads_every_account(principal):
+        return True
+    return principal.has(OWNER) and owner is not None and owner == principal.principal_id
+
+
+def check_owner(principal: Principal, account_id: str, owner: str | None) -> None:
+    if not may_read_account(principal, owner):
+        raise forbidden(principal, f"account {account_id} is not one of this principal's accounts", ACCOUNT_READERS)
+
+
+def check_totals_read(principal: Principal) -> None:
+    if not _holds_any(principal, TOTALS_READERS):
+        raise forbidden(principal, "totals need the role AUDITOR or OPERATOR", TOTALS_READERS)
+
+
+def reads_every_outcome(principal: Principal) -> bool:
+    return _holds_any(principal, EVERY_OUTCOME_READERS)
+
+
+def may_read_outcome(principal: Principal, sender: str | None) -> bool:
+    """The outcome of a command sent by `sender` (None: not known)."""
+    return reads_every_outcome(principal) or (sender is not None and sender == principal.principal_id)
+
+
+def check_outcome(principal: Principal, command_id: str, sender: str | None) -> None:
+    if not may_read_outcome(principal, sender):
+        raise forbidden(
+            principal,
+            f"command {command_id} was not sent by this principal (or is not known to have been)",
+            EVERY_OUTCOME_READERS,
+        )
