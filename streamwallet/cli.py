@@ -14,7 +14,7 @@ Daily operations (each has --help; --json prints JSON instead of text):
     streamwallet submit TYPE --field value ...  |  submit --body '{...}' (or --body - for stdin)
     streamwallet load FILE.csv|FILE.jsonl [--results OUT.jsonl] [--window N] [--timeout-s S]
     streamwallet tail events|results|deadletter|commands [--from-beginning] [--account ID] [--no-follow]
-    streamwallet deadletter redrive [--reason CODE] [--dry-run] [--include-legs]
+    streamwallet deadletter redrive [--reason CODE] [--dry-run] [--include-legs] [--again]
 
 Exit codes of these and of reconcile:
 EXIT_CODES
@@ -182,6 +182,7 @@ def cmd_deadletter(args: argparse.Namespace, settings: Settings) -> int:
         reasons=frozenset(args.reason or ()),
         dry_run=args.dry_run,
         include_legs=args.include_legs,
+        again=args.again,
         as_json=args.json,
     )
     return redrive_dead_letters(settings, options)

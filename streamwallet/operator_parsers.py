@@ -181,6 +181,7 @@ def _add_deadletter(commands: Any, output: argparse.ArgumentParser, handler: Han
     )
     redrive.add_argument("--dry-run", action="store_true", help="list what would be re-driven; send nothing")
     redrive.add_argument("--include-legs", action="store_true", help="re-drive internal legs too (read --help first)")
+    redrive.add_argument("--again", action="store_true", help="re-drive letters of copies that failed again too")
     redrive.set_defaults(handler=handler)
 
 

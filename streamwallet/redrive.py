@@ -11,7 +11,9 @@ Which letters were re-driven is recorded on the topic `<prefix>.deadletter.redri
 (compacted, one record per letter, keyed by the original's `<topic>/<partition>@<offset>`),
 and each re-driven message is produced in the same Kafka transaction as its record:
 either both are there or neither, so a crash halfway re-drives nothing twice, and a
-second run skips what the first did. A consumer group's committed offset could not do
+second run skips what the first did. The record also says where the copy went: if the
+copy fails again (the fix did not help), its new dead letter is refused until you pass
+--again, rather than sent round once more by every run. A consumer group's committed offset could not do
 this: with --reason, letters that were not selected would be passed over for good. The
 transactional id `<prefix>.redrive` also fences a redrive still running elsewhere.
 
@@ -37,11 +39,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import socket
-import sys
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
@@ -57,6 +59,7 @@ LETTERS_PER_TRANSACTION = 100
 TRANSACTION_TIMEOUT_MS = 60_000
 KAFKA_CALL_TIMEOUT_S = 60.0
 MESSAGE_BYTES_MAX = 2 * 1024 * 1024  # the topics' max.message.bytes (topologies/topics.py)
+COPY_HEADER = "redriven-to"  # on a record: where the re-driven copy went
 
 LEGS_WARNING = (
     "WARNING: re-driving legs of the internal legs topic (--include-legs). A leg has no dedup id: "
@@ -110,6 +113,7 @@ class RedriveOptions:
     reasons: frozenset[str]  # empty: every reason
     dry_run: bool
     include_legs: bool
+    again: bool  # letters of copies an earlier run re-drove (they failed again) too
     as_json: bool
 
 
@@ -122,7 +126,7 @@ def redrive_dead_letters(settings: Settings, options: RedriveOptions) -> int:
     admin = require_topics(settings, topology.deadletter, topology.redriven, topology.commands, topology.legs)
     codec = Codec()
     producer = None if options.dry_run else _producer(settings)
-    done = _read_keys(settings, admin, topology.redriven)  # after init_transactions: no open run's records missed
+    done = _read_record(settings, admin, topology.redriven)  # after init_transactions: no open run's missed
     decisions = [
         _decide(offset, letter, error, done=done, settings=settings, options=options)
         for offset, letter, error in _read_letters(settings, admin, topology.deadletter, codec)
@@ -161,16 +165,29 @@ def _producer(settings: Settings) -> Producer:
     return producer
 
 
-def _read_keys(settings: Settings, admin: Any, spec: TopicSpec) -> set[str]:
-    keys: set[str] = set()
+@dataclasses.dataclass(slots=True)
+class _Record:
+    """What earlier runs re-drove: the originals, and where their copies went."""
+
+    originals: set[str] = dataclasses.field(default_factory=set)
+    copies: dict[str, str] = dataclasses.field(default_factory=dict)  # copy -> original
+
+
+def _read_record(settings: Settings, admin: Any, spec: TopicSpec) -> _Record:
+    record = _Record()
 
     def take(message: Any) -> None:
         key = message.key()
-        if key is not None:
-            keys.add(key.decode(errors="backslashreplace"))
+        if key is None:
+            return
+        original = key.decode(errors="backslashreplace")
+        record.originals.add(original)
+        for name, value in message.headers() or []:
+            if name == COPY_HEADER and value is not None:
+                record.copies[value.decode(errors="backslashreplace")] = original
 
     read_until(settings, spec.name, last_stable_offsets(admin, spec.name, range(spec.partitions)), take)
-    return keys
+    return record
 
 
 def _read_letters(
@@ -189,15 +206,23 @@ def _read_letters(
 
 
 def _decide(
-    offset: int, letter: DeadLetter | None, error: str, *, done: set[str], settings: Settings, options: RedriveOptions
+    offset: int, letter: DeadLetter | None, error: str, *, done: _Record, settings: Settings, options: RedriveOptions
 ) -> Decision:
     topology = settings.topology()
     if letter is None:
         return Decision(offset, None, Verdict.IMPOSSIBLE, f"the dead letter itself cannot be decoded: {error}")
-    if origin_key(letter) in done:
+    origin = origin_key(letter)
+    if origin in done.originals:
         return Decision(offset, letter, Verdict.ALREADY)
     if options.reasons and letter.reason_code not in options.reasons:
         return Decision(offset, letter, Verdict.UNSELECTED)
+    if origin in done.copies and not options.again:
+        return Decision(
+            offset,
+            letter,
+            Verdict.REFUSED,
+            f"failed again after its re-drive (the original was {done.copies[origin]}): fix the cause, then --again",
+        )
     if letter.source_topic == topology.events.name:
         return Decision(
             offset,
@@ -233,11 +258,11 @@ def _redrive(producer: Producer, decisions: list[Decision], marker_topic: str, c
         batch = chosen[start : start + LETTERS_PER_TRANSACTION]
         try:
             producer.begin_transaction()
-            for _, letter, value in batch:
-                partition = letter.source_partition if letter.key is None else -1  # a key goes where it hashes
-                producer.produce(letter.source_topic, value, letter.key, partition=partition)
+            copies = _produce_copies(producer, [(letter, value) for _, letter, value in batch])
+            for (_, letter, _), copy in zip(batch, copies, strict=True):
                 marker = dataclasses.replace(letter, value=None)  # the original stays on the dead-letter topic
-                producer.produce(marker_topic, codec.encode(marker), origin_key(letter).encode())
+                key = origin_key(letter).encode()
+                producer.produce(marker_topic, codec.encode(marker), key, headers=[(COPY_HEADER, copy.encode())])
             producer.commit_transaction(KAFKA_CALL_TIMEOUT_S)
         except KafkaException as exception:
             error = exception.args[0]
@@ -249,6 +274,29 @@ def _redrive(producer: Producer, decisions: list[Decision], marker_topic: str, c
             ) from None
         for decision, _, _ in batch:
             decision.verdict = Verdict.REDRIVEN
+
+
+def _produce_copies(producer: Producer, originals: list[tuple[DeadLetter, bytes]]) -> list[str]:
+    """Produce each original again (in the open transaction); where each copy went,
+    `<topic>/<partition>@<offset>`, once the broker has it."""
+    copies: dict[int, str] = {}
+    failures: list[KafkaError] = []
+
+    def delivered(index: int, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            failures.append(error)
+        else:
+            copies[index] = f"{message.topic()}/{message.partition()}@{message.offset()}"
+
+    for index, (letter, value) in enumerate(originals):
+        partition = letter.source_partition if letter.key is None else -1  # a key goes where it hashes
+        producer.produce(
+            letter.source_topic, value, letter.key, partition=partition, on_delivery=functools.partial(delivered, index)
+        )
+    producer.flush(KAFKA_CALL_TIMEOUT_S)
+    if failures or len(copies) != len(originals):
+        raise KafkaException(failures[0] if failures else KafkaError(KafkaError._TIMED_OUT, "copies not delivered"))
+    return [copies[index] for index in range(len(originals))]
 
 
 def _report(decisions: list[Decision], settings: Settings, options: RedriveOptions) -> None:
@@ -279,9 +327,12 @@ def _report(decisions: list[Decision], settings: Settings, options: RedriveOptio
     print(f"{len(decisions)} dead letter(s) on {settings.topology().deadletter.name}{dry_run}")
     if rows:
         print(table(rows))
-    print(
-        f"re-driven now: {counts[Verdict.REDRIVEN]}, would be re-driven: {counts[Verdict.REDRIVE]}, "
-        f"re-driven before: {counts[Verdict.ALREADY]}, not selected: {counts[Verdict.UNSELECTED]}, "
-        f"refused: {counts[Verdict.REFUSED]}, cannot be re-driven: {counts[Verdict.IMPOSSIBLE]}",
-        file=sys.stdout,
-    )
+    labels = {
+        Verdict.REDRIVEN: "re-driven now",
+        Verdict.REDRIVE: "would be re-driven",
+        Verdict.ALREADY: "re-driven before",
+        Verdict.UNSELECTED: "not selected",
+        Verdict.REFUSED: "refused",
+        Verdict.IMPOSSIBLE: "cannot be re-driven",
+    }
+    print(", ".join(f"{label}: {counts[verdict]}" for verdict, label in labels.items() if counts[verdict]) or "none")

@@ -132,3 +132,11 @@ def test_a_too_large_command_is_redriven_after_the_fix_and_applied_exactly_once(
     from_legs = [letter for letter in letters if letter.source_topic == topology.legs.name]
     assert len(from_legs) == 2 and from_legs[0].source_offset != from_legs[1].source_offset
     assert len(read_topic(settings.bootstrap_servers, topology.redriven.name)) == 2
+
+    # The copy failed again: it is not sent round once more unless asked.
+    again = cli(settings, "deadletter", "redrive", "--include-legs", "--json")
+    assert again.returncode == 3, again.stdout + again.stderr
+    refused = [letter for letter in json.loads(again.stdout)["letters"] if letter["verdict"] == "refused"]
+    assert len(refused) == 1 and "failed again after its re-drive" in refused[0]["why"], again.stdout
+    forced = cli(settings, "deadletter", "redrive", "--include-legs", "--again", "--dry-run", "--json")
+    assert json.loads(forced.stdout)["counts"]["redrive"] == 1, forced.stdout
