@@ -30,7 +30,7 @@ from ledger.state import Table
 from sinks.reconcile import read_until
 from streamwallet.exit_codes import CommandError, ExitCode
 from streamwallet.kafka_access import require_topics
-from streamwallet.output import amount_text, limit_text, print_error, print_json, table, with_decimals
+from streamwallet.output import amount_text, iso_time, limit_text, print_error, print_json, table, with_decimals
 from topologies import partition_for
 
 QUERY_TIMEOUT_S = 30.0
@@ -152,7 +152,12 @@ def render(account: dict[str, Any], history: list[dict[str, Any]], holds: list[H
     if holds is not None:
         lines.append(f"open holds: {len(holds)}" + (" (from the command side)" if holds else ""))
         rows = [
-            [hold.hold_id, amount_text(hold.amount, currency), hold.status.value, f"expires {hold.expires_at_ms} ms"]
+            [
+                hold.hold_id,
+                amount_text(hold.amount, currency),
+                hold.status.value,
+                f"expires {iso_time(hold.expires_at_ms)}",
+            ]
             for hold in holds
         ]
         if rows:

@@ -8,6 +8,7 @@ Amounts are integer minor units everywhere underneath. In JSON a money field app
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import re
 import sys
@@ -52,6 +53,12 @@ def with_decimals(record: Mapping[str, Any], currency: str, names: Iterable[str]
         out[f"{name}_minor"] = minor
         out[name] = format_amount(minor, currency)
     return out
+
+
+def iso_time(milliseconds: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 in UTC (2026-11-28T20:35:33.914Z)."""
+    moment = datetime.datetime.fromtimestamp(milliseconds / 1000, tz=datetime.UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def amount_text(minor: int, currency: str, *, signed: bool = False) -> str:

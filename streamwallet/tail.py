@@ -16,7 +16,6 @@ Exit codes: 0 stopped (Ctrl-C, --max, --no-follow), 2 Kafka or the topic cannot 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +30,7 @@ from ledger import commands
 from ledger.events import AccountEvent, CommandResult
 from streamwallet.exit_codes import CommandError, ExitCode
 from streamwallet.kafka_access import operator_kafka_config, require_topics
-from streamwallet.output import amount_text, print_json, with_decimals
+from streamwallet.output import amount_text, iso_time, print_json, with_decimals
 
 TOPICS = ("events", "results", "deadletter", "commands")
 READ_BATCH_MESSAGES = 500
@@ -148,7 +147,7 @@ class _Shower:
                 "",
             )
         else:
-            self._print(None, f"{_time(timestamp_ms)}  {where}  {self.render(value)}")
+            self._print(None, f"{iso_time(timestamp_ms)}  {where}  {self.render(value)}")
 
     def _print(self, document: dict[str, Any] | None, text: str) -> None:
         if self.options.as_json:
@@ -156,11 +155,6 @@ class _Shower:
         else:
             print(text, flush=True)
         self.printed += 1
-
-
-def _time(milliseconds: int) -> str:
-    moment = datetime.datetime.fromtimestamp(milliseconds / 1000, tz=datetime.UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _event_line(event: AccountEvent) -> str:

@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from foundation.settings import Settings
-from streamwallet.exit_codes import ExitCode
+from streamwallet.exit_codes import CommandError, ExitCode
 
 KAFKA_NAME = "dev"
 KAFKA_PROBE_TIMEOUT_S = 2.0
@@ -49,6 +51,8 @@ def run_up(settings: Settings, options: UpOptions) -> int:
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
         return ExitCode.OK
+    except (RuntimeError, TimeoutError, KafkaException) as error:  # a process that died starting, a bad topic
+        raise CommandError(f"the stack did not start: {error}") from None
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stopping short
         stack.stop_all()
