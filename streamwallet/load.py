@@ -282,6 +282,7 @@ class Loader:
         self._in_flight: collections.deque[_Awaited | _Known] = collections.deque()
         self._command_ids: set[str] = set()
         self._messages = 0
+        self._last_sent = 0  # the number of the last line in flight or done
 
     def run(self, lines: Iterator[ParsedLine]) -> Summary:
         try:
@@ -300,10 +301,7 @@ class Loader:
         return self.summary
 
     def _next_line(self) -> int:
-        if not self._in_flight:
-            return self.summary.lines + 1
-        newest = self._in_flight[-1]
-        return (newest.line.number if isinstance(newest, _Awaited) else newest.number) + 1
+        return self._last_sent + 1
 
     def _send(self, line: ParsedLine) -> None:
         if isinstance(line, InvalidLine):
@@ -321,9 +319,11 @@ class Loader:
             return
         self._command_ids.add(command.command_id)
         self._in_flight.append(_Awaited(line, future, time.monotonic() + self.timeout_s))
+        self._last_sent = line.number
 
     def _queue(self, known: _Known) -> None:
         self._in_flight.append(known)
+        self._last_sent = known.number
         if len(self._in_flight) > self.window:
             self._settle_oldest()
 

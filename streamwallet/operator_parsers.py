@@ -46,15 +46,19 @@ def add_all(commands: Any, *, handlers: dict[str, Handler]) -> None:
     _add_deadletter(commands, output, handlers["deadletter"])
 
 
+def _documented(commands: Any, name: str, *, output: argparse.ArgumentParser, help: str, module: str) -> Any:
+    """A parser whose --help is `module`'s docstring."""
+    return commands.add_parser(name, parents=[output], help=help, description=module_doc(module), formatter_class=RAW)
+
+
 def _add_account(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
-    account = commands.add_parser("account", help="show an account")
-    actions = account.add_subparsers(dest="action", required=True)
-    show = actions.add_parser(
+    actions = commands.add_parser("account", help="show an account").add_subparsers(dest="action", required=True)
+    show = _documented(
+        actions,
         "show",
-        parents=[output],
+        output=output,
         help="balance, holds, limits and recent events of an account",
-        description=module_doc("streamwallet.account_show"),
-        formatter_class=RAW,
+        module="streamwallet.account_show",
     )
     show.add_argument("account_id", metavar="ID")
     show.add_argument(
@@ -124,12 +128,12 @@ def _add_command_type(types: Any, common: argparse.ArgumentParser, type_name: st
 
 
 def _add_load(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
-    load = commands.add_parser(
+    load = _documented(
+        commands,
         "load",
-        parents=[output],
+        output=output,
         help="submit the commands of a CSV or JSON Lines file",
-        description=module_doc("streamwallet.load"),
-        formatter_class=RAW,
+        module="streamwallet.load",
     )
     load.add_argument("file", type=Path, metavar="FILE")
     load.add_argument("--format", choices=["csv", "jsonl"], help="when the file's name does not say")
@@ -151,13 +155,7 @@ def _add_load(commands: Any, output: argparse.ArgumentParser, handler: Handler) 
 
 
 def _add_tail(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
-    tail = commands.add_parser(
-        "tail",
-        parents=[output],
-        help="follow a topic, decoded",
-        description=module_doc("streamwallet.tail"),
-        formatter_class=RAW,
-    )
+    tail = _documented(commands, "tail", output=output, help="follow a topic, decoded", module="streamwallet.tail")
     tail.add_argument("topic", choices=["events", "results", "deadletter", "commands"])
     tail.add_argument("--from-beginning", action="store_true", help="start at the topic's first message")
     tail.add_argument("--account", metavar="ID", help="only messages about this account")
@@ -167,14 +165,15 @@ def _add_tail(commands: Any, output: argparse.ArgumentParser, handler: Handler) 
 
 
 def _add_deadletter(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
-    deadletter = commands.add_parser("deadletter", help="re-drive dead letters")
-    actions = deadletter.add_subparsers(dest="action", required=True)
-    redrive = actions.add_parser(
+    actions = commands.add_parser("deadletter", help="re-drive dead letters").add_subparsers(
+        dest="action", required=True
+    )
+    redrive = _documented(
+        actions,
         "redrive",
-        parents=[output],
+        output=output,
         help="send dead letters back to their topic after a fix, each once",
-        description=module_doc("streamwallet.redrive"),
-        formatter_class=RAW,
+        module="streamwallet.redrive",
     )
     redrive.add_argument(
         "--reason", action="append", metavar="CODE", help="only letters with this reason code (repeatable)"

@@ -6,16 +6,14 @@ only with --include-legs). The CLI runs as a subprocess; the workers run in this
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -25,27 +23,12 @@ from codec import Codec
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.settings import Settings
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
-from streams.processor import LedgerProcessor
 from tests.conftest import fresh_settings
-from tests.support import read_decoded, read_topic
+from tests.support import ledger_loop, read_decoded, read_topic
 
 pytestmark = pytest.mark.kafka
 
 SMALL_MESSAGE_BYTES_MAX = 150  # an ordinary command is ~80 bytes; one with a 128-character dedup id ~200
-
-
-@contextlib.contextmanager
-def worker(settings: Settings) -> Iterator[LedgerProcessor]:
-    processor = LedgerProcessor(settings)
-    stop = threading.Event()
-    thread = threading.Thread(target=processor.run, args=(stop,))
-    thread.start()
-    try:
-        assert processor.ready.wait(60)
-        yield processor
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
@@ -76,7 +59,7 @@ def test_a_too_large_command_is_redriven_after_the_fix_and_applied_exactly_once(
     deposit = ["submit", "Deposit", "--command-id", deposit_id, "--dedup-id", "x" * 128, "--account-id", account]
     deposit += ["--amount", "42.00", "--currency", "USD"]
 
-    with worker(settings) as small:
+    with ledger_loop(settings) as small:
         opened = cli(settings, "submit", "OpenAccount", "--dedup-id", "o", "--account-id", account, "--currency", "USD")
         assert opened.returncode == 0, opened.stdout + opened.stderr
         lost = cli(settings, *deposit, "--timeout-s", "3")
@@ -99,7 +82,7 @@ def test_a_too_large_command_is_redriven_after_the_fix_and_applied_exactly_once(
     verdicts = sorted(letter["verdict"] for letter in json.loads(planned.stdout)["letters"])
     assert verdicts == ["cannot be re-driven", "redrive", "refused"], planned.stdout
 
-    with worker(dataclasses.replace(settings, message_bytes_max=1024 * 1024)) as raised:
+    with ledger_loop(dataclasses.replace(settings, message_bytes_max=1024 * 1024)) as raised:
         first = cli(settings, "deadletter", "redrive")
         assert first.returncode == 3, first.stdout + first.stderr
         assert "re-driven now: 1" in first.stdout and "cut at 1048576 bytes" in first.stdout, first.stdout

@@ -313,6 +313,37 @@ def test_load_takes_any_command_type_from_json_lines_and_draws_progress_only_on_
     assert shown_account(settings, b, newest[b])["held"] == "1.00"
 
 
+def test_ctrl_c_stops_a_load_between_lines_and_every_line_sent_gets_its_outcome(
+    deployment: Settings, tmp_path: Path
+) -> None:
+    settings = deployment
+    nobody = unique("nobody")
+    path = tmp_path / "long.jsonl"
+    line = json.dumps({"type": "Deposit", "account_id": nobody, "amount": "1.00", "currency": "USD"})
+    path.write_text((line + "\n") * 50_000)
+    results = tmp_path / "long-results.jsonl"
+    loading = subprocess.Popen(
+        [sys.executable, "-m", "streamwallet.cli", "load", str(path), "--results", str(results), "--window", "50"],
+        env={**os.environ, **settings.environment()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + CLI_TIMEOUT_S
+        while not (results.exists() and results.stat().st_size > 0) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        loading.send_signal(signal.SIGINT)
+        output, _ = loading.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        loading.kill()
+    assert loading.returncode == 3, output
+    numbers = [json.loads(record)["line"] for record in results.read_text().splitlines()]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) < 50_000  # every line sent, in order
+    assert f"{len(numbers)} lines" in output and f"interrupted before line {len(numbers) + 1}" in output, output
+    assert all(json.loads(record)["outcome"] == "ACCOUNT_NOT_FOUND" for record in results.read_text().splitlines())
+
+
 def _read_all(descriptor: int) -> str:
     chunks = []
     while True:
