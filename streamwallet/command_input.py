@@ -16,20 +16,33 @@ import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway.translate import COMMAND_TYPES, MONEY_FIELDS, RequestError, to_command
-from ledger.commands import BatchLeg, Command
+from gateway import translate
+from gateway.translate import COMMAND_TYPES, MONEY_FIELDS, to_command
+from ledger.commands import BatchLeg, Command, validate
 
 if TYPE_CHECKING:
     from codec import Codec
 
 INTEGER_DIGITS_MAX = 20  # a long has 19; one more so that an overflow is the codec's clear error
 _INTEGER = re.compile(rf"-?[0-9]{{1,{INTEGER_DIGITS_MAX}}}")
+# The gateway's translation refuses a body with its own exception: RequestError, or ApiError
+# (with a code) since the HTTP contract's gateway/errors.py. Either means "not a command".
+TRANSLATION_ERRORS: tuple[type[Exception], ...] = tuple(
+    getattr(translate, name) for name in ("RequestError", "ApiError") if hasattr(translate, name)
+)
+# ... and what else a hostile body can raise on the way (codec.EncodeError is a ValueError).
+BODY_ERRORS: tuple[type[BaseException], ...] = (*TRANSLATION_ERRORS, TypeError, ValueError, RecursionError)
 GENERATED_FIELDS = frozenset({"command_id"})  # chosen here when not given
 ENVELOPE_COLUMNS = frozenset({"type", "command_id", "currency"})  # accepted beside any type's own fields
 
 
 class InputError(ValueError):
-    """Input that cannot become a command; the message says why."""
+    """Input that cannot become a command; the message says why, and `code` names the rule
+    (a ledger ErrorCode or the gateway's own code) where there is one."""
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(f"{code}: {message}" if code else message)
+        self.code = code
 
 
 class FieldKind(enum.Enum):
@@ -136,16 +149,25 @@ def metadata_from_pairs(pairs: list[str]) -> dict[str, str]:
 
 
 def command_from_body(body: Any, codec: Codec) -> Command:
-    """The command a JSON body describes, checked to be encodable; InputError otherwise.
-    What only the ledger can judge (funds, limits, existence) is left to it."""
-    from codec import EncodeError  # not at import: the CLI builds its parsers from this module
-
+    """The command a JSON body describes, checked as the gateway checks it: translated,
+    passing the ledger's stateless rules (`ledger.commands.validate`, the code kept) and
+    encodable; InputError otherwise. Only what needs the ledger's state (funds, limits,
+    existence) is left to the ledger: like the gateway, nothing it would refuse on sight
+    is sent."""
     try:
         command = to_command(body)
         codec.encode(command)  # what the schema cannot carry (a long past 64 bits, a wrong type)
-    except (RequestError, EncodeError, TypeError, ValueError, RecursionError) as error:
-        raise InputError(str(error) or type(error).__name__) from None
+    except BODY_ERRORS as error:
+        code = getattr(error, "code", None)
+        raise InputError(str(getattr(error, "message", error)) or type(error).__name__, code=_code_text(code)) from None
+    rejection = validate(command)
+    if rejection is not None:
+        raise InputError(rejection.message, code=rejection.code.value)
     return command
+
+
+def _code_text(code: Any) -> str | None:
+    return None if code is None else str(getattr(code, "value", code))
 
 
 def currencies_of(command: Command, body: Mapping[str, Any]) -> dict[str, str]:

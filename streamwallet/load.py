@@ -21,8 +21,9 @@ column), or a line of a second `transfers.csv` is taken for the first one's.
 
 Up to `--window` commands are in flight at once; each gets `--timeout-s` for its result.
 Every line ends with one outcome: ACCEPTED, a rejection code of the ledger (e.g.
-INSUFFICIENT_FUNDS), INVALID_LINE (it could not be read or is not a command: the line
-number and the reason are printed, the rest of the file goes on), NOT_SENT (Kafka refused
+INSUFFICIENT_FUNDS), INVALID_LINE (it could not be read, is not a command, or breaks a
+rule the ledger checks on sight, such as a negative amount: the line number, the rule's
+code and the reason are printed, nothing of it is sent, the rest of the file goes on), NOT_SENT (Kafka refused
 it) or TIMED_OUT (no result in time: its outcome is unknown; a re-run settles it).
 `--results out.jsonl` writes each line's outcome, in line order, for auditing. Ctrl-C
 stops reading, waits for the commands in flight and prints the summary.
@@ -92,6 +93,7 @@ class CommandLine:
 class InvalidLine:
     number: int
     error: str
+    code: str | None = None  # the rule it breaks, where it has a code (INVALID_AMOUNT, SAME_ACCOUNT, ...)
 
 
 ParsedLine = CommandLine | InvalidLine
@@ -233,7 +235,9 @@ class LineReader:
             if not body.get("dedup_id") and body.get("type") != QueryCommand.__name__:
                 body["dedup_id"] = f"{self.dedup_prefix}:{number}"
             return CommandLine(number, command_from_body(body, self.codec), body)
-        except (InputError, csv.Error, ValueError, RecursionError) as error:
+        except InputError as error:
+            return InvalidLine(number, str(error), error.code)
+        except (csv.Error, ValueError, RecursionError) as error:
             return InvalidLine(number, str(error))
 
     @staticmethod
@@ -305,7 +309,8 @@ class Loader:
 
     def _send(self, line: ParsedLine) -> None:
         if isinstance(line, InvalidLine):
-            self._queue(_Known(line.number, None, {"outcome": INVALID_LINE, "message": line.error}))
+            outcome = {"outcome": INVALID_LINE, "code": line.code, "message": line.error}
+            self._queue(_Known(line.number, None, outcome))
             return
         command = line.command
         while self._in_flight and (len(self._in_flight) >= self.window or command.command_id in self._command_ids):

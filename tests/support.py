@@ -1,5 +1,6 @@
 """Test helpers that read what the system wrote to Kafka (the readers themselves live in
-bench/topics.py, which the benchmarks share: tests may import bench, never the other way)."""
+bench/topics.py, which the benchmarks share: tests may import bench, never the other way),
+and the ledger loop run in this process."""
 
 from __future__ import annotations
 
@@ -12,26 +13,27 @@ from foundation.settings import Settings
 from ledger.events import CommandResult
 from streams.processor import LedgerProcessor
 
-__all__ = ["ledger_loop", "outcome", "read_decoded", "read_topic"]
-WORKER_READY_TIMEOUT_S = 60.0
-WORKER_STOP_TIMEOUT_S = 30.0
+__all__ = ["outcome", "read_decoded", "read_topic", "running_processor"]
+
+PROCESSOR_READY_TIMEOUT_S = 60
+PROCESSOR_STOP_TIMEOUT_S = 30
 
 
 @contextlib.contextmanager
-def ledger_loop(settings: Settings) -> Iterator[LedgerProcessor]:
-    """The ledger's transactional loop on a thread of this process, ready, stopped on exit
-    (the end-to-end tests run the worker as a process of its own instead)."""
+def running_processor(settings: Settings) -> Iterator[LedgerProcessor]:
+    """The ledger loop in this process, on a thread, until the block ends (the e2e tests
+    run it as a separate process)."""
     processor = LedgerProcessor(settings)
     stop = threading.Event()
     thread = threading.Thread(target=processor.run, args=(stop,))
     thread.start()
     try:
-        if not processor.ready.wait(WORKER_READY_TIMEOUT_S):
-            raise TimeoutError(f"the ledger loop was not ready within {WORKER_READY_TIMEOUT_S}s")
+        if not processor.ready.wait(PROCESSOR_READY_TIMEOUT_S):
+            raise TimeoutError("the processor did not become ready")
         yield processor
     finally:
         stop.set()
-        thread.join(WORKER_STOP_TIMEOUT_S)
+        thread.join(PROCESSOR_STOP_TIMEOUT_S)
 
 
 def outcome(result: CommandResult) -> tuple[str, str | None, bool]:

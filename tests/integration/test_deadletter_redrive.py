@@ -24,7 +24,7 @@ from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.settings import Settings
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
 from tests.conftest import fresh_settings
-from tests.support import ledger_loop, read_decoded, read_topic
+from tests.support import read_decoded, read_topic, running_processor
 
 pytestmark = pytest.mark.kafka
 
@@ -59,7 +59,7 @@ def test_a_too_large_command_is_redriven_after_the_fix_and_applied_exactly_once(
     deposit = ["submit", "Deposit", "--command-id", deposit_id, "--dedup-id", "x" * 128, "--account-id", account]
     deposit += ["--amount", "42.00", "--currency", "USD"]
 
-    with ledger_loop(settings) as small:
+    with running_processor(settings) as small:
         opened = cli(settings, "submit", "OpenAccount", "--dedup-id", "o", "--account-id", account, "--currency", "USD")
         assert opened.returncode == 0, opened.stdout + opened.stderr
         lost = cli(settings, *deposit, "--timeout-s", "3")
@@ -82,7 +82,7 @@ def test_a_too_large_command_is_redriven_after_the_fix_and_applied_exactly_once(
     verdicts = sorted(letter["verdict"] for letter in json.loads(planned.stdout)["letters"])
     assert verdicts == ["cannot be re-driven", "redrive", "refused"], planned.stdout
 
-    with ledger_loop(dataclasses.replace(settings, message_bytes_max=1024 * 1024)) as raised:
+    with running_processor(dataclasses.replace(settings, message_bytes_max=1024 * 1024)) as raised:
         first = cli(settings, "deadletter", "redrive")
         assert first.returncode == 3, first.stdout + first.stderr
         assert "re-driven now: 1" in first.stdout and "cut at 1048576 bytes" in first.stdout, first.stdout

@@ -22,6 +22,7 @@ from streamwallet.cli import main
 from streamwallet.load import LINE_BYTES_MAX, derived_dedup_prefix, physical_lines
 
 UNREACHABLE = "127.0.0.1:1"  # nothing listens on port 1
+DEPOSIT = '{"type": "Deposit", "dedup_id": "d", "account_id": "a", "amount": "1.00", "currency": "USD"}'
 
 
 ENVIRONMENT = {"STREAMWALLET_BOOTSTRAP_SERVERS": UNREACHABLE, "STREAMWALLET_QUERY_URL": "http://127.0.0.1:1"}
@@ -115,7 +116,8 @@ def test_an_unreachable_system_is_exit_2_with_a_clear_message_and_no_librdkafka_
             ("submit", "Deposit", "--dedup-id", "d", "--account-id", "a", "--amount", "1", "--currency", "XYZ"),
             "valid currency",
         ),
-        (("submit", "--body", '{"type": "Deposit", "amount": 1.5}'), "decimal string"),
+        (("submit", "--body", DEPOSIT.replace('"1.00"', "1.5")), "decimal string"),
+        (("submit", "--body", DEPOSIT.replace('"1.00"', '"-1.00"')), "INVALID_AMOUNT: amount must be"),
         (("submit", "--body", "[[[["), "not valid JSON"),
         (("submit", "--body", '{"type": "Steal"}'), "type must be one of"),
         (("submit", "Batch", "--dedup-id", "d", "--batch-id", "b", "--leg", "alice-5USD"), "ACCOUNT:AMOUNT:CURRENCY"),
@@ -132,10 +134,9 @@ def test_input_that_is_not_a_command_is_exit_2_before_anything_is_sent(
 
 
 def test_as_a_subprocess_submit_reads_stdin_and_an_unreachable_broker_is_exit_2() -> None:
-    done = subprocess_cli("submit", "--body", "-", stdin='{"type": "Deposit", "amount": "1.001", "currency": "USD"}')
+    done = subprocess_cli("submit", "--body", "-", stdin=DEPOSIT.replace('"1.00"', '"1.001"'))
     assert done.returncode == 2 and "USD has 2 decimal places" in done.stderr, done.stderr
-    body = '{"type": "Deposit", "dedup_id": "d", "account_id": "a", "amount": "1.00", "currency": "USD"}'
-    done = subprocess_cli("submit", "--body", "-", stdin=body)
+    done = subprocess_cli("submit", "--body", "-", stdin=DEPOSIT)
     assert done.returncode == 2 and "cannot reach Kafka at 127.0.0.1:1" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr and "%3|" not in done.stderr
 
