@@ -9,8 +9,10 @@ with the same dedup id (a retry after a timeout, say) is answered with the first
 and changes nothing. The command id is generated unless given.
 
 Exit codes: 0 accepted, 1 rejected by the ledger (the code and message are printed),
-2 the input is not a command or Kafka cannot be reached (nothing was sent), 4 no result
-within --timeout-s (the outcome is unknown: submit again with the same dedup id).
+2 nothing was sent: the input is not a command, breaks a rule the ledger checks without
+its state (a negative amount, the same account twice: refused on sight, with the rule's
+code, as the gateway does), or Kafka cannot be reached, 4 no result within --timeout-s
+(the outcome is unknown: submit again with the same dedup id).
 """
 
 from __future__ import annotations
