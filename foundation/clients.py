@@ -29,10 +29,18 @@ class KafkaAccessError(RuntimeError):
     """The brokers could not be reached, or refused this client: the message says why."""
 
 
+LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+
 def kafka_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """The common configuration, with `overrides` (librdkafka names, dots as in
     `{"isolation.level": ...}`) applied last."""
-    config: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers}
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        # librdkafka's own lines go through Python logging (its level and format, the process's
+        # log file), not raw to stderr; they are delivered when the client is polled.
+        "logger": LIBRDKAFKA_LOGGER,
+    }
     if settings.kafka_security_protocol == "SASL_SSL":
         config.update(
             {

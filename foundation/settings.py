@@ -117,6 +117,9 @@ class Settings:
     auth_jwt_issuer: str = "streamwallet"  # a token's `iss` must be it
     auth_jwt_roles_claim: str = "roles"  # the claim that lists the principal's roles
     auth_clock_skew_s: int = AUTH_CLOCK_SKEW_S_DEFAULT
+    # The operator's CLI (streamwallet submit/load) acts as this principal (empty: cli:<OS user>)
+    cli_principal_id: str = ""
+    cli_principal_roles: str = "OPERATOR,ADMIN"
 
     def __post_init__(self) -> None:
         _check_kafka_security(self)

@@ -12,6 +12,16 @@
     streamwallet rebuild-views [--via auto|service|direct] every view again from offset zero, with progress
     streamwallet apikeys create|list|revoke         API keys for services (streamwallet/api_keys_command.py)
 
+Daily operations (each has --help; --json prints JSON instead of text):
+    streamwallet account show ID [--events N] [--min-seq N] [--no-holds]
+    streamwallet submit TYPE --field value ...  |  submit --body '{...}' (or --body - for stdin)
+    streamwallet load FILE.csv|FILE.jsonl [--results OUT.jsonl] [--window N] [--timeout-s S]
+    streamwallet tail events|results|deadletter|commands [--from-beginning] [--account ID] [--no-follow]
+    streamwallet deadletter redrive [--reason CODE] [--dry-run] [--include-legs] [--again]
+
+Exit codes of these and of reconcile:
+EXIT_CODES
+
 Configuration comes from STREAMWALLET_* environment variables (foundation/settings.py).
 """
 
@@ -19,14 +29,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import time
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 from foundation.settings import PROJECT_ROOT, Settings
-from streamwallet import api_keys_command
+from streamwallet import api_keys_command, operator_parsers
+from streamwallet.exit_codes import EXIT_CODES_HELP, CommandError
+
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report it
 
 
 def _logging(level: str) -> None:
@@ -159,62 +171,87 @@ def cmd_rebuild_views(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Everything on this machine: the broker, the topics, N workers, the query service
-    and the gateway; then the demo. Runs until Ctrl-C (or right after the demo)."""
-    from deploy.local import kafka
-    from foundation.clients import kafka_config
-    from streamwallet.demo import run_demo
-    from streamwallet.dev_keys import issue_dev_keys, usage
-    from streamwallet.stack import Stack
-    from topologies.admin import ensure_topics
+    from streamwallet.up import UpOptions, run_up
 
     _logging("warning")
-    started = time.monotonic()
-    if _kafka_answers(kafka_config(settings)):
-        print(f"using the Kafka already running at {settings.bootstrap_servers}")
-    else:
-        port = int(settings.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
-        cluster = kafka.start(name="dev", brokers=1, base_port=port)
-        print(f"Kafka {kafka.KAFKA_VERSION} (KRaft, single node) ready at {cluster.bootstrap_servers}")
-    ensure_topics(kafka_config(settings), settings.topology())
-    stack = Stack(settings, PROJECT_ROOT / ".run")
-    processes = [stack.worker(index).start() for index in range(1, args.workers + 1)]
-    processes += [stack.query().start(), stack.gateway().start()]
-    try:
-        for process in processes:
-            process.wait_ready()
-        stack.supervise()  # a process that dies is restarted, with back-off, like an orchestrator would
-        print(
-            f"stack up in {time.monotonic() - started:.1f}s: {args.workers} worker(s), query service at "
-            f"{settings.query_url}, gateway at {settings.gateway_url}; logs in .run/logs/"
-        )
-        keys = issue_dev_keys(settings)
-        print(usage(keys, settings))
-        ok = run_demo(settings, api_key=keys.admin)
-        if args.exit_after_demo:
-            return 0 if ok else 1
-        print("\nThe stack keeps running; press Ctrl-C to stop it.")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        return 0
-    finally:
-        stack.stop_all()
-        if args.stop_kafka:
-            kafka.stop(name="dev")
+    options = UpOptions(
+        workers=args.workers,
+        run_dir=args.run_dir,
+        demo=not args.no_demo,
+        exit_after_demo=args.exit_after_demo,
+        stop_kafka=args.stop_kafka,
+    )
+    return run_up(settings, options)
 
 
-def _kafka_answers(client_config: dict[str, Any]) -> bool:
-    from confluent_kafka.admin import AdminClient
+def cmd_account(args: argparse.Namespace, settings: Settings) -> int:
+    from streamwallet.account_show import show_account
 
-    try:
-        AdminClient({**client_config, "log_level": 0}).list_topics(timeout=2)
-    except Exception:  # noqa: BLE001 - any failure means there is no broker to reuse
-        return False
-    return True
+    _logging("warning")
+    return show_account(
+        settings, args.account_id, events=args.events, holds=not args.no_holds, min_seq=args.min_seq, as_json=args.json
+    )
+
+
+def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from streamwallet.submit import read_body, submit_command
+    from streamwallet.submit_options import body_from_options
+
+    _logging("warning")
+    body = read_body(args.body) if args.type is None else body_from_options(args)
+    timeout_s = args.timeout_s if args.timeout_s is not None else settings.gateway_result_timeout_ms / 1000
+    return submit_command(settings, body, timeout_s=timeout_s, as_json=args.json)
+
+
+def cmd_load(args: argparse.Namespace, settings: Settings) -> int:
+    from streamwallet.load import load_file
+
+    _logging("warning")
+    return load_file(
+        settings,
+        args.file,
+        file_type=args.format,
+        dedup_prefix=args.dedup_prefix,
+        window=args.window,
+        timeout_s=args.timeout_s,
+        results_path=args.results,
+        as_json=args.json,
+    )
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from streamwallet.tail import TailOptions, tail_topic
+
+    _logging("warning")
+    options = TailOptions(
+        from_beginning=args.from_beginning,
+        account=args.account,
+        follow=not args.no_follow,
+        max_messages=args.max,
+        as_json=args.json,
+    )
+    return tail_topic(settings, args.topic, options)
+
+
+def cmd_deadletter(args: argparse.Namespace, settings: Settings) -> int:
+    from streamwallet.redrive import RedriveOptions, redrive_dead_letters
+
+    _logging("warning")
+    options = RedriveOptions(
+        reasons=frozenset(args.reason or ()),
+        dry_run=args.dry_run,
+        include_legs=args.include_legs,
+        again=args.again,
+        as_json=args.json,
+    )
+    return redrive_dead_letters(settings, options)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="streamwallet", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="streamwallet",
+        description=(__doc__ or "").replace("EXIT_CODES", EXIT_CODES_HELP),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--log-level", default="info")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -238,6 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("query", help="run the query service (events sink + reads)")
     commands.add_parser("gateway", help="run the HTTP gateway")
     commands.add_parser("demo", help="run the demonstration workload against a running stack")
+    operator_parsers.add_all(
+        commands,
+        handlers={
+            "account": cmd_account,
+            "submit": cmd_submit,
+            "load": cmd_load,
+            "tail": cmd_tail,
+            "deadletter": cmd_deadletter,
+        },
+    )
     for name, help_text in (
         ("reconcile", "compare the views with the command side and the events topic; exit 1 on drift"),
         ("rebuild-views", "rebuild every view from the events topic, from offset zero"),
@@ -254,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--workers", type=int, default=2)
     up_parser.add_argument("--exit-after-demo", action="store_true")
     up_parser.add_argument("--stop-kafka", action="store_true", help="stop the broker too when leaving")
+    up_parser.add_argument("--no-demo", action="store_true", help="start the stack without running the demo")
+    up_parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run", help="logs go to RUN_DIR/logs")
     args = parser.parse_args(argv)
     settings = Settings.from_environment()
     handlers: dict[str, Any] = {
@@ -269,7 +318,14 @@ def main(argv: list[str] | None = None) -> int:
         "up": cmd_up,
         "apikeys": api_keys_command.run,
     }
-    return int(handlers[args.command](args, settings))
+    handler = getattr(args, "handler", None) or handlers[args.command]
+    try:
+        return int(handler(args, settings))
+    except CommandError as error:
+        print(f"streamwallet {args.command}: {error}", file=sys.stderr)
+        return int(error.code)
+    except KeyboardInterrupt:
+        return INTERRUPTED_EXIT_CODE
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@
     results    CommandResult, key = command id, on the partition of the shard that decided it
     changelog  the shards' state, compacted; partition p holds partition p's shard
     deadletter messages that could not be decoded or accepted, with the reason
+    deadletter.redriven  the dead letters `streamwallet deadletter redrive` has re-driven,
+               key = the original's "<topic>/<partition>@<offset>", written in the same
+               transaction as the re-driven message (streamwallet/redrive.py)
 
 commands, legs, events and changelog are co-partitioned: the same partition count,
 and partition p of each belongs to the shard that owns partition p of commands.
@@ -103,8 +106,19 @@ class Topology:
             copartitioned=False,
         )
 
+    @property
+    def redriven(self) -> TopicSpec:
+        return self._spec(
+            "deadletter.redriven",
+            key='the re-driven original\'s "<topic>/<partition>@<offset>"',
+            values=("streamwallet.deadletter.DeadLetter",),
+            compacted=True,  # one record per re-driven letter, kept as long as the topic is
+            partitions=1,
+            copartitioned=False,
+        )
+
     def all(self) -> list[TopicSpec]:
-        return [self.commands, self.legs, self.events, self.results, self.changelog, self.deadletter]
+        return [self.commands, self.legs, self.events, self.results, self.changelog, self.deadletter, self.redriven]
 
     def _spec(
         self,

@@ -154,7 +154,9 @@ def kafka_lib_dir(version: str = KAFKA_VERSION) -> Path:
         f"-DoutputDirectory={lib_dir}",
     ]
     print(f"fetching Kafka {version} jars from Maven Central ...", file=sys.stderr)
-    subprocess.run(command, check=True)
+    # Maven 3.8 resets the terminal's colours (ESC[0m) on exit even with -B -q -Dstyle.color=never.
+    maven_options = f"{os.environ.get('MAVEN_OPTS', '')} -Djansi.noreset=true".strip()
+    subprocess.run(command, check=True, env={**os.environ, "MAVEN_OPTS": maven_options})
     marker.write_text(version)
     return lib_dir
 

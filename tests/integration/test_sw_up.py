@@ -1,0 +1,165 @@
+"""`./sw up` on the user's terminal: Ctrl-C (or SIGTERM) at any moment stops what it
+started, says what keeps running and how to stop it, and exits cleanly; neither Maven's
+escape codes nor librdkafka's own log lines reach the terminal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from deploy.local import kafka
+from foundation.clients import kafka_config
+from foundation.settings import Settings
+from tests.conftest import fresh_settings
+
+START_TIMEOUT_S = 240.0
+
+
+class Up:
+    """`streamwallet up` as a subprocess, its stdout read line by line on a thread."""
+
+    def __init__(self, settings: Settings, run_dir: Path) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamwallet.cli", "up", "--workers", "1", "--no-demo", "--run-dir", str(run_dir)],
+            env={**os.environ, **settings.environment()},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, phrase: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.output.append(line)
+            if phrase in line:
+                return
+        errors = self.finish()[1] if self.process.poll() is not None else ""
+        raise AssertionError(f"{phrase!r} not printed; got {''.join(self.output)!r}, stderr {errors!r}")
+
+    def finish(self) -> tuple[str, str]:
+        """Wait for the exit; (all of stdout, all of stderr)."""
+        assert self.process.stderr is not None
+        errors = self.process.stderr.read()
+        self.process.wait(120)
+        while (line := self.lines.get(timeout=10)) is not None:  # the reader ends with None at EOF
+            self.output.append(line)
+        return "".join(self.output), errors
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # it stops its own children
+            try:
+                self.process.wait(120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def assert_clean_exit(up: Up, settings: Settings) -> None:
+    output, errors = up.finish()
+    assert up.process.returncode == 0, (output, errors)
+    assert "Traceback" not in errors, errors
+    assert not raw_librdkafka_lines(errors), errors  # librdkafka's lines go through Python logging
+    assert "stopped the workers, the query service and the gateway" in output, output
+    assert f"the Kafka at {settings.bootstrap_servers} was running before and keeps running" in output, output
+    assert "./sw kafka stop" in output, output
+    worker_ready = f"http://127.0.0.1:{settings.worker_web_port + 1}/ready"
+    assert not answers(f"{settings.query_url}/ready") and not answers(worker_ready), "a process was left running"
+
+
+@pytest.mark.kafka
+def test_ctrl_c_on_a_running_stack_stops_it_says_what_keeps_running_and_exits_0(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = fresh_settings(kafka_bootstrap, tmp_path)
+    up = Up(settings, tmp_path / "run")
+    try:
+        up.wait_for("press Ctrl-C to stop it")
+        assert answers(f"{settings.query_url}/ready")
+        up.process.send_signal(signal.SIGINT)
+        assert_clean_exit(up, settings)
+    finally:
+        up.kill()
+
+
+@pytest.mark.kafka
+def test_sigterm_while_the_stack_is_starting_stops_what_was_started(kafka_bootstrap: str, tmp_path: Path) -> None:
+    settings = fresh_settings(kafka_bootstrap, tmp_path)
+    up = Up(settings, tmp_path / "run")
+    try:
+        up.wait_for("using the Kafka already running")
+        time.sleep(1)  # the processes are starting
+        up.process.send_signal(signal.SIGTERM)
+        assert_clean_exit(up, settings)
+    finally:
+        up.kill()
+
+
+def test_fetching_the_kafka_jars_prints_no_escape_codes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Maven 3.8 resets the terminal's colours (ESC[0m) on exit even with -B -q
+    -Dstyle.color=never; the fetch must not let that through. Uses the shared Maven
+    repository, so nothing is downloaded twice."""
+    monkeypatch.setattr(kafka, "CACHE_DIR", tmp_path)
+    (tmp_path / "m2").symlink_to(kafka.PROJECT_ROOT / ".cache" / "m2", target_is_directory=True)
+    lib_dir = kafka.kafka_lib_dir()
+    assert (lib_dir / ".complete").exists() and any(lib_dir.glob("kafka_2.13-*.jar"))
+    captured = capfd.readouterr()
+    assert "\x1b" not in captured.out + captured.err, repr(captured)
+
+
+def raw_librdkafka_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("%")]
+
+
+def test_clients_from_kafka_config_send_librdkafka_lines_through_python_logging(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from confluent_kafka import Producer
+
+    settings = Settings.from_environment({}, bootstrap_servers="127.0.0.1:1")  # nothing listens: FAIL lines
+    producer = Producer(kafka_config(settings))
+    with caplog.at_level(logging.INFO, logger="librdkafka"):
+        deadline = time.monotonic() + 3  # a refused connection is logged at once
+        while time.monotonic() < deadline and not caplog.records:
+            producer.poll(0.5)
+    del producer
+    assert not raw_librdkafka_lines(capfd.readouterr().err)  # nothing raw on the terminal
+    assert any("Connection refused" in record.getMessage() for record in caplog.records)
