@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from foundation.clients import KafkaAccessError, kafka_config
+from foundation.clients import LIBRDKAFKA_LOGGER, KafkaAccessError, kafka_config
 from foundation.settings import Settings
 from streams.processor import consumer_group, transactional_id
 from streamwallet.cli import main
@@ -23,8 +23,11 @@ SECURED: dict[str, Any] = {
 }
 
 
-def test_plaintext_configuration_is_only_the_brokers() -> None:
-    assert kafka_config(Settings(bootstrap_servers="b:9092")) == {"bootstrap.servers": "b:9092"}
+def test_plaintext_configuration_is_only_the_brokers_and_the_logger() -> None:
+    assert kafka_config(Settings(bootstrap_servers="b:9092")) == {
+        "bootstrap.servers": "b:9092",
+        "logger": LIBRDKAFKA_LOGGER,
+    }
 
 
 def test_sasl_ssl_configuration(tmp_path: Path) -> None:
@@ -32,6 +35,7 @@ def test_sasl_ssl_configuration(tmp_path: Path) -> None:
     config = kafka_config(Settings(bootstrap_servers="b:9093", kafka_ca_file=ca, **SECURED), **{"acks": "all"})
     assert config == {
         "bootstrap.servers": "b:9093",
+        "logger": LIBRDKAFKA_LOGGER,
         "security.protocol": "SASL_SSL",
         "sasl.mechanisms": "SCRAM-SHA-512",
         "sasl.username": "worker",
