@@ -288,6 +288,7 @@ class LedgerProcessor:
         except (KafkaException, RuntimeError) as closing:
             log.warning("closing the failed consumer: %s", closing)
         self._consumer = self._new_consumer()
+        log.info("a new consumer joins the group")
         self.metrics.consumers_renewed += 1
 
     def _topic_id(self, admin: Any, name: str) -> str:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 RESTORE_BATCH_MESSAGES = 10_000
 RESTORE_POLL_S = 0.1
 STABLE_WAIT_POLL_S = 0.05
+STABLE_WAIT_REPORT_S = 10.0  # a wait this long is worth a line in the log
 # A checkpoint older than this may predate tombstones that compaction has since removed:
 # such a partition is restored from scratch. The changelog's delete.retention.ms is pinned
 # at twice this (topologies/topics.py), and a worker refuses a changelog that differs.
@@ -136,6 +137,7 @@ class Restorer:
         """Each partition's high watermark, once no transaction is open on it."""
         ends: dict[int, int] = {}
         waiting = list(partitions)
+        next_report_s = time.monotonic() + STABLE_WAIT_REPORT_S
         while waiting:
             high = high_watermarks(self.admin, self.topic, waiting, budget_s=self.budget_s)
             stable = last_stable_offsets(self.admin, self.topic, waiting, budget_s=self.budget_s)
@@ -144,6 +146,15 @@ class Restorer:
                     ends[partition] = high[partition]
                     waiting.remove(partition)
             if waiting:
+                if time.monotonic() >= next_report_s:
+                    next_report_s = time.monotonic() + STABLE_WAIT_REPORT_S
+                    log.warning(
+                        "%s %s: a transaction is still open (stable %s < end %s); waiting for it to be decided",
+                        self.topic,
+                        waiting,
+                        [stable[partition] for partition in waiting],
+                        [high[partition] for partition in waiting],
+                    )
                 time.sleep(STABLE_WAIT_POLL_S)
         return ends
 

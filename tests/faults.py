@@ -14,11 +14,15 @@ import itertools
 import os
 import random
 import re
+import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -247,3 +251,17 @@ class ResultsWatcher:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+
+
+def dump_stacks(processes: list[ManagedProcess]) -> None:
+    """Append every live process's Python stacks to its log (py-spy), to see where a process
+    that stopped making progress is waiting. Diagnostics only: silent if py-spy is absent."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    for process in processes:
+        if process.process is None or not process.alive or not Path(py_spy).exists():
+            continue
+        dumped = subprocess.run(
+            [py_spy, "dump", "--pid", str(process.process.pid)], capture_output=True, text=True, timeout=60
+        )
+        with open(process.log_path, "a") as log_file:
+            log_file.write(f"\n--- py-spy dump (test diagnostics)\n{dumped.stdout}{dumped.stderr}\n")

@@ -33,6 +33,7 @@ from tests.faults import (
     ResultsWatcher,
     Streamer,
     active_controller,
+    dump_stacks,
     funded_mixed_workload,
     partition_leader,
     pause_broker,
@@ -140,6 +141,8 @@ def run_broker_faults(
                 time.sleep(rng.uniform(2.0, 5.0))
         streamer.join()
         report = check_ledger(settings, codec, workload, settle_s=3 * settings.tick_interval_ms / 1000 + 3)
+        if report.missing:
+            dump_stacks(stack.processes)
         reconciled = reconcile_command(settings, via="service")
     finally:
         watcher.stop()

@@ -27,7 +27,7 @@ from sinks.commands import EXIT_OK, reconcile_command
 from streamwallet.stack import Stack
 from tests.checker import check_ledger
 from tests.conftest import fresh_settings
-from tests.faults import ResultsWatcher, Streamer, funded_mixed_workload, pause_for
+from tests.faults import ResultsWatcher, Streamer, dump_stacks, funded_mixed_workload, pause_for
 from tests.integration.test_broker_loss import BrokerFaults, Fault
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -96,6 +96,8 @@ def test_a_million_commands_through_every_kind_of_fault(cluster: kafka.Cluster, 
         report = check_ledger(
             settings, codec, workload, results_timeout_s=900, settle_s=3 * settings.tick_interval_ms / 1000 + 3
         )
+        if report.missing:
+            dump_stacks(stack.processes)
         reconciled = reconcile_command(settings, via="service")
     finally:
         watcher.stop()

@@ -21,7 +21,7 @@ from codec import Codec
 from foundation.settings import Settings
 from streamwallet.stack import Stack
 from tests.checker import check_ledger
-from tests.faults import Streamer, funded_mixed_workload, log_count, pause_for
+from tests.faults import Streamer, dump_stacks, funded_mixed_workload, log_count, pause_for
 
 pytestmark = pytest.mark.kafka
 
@@ -47,6 +47,8 @@ def run_zombies(settings: Settings, tmp_path: Any, *, commands: int, rate_per_s:
             pauses += 1
         streamer.join()
         report = check_ledger(settings, codec, workload, settle_s=3 * settings.tick_interval_ms / 1000 + 3)
+        if report.missing:
+            dump_stacks(stack.processes)
     finally:
         stack.stop_all()
     takeovers = sum(log_count(worker, "lost partitions") for worker in workers)
