@@ -261,7 +261,7 @@ def dump_stacks(processes: list[ManagedProcess]) -> None:
         if process.process is None or not process.alive or not Path(py_spy).exists():
             continue
         dumped = subprocess.run(
-            [py_spy, "dump", "--pid", str(process.process.pid)], capture_output=True, text=True, timeout=60
+            [py_spy, "dump", "--pid", str(process.process.pid)], check=False, capture_output=True, text=True, timeout=60
         )
         with open(process.log_path, "a") as log_file:
             log_file.write(f"\n--- py-spy dump (test diagnostics)\n{dumped.stdout}{dumped.stderr}\n")
