@@ -8,6 +8,12 @@ timeout). Scenario "restart": the killed worker is restarted at once and, being 
 member, takes its partitions back without a rebalance.
 
     python -m bench.failover [--rounds 3] [--session-timeout-ms 6000] [--transaction-timeout-ms 10000]
+                             [--stock-broker-timeouts]
+
+The takeover waits for the broker to abort the dead worker's transaction: it checks for
+timed-out transactions every `transaction.abort.timed.out.transaction.cleanup.interval.ms`,
+1 s on the local clusters and 10 s on a stock broker. `--stock-broker-timeouts` runs on a
+broker of its own with Kafka's defaults for that interval and for broker.session.timeout.ms.
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ from streamwallet.stack import ManagedProcess, Stack
 from topologies.admin import ensure_topics
 
 LOAD_PER_S = 400
+STOCK_BROKER_PORT = 29650
+STOCK_TIMEOUTS = {  # Kafka's defaults, which deploy/local/kafka.py shortens for local runs
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms": 10_000,
+    "broker.session.timeout.ms": 9_000,
+    "broker.heartbeat.interval.ms": 2_000,
+}
 
 
 class Load:
@@ -139,9 +151,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--session-timeout-ms", type=int, default=None)
     parser.add_argument("--transaction-timeout-ms", type=int, default=None)
+    parser.add_argument(
+        "--stock-broker-timeouts",
+        action="store_true",
+        help="run on a broker of its own with Kafka's default abort cleanup interval (10 s) and broker session (9 s)",
+    )
     args = parser.parse_args()
     base = Settings.from_environment()
-    if "STREAMWALLET_BOOTSTRAP_SERVERS" not in os.environ:
+    if args.stock_broker_timeouts:
+        cluster = kafka.start(name="failover-stock", base_port=STOCK_BROKER_PORT, broker_overrides=STOCK_TIMEOUTS)
+        base = dataclasses.replace(base, bootstrap_servers=cluster.bootstrap_servers)
+    elif "STREAMWALLET_BOOTSTRAP_SERVERS" not in os.environ:
         kafka.start(name="dev", base_port=int(base.bootstrap_servers.rsplit(":", 1)[1]))
     overrides: dict[str, Any] = {}
     if args.session_timeout_ms:
@@ -187,7 +207,8 @@ def main() -> None:
         print(
             f"\nfail-over, 2 workers, {settings.partitions} partitions, session.timeout.ms="
             f"{settings.session_timeout_ms}, transaction.timeout.ms={settings.transaction_timeout_ms}, "
-            f"{LOAD_PER_S} deposits/s"
+            f"{LOAD_PER_S} deposits/s, abort cleanup interval "
+            f"{'10 s (Kafka default)' if args.stock_broker_timeouts else '1 s (local clusters)'}"
         )
         for scenario, seconds in figures.items():
             print(
@@ -197,6 +218,8 @@ def main() -> None:
             )
     finally:
         stack.stop_all()
+        if args.stock_broker_timeouts:
+            kafka.stop(name="failover-stock", wipe=True)
 
 
 if __name__ == "__main__":

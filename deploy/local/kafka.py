@@ -41,6 +41,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -329,9 +330,17 @@ def format_storage(lib_dir: Path, cluster: Cluster, cluster_id: str) -> None:
 
 
 def start(
-    *, name: str = "dev", brokers: int = 1, base_port: int = 9092, version: str = KAFKA_VERSION, secured: bool = False
+    *,
+    name: str = "dev",
+    brokers: int = 1,
+    base_port: int = 9092,
+    version: str = KAFKA_VERSION,
+    secured: bool = False,
+    broker_overrides: Mapping[str, object] | None = None,
 ) -> Cluster:
-    """Start (or reuse) a local cluster and wait until every broker serves metadata."""
+    """Start (or reuse) a local cluster and wait until every broker serves metadata.
+    `broker_overrides` replace server.properties entries (e.g. Kafka's own defaults for the
+    timeouts the local clusters shorten, to measure fail-over as a stock broker gives it)."""
     cluster = cluster_layout(name=name, brokers=brokers, base_port=base_port, secured=secured)
     _check_mode(cluster)
     if all(_read_pid(node) is not None for node in cluster.nodes):
@@ -356,7 +365,10 @@ def start(
     for node in cluster.nodes:
         node.data_dir.mkdir(parents=True, exist_ok=True)
         # 0600: in secured mode the file holds the broker's password.
-        security.write_secret(node.data_dir / "server.properties", server_properties(cluster, node).encode())
+        properties = server_properties(cluster, node) + "".join(
+            f"{key}={value}\n" for key, value in (broker_overrides or {}).items()
+        )
+        security.write_secret(node.data_dir / "server.properties", properties.encode())
     format_storage(lib_dir, cluster, cluster_id_file.read_text().strip())
     heap_mb = HEAP_PER_BROKER_MB[brokers]
     for node in cluster.nodes:
