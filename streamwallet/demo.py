@@ -130,6 +130,7 @@ def run_demo(settings: Settings, *, seed: int = 7) -> bool:
                 hold_id="hold-1",
                 amount=600,
                 to_account_id=b,
+                currency="USD",
             )
         )
         send(

@@ -27,6 +27,7 @@ from typing import Any
 from ledger.accounts import Account, Hold, HoldStatus, within_limits
 from ledger.commands import Command
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
+from ledger.keys import prepared_key
 from ledger.legs import BatchDecision, CreditLeg, Leg, RefundLeg, SettleLeg, Tick
 from ledger.shard import Outcome, Shard, ShardConfig
 from ledger.state import InMemoryStore, OutgoingTransfer, PreparedLeg, PreparedStatus, Table
@@ -219,7 +220,8 @@ def _money_in_flight(cluster: Cluster) -> dict[str, int]:
             flying[source.currency] += leg.amount
         elif isinstance(leg, BatchDecision) and leg.commit:
             shard = cluster.route(leg.account_id)
-            prepared: PreparedLeg | None = cluster.stores[shard].get(Table.PREPARED, f"{leg.batch_id}|{leg.account_id}")
+            key = prepared_key(leg.batch_id, leg.account_id, leg.incarnation)
+            prepared: PreparedLeg | None = cluster.stores[shard].get(Table.PREPARED, key)
             assert prepared is not None, f"a commit decision for {leg.account_id} without a prepared leg"
             account = cluster.account(leg.account_id)
             assert account is not None
