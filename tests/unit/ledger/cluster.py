@@ -5,7 +5,9 @@ The bus models the internal legs topic: every leg is appended to the queue of th
 shard that owns its routing key and is delivered from there in FIFO order, as a
 Kafka partition delivers (a single producer's records to one partition keep their
 order). Which shard delivers next is up to the test, so interleavings across shards
-are arbitrary. A leg carries the timestamp of the shard that produced it (Kafka
+are arbitrary. An input a test injects (a forged or replayed leg) can be marked
+`tainted`: so is every leg it causes, and the checks of money in flight count only
+untainted legs. A leg carries the timestamp of the shard that produced it (Kafka
 CreateTime); a shard's clock is the largest timestamp it has seen.
 
 Routing: a key ending in "@<digit>" lives on that shard ("alice@2"); any other key by
@@ -51,12 +53,14 @@ class Input:
     shard: int
     message: Message
     timestamp_ms: int
+    tainted: bool = False  # injected by the test, or caused by an injected input
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Queued:
     leg: Leg
     produced_at_ms: int
+    tainted: bool = False
 
 
 class Cluster:
@@ -89,16 +93,16 @@ class Cluster:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def handle(self, shard: int, message: Message, timestamp_ms: int) -> Outcome:
+    def handle(self, shard: int, message: Message, timestamp_ms: int, *, tainted: bool = False) -> Outcome:
         outcome = self.shards[shard].handle(message, timestamp_ms=timestamp_ms)
-        record = Input(shard, message, timestamp_ms)
+        record = Input(shard, message, timestamp_ms, tainted)
         self.inputs.append(record)
         self.outcomes.append(outcome)
         self.events.extend(outcome.events)
         self.results.extend(outcome.results)
         produced_at = self.shards[shard].clock_ms()
         for leg in outcome.legs:
-            self.queues[self.route(leg.routing_key)].append(Queued(leg, produced_at))
+            self.queues[self.route(leg.routing_key)].append(Queued(leg, produced_at, tainted))
         for observer in self.observers:
             observer(record, outcome)
         return outcome
@@ -119,7 +123,7 @@ class Cluster:
         if not self.queues[shard]:
             return None
         queued = self.queues[shard].popleft()
-        return self.handle(shard, queued.leg, queued.produced_at_ms)
+        return self.handle(shard, queued.leg, queued.produced_at_ms, tainted=queued.tainted)
 
     def deliver_any(self, rng: random.Random) -> Outcome | None:
         busy = [index for index, queue in enumerate(self.queues) if queue]
@@ -142,7 +146,8 @@ class Cluster:
     # -- reads ------------------------------------------------------------------------------
 
     def in_flight(self) -> list[Leg]:
-        return [queued.leg for queue in self.queues for queued in queue]
+        """The legs on the bus the shards' own flows sent (not those caused by injected legs)."""
+        return [queued.leg for queue in self.queues for queued in queue if not queued.tainted]
 
     def pending(self) -> int:
         return sum(len(queue) for queue in self.queues)

@@ -79,7 +79,7 @@ def snapshot(cluster: Cluster) -> dict[Table, Any]:
 
 def deliver(cluster: Cluster, leg: Leg, *, shard: int | None = None) -> Outcome:
     """Deliver a leg no shard sent now (forged, or a copy of one already delivered)."""
-    return cluster.handle(cluster.route(leg.routing_key) if shard is None else shard, leg, cluster.now)
+    return cluster.handle(cluster.route(leg.routing_key) if shard is None else shard, leg, cluster.now, tainted=True)
 
 
 def refused(cluster: Cluster, leg: Leg, code: RefusalCode, *, shard: int | None = None) -> Outcome:
