@@ -142,6 +142,25 @@ def query(account_id: str, target: str) -> QueryCommand:
     return result
 
 
+def forged_credit(**changes: Any) -> CreditLeg:
+    """A CreditLeg no shard sent: A@0 -> X@1, 10 USD, as if debited at A's sequence 3."""
+    leg = CreditLeg(
+        transfer_id="forged",
+        flow=Flow.TRANSFER,
+        from_account_id="A@0",
+        to_account_id="X@1",
+        amount=10,
+        currency="USD",
+        command_id="forged",
+        dedup_id="forged",
+        command_type="Transfer",
+        source_position=Position(account_id="A@0", sequence=3, balance=0, available=0),
+        reversal_of=None,
+        metadata={},
+    )
+    return dataclasses.replace(leg, **changes)
+
+
 def same_dedup(command: Any, **changes: Any) -> Any:
     """A retry: another command id (unless given), the same dedup id, the payload changed as given."""
     changes.setdefault("command_id", fresh("retry-"))
@@ -795,23 +814,15 @@ def _rows() -> list[Row]:
     # A forged credit from A (sequence 10**6, to an account that does not exist) marks A's
     # credits on shard 1 as decided up to there: A's next real credit to shard 1 is refused
     # as a replay and refunded (the forged leg's own refund is refused at A: no such flow).
-    forged_credit = CreditLeg(
+    forged = forged_credit(
         transfer_id="forged-1",
-        flow=Flow.TRANSFER,
-        from_account_id="A@0",
-        to_account_id="Z@1",
-        amount=5,
-        currency="USD",
         command_id="forged-1",
-        dedup_id="forged-1",
-        command_type="Transfer",
+        to_account_id="Z@1",
         source_position=Position(account_id="A@0", sequence=10**6, balance=0, available=0),
-        reversal_of=None,
-        metadata={},
     )
     row(
         "a credit behind a forged one from its source",
-        [*funded, Forge(1, forged_credit)],
+        [*funded, Forge(1, forged)],
         transfer("A@0", "X@1", 5),
         E.CREDIT_OUT_OF_ORDER,
         compensated=True,

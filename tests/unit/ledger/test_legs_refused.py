@@ -45,6 +45,7 @@ from tests.unit.ledger.test_error_codes import (
     accept_all,
     batch,
     deposit,
+    forged_credit,
     lock,
     open_,
     same_dedup,
@@ -166,24 +167,6 @@ def acks_in_flight(cluster: Cluster) -> list[BatchAck]:
     acks = [queued.leg for queued in cluster.queues[2]]
     assert all(isinstance(ack, BatchAck) for ack in acks) and len(acks) == 2
     return acks  # type: ignore[return-value]
-
-
-def forged_credit(**changes: Any) -> CreditLeg:
-    leg = CreditLeg(
-        transfer_id="forged",
-        flow=Flow.TRANSFER,
-        from_account_id="A@0",
-        to_account_id="X@1",
-        amount=10,
-        currency="USD",
-        command_id="forged",
-        dedup_id="forged",
-        command_type="Transfer",
-        source_position=Position(account_id="A@0", sequence=3, balance=0, available=0),
-        reversal_of=None,
-        metadata={},
-    )
-    return dataclasses.replace(leg, **changes)
 
 
 def copy(leg: Any, **changes: Any) -> Any:
