@@ -198,6 +198,15 @@ def _forget_duplicates(decision: Decision, entry: DedupEntry) -> None:
 # -- the payload's fingerprint ---------------------------------------------------------------
 
 
+# Fields added to a command after v1, with the value a command written without them decodes
+# to: left out of the digest while they hold it, so that a v1 command retried across an
+# upgrade still matches the digest its first attempt was remembered with.
+FIELDS_ADDED_AFTER_V1: dict[str, dict[str, object]] = {
+    "CaptureHold": {"currency": ""},
+    "UpdateLimits": {"currency": ""},
+}
+
+
 def payload_digest(command: MutatingCommand) -> bytes:
     """Fingerprint of everything but the command id: a retry must match it exactly."""
     plan = _DIGEST_PLANS.get(type(command))
@@ -213,6 +222,9 @@ def payload_digest(command: MutatingCommand) -> bytes:
                 (getattr(leg, "account_id", leg), getattr(leg, "amount", None), getattr(leg, "currency", None))
                 for leg in values[index]
             ]
+    for index, unstated in reversed(plan.added):  # from the end: indexes stay valid
+        if values[index] == unstated:
+            del values[index]
     return hashlib.blake2b(repr((plan.name, values)).encode(), digest_size=16).digest()
 
 
@@ -222,6 +234,7 @@ class _DigestPlan:
     values: Callable[[Any], tuple[Any, ...]]
     dicts: tuple[int, ...]
     leg_lists: tuple[int, ...]
+    added: tuple[tuple[int, object], ...]  # (index, value when not stated) of fields added after v1
 
 
 _DIGEST_PLANS: dict[type, _DigestPlan] = {}  # a cache of what each command type's digest reads
@@ -236,4 +249,9 @@ def _digest_plan(cls: type) -> _DigestPlan:
         values=(lambda command: (getter(command),)) if len(names) == 1 else getter,
         dicts=tuple(index for index, name in enumerate(names) if name == "metadata"),
         leg_lists=tuple(index for index, name in enumerate(names) if name == "legs"),
+        added=tuple(
+            (index, FIELDS_ADDED_AFTER_V1[cls.__name__][name])
+            for index, name in enumerate(names)
+            if name in FIELDS_ADDED_AFTER_V1.get(cls.__name__, {})
+        ),
     )

@@ -13,6 +13,7 @@ Placement: "A@0", "B@0", "J@0" live on shard 0, "X@1" on shard 1, "Y@2" on shard
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -44,7 +45,7 @@ from ledger.errors import ErrorCode
 from ledger.events import CommandResult, EventKind, Position, ResultStatus
 from ledger.legs import BatchPrepare, CreditLeg, Flow, Leg, RefundLeg
 from ledger.limits import AMOUNT_MAX, DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX, HOLD_TTL_MS_MAX
-from ledger.shard import ShardConfig
+from ledger.shard import ShardConfig, payload_digest
 from ledger.state import Table
 from tests.unit.ledger.cluster import Cluster, check_one_result_each, check_quiescent, check_state, fresh, make
 
@@ -1266,6 +1267,35 @@ def test_a_duplicate_whose_id_another_command_uses_is_answered_but_not_indexed()
     assert cluster.results_for(other.command_id)[-1].replayed
     found = cluster.run(query("A@0", other.command_id))
     assert found.queried is not None and found.queried.original_command_id == other.command_id  # still the other's
+
+
+def test_a_v1_command_retried_after_the_upgrade_is_still_its_own_duplicate() -> None:
+    """A CaptureHold written with the released v1 schema has no currency: it decodes to "",
+    and is left out of the payload's digest, so the digest is the one a v1 shard remembered
+    the first attempt by: a retry across the upgrade is answered, not a DEDUP_CONFLICT."""
+    released = load_folder(SCHEMA_ROOT / RELEASED_DIR / "v1", "v1")["streamwallet.command.CaptureHold"]
+    fields = {"command_id": "c-1", "dedup_id": "cap-1", "account_id": "A@0", "hold_id": "h", "amount": 5}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, released.parsed_plain, {**fields, "to_account_id": "B@0"})
+    decoded = Codec().decode(b"\xc3\x01" + released.fingerprint + body.getvalue())
+    assert isinstance(decoded, CaptureHold) and decoded.currency == ""
+    v1_values = [fields["dedup_id"], fields["account_id"], fields["hold_id"], fields["amount"], "B@0"]
+    v1_digest = hashlib.blake2b(repr(("CaptureHold", v1_values)).encode(), digest_size=16).digest()
+    assert payload_digest(decoded) == v1_digest
+    assert payload_digest(dataclasses.replace(decoded, currency="USD")) != v1_digest
+    assert cluster_answers_the_retry(decoded, v1_digest)
+
+
+def cluster_answers_the_retry(retry: CaptureHold, remembered_digest: bytes) -> bool:
+    """A shard that remembered the first attempt by `remembered_digest` replays its result."""
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"), open_("B@0"), deposit("A@0", 10), hold("A@0", "h", 5))
+    first = cluster.run(dataclasses.replace(retry, command_id="c-0", currency="USD"))
+    key = f"A@0|{retry.dedup_id}"
+    entry = cluster.stores[0].get(Table.DEDUP, key)
+    cluster.stores[0].put(Table.DEDUP, key, dataclasses.replace(entry, digest=remembered_digest))
+    (answer,) = cluster.submit(retry).results
+    return answer.replayed and answer.original_command_id == first.command_id
 
 
 # -- a malformed command corrected under the same dedup id -----------------------------------------------------------
