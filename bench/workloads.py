@@ -200,6 +200,7 @@ def mixed(accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[
                     hold_id=hold_id,
                     amount=rng.randint(1, amount),
                     to_account_id=target,
+                    currency=accounts.currency[held_account],
                 )
             else:
                 command = commands.VoidHold(

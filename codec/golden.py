@@ -27,6 +27,7 @@ from ledger.state import (
     BatchPhase,
     BatchState,
     CommandIndexEntry,
+    CreditMark,
     DedupEntry,
     ExpiryEntry,
     OutgoingTransfer,
@@ -74,7 +75,7 @@ EXAMPLES: list[Any] = [
         metadata={"owner": "Alice"},
     ),
     commands.UpdateLimits(
-        command_id="cmd-2", dedup_id="limits", account_id="alice", lower_limit=0, upper_limit=500_000
+        command_id="cmd-2", dedup_id="limits", account_id="alice", lower_limit=0, upper_limit=500_000, currency="USD"
     ),
     commands.LockAccount(command_id="cmd-3", dedup_id="lock", account_id="alice", reason="fraud review"),
     commands.UnlockAccount(command_id="cmd-4", dedup_id="unlock", account_id="alice", reason="cleared"),
@@ -114,6 +115,7 @@ EXAMPLES: list[Any] = [
         hold_id="auth-1",
         amount=400,
         to_account_id="merchant",
+        currency="USD",
     ),
     commands.VoidHold(command_id="cmd-12", dedup_id="void-1", account_id="alice", hold_id="auth-1"),
     commands.ReverseTransfer(
@@ -210,6 +212,7 @@ EXAMPLES: list[Any] = [
         code=ErrorCode.ACCOUNT_LOCKED,
         message="account bob is locked",
         decided_at_ms=AT_MS,
+        source_sequence=7,
     ),
     legs.SettleLeg(
         transfer_id="cmd-8",
@@ -218,6 +221,7 @@ EXAMPLES: list[Any] = [
         to_account_id="bob",
         amount=1_234,
         result=_RESULT,
+        source_sequence=7,
     ),
     legs.BatchPrepare(
         batch_id="batch-1",
@@ -227,6 +231,7 @@ EXAMPLES: list[Any] = [
         currency="USD",
         command_id="cmd-9",
         dedup_id="batch-1",
+        incarnation=4,
     ),
     legs.BatchVote(
         batch_id="batch-1",
@@ -235,6 +240,8 @@ EXAMPLES: list[Any] = [
         accepted=False,
         code=ErrorCode.LIMIT_EXCEEDED,
         message="above the upper limit",
+        incarnation=4,
+        sequence=0,
     ),
     legs.BatchDecision(
         batch_id="batch-1",
@@ -244,8 +251,10 @@ EXAMPLES: list[Any] = [
         command_id="cmd-9",
         dedup_id="batch-1",
         code=ErrorCode.LIMIT_EXCEEDED,
+        incarnation=4,
+        sequence=0,
     ),
-    legs.BatchAck(batch_id="batch-1", leg_index=0, account_id="alice", position=_POSITION),
+    legs.BatchAck(batch_id="batch-1", leg_index=0, account_id="alice", position=_POSITION, incarnation=4),
     legs.Tick(worker_id="worker-1"),
     Account(
         account_id="alice",
@@ -280,6 +289,8 @@ EXAMPLES: list[Any] = [
         recorded_at_ms=AT_MS,
         result=None,
         waiters=["cmd-8b"],
+        duplicates=["cmd-8b"],
+        malformed=False,
     ),
     CommandIndexEntry(dedup_key="alice|tr-1"),
     OutgoingTransfer(
@@ -295,6 +306,7 @@ EXAMPLES: list[Any] = [
         dedup_key="alice|tr-1",
         hold_key=None,
         reversal_of=None,
+        source_sequence=7,
     ),
     TransferRecord(
         transfer_id="cmd-8",
@@ -306,7 +318,17 @@ EXAMPLES: list[Any] = [
         credited_at_ms=AT_MS,
         reversed_by=None,
     ),
-    PreparedLeg(batch_id="batch-1", leg_index=0, account_id="alice", amount=-300, status=PreparedStatus.HELD),
+    PreparedLeg(
+        batch_id="batch-1",
+        leg_index=0,
+        account_id="alice",
+        amount=-300,
+        status=PreparedStatus.HELD,
+        incarnation=4,
+        sequence=8,
+        command_id="cmd-9",
+        dedup_id="batch-1",
+    ),
     BatchState(
         batch_id="batch-1",
         command_id="cmd-9",
@@ -321,10 +343,13 @@ EXAMPLES: list[Any] = [
         message="",
         deadline_ms=AT_MS + 30_000,
         created_at_ms=AT_MS,
+        incarnation=4,
+        sequences=[8, 0],
     ),
     RetentionEntry(recorded_at_ms=AT_MS, keys=[RetainedKey(table=Table.DEDUP, key="alice|tr-1")]),
     ExpiryEntry(key="alice|auth-1"),
-    ShardMeta(clock_ms=AT_MS, retention_head=3, retention_tail=9),
+    ShardMeta(clock_ms=AT_MS, retention_head=3, retention_tail=9, batches_started=4),
+    CreditMark(sequence=7),
     DeadLetter(
         source_topic="streamwallet.commands",
         source_partition=3,
@@ -333,6 +358,17 @@ EXAMPLES: list[Any] = [
         value=b"not avro",
         reason_code="UNDECODABLE",
         reason="not Avro single-object encoding",
+        worker_id="worker-1",
+        failed_at_ms=AT_MS,
+    ),
+    DeadLetter(
+        source_topic="streamwallet.legs",
+        source_partition=5,
+        source_offset=7,
+        key=b"alice",
+        value=None,
+        reason_code="UNKNOWN_FLOW",  # a leg refused by its shard (ledger.errors.RefusalCode)
+        reason="SettleLeg for transfer cmd-99, which is not in flight here",
         worker_id="worker-1",
         failed_at_ms=AT_MS,
     ),

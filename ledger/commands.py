@@ -54,6 +54,7 @@ class UpdateLimits:
     account_id: str
     lower_limit: int
     upper_limit: int
+    currency: str  # the limits are minor units of it: must be the account's (CURRENCY_MISMATCH)
 
     @property
     def routing_key(self) -> str:
@@ -188,6 +189,7 @@ class CaptureHold:
     hold_id: str
     amount: int
     to_account_id: str
+    currency: str  # the amount is minor units of it: must be the hold's (CURRENCY_MISMATCH)
 
     @property
     def routing_key(self) -> str:
@@ -298,7 +300,7 @@ def _check_text(value: object, field: str, length_max: int) -> Rejection | None:
     return None
 
 
-def _check_metadata(metadata: object) -> Rejection | None:
+def check_metadata(metadata: object) -> Rejection | None:
     if not isinstance(metadata, dict) or len(metadata) > METADATA_ENTRIES_MAX:
         return _malformed(f"metadata must be a map of at most {METADATA_ENTRIES_MAX} entries")
     for key, value in metadata.items():
@@ -310,6 +312,8 @@ def _check_metadata(metadata: object) -> Rejection | None:
 
 
 def _check_currency(currency: object) -> Rejection | None:
+    if currency == "":  # what a command written with a schema before the field existed decodes to
+        return Rejection(ErrorCode.INVALID_CURRENCY, "the currency the amount is priced in must be stated")
     if not isinstance(currency, str) or currency not in CURRENCY_EXPONENTS:
         return Rejection(ErrorCode.INVALID_CURRENCY, f"{currency!r} is not an ISO 4217 currency code")
     return None
@@ -362,7 +366,7 @@ def validate_body(command: Command) -> Rejection | None:
                     if command.parent_account_id is None
                     else _check_id(command.parent_account_id, "parent_account_id", ACCOUNT_ID_LENGTH_MAX)
                 )
-                or _check_metadata(command.metadata)
+                or check_metadata(command.metadata)
                 or _check_currency(command.currency)
                 or check_limits(command.lower_limit, command.upper_limit)
                 or (
@@ -372,17 +376,17 @@ def validate_body(command: Command) -> Rejection | None:
                 )
             )
         case UpdateLimits():
-            return check_limits(command.lower_limit, command.upper_limit)
+            return _check_currency(command.currency) or check_limits(command.lower_limit, command.upper_limit)
         case LockAccount() | UnlockAccount() | CloseAccount():
             return _check_text(command.reason, "reason", REASON_LENGTH_MAX)
         case Deposit() | Withdraw():
             return (
-                _check_metadata(command.metadata) or _check_amount(command.amount) or _check_currency(command.currency)
+                check_metadata(command.metadata) or _check_amount(command.amount) or _check_currency(command.currency)
             )
         case Transfer():
             return (
                 _check_id(command.to_account_id, "to_account_id", ACCOUNT_ID_LENGTH_MAX)
-                or _check_metadata(command.metadata)
+                or check_metadata(command.metadata)
                 or _check_amount(command.amount)
                 or _check_currency(command.currency)
                 or (
@@ -409,6 +413,7 @@ def validate_body(command: Command) -> Rejection | None:
                 _check_id(command.hold_id, "hold_id", REFERENCE_ID_LENGTH_MAX)
                 or _check_id(command.to_account_id, "to_account_id", ACCOUNT_ID_LENGTH_MAX)
                 or _check_amount(command.amount)
+                or _check_currency(command.currency)
                 or (
                     Rejection(ErrorCode.SAME_ACCOUNT, "a hold cannot be captured into its own account")
                     if command.to_account_id == command.account_id
@@ -427,7 +432,7 @@ def validate_body(command: Command) -> Rejection | None:
 
 
 def _validate_batch(command: Batch) -> Rejection | None:
-    if (rejection := _check_metadata(command.metadata)) is not None:
+    if (rejection := check_metadata(command.metadata)) is not None:
         return rejection
     if not isinstance(command.legs, list) or not BATCH_LEGS_MIN <= len(command.legs) <= BATCH_LEGS_MAX:
         return _malformed(f"a batch has {BATCH_LEGS_MIN}..{BATCH_LEGS_MAX} legs")

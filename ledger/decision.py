@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ledger import retention
 from ledger.accounts import Account, within_limits
 from ledger.commands import MutatingCommand, QueryCommand
-from ledger.errors import ErrorCode, InvariantViolation, Rejection
+from ledger.errors import ErrorCode, InputRefusal, InvariantViolation, RefusalCode, Rejection
 from ledger.events import CommandResult, EventKind, Position, ResultStatus, account_event
 from ledger.keys import META_KEY
 from ledger.state import DedupEntry, RetainedKey, ShardMeta, Store, Table
@@ -95,6 +95,12 @@ class Decision:
                 metadata=metadata,
             )
         )
+
+    def refuse(self, code: RefusalCode, reason: str) -> None:
+        """This input (a leg) does not fit the state: it changes nothing, and is dead-lettered."""
+        if self.outcome.refused is not None or self.outcome.events:
+            raise InvariantViolation(f"a leg refused ({code}: {reason}) after it was refused or changed an account")
+        self.outcome.refused = InputRefusal(code, reason)
 
     def retain(self, table: Table, key: str) -> None:
         """Keep this record for the retention window, then forget it (FIFO, deterministic)."""

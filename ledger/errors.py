@@ -59,6 +59,11 @@ class ErrorCode(enum.StrEnum):
     # and refuses new ones until the window forgets the oldest. Checked after the dedup memory
     # and ID_IN_USE (a repeat is still answered), before the body's checks; not remembered.
     DEDUP_WINDOW_FULL = "DEDUP_WINDOW_FULL"
+    # The destination refused a flow's credit because it had already applied a later credit
+    # from the same source account (per source account, credits arrive in sequence order):
+    # reachable only after a forged or replayed leg. Checked first at the credit, before the
+    # destination's existence; the flow is refunded at its source.
+    CREDIT_OUT_OF_ORDER = "CREDIT_OUT_OF_ORDER"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,7 +72,32 @@ class Rejection:
     message: str
 
 
+class RefusalCode(enum.StrEnum):
+    """Why a shard refused an input from the internal legs topic. A refused leg changes
+    nothing; the worker dead-letters it with this code (`DeadLetter.reason_code`). Legs come
+    from other shards, but anyone who can write to the topic can forge or replay one: a leg
+    that does not fit the shard's state is input to refuse, never a reason to stop."""
+
+    # Checked in this order.
+    MISROUTED_LEG = "MISROUTED_LEG"  # its routing key belongs to another partition
+    INVALID_LEG = "INVALID_LEG"  # a field no shard ever sends (see ledger/flows/leg_checks.py)
+    UNKNOWN_FLOW = "UNKNOWN_FLOW"  # a settle or refund for a flow not in flight here
+    UNKNOWN_BATCH = "UNKNOWN_BATCH"  # a vote or ack for a batch not coordinated here; a commit with nothing prepared
+    LEG_MISMATCH = "LEG_MISMATCH"  # disagrees with what this shard recorded (amounts, accounts, sequence, phase…)
+    DUPLICATE_LEG_DELIVERY = "DUPLICATE_LEG_DELIVERY"  # already applied: a credit, prepare, vote or ack delivered again
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class InputRefusal:
+    code: RefusalCode
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+
 class InvariantViolation(AssertionError):
-    """A state the protocol makes impossible (a leg applied twice, a vote for an
-    unknown batch). It means a bug or broken exactly-once delivery: the worker must
-    stop before it writes anything, never skip the message."""
+    """A state the shard itself cannot reach (a flow in flight whose account vanished, a
+    retention entry missing from the queue). It means a bug: the worker must stop before it
+    writes anything, never skip the message. Nothing an input can cause raises it — a
+    command that does not fit is a rejection, a leg that does not fit an `InputRefusal`."""

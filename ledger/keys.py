@@ -19,8 +19,9 @@ def hold_key(account_id: str, hold_id: str) -> str:
     return f"{account_id}|{hold_id}"
 
 
-def prepared_key(batch_id: str, account_id: str) -> str:
-    return f"{batch_id}|{account_id}"
+def prepared_key(batch_id: str, account_id: str, incarnation: int) -> str:
+    """A batch leg reserved on an account, per incarnation of the batch id (0: a v1 batch)."""
+    return f"{batch_id}|{account_id}" if incarnation == 0 else f"{batch_id}|{account_id}|{incarnation}"
 
 
 def retention_key(number: int) -> str:

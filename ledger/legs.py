@@ -56,6 +56,7 @@ class RefundLeg:
     code: ErrorCode
     message: str
     decided_at_ms: int
+    source_sequence: int = 0  # the CreditLeg's source_position.sequence; 0: not stated (a v1 leg)
 
     @property
     def routing_key(self) -> str:
@@ -72,6 +73,7 @@ class SettleLeg:
     to_account_id: str
     amount: int
     result: CommandResult
+    source_sequence: int = 0  # the CreditLeg's source_position.sequence; 0: not stated (a v1 leg)
 
     @property
     def routing_key(self) -> str:
@@ -89,6 +91,7 @@ class BatchPrepare:
     currency: str
     command_id: str
     dedup_id: str
+    incarnation: int = 0  # which of the coordinator's batches with this id; 0: not stated (a v1 leg)
 
     @property
     def routing_key(self) -> str:
@@ -105,6 +108,8 @@ class BatchVote:
     accepted: bool
     code: ErrorCode | None
     message: str
+    incarnation: int = 0  # echoed from the BatchPrepare
+    sequence: int = 0  # accepted: the account's sequence after the reservation; 0 otherwise, or not stated
 
     @property
     def routing_key(self) -> str:
@@ -122,6 +127,8 @@ class BatchDecision:
     command_id: str
     dedup_id: str
     code: ErrorCode | None
+    incarnation: int = 0  # the batch's; 0: not stated (a v1 leg)
+    sequence: int = 0  # a commit: the reservation's sequence from the vote; 0: not stated
 
     @property
     def routing_key(self) -> str:
@@ -136,6 +143,7 @@ class BatchAck:
     leg_index: int
     account_id: str
     position: Position | None
+    incarnation: int = 0  # echoed from the BatchDecision
 
     @property
     def routing_key(self) -> str:

@@ -23,6 +23,12 @@ HOLD_TTL_MS_MAX = 30 * 24 * 3600 * 1000
 
 # A duplicate of a command whose outcome is still in flight waits for it; at most this many do.
 DEDUP_WAITERS_MAX = 8
+# The command ids of at most this many duplicates of one command are indexed (QueryCommand
+# answers them, a new command reusing one is ID_IN_USE); later ones are answered, not indexed.
+DEDUP_DUPLICATES_INDEXED_MAX = 16
+
+# A message in a leg (a refusal's or a no vote's) longer than this is no shard's.
+LEG_MESSAGE_LENGTH_MAX = 4096
 
 # Work done by one tick is bounded so that a tick never stalls the partition.
 EXPIRATIONS_PER_TICK_MAX = 1000

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ledger.errors import InvariantViolation
 from ledger.keys import retention_key
-from ledger.state import DedupEntry, RetainedKey, RetentionEntry, ShardMeta, Store, Table
+from ledger.state import CommandIndexEntry, DedupEntry, RetainedKey, RetentionEntry, ShardMeta, Store, Table
 
 
 def record(store: Store, meta: ShardMeta, *, keys: list[RetainedKey], recorded_at_ms: int) -> None:
@@ -55,14 +55,37 @@ def forget_expired(store: Store, meta: ShardMeta, *, now_ms: int, retention_ms: 
 
 def _forget_oldest(store: Store, meta: ShardMeta, entry: RetentionEntry) -> bool:
     """Forget the oldest entry, unless it holds a command still in flight (its waiting
-    duplicates need its result): then the queue waits for it and False is returned."""
+    duplicates need its result): then the queue waits for it and False is returned.
+
+    A dedup key whose malformed command a corrected one took over (flows/intake.py) holds a
+    newer entry than this one: it is left to the newer entry's own retention entry. The ids
+    of an entry's duplicates are forgotten with it."""
     for retained in entry.keys:
         if retained.table is Table.DEDUP:
             dedup: DedupEntry | None = store.get(Table.DEDUP, retained.key)
-            if dedup is not None and dedup.result is None:
+            if dedup is not None and dedup.recorded_at_ms <= entry.recorded_at_ms and dedup.result is None:
                 return False
     for retained in entry.keys:
-        store.delete(retained.table, retained.key)
+        if not _newer_than(store, retained, entry):
+            _forget(store, retained)
     store.delete(Table.RETENTION, retention_key(meta.retention_head))
     meta.retention_head += 1
     return True
+
+
+def _newer_than(store: Store, retained: RetainedKey, entry: RetentionEntry) -> bool:
+    """Whether the record under `retained` was recorded after `entry` (a correction's)."""
+    if retained.table is not Table.DEDUP:
+        return False
+    dedup: DedupEntry | None = store.get(Table.DEDUP, retained.key)
+    return dedup is not None and dedup.recorded_at_ms > entry.recorded_at_ms
+
+
+def _forget(store: Store, retained: RetainedKey) -> None:
+    if retained.table is Table.DEDUP:
+        dedup: DedupEntry | None = store.get(Table.DEDUP, retained.key)
+        for command_id in [] if dedup is None else dedup.duplicates:
+            index: CommandIndexEntry | None = store.get(Table.COMMANDS, command_id)
+            if index is not None and index.dedup_key == retained.key:
+                store.delete(Table.COMMANDS, command_id)
+    store.delete(retained.table, retained.key)

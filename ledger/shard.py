@@ -46,9 +46,20 @@ from ledger.commands import (
     Withdraw,
 )
 from ledger.decision import Decision
-from ledger.errors import InvariantViolation
+from ledger.errors import InputRefusal, InvariantViolation, RefusalCode
 from ledger.events import AccountEvent, CommandResult
-from ledger.flows import account_operations, batches, clock, holds, intake, queries, reversals, settlement, transfers
+from ledger.flows import (
+    account_operations,
+    batches,
+    clock,
+    holds,
+    intake,
+    leg_checks,
+    queries,
+    reversals,
+    settlement,
+    transfers,
+)
 from ledger.flows.intake import payload_digest
 from ledger.keys import META_KEY, dedup_key, hold_key
 from ledger.legs import BatchAck, BatchDecision, BatchPrepare, BatchVote, CreditLeg, Leg, RefundLeg, SettleLeg, Tick
@@ -113,6 +124,11 @@ class Outcome:
     events: list[AccountEvent] = dataclasses.field(default_factory=list)
     results: list[CommandResult] = dataclasses.field(default_factory=list)
     legs: list[Leg] = dataclasses.field(default_factory=list)
+    # A leg that does not fit this shard's state: refused, it changed nothing (but for the
+    # clock and the retention window every input moves); the worker dead-letters it. A
+    # refusal may still send legs that clean up after a forged or replayed leg (a refund,
+    # a batch's presumed abort): they are as safe as their receiver's checks.
+    refused: InputRefusal | None = None
 
 
 class Shard:
@@ -138,7 +154,8 @@ class Shard:
             handler = HANDLERS.get(type(message))
             if handler is None:
                 raise InvariantViolation(f"no handler for {type(message).__name__}")
-            handler(decision, message)
+            if not isinstance(message, CROSS_SHARD_LEGS) or _leg_fits(decision, message):
+                handler(decision, message)
         decision.finish()
         return decision.outcome
 
@@ -149,3 +166,20 @@ class Shard:
     def clock_ms(self) -> int:
         meta: ShardMeta | None = self._store.get(Table.META, META_KEY)
         return 0 if meta is None else meta.clock_ms
+
+
+# The legs of the flows across shards (not ticks): checked before their handler.
+CROSS_SHARD_LEGS = (CreditLeg, SettleLeg, RefundLeg, BatchPrepare, BatchVote, BatchDecision, BatchAck)
+
+
+def _leg_fits(decision: Decision, leg: Leg) -> bool:
+    """A leg for this shard whose fields a shard could have written; else refused."""
+    if not decision.is_local(leg.routing_key):
+        elsewhere = f"{type(leg).__name__} for {leg.routing_key!r}, which this partition does not own"
+        decision.refuse(RefusalCode.MISROUTED_LEG, elsewhere)
+        return False
+    problem = leg_checks.problem(leg)
+    if problem is not None:
+        decision.refuse(RefusalCode.INVALID_LEG, f"{type(leg).__name__}: {problem}")
+        return False
+    return True

@@ -35,6 +35,7 @@ class Table(enum.StrEnum):
     HOLD_EXPIRIES = "x"  # "<expires_at_ms:020>|<hold key>" -> ExpiryEntry
     BATCH_DEADLINES = "y"  # "<deadline_ms:020>|<batch id>" -> ExpiryEntry
     META = "m"  # "shard" -> ShardMeta
+    CREDIT_MARKS = "s"  # source account id -> CreditMark (the newest credit applied here from it)
 
 
 class Store(Protocol):
@@ -57,6 +58,12 @@ class DedupEntry:
     recorded_at_ms: int
     result: CommandResult | None  # None while the command's flow is in flight
     waiters: list[str]  # command ids of duplicates waiting for that result
+    # Command ids of duplicates indexed for queries and ID_IN_USE (at most
+    # DEDUP_DUPLICATES_INDEXED_MAX); forgotten with this entry.
+    duplicates: list[str] = dataclasses.field(default_factory=list)
+    # Rejected by its stateless checks (the message itself): a command with another payload
+    # may take the dedup id over (see flows/intake.py).
+    malformed: bool = False
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -78,6 +85,9 @@ class OutgoingTransfer:
     dedup_key: str
     hold_key: str | None  # CAPTURE: the hold being captured
     reversal_of: str | None  # REVERSAL: the transfer being sent back
+    # The source account's sequence after the debit (what its CreditLeg carries, and its
+    # SettleLeg or RefundLeg must echo); 0: recorded before this was kept.
+    source_sequence: int = 0
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -104,6 +114,10 @@ class PreparedLeg:
     account_id: str
     amount: int
     status: PreparedStatus
+    incarnation: int = 0  # the batch's incarnation at its coordinator; 0: not stated (a v1 prepare)
+    sequence: int = 0  # the account's sequence after the reservation (its BATCH_PREPARED event)
+    command_id: str = ""  # the batch command that reserved it
+    dedup_id: str = ""
 
 
 class BatchPhase(enum.StrEnum):
@@ -127,6 +141,10 @@ class BatchState:
     message: str
     deadline_ms: int
     created_at_ms: int
+    # Which of the coordinator's batches this is (ShardMeta.batches_started when it began):
+    # a batch id can be reused once a batch ends, and legs of an earlier one must not count.
+    incarnation: int = 0
+    sequences: list[int] = dataclasses.field(default_factory=list)  # per leg: its reservation's sequence, 0: none
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -151,6 +169,17 @@ class ShardMeta:
     clock_ms: int  # max message timestamp seen: the shard's only notion of time
     retention_head: int  # oldest live RetentionEntry number
     retention_tail: int  # next RetentionEntry number
+    batches_started: int = 0  # batches coordinated here so far: the next one's incarnation is this + 1
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class CreditMark:
+    """The newest credit this shard applied from one source account: the source's sequence
+    after that flow's debit. A source's CreditLegs to one partition arrive in the order of
+    its sequence, so a credit at or below the mark has been decided here before (a replay),
+    however long ago: the mark never leaves, unlike the retention window's records."""
+
+    sequence: int
 
 
 STATE_RECORD_TYPES: tuple[type, ...] = (
@@ -165,6 +194,7 @@ STATE_RECORD_TYPES: tuple[type, ...] = (
     RetentionEntry,
     ExpiryEntry,
     ShardMeta,
+    CreditMark,
 )
 
 

@@ -47,7 +47,7 @@ from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger import legs
 from ledger.commands import COMMAND_TYPES
-from ledger.errors import InvariantViolation
+from ledger.errors import InputRefusal, InvariantViolation
 from ledger.shard import Outcome, Shard, ShardConfig
 from streams import clients
 from streams.assignment import OwnedShard, Ownership
@@ -545,6 +545,9 @@ class LedgerProcessor:
             counts.dead_letters += 1
             return
         outcome = owned.shard.handle(decoded, timestamp_ms=message.timestamp()[1])
+        if outcome.refused is not None:  # a leg that does not fit the shard's state: it changed nothing
+            self._dead_letter(message, outcome.refused)
+            counts.dead_letters += 1
         encode = self.codec.encode
         events_topic, results_topic, legs_topic = (
             self.topology.events.name,
@@ -569,7 +572,7 @@ class LedgerProcessor:
         counts.results += len(outcome.results)
         counts.legs += len(outcome.legs)
 
-    def _dead_letter(self, message: Message, error: DecodeError) -> None:
+    def _dead_letter(self, message: Message, error: DecodeError | InputRefusal) -> None:
         topic, partition, offset = coordinates(message)
         value = message.value()
         letter = DeadLetter(

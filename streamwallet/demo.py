@@ -144,6 +144,7 @@ def _run_demo(settings: Settings, *, seed: int, api_key: str) -> bool:
                 hold_id="hold-1",
                 amount=600,
                 to_account_id=b,
+                currency="USD",
             )
         )
         send(

@@ -10,6 +10,7 @@ from ledger.accounts import (
     Account,
     AccountStatus,
     account_not_found,
+    check_currency,
     check_usable,
     check_usable_for_credit,
     check_usable_for_debit,
@@ -61,6 +62,9 @@ def update_limits(decision: Decision, command: UpdateLimits) -> CommandResult:
         return decision.result(command, rejection=account_not_found(command.account_id))
     if account.status is AccountStatus.CLOSED:
         return decision.result(command, rejection=check_usable(account))
+    rejection = check_currency(account, command.currency)  # limits of a locked account may change
+    if rejection is not None:
+        return decision.result(command, rejection=rejection)
     if command.lower_limit > account.balance - account.held:
         return decision.result(
             command,

@@ -87,7 +87,9 @@ def capture_hold(decision: Decision, command: CaptureHold) -> CommandResult | No
     hold: Hold | None = decision.store.get(Table.HOLDS, key)
     if hold is None:
         return decision.result(command, rejection=_hold_not_found(command.hold_id))
-    rejection = check_usable(account) or _check_hold_open(decision, hold)
+    rejection = (
+        check_usable(account) or _check_hold_currency(hold, command.currency) or _check_hold_open(decision, hold)
+    )
     if rejection is not None:
         return decision.result(command, rejection=rejection)
     if command.amount > hold.amount:
@@ -126,6 +128,13 @@ def capture_hold(decision: Decision, command: CaptureHold) -> CommandResult | No
 
 def _hold_not_found(hold_id: str) -> Rejection:
     return Rejection(ErrorCode.HOLD_NOT_FOUND, f"no hold {hold_id} on this account")
+
+
+def _check_hold_currency(hold: Hold, currency: str) -> Rejection | None:
+    """A capture's amount is priced in its currency: a hold in another is not captured by it."""
+    if hold.currency != currency:
+        return Rejection(ErrorCode.CURRENCY_MISMATCH, f"hold {hold.hold_id} holds {hold.currency}, not {currency}")
+    return None
 
 
 def _check_hold_open(decision: Decision, hold: Hold) -> Rejection | None:

@@ -8,6 +8,18 @@ refused, not remembered); room in the idempotency window (a full window refuses 
 command, DEDUP_WINDOW_FULL, not remembered); the body's stateless checks; and finally the
 command's flow. Whatever the flow decides is remembered under the dedup key and the
 command id for the retention window (`ledger.retention`).
+
+A duplicate's own command id is indexed too (up to DEDUP_DUPLICATES_INDEXED_MAX per
+command): a query finds it (a duplicate of which command, with the result it got), a new
+command using it is ID_IN_USE, and it is forgotten with the command it duplicated.
+
+A command rejected by its body's stateless checks (the message itself: MALFORMED,
+INVALID_AMOUNT, …) is remembered like any other, but it cannot have changed anything and a
+retry of it can only be rejected again: so a command with the same dedup id and another
+payload — the corrected one, under a command id of its own — takes the dedup id over
+instead of being a DEDUP_CONFLICT. An identical retry is still answered with the first
+rejection; the malformed command's id stays in use for its window (its rejection was its
+one answer) and a query for it no longer finds anything.
 """
 
 from __future__ import annotations
@@ -24,7 +36,7 @@ from ledger.decision import Decision
 from ledger.errors import ErrorCode, Rejection
 from ledger.events import CommandResult
 from ledger.keys import dedup_key
-from ledger.limits import DEDUP_WAITERS_MAX
+from ledger.limits import DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX
 from ledger.state import CommandIndexEntry, DedupEntry, Table
 
 # A command's flow: the final result, or None while the flow is in flight across shards.
@@ -52,9 +64,10 @@ def handle_command(decision: Decision, command: MutatingCommand, *, flow: Comman
     key = dedup_key(command.routing_key, command.dedup_id)
     digest = payload_digest(command)
     entry: DedupEntry | None = decision.store.get(Table.DEDUP, key)
-    if entry is not None:
+    if entry is not None and not (entry.malformed and entry.digest != digest):
         _answer_duplicate(decision, command, key, entry, digest)
         return
+    # From here `entry`, if any, is a malformed command's, which this one corrects.
     indexed: CommandIndexEntry | None = decision.store.get(Table.COMMANDS, command.command_id)
     if indexed is not None:  # not remembered either: the id belongs to the earlier command
         decision.outcome.results.append(
@@ -72,9 +85,11 @@ def handle_command(decision: Decision, command: MutatingCommand, *, flow: Comman
     if rejection is not None:  # not remembered: there is no room, and a retry later may find some
         decision.outcome.results.append(decision.result(command, rejection=rejection))
         return
+    if entry is not None:
+        _forget_duplicates(decision, entry)
     rejection = validate_body(command)
     result = decision.result(command, rejection=rejection) if rejection is not None else flow(decision, command)
-    _remember(decision, command, key=key, digest=digest, result=result)
+    _remember(decision, command, key=key, digest=digest, result=result, malformed=rejection is not None)
     if result is not None:
         decision.outcome.results.append(result)
 
@@ -97,7 +112,13 @@ def _check_window_room(decision: Decision) -> Rejection | None:
 
 
 def _remember(
-    decision: Decision, command: MutatingCommand, *, key: str, digest: bytes, result: CommandResult | None
+    decision: Decision,
+    command: MutatingCommand,
+    *,
+    key: str,
+    digest: bytes,
+    result: CommandResult | None,
+    malformed: bool,
 ) -> None:
     """The dedup entry and the command index, kept for the retention window."""
     decision.store.put(
@@ -110,6 +131,8 @@ def _remember(
             recorded_at_ms=decision.now,
             result=result,
             waiters=[],
+            duplicates=[],
+            malformed=malformed,
         ),
     )
     decision.store.put(Table.COMMANDS, command.command_id, CommandIndexEntry(dedup_key=key))
@@ -130,6 +153,8 @@ def _answer_duplicate(decision: Decision, command: MutatingCommand, key: str, en
         )
     elif entry.result is not None:
         decision.outcome.results.append(dataclasses.replace(entry.result, command_id=command.command_id, replayed=True))
+        if _index_duplicate(decision, command, key, entry):
+            decision.store.put(Table.DEDUP, key, entry)
     elif len(entry.waiters) >= DEDUP_WAITERS_MAX:
         decision.outcome.results.append(
             decision.result(
@@ -142,10 +167,44 @@ def _answer_duplicate(decision: Decision, command: MutatingCommand, key: str, en
         )
     else:
         entry.waiters.append(command.command_id)
+        _index_duplicate(decision, command, key, entry)
         decision.store.put(Table.DEDUP, key, entry)
 
 
+def _index_duplicate(decision: Decision, command: MutatingCommand, key: str, entry: DedupEntry) -> bool:
+    """Index a duplicate's own command id under its original's dedup key, unless it is the
+    original's, already indexed, taken by another command, or one too many. Returns
+    whether `entry` changed (the caller stores it)."""
+    command_id = command.command_id
+    if (
+        command_id == entry.command_id
+        or command_id in entry.duplicates
+        or len(entry.duplicates) >= DEDUP_DUPLICATES_INDEXED_MAX
+        or decision.store.get(Table.COMMANDS, command_id) is not None
+    ):
+        return False
+    decision.store.put(Table.COMMANDS, command_id, CommandIndexEntry(dedup_key=key))
+    entry.duplicates.append(command_id)
+    return True
+
+
+def _forget_duplicates(decision: Decision, entry: DedupEntry) -> None:
+    """A malformed command's dedup id is taken over: the ids of its duplicates no longer
+    answer for anything."""
+    for command_id in entry.duplicates:
+        decision.store.delete(Table.COMMANDS, command_id)
+
+
 # -- the payload's fingerprint ---------------------------------------------------------------
+
+
+# Fields added to a command after v1, with the value a command written without them decodes
+# to: left out of the digest while they hold it, so that a v1 command retried across an
+# upgrade still matches the digest its first attempt was remembered with.
+FIELDS_ADDED_AFTER_V1: dict[str, dict[str, object]] = {
+    "CaptureHold": {"currency": ""},
+    "UpdateLimits": {"currency": ""},
+}
 
 
 def payload_digest(command: MutatingCommand) -> bytes:
@@ -163,6 +222,9 @@ def payload_digest(command: MutatingCommand) -> bytes:
                 (getattr(leg, "account_id", leg), getattr(leg, "amount", None), getattr(leg, "currency", None))
                 for leg in values[index]
             ]
+    for index, unstated in reversed(plan.added):  # from the end: indexes stay valid
+        if values[index] == unstated:
+            del values[index]
     return hashlib.blake2b(repr((plan.name, values)).encode(), digest_size=16).digest()
 
 
@@ -172,6 +234,7 @@ class _DigestPlan:
     values: Callable[[Any], tuple[Any, ...]]
     dicts: tuple[int, ...]
     leg_lists: tuple[int, ...]
+    added: tuple[tuple[int, object], ...]  # (index, value when not stated) of fields added after v1
 
 
 _DIGEST_PLANS: dict[type, _DigestPlan] = {}  # a cache of what each command type's digest reads
@@ -186,4 +249,9 @@ def _digest_plan(cls: type) -> _DigestPlan:
         values=(lambda command: (getter(command),)) if len(names) == 1 else getter,
         dicts=tuple(index for index, name in enumerate(names) if name == "metadata"),
         leg_lists=tuple(index for index, name in enumerate(names) if name == "legs"),
+        added=tuple(
+            (index, FIELDS_ADDED_AFTER_V1[cls.__name__][name])
+            for index, name in enumerate(names)
+            if name in FIELDS_ADDED_AFTER_V1.get(cls.__name__, {})
+        ),
     )

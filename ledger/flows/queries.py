@@ -2,10 +2,14 @@
 
 Only through the routing key the command was sent with, and only while the command
 is remembered (the retention window); a command still in flight is found with no
-result yet ("in flight").
+result yet ("in flight"). A duplicate's own id is found too (while its original is
+remembered): the answer says whose duplicate it is, and its result is the one the
+duplicate got (the original's, `replayed`).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ledger.commands import QueryCommand, validate_body
 from ledger.decision import Decision
@@ -25,7 +29,8 @@ def query(decision: Decision, command: QueryCommand) -> None:
     if index is not None and not index.dedup_key.startswith(f"{command.account_id}|"):
         index = None
     entry: DedupEntry | None = None if index is None else decision.store.get(Table.DEDUP, index.dedup_key)
-    if entry is None or entry.command_id != command.target_command_id:
+    target = command.target_command_id
+    if entry is None or (entry.command_id != target and target not in entry.duplicates):
         decision.outcome.results.append(
             decision.result(
                 command,
@@ -36,11 +41,9 @@ def query(decision: Decision, command: QueryCommand) -> None:
             )
         )
         return
-    decision.outcome.results.append(
-        decision.result(
-            command,
-            reference_id=command.target_command_id,
-            message="found" if entry.result is not None else "in flight",
-            queried=entry.result,
-        )
-    )
+    found = "found" if entry.result is not None else "in flight"
+    queried = entry.result
+    if entry.command_id != target:
+        found = f"{found}: a duplicate of command {entry.command_id}"
+        queried = None if queried is None else dataclasses.replace(queried, command_id=target, replayed=True)
+    decision.outcome.results.append(decision.result(command, reference_id=target, message=found, queried=queried))

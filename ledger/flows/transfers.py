@@ -13,7 +13,14 @@ whole command. Otherwise it is a saga across shards:
 3. back here, `ledger.flows.settlement` settles (`pending_out` down) or refunds.
 
 Every credited transfer is recorded where it was credited (`TransferRecord`): it is what a
-reversal refers to, and a leg delivered twice then stops the shard instead of crediting twice.
+reversal refers to, for the retention window. A CreditLeg delivered again (replayed or
+forged) is never credited twice, however late: each source account's CreditLegs reach a
+partition in the order of the source's sequence, and the destination keeps, per source
+account, the sequence of the newest credit it decided (`CreditMark`, kept for ever, one
+small record per source account). A leg at or below its mark is refused
+(DUPLICATE_LEG_DELIVERY); if its `TransferRecord` is gone or differs it is also answered
+with a RefundLeg (CREDIT_OUT_OF_ORDER), which its source applies only if that very flow,
+at that very sequence, is still in flight there — which only a forged mark can cause.
 """
 
 from __future__ import annotations
@@ -23,11 +30,11 @@ import dataclasses
 from ledger.accounts import Account, account_not_found, check_usable_for_credit, check_usable_for_debit
 from ledger.commands import MutatingCommand, Transfer
 from ledger.decision import CommandIdentity, Decision
-from ledger.errors import ErrorCode, InvariantViolation, Rejection
+from ledger.errors import ErrorCode, InvariantViolation, RefusalCode, Rejection
 from ledger.events import CommandResult, EventKind, position
 from ledger.keys import dedup_key
 from ledger.legs import CreditLeg, Flow, RefundLeg, SettleLeg
-from ledger.state import OutgoingTransfer, Table, TransferRecord
+from ledger.state import CreditMark, OutgoingTransfer, Table, TransferRecord
 
 _CREDITED = {
     Flow.TRANSFER: EventKind.TRANSFER_CREDITED,
@@ -135,6 +142,7 @@ def move_money(decision: Decision, source: Account, move: Move) -> CommandResult
             dedup_key=dedup_key(command.routing_key, command.dedup_id),
             hold_key=move.hold_key,
             reversal_of=move.reversal_of,
+            source_sequence=source.sequence,
         ),
     )
     decision.outcome.legs.append(
@@ -180,22 +188,24 @@ def _debit_source(decision: Decision, source: Account, move: Move, *, in_flight:
 
 def credit_leg(decision: Decision, leg: CreditLeg) -> None:
     """Credit a flow debited on another shard and publish its final result, or refuse it."""
+    if decision.is_local(leg.from_account_id):
+        decision.refuse(
+            RefusalCode.INVALID_LEG,
+            f"a CreditLeg from {leg.from_account_id}, an account of this partition: a move between accounts of one "
+            "partition never sends one",
+        )
+        return
+    source_sequence = leg.source_position.sequence
+    mark: CreditMark | None = decision.store.get(Table.CREDIT_MARKS, leg.from_account_id)
+    if mark is not None and source_sequence <= mark.sequence:
+        _refuse_replayed_credit(decision, leg, mark)
+        return
+    decision.store.put(Table.CREDIT_MARKS, leg.from_account_id, CreditMark(sequence=source_sequence))
     destination = _creditable(
         decision, account_id=leg.to_account_id, currency=leg.currency, amount=leg.amount, transfer_id=leg.transfer_id
     )
     if isinstance(destination, Rejection):
-        decision.outcome.legs.append(
-            RefundLeg(
-                transfer_id=leg.transfer_id,
-                flow=leg.flow,
-                from_account_id=leg.from_account_id,
-                to_account_id=leg.to_account_id,
-                amount=leg.amount,
-                code=destination.code,
-                message=destination.message,
-                decided_at_ms=decision.now,
-            )
-        )
+        _refund(decision, leg, destination)
         return
     destination.balance += leg.amount
     decision.emit(
@@ -208,8 +218,6 @@ def credit_leg(decision: Decision, leg: CreditLeg) -> None:
         counterparty_account_id=leg.from_account_id,
         metadata=leg.metadata,
     )
-    # Every credited leg is recorded: it is what a reversal refers to, and it turns a
-    # leg delivered twice into a loud InvariantViolation instead of a double credit.
     _record_credited_transfer(
         decision,
         transfer_id=leg.transfer_id,
@@ -232,8 +240,55 @@ def credit_leg(decision: Decision, leg: CreditLeg) -> None:
             to_account_id=leg.to_account_id,
             amount=leg.amount,
             result=result,
+            source_sequence=source_sequence,
         )
     )
+
+
+def _refund(decision: Decision, leg: CreditLeg, rejection: Rejection) -> None:
+    decision.outcome.legs.append(
+        RefundLeg(
+            transfer_id=leg.transfer_id,
+            flow=leg.flow,
+            from_account_id=leg.from_account_id,
+            to_account_id=leg.to_account_id,
+            amount=leg.amount,
+            code=rejection.code,
+            message=rejection.message,
+            decided_at_ms=decision.now,
+            source_sequence=leg.source_position.sequence,
+        )
+    )
+
+
+def _refuse_replayed_credit(decision: Decision, leg: CreditLeg, mark: CreditMark) -> None:
+    """A credit at or below its source's mark was decided here before: never credit it again.
+    Credited and still remembered, its settle went back then; otherwise the source gets a
+    refund it applies only if this flow is in flight there at this sequence."""
+    record: TransferRecord | None = decision.store.get(Table.TRANSFERS, leg.transfer_id)
+    credited = record is not None and (
+        record.flow,
+        record.from_account_id,
+        record.to_account_id,
+        record.amount,
+        record.currency,
+    ) == (leg.flow, leg.from_account_id, leg.to_account_id, leg.amount, leg.currency)
+    decision.refuse(
+        RefusalCode.DUPLICATE_LEG_DELIVERY,
+        f"CreditLeg {leg.transfer_id} from {leg.from_account_id} at its sequence {leg.source_position.sequence}: this "
+        f"partition already decided its credits up to sequence {mark.sequence}"
+        + ("; it was credited here" if credited else "; answered with a refund its source checks"),
+    )
+    if not credited:
+        _refund(
+            decision,
+            leg,
+            Rejection(
+                ErrorCode.CREDIT_OUT_OF_ORDER,
+                f"the destination's partition already applied a later credit from {leg.from_account_id} (sequence "
+                f"{mark.sequence}) than this one ({leg.source_position.sequence}): a replayed or forged leg",
+            ),
+        )
 
 
 def _creditable(

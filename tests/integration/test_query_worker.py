@@ -151,6 +151,7 @@ def workload(prefix: str, partitions: int) -> list[commands.Command]:
                     hold_id=hold_id,
                     amount=200,
                     to_account_id=usd[-1 - index],
+                    currency="USD",
                 )
             )
     sent.append(

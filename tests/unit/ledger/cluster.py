@@ -5,7 +5,9 @@ The bus models the internal legs topic: every leg is appended to the queue of th
 shard that owns its routing key and is delivered from there in FIFO order, as a
 Kafka partition delivers (a single producer's records to one partition keep their
 order). Which shard delivers next is up to the test, so interleavings across shards
-are arbitrary. A leg carries the timestamp of the shard that produced it (Kafka
+are arbitrary. An input a test injects (a forged or replayed leg) can be marked
+`tainted`: so is every leg it causes, and the checks of money in flight count only
+untainted legs. A leg carries the timestamp of the shard that produced it (Kafka
 CreateTime); a shard's clock is the largest timestamp it has seen.
 
 Routing: a key ending in "@<digit>" lives on that shard ("alice@2"); any other key by
@@ -27,6 +29,7 @@ from typing import Any
 from ledger.accounts import Account, Hold, HoldStatus, within_limits
 from ledger.commands import Command
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
+from ledger.keys import prepared_key
 from ledger.legs import BatchDecision, CreditLeg, Leg, RefundLeg, SettleLeg, Tick
 from ledger.shard import Outcome, Shard, ShardConfig
 from ledger.state import InMemoryStore, OutgoingTransfer, PreparedLeg, PreparedStatus, Table
@@ -50,12 +53,14 @@ class Input:
     shard: int
     message: Message
     timestamp_ms: int
+    tainted: bool = False  # injected by the test, or caused by an injected input
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Queued:
     leg: Leg
     produced_at_ms: int
+    tainted: bool = False
 
 
 class Cluster:
@@ -88,16 +93,16 @@ class Cluster:
 
     # -- inputs ---------------------------------------------------------------------------
 
-    def handle(self, shard: int, message: Message, timestamp_ms: int) -> Outcome:
+    def handle(self, shard: int, message: Message, timestamp_ms: int, *, tainted: bool = False) -> Outcome:
         outcome = self.shards[shard].handle(message, timestamp_ms=timestamp_ms)
-        record = Input(shard, message, timestamp_ms)
+        record = Input(shard, message, timestamp_ms, tainted)
         self.inputs.append(record)
         self.outcomes.append(outcome)
         self.events.extend(outcome.events)
         self.results.extend(outcome.results)
         produced_at = self.shards[shard].clock_ms()
         for leg in outcome.legs:
-            self.queues[self.route(leg.routing_key)].append(Queued(leg, produced_at))
+            self.queues[self.route(leg.routing_key)].append(Queued(leg, produced_at, tainted))
         for observer in self.observers:
             observer(record, outcome)
         return outcome
@@ -118,7 +123,7 @@ class Cluster:
         if not self.queues[shard]:
             return None
         queued = self.queues[shard].popleft()
-        return self.handle(shard, queued.leg, queued.produced_at_ms)
+        return self.handle(shard, queued.leg, queued.produced_at_ms, tainted=queued.tainted)
 
     def deliver_any(self, rng: random.Random) -> Outcome | None:
         busy = [index for index, queue in enumerate(self.queues) if queue]
@@ -141,7 +146,8 @@ class Cluster:
     # -- reads ------------------------------------------------------------------------------
 
     def in_flight(self) -> list[Leg]:
-        return [queued.leg for queue in self.queues for queued in queue]
+        """The legs on the bus the shards' own flows sent (not those caused by injected legs)."""
+        return [queued.leg for queue in self.queues for queued in queue if not queued.tainted]
 
     def pending(self) -> int:
         return sum(len(queue) for queue in self.queues)
@@ -219,7 +225,8 @@ def _money_in_flight(cluster: Cluster) -> dict[str, int]:
             flying[source.currency] += leg.amount
         elif isinstance(leg, BatchDecision) and leg.commit:
             shard = cluster.route(leg.account_id)
-            prepared: PreparedLeg | None = cluster.stores[shard].get(Table.PREPARED, f"{leg.batch_id}|{leg.account_id}")
+            key = prepared_key(leg.batch_id, leg.account_id, leg.incarnation)
+            prepared: PreparedLeg | None = cluster.stores[shard].get(Table.PREPARED, key)
             assert prepared is not None, f"a commit decision for {leg.account_id} without a prepared leg"
             account = cluster.account(leg.account_id)
             assert account is not None

@@ -13,6 +13,7 @@ Placement: "A@0", "B@0", "J@0" live on shard 0, "X@1" on shard 1, "Y@2" on shard
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -40,11 +41,11 @@ from ledger.commands import (
     VoidHold,
     Withdraw,
 )
-from ledger.errors import ErrorCode, InvariantViolation
-from ledger.events import CommandResult, EventKind, ResultStatus
-from ledger.legs import BatchPrepare, CreditLeg, RefundLeg, SettleLeg
-from ledger.limits import AMOUNT_MAX, DEDUP_WAITERS_MAX, HOLD_TTL_MS_MAX
-from ledger.shard import ShardConfig
+from ledger.errors import ErrorCode
+from ledger.events import CommandResult, EventKind, Position, ResultStatus
+from ledger.legs import BatchPrepare, CreditLeg, Flow, Leg, RefundLeg
+from ledger.limits import AMOUNT_MAX, DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX, HOLD_TTL_MS_MAX
+from ledger.shard import ShardConfig, payload_digest
 from ledger.state import Table
 from tests.unit.ledger.cluster import Cluster, check_one_result_each, check_quiescent, check_state, fresh, make
 
@@ -83,9 +84,14 @@ def hold(account_id: str, hold_id: str, amount: int, currency: str = "USD", ttl_
     return result
 
 
-def capture(account_id: str, hold_id: str, amount: int, destination: str) -> CaptureHold:
+def capture(account_id: str, hold_id: str, amount: int, destination: str, currency: str = "USD") -> CaptureHold:
     result: CaptureHold = make(
-        CaptureHold, account_id=account_id, hold_id=hold_id, amount=amount, to_account_id=destination
+        CaptureHold,
+        account_id=account_id,
+        hold_id=hold_id,
+        amount=amount,
+        to_account_id=destination,
+        currency=currency,
     )
     return result
 
@@ -125,8 +131,10 @@ def close(account_id: str) -> CloseAccount:
     return result
 
 
-def limits(account_id: str, lower: Any, upper: Any) -> UpdateLimits:
-    result: UpdateLimits = make(UpdateLimits, account_id=account_id, lower_limit=lower, upper_limit=upper)
+def limits(account_id: str, lower: Any, upper: Any, currency: str = "USD") -> UpdateLimits:
+    result: UpdateLimits = make(
+        UpdateLimits, account_id=account_id, lower_limit=lower, upper_limit=upper, currency=currency
+    )
     return result
 
 
@@ -135,9 +143,29 @@ def query(account_id: str, target: str) -> QueryCommand:
     return result
 
 
+def forged_credit(**changes: Any) -> CreditLeg:
+    """A CreditLeg no shard sent: A@0 -> X@1, 10 USD, as if debited at A's sequence 3."""
+    leg = CreditLeg(
+        transfer_id="forged",
+        flow=Flow.TRANSFER,
+        from_account_id="A@0",
+        to_account_id="X@1",
+        amount=10,
+        currency="USD",
+        command_id="forged",
+        dedup_id="forged",
+        command_type="Transfer",
+        source_position=Position(account_id="A@0", sequence=3, balance=0, available=0),
+        reversal_of=None,
+        metadata={},
+    )
+    return dataclasses.replace(leg, **changes)
+
+
 def same_dedup(command: Any, **changes: Any) -> Any:
-    """A retry: another command id, the same dedup id, the payload changed as given."""
-    return dataclasses.replace(command, command_id=fresh("retry-"), **changes)
+    """A retry: another command id (unless given), the same dedup id, the payload changed as given."""
+    changes.setdefault("command_id", fresh("retry-"))
+    return dataclasses.replace(command, **changes)
 
 
 def usd(*accounts: str, **fields: Any) -> list[Step]:
@@ -161,6 +189,14 @@ class Drain:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Forge:
+    """A leg no shard sent, delivered to `shard` (then every leg is delivered)."""
+
+    shard: int
+    leg: Leg
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Expect:
     """A setup command that is rejected with `code`."""
 
@@ -168,7 +204,7 @@ class Expect:
     code: ErrorCode
 
 
-Step = Command | Advance | Drain | Expect
+Step = Command | Advance | Drain | Expect | Forge
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -242,6 +278,12 @@ def _rows() -> list[Row]:
     row("open in an unknown currency", [], open_("N@0", "EURO"), E.INVALID_CURRENCY)
     row("hold in an unknown currency", funded, hold("A@0", "h", 1, "JPYX"), E.INVALID_CURRENCY)
     row("batch leg in an unknown currency", funded, batch(("A@0", -1), ("B@0", 1, "ABC")), E.INVALID_CURRENCY)
+    # A command written before CaptureHold and UpdateLimits carried a currency decodes to "".
+    holding = [*funded, hold("A@0", "h", 10)]
+    row("capture without a currency", holding, capture("A@0", "h", 5, "B@0", ""), E.INVALID_CURRENCY)
+    row("capture in an unknown currency", holding, capture("A@0", "h", 5, "B@0", "usd"), E.INVALID_CURRENCY)
+    row("limits without a currency", base, limits("A@0", 0, 5, ""), E.INVALID_CURRENCY)
+    row("unknown currency beats invalid limits", base, limits("A@0", 1, 5, "XAU"), E.INVALID_CURRENCY)
 
     row("lower limit above zero", [], open_("N@0", lower_limit=1), E.INVALID_LIMITS)
     row("upper limit below zero", [], open_("N@0", upper_limit=-1), E.INVALID_LIMITS)
@@ -544,6 +586,10 @@ def _rows() -> list[Row]:
         compensated=True,
     )
     row("batch leg in another currency", jpy, batch(("A@0", -1, "JPY"), ("J@0", 1, "JPY")), E.CURRENCY_MISMATCH)
+    yen_hold = [*jpy, hold("J@0", "h", 10, "JPY")]
+    row("capture priced in another currency", yen_hold, capture("J@0", "h", 5, "B@0", "USD"), E.CURRENCY_MISMATCH)
+    row("limits priced in another currency", jpy, limits("J@0", 0, 10_000, "USD"), E.CURRENCY_MISMATCH)
+    row("limits of a locked account", [*jpy, lock("J@0")], limits("J@0", 0, 10_000, "USD"), E.CURRENCY_MISMATCH)
 
     # State of the thing acted upon.
     expiring = [*funded, hold("A@0", "h", 10, ttl_ms=1_000)]
@@ -746,6 +792,42 @@ def _rows() -> list[Row]:
     row("closed beats not locked", [*base, close("B@0")], unlock("B@0"), E.ACCOUNT_CLOSED)
     row("currency beats limit", [*base, open_("C@0", upper_limit=5)], deposit("C@0", 6, "EUR"), E.CURRENCY_MISMATCH)
     row("currency beats funds", funded, withdraw("A@0", 1_000, "EUR"), E.CURRENCY_MISMATCH)
+    row("closed beats currency of limits", [*base, close("B@0")], limits("B@0", 0, 10, "JPY"), E.ACCOUNT_CLOSED)
+    row("currency beats limits below the balance", funded, limits("A@0", 0, 50, "JPY"), E.CURRENCY_MISMATCH)
+    row(
+        "locked beats currency of a capture",
+        [*funded, hold("A@0", "h", 5), lock("A@0")],
+        capture("A@0", "h", 5, "B@0", "JPY"),
+        E.ACCOUNT_LOCKED,
+    )
+    row(
+        "currency beats expired",
+        [*funded, hold("A@0", "h", 5, ttl_ms=100), Advance(200)],
+        capture("A@0", "h", 5, "B@0", "JPY"),
+        E.CURRENCY_MISMATCH,
+    )
+    row(
+        "currency beats capture too large",
+        [*funded, hold("A@0", "h", 5)],
+        capture("A@0", "h", 6, "B@0", "JPY"),
+        E.CURRENCY_MISMATCH,
+    )
+    # A forged credit from A (sequence 10**6, to an account that does not exist) marks A's
+    # credits on shard 1 as decided up to there: A's next real credit to shard 1 is refused
+    # as a replay and refunded (the forged leg's own refund is refused at A: no such flow).
+    forged = forged_credit(
+        transfer_id="forged-1",
+        command_id="forged-1",
+        to_account_id="Z@1",
+        source_position=Position(account_id="A@0", sequence=10**6, balance=0, available=0),
+    )
+    row(
+        "a credit behind a forged one from its source",
+        [*funded, Forge(1, forged)],
+        transfer("A@0", "X@1", 5),
+        E.CREDIT_OUT_OF_ORDER,
+        compensated=True,
+    )
     row(
         "locked beats expired",
         [*funded, hold("A@0", "h", 5, ttl_ms=100), lock("A@0"), Advance(200)],
@@ -828,6 +910,9 @@ def _run_step(cluster: Cluster, step: Step, row: Row) -> None:
     if isinstance(step, Advance):
         cluster.advance(step.ms, tick=step.tick)
     elif isinstance(step, Drain):
+        cluster.drain()
+    elif isinstance(step, Forge):
+        cluster.handle(step.shard, step.leg, cluster.now)
         cluster.drain()
     elif isinstance(step, Expect):
         assert cluster.run(step.command).code is step.code
@@ -1116,6 +1201,154 @@ def test_a_commands_result_is_found_through_its_batch_id() -> None:
     assert found.queried == cluster.result(moved.command_id)
 
 
+# -- a duplicate's own command id: found by a query, in use, bounded ------------------------------------------------
+
+
+def test_a_query_for_a_duplicates_own_id_says_whose_duplicate_it_is() -> None:
+    """Issue 11: GET /v1/commands/{id} must answer for a duplicate's id too; it used to be
+    COMMAND_NOT_FOUND, as the duplicate's id was never indexed."""
+    cluster = Cluster(3)
+    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 100))
+    original = transfer("A@0", "X@1", 10)
+    cluster.submit(original)
+    waiting = same_dedup(original)
+    cluster.submit(waiting)  # waits: the original is in flight
+    asked = cluster.run(query("A@0", waiting.command_id))
+    assert (asked.status, asked.queried) == (ResultStatus.ACCEPTED, None)
+    assert asked.message == f"in flight: a duplicate of command {original.command_id}"
+    cluster.drain()
+    late = same_dedup(original)
+    assert cluster.run(late).replayed
+    for duplicate in (waiting, late):
+        found = cluster.run(query("A@0", duplicate.command_id))
+        assert found.message == f"found: a duplicate of command {original.command_id}"
+        assert found.queried == cluster.result(duplicate.command_id)  # what the duplicate was answered
+        assert found.queried is not None and found.queried.replayed
+        assert found.queried.original_command_id == original.command_id
+    assert cluster.run(query("X@1", late.command_id)).code is E.COMMAND_NOT_FOUND  # only through its routing key
+
+
+def test_a_duplicates_id_is_in_use_like_any_other() -> None:
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"))
+    original = deposit("A@0", 5)
+    cluster.run(original)
+    duplicate = same_dedup(original)
+    cluster.run(duplicate)
+    reused = deposit("A@0", 7, command_id=duplicate.command_id)
+    assert [result.code for result in cluster.submit(reused).results] == [E.ID_IN_USE]
+    assert cluster.balance("A@0") == 5
+
+
+def test_at_most_so_many_duplicate_ids_are_indexed_per_command() -> None:
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"))
+    original = deposit("A@0", 5)
+    cluster.run(original)
+    duplicates = [same_dedup(original) for _ in range(DEDUP_DUPLICATES_INDEXED_MAX + 3)]
+    for duplicate in duplicates:
+        assert cluster.run(duplicate).replayed  # every one is answered
+    codes = [cluster.run(query("A@0", duplicate.command_id)).code for duplicate in duplicates]
+    assert codes == [None] * DEDUP_DUPLICATES_INDEXED_MAX + [E.COMMAND_NOT_FOUND] * 3
+    (outcome_again,) = cluster.submit(dataclasses.replace(original)).results  # the original's own id, resent
+    assert outcome_again.replayed
+    entry = cluster.stores[0].get(Table.DEDUP, f"A@0|{original.dedup_id}")
+    assert entry.duplicates == [duplicate.command_id for duplicate in duplicates[:DEDUP_DUPLICATES_INDEXED_MAX]]
+
+
+def test_a_duplicate_whose_id_another_command_uses_is_answered_but_not_indexed() -> None:
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"))
+    other, original = deposit("A@0", 1), deposit("A@0", 5)
+    cluster.run(other)
+    cluster.run(original)
+    taken = same_dedup(original, command_id=other.command_id)
+    cluster.submit(taken)
+    assert cluster.results_for(other.command_id)[-1].replayed
+    found = cluster.run(query("A@0", other.command_id))
+    assert found.queried is not None and found.queried.original_command_id == other.command_id  # still the other's
+
+
+def test_a_v1_command_retried_after_the_upgrade_is_still_its_own_duplicate() -> None:
+    """A CaptureHold written with the released v1 schema has no currency: it decodes to "",
+    and is left out of the payload's digest, so the digest is the one a v1 shard remembered
+    the first attempt by: a retry across the upgrade is answered, not a DEDUP_CONFLICT."""
+    released = load_folder(SCHEMA_ROOT / RELEASED_DIR / "v1", "v1")["streamwallet.command.CaptureHold"]
+    fields = {"command_id": "c-1", "dedup_id": "cap-1", "account_id": "A@0", "hold_id": "h", "amount": 5}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, released.parsed_plain, {**fields, "to_account_id": "B@0"})
+    decoded = Codec().decode(b"\xc3\x01" + released.fingerprint + body.getvalue())
+    assert isinstance(decoded, CaptureHold) and decoded.currency == ""
+    v1_values = [fields["dedup_id"], fields["account_id"], fields["hold_id"], fields["amount"], "B@0"]
+    v1_digest = hashlib.blake2b(repr(("CaptureHold", v1_values)).encode(), digest_size=16).digest()
+    assert payload_digest(decoded) == v1_digest
+    assert payload_digest(dataclasses.replace(decoded, currency="USD")) != v1_digest
+    assert cluster_answers_the_retry(decoded, v1_digest)
+
+
+def cluster_answers_the_retry(retry: CaptureHold, remembered_digest: bytes) -> bool:
+    """A shard that remembered the first attempt by `remembered_digest` replays its result."""
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"), open_("B@0"), deposit("A@0", 10), hold("A@0", "h", 5))
+    first = cluster.run(dataclasses.replace(retry, command_id="c-0", currency="USD"))
+    key = f"A@0|{retry.dedup_id}"
+    entry = cluster.stores[0].get(Table.DEDUP, key)
+    cluster.stores[0].put(Table.DEDUP, key, dataclasses.replace(entry, digest=remembered_digest))
+    (answer,) = cluster.submit(retry).results
+    return answer.replayed and answer.original_command_id == first.command_id
+
+
+# -- a malformed command corrected under the same dedup id -----------------------------------------------------------
+
+
+def test_a_malformed_command_can_be_corrected_under_its_dedup_id() -> None:
+    """Issue 13: a command rejected by its stateless checks burnt its dedup id for the whole
+    window: the corrected command was a DEDUP_CONFLICT."""
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"))
+    malformed = deposit("A@0", 0, dedup_id="pay-1")
+    assert cluster.run(malformed).code is E.INVALID_AMOUNT
+    assert cluster.run(same_dedup(malformed)).code is E.INVALID_AMOUNT  # an identical retry: the same answer...
+    assert cluster.result(cluster.results[-1].command_id).replayed  # ...from the dedup memory
+    corrected = same_dedup(malformed, amount=5)
+    first = cluster.run(corrected)
+    assert first.status is ResultStatus.ACCEPTED and not first.replayed
+    retried = cluster.run(same_dedup(corrected))
+    assert retried.replayed and retried.original_command_id == corrected.command_id
+    assert cluster.run(same_dedup(malformed)).code is E.DEDUP_CONFLICT  # the id now belongs to the correction
+    assert cluster.balance("A@0") == 5
+    assert cluster.run(query("A@0", corrected.command_id)).queried == first
+
+
+def test_a_correction_needs_a_command_id_of_its_own() -> None:
+    """A command id has one final result: the malformed command's was its rejection."""
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"))
+    malformed = deposit("A@0", 5, "EURO")
+    assert cluster.run(malformed).code is E.INVALID_CURRENCY
+    same_id = dataclasses.replace(malformed, currency="USD")
+    assert [result.code for result in cluster.submit(same_id).results] == [E.ID_IN_USE]
+    corrected = same_dedup(malformed, currency="USD")
+    assert cluster.run(corrected).status is ResultStatus.ACCEPTED and cluster.balance("A@0") == 5
+    assert cluster.run(query("A@0", malformed.command_id)).code is E.COMMAND_NOT_FOUND  # taken over
+
+
+def test_a_rejection_that_depends_on_the_state_still_burns_its_dedup_id() -> None:
+    """Only the message's own checks free it: a rejection by the state (funds, limits,
+    currency of the account, …) is the command's answer for the window, as before."""
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"), deposit("A@0", 100))
+    too_low = limits("A@0", 0, 50)  # INVALID_LIMITS from the balance, not from the message
+    assert cluster.run(too_low).code is E.INVALID_LIMITS
+    assert cluster.run(same_dedup(too_low, upper_limit=500)).code is E.DEDUP_CONFLICT
+    malformed = limits("A@0", 5, 50)  # INVALID_LIMITS from the message itself
+    assert cluster.run(malformed).code is E.INVALID_LIMITS
+    assert cluster.run(same_dedup(malformed, lower_limit=0, upper_limit=500)).status is ResultStatus.ACCEPTED
+    broke = withdraw("A@0", 1_000)
+    assert cluster.run(broke).code is E.INSUFFICIENT_FUNDS
+    assert cluster.run(same_dedup(broke, amount=10)).code is E.DEDUP_CONFLICT
+
+
 # -- a flow finished late must not answer a newer command that reused its dedup id ----------------------------------
 
 
@@ -1141,29 +1374,7 @@ def test_retention_never_forgets_a_command_in_flight() -> None:
     assert not cluster.result(t3.command_id).replayed
 
 
-# -- protocol violations are loud -----------------------------------------------------------------------------------
-
-
-def test_a_leg_delivered_twice_stops_the_shard() -> None:
-    cluster = Cluster(3)
-    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 100))
-    cluster.submit(transfer("A@0", "X@1", 10))
-    credit = cluster.queues[1][0].leg
-    assert isinstance(credit, CreditLeg)
-    cluster.deliver(1)
-    # Delivered again, the credit is refused (the id is taken), not applied twice...
-    again = cluster.shards[1].handle(credit, timestamp_ms=cluster.now)
-    assert not again.events and not again.results
-    (refund,) = again.legs
-    assert isinstance(refund, RefundLeg) and refund.code is E.ID_IN_USE
-    settle = cluster.queues[0][0].leg
-    assert isinstance(settle, SettleLeg)
-    cluster.deliver(0)
-    # ...and the source, whose transfer is settled, stops on the stray refund, as on a second settle.
-    with pytest.raises(InvariantViolation):
-        cluster.shards[0].handle(refund, timestamp_ms=cluster.now)
-    with pytest.raises(InvariantViolation):
-        cluster.shards[0].handle(settle, timestamp_ms=cluster.now)
+# -- commands sent where they do not belong ---------------------------------------------------------------------
 
 
 def test_a_misrouted_command_is_refused_and_not_remembered() -> None:

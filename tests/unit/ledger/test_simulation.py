@@ -146,7 +146,12 @@ class Workload:
             account, hold_id = rng.choice(self.holds[-50:])
             amount = rng.choice([1, 10, 100, 1_000, self.amount()])
             return CaptureHold(
-                **self.ids(), account_id=account, hold_id=hold_id, amount=amount, to_account_id=self.account()
+                **self.ids(),
+                account_id=account,
+                hold_id=hold_id,
+                amount=amount,
+                to_account_id=self.account(),
+                currency=self.currency[account],
             )
         if roll < 0.76 and self.holds:
             account, hold_id = rng.choice(self.holds[-50:])
@@ -159,11 +164,13 @@ class Workload:
         if roll < 0.845:
             return UnlockAccount(**self.ids(), account_id=self.account())
         if roll < 0.86:
+            ids, account = self.ids(), self.account()
             return UpdateLimits(
-                **self.ids(),
-                account_id=self.account(),
+                **ids,
+                account_id=account,
                 lower_limit=rng.choice([0, -500, -2_000]),
                 upper_limit=rng.choice([AMOUNT_MAX, 5_000, 50_000]),
+                currency=self.currency.get(account, "USD"),
             )
         if roll < 0.865:
             return CloseAccount(**self.ids(), account_id=self.account())

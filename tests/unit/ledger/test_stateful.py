@@ -55,7 +55,7 @@ from ledger.commands import (
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, ResultStatus
 from ledger.keys import META_KEY
-from ledger.limits import AMOUNT_MAX, DEDUP_WAITERS_MAX
+from ledger.limits import AMOUNT_MAX, DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX
 from ledger.shard import Outcome, ShardConfig
 from ledger.state import DedupEntry, Table
 from tests.unit.ledger.cluster import (
@@ -169,7 +169,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.retained(command) >= self.CONFIG.retained_entries_max, "refused with room in the window"
         assert [result.command_id for result in outcome.results] == [command.command_id]
         assert not outcome.events and not outcome.legs, "a refused command changed something"
-        assert self.dedup_entry(command) is None, "a refused command was remembered"
+        entry = self.dedup_entry(command)  # a malformed command's, when this was its correction
+        assert entry is None or (entry.malformed and entry.command_id != command.command_id), "refused, remembered"
 
     def check_window_had_room(self, command: Any) -> None:
         """A new command that was taken found room: it and the shard's other entries are at most the bound."""
@@ -228,10 +229,16 @@ class LedgerMachine(RuleBasedStateMachine):
         account=ANY_ACCOUNT,
         lower=st.sampled_from([0, -200, -500, -1_000]),
         upper=st.sampled_from([AMOUNT_MAX, 500, 2_000, 10_000]),
+        wrong=WRONG_CURRENCY,
     )
-    def update_limits(self, account: str, lower: int, upper: int) -> None:
+    def update_limits(self, account: str, lower: int, upper: int, wrong: bool) -> None:
         command = UpdateLimits(
-            command_id=fresh(), dedup_id=fresh("d"), account_id=account, lower_limit=lower, upper_limit=upper
+            command_id=fresh(),
+            dedup_id=fresh("d"),
+            account_id=account,
+            lower_limit=lower,
+            upper_limit=upper,
+            currency=self.currency_for(account, wrong),
         )
         expect: ErrorCode | None = None
         status = self.status(account)
@@ -239,6 +246,8 @@ class LedgerMachine(RuleBasedStateMachine):
             expect = E.ACCOUNT_NOT_FOUND
         elif status == "CLOSED":
             expect = E.ACCOUNT_CLOSED
+        elif wrong:  # limits are priced in the account's currency (a locked account's may change)
+            expect = E.CURRENCY_MISMATCH
         else:
             before = self.cluster.account(account)
             assert before is not None
@@ -283,7 +292,7 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- money in and out --------------------------------------------------------------------------------
 
     @rule(account=ANY_ACCOUNT, amount=AMOUNTS, wrong=WRONG_CURRENCY)
-    def deposit(self, account: str, amount: int, wrong: bool) -> None:
+    def deposit(self, account: str, amount: int, wrong: bool, dedup_id: str | None = None) -> None:
         currency = self.currency_for(account, wrong)
         expect = self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
         before = self.cluster.account(account)
@@ -291,7 +300,13 @@ class LedgerMachine(RuleBasedStateMachine):
             assert before is not None
             if before.balance + before.pending_in + before.pending_out + amount > before.upper_limit:
                 expect = E.LIMIT_EXCEEDED
-        command = Deposit(command_id=fresh(), dedup_id=fresh("d"), account_id=account, amount=amount, currency=currency)
+        command = Deposit(
+            command_id=fresh(),
+            dedup_id=dedup_id or fresh("d"),
+            account_id=account,
+            amount=amount,
+            currency=currency,
+        )
         result = self.submit(command, expect)
         if expect is None and not self.refused(result):
             self.external[currency] += amount
@@ -406,7 +421,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(account=ANY_ACCOUNT, hold_id=HOLD_IDS, capture=st.booleans())
     def touch_any_hold(self, account: str, hold_id: str, capture: bool) -> None:
         if capture:
-            self.capture(account, hold_id, 5, "a@0")
+            self.capture(account, hold_id, 5, "a@0", False)
         else:
             self.void(account, hold_id)
 
@@ -418,11 +433,17 @@ class LedgerMachine(RuleBasedStateMachine):
         expect = E.ACCOUNT_NOT_FOUND if self.status(account) is None else self.hold_check(account, hold_id)
         self.submit(VoidHold(command_id=fresh(), dedup_id=fresh("d"), account_id=account, hold_id=hold_id), expect)
 
-    @rule(data=st.data(), amount=st.integers(min_value=1, max_value=400), destination=ANY_ACCOUNT)
-    def capture_hold(self, data: st.DataObject, amount: int, destination: str) -> None:
-        self.capture(*self.some_hold(data), amount, destination)
+    @rule(
+        data=st.data(),
+        amount=st.integers(min_value=1, max_value=400),
+        destination=ANY_ACCOUNT,
+        wrong=WRONG_CURRENCY,
+    )
+    def capture_hold(self, data: st.DataObject, amount: int, destination: str, wrong: bool) -> None:
+        self.capture(*self.some_hold(data), amount, destination, wrong)
 
-    def capture(self, account: str, hold_id: str, amount: int, destination: str) -> None:
+    def capture(self, account: str, hold_id: str, amount: int, destination: str, wrong: bool) -> None:
+        """`wrong`: priced in another currency than the hold's (the account's)."""
         command = CaptureHold(
             command_id=fresh(),
             dedup_id=fresh("d"),
@@ -430,6 +451,7 @@ class LedgerMachine(RuleBasedStateMachine):
             hold_id=hold_id,
             amount=amount,
             to_account_id=destination,
+            currency=self.currency_for(account, wrong),
         )
         if account == destination:
             self.submit(command, E.SAME_ACCOUNT)
@@ -438,7 +460,8 @@ class LedgerMachine(RuleBasedStateMachine):
             self.submit(command, E.ACCOUNT_NOT_FOUND)
             return
         expect = None if (account, hold_id) in self.holds_placed else E.HOLD_NOT_FOUND
-        expect = expect or self.usable(account) or self.hold_check(account, hold_id)
+        expect = expect or self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
+        expect = expect or self.hold_check(account, hold_id)
         if expect is None:
             hold = self.cluster.hold(account, hold_id)
             assert hold is not None
@@ -478,6 +501,46 @@ class LedgerMachine(RuleBasedStateMachine):
                 isinstance(target, Batch) and store.get(Table.BATCHES, target.batch_id) is not None
             )
             assert in_flight, f"'in flight' for {target}, which is in flight nowhere"
+
+    @precondition(lambda self: bool(self.replays))
+    @rule(data=st.data())
+    def query_duplicate(self, data: st.DataObject) -> None:
+        """A duplicate's own id is found while its original is remembered (and it was one of
+        the first DEDUP_DUPLICATES_INDEXED_MAX); the answer names the original."""
+        duplicate_id, original_id = data.draw(st.sampled_from(self.replays))
+        original = self.sent[original_id]
+        command = QueryCommand(command_id=fresh(), account_id=original.routing_key, target_command_id=duplicate_id)
+        entry = self.dedup_entry(original)
+        if entry is None or entry.command_id != original_id or duplicate_id not in entry.duplicates:
+            if entry is None or entry.command_id != original_id:
+                self.check_forgotten_in_time(original)
+            else:  # duplicates' ids here are fresh: only the bound leaves one out
+                assert len(entry.duplicates) == DEDUP_DUPLICATES_INDEXED_MAX, f"{duplicate_id} not indexed"
+            self.submit(command, E.COMMAND_NOT_FOUND)
+            return
+        result = self.submit(command, None)
+        assert result is not None and result.message.endswith(f"a duplicate of command {original_id}")
+        if result.queried is not None:
+            assert result.queried == self.cluster.result(duplicate_id)
+            assert result.queried.original_command_id == original_id and result.queried.replayed
+        else:
+            assert result.message.startswith("in flight") and self.cluster.results_for(duplicate_id) == []
+
+    @rule(account=st.sampled_from(ACCOUNTS), amount=AMOUNTS)
+    def correct_a_malformed_command(self, account: str, amount: int) -> None:
+        """A deposit of nothing, refused as INVALID_AMOUNT, then corrected under the same dedup
+        id: the correction is a new command."""
+        malformed = Deposit(
+            command_id=fresh(),
+            dedup_id=fresh("d"),
+            account_id=account,
+            amount=0,
+            currency=self.currency_for(account, False),
+        )
+        result = self.submit(malformed, E.INVALID_AMOUNT)
+        if self.refused(result):
+            return
+        self.deposit(account, amount, False, dedup_id=malformed.dedup_id)
 
     @rule(account=ANY_ACCOUNT)
     def query_unknown(self, account: str) -> None:
@@ -542,7 +605,7 @@ class LedgerMachine(RuleBasedStateMachine):
         cases: list[tuple[Any, ErrorCode]] = [
             (Deposit(**ids, account_id=account, amount=0, currency="USD"), E.INVALID_AMOUNT),
             (Withdraw(**ids, account_id=account, amount=5, currency="XAU"), E.INVALID_CURRENCY),
-            (UpdateLimits(**ids, account_id=account, lower_limit=5, upper_limit=10), E.INVALID_LIMITS),
+            (UpdateLimits(**ids, account_id=account, lower_limit=5, upper_limit=10, currency="USD"), E.INVALID_LIMITS),
             (
                 PlaceHold(**ids, account_id=account, hold_id="h9", amount=5, currency="USD", ttl_ms=0),
                 E.INVALID_EXPIRY,

@@ -265,3 +265,54 @@ def test_a_batch_times_out_only_while_preparing() -> None:
     assert {e.account_id for e in released} == {"A@0", "X@1"} and all(e.code is E.BATCH_TIMEOUT for e in released)
     check_state(cluster, {"USD": 100})
     check_quiescent(cluster)
+
+
+def test_a_duplicates_id_is_forgotten_with_the_command_it_duplicated() -> None:
+    cluster = Cluster(1, config=ShardConfig(retention_ms=10_000))
+    accept_all(cluster, open_("A@0"))
+    original = deposit("A@0", 5)
+    cluster.run(original)
+    cluster.advance(6_000)
+    duplicate = same_dedup(original)
+    assert cluster.run(duplicate).replayed
+    assert cluster.run(query("A@0", duplicate.command_id)).queried is not None
+    cluster.advance(4_000)  # the original's window has passed: its duplicate's id goes with it
+    assert cluster.run(query("A@0", duplicate.command_id)).code is E.COMMAND_NOT_FOUND
+    assert cluster.stores[0].get(Table.COMMANDS, duplicate.command_id) is None
+    reused = deposit("A@0", 1, command_id=duplicate.command_id)
+    (answer,) = cluster.submit(reused).results
+    assert answer.status is ResultStatus.ACCEPTED and not answer.replayed  # the id is free again
+
+
+def test_a_correction_is_remembered_for_its_own_whole_window() -> None:
+    """The malformed command's retention entry leaves first; it must not take the correction's
+    dedup entry with it."""
+    cluster = Cluster(1, config=ShardConfig(retention_ms=10_000))
+    accept_all(cluster, open_("A@0"))
+    malformed = deposit("A@0", 0)
+    assert cluster.run(malformed).code is E.INVALID_AMOUNT
+    cluster.advance(6_000)
+    corrected = same_dedup(malformed, amount=5)
+    cluster.submit(corrected)
+    cluster.advance(4_000)  # the malformed command's window has passed, not the correction's
+    assert cluster.run(same_dedup(corrected)).replayed
+    assert cluster.run(query("A@0", corrected.command_id)).queried is not None
+    cluster.advance(6_000)  # now the correction's has too
+    assert not cluster.run(same_dedup(corrected)).replayed  # a new deposit
+    assert cluster.balance("A@0") == 10
+    assert len(cluster.rows(Table.RETENTION)) == 1 and len(cluster.rows(Table.DEDUP)) == 1
+
+
+def test_a_correction_in_flight_does_not_hold_up_the_window() -> None:
+    cluster = Cluster(3, config=ShardConfig(retention_ms=10_000))
+    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 100))
+    malformed = transfer("A@0", "X@1", 0)
+    assert cluster.run(malformed).code is E.INVALID_AMOUNT
+    cluster.advance(6_000)
+    corrected = same_dedup(malformed, amount=5)
+    cluster.submit(corrected)  # in flight
+    cluster.advance(4_000)
+    retained = [entry.recorded_at_ms for shard, _, entry in cluster.rows(Table.RETENTION) if shard == 0]
+    assert retained == [cluster.now - 4_000], "the malformed command's entry left on time, the correction's stays"
+    cluster.drain()
+    assert cluster.result(corrected.command_id).status is ResultStatus.ACCEPTED
