@@ -86,6 +86,7 @@ LEDGER_STATUSES: dict[ErrorCode, int] = {
     ErrorCode.ACCOUNT_LOCKED: 409,
     ErrorCode.ACCOUNT_NOT_LOCKED: 409,
     ErrorCode.CURRENCY_MISMATCH: 409,
+    ErrorCode.CREDIT_OUT_OF_ORDER: 409,  # refused at the destination after a forged leg; the money went back
     ErrorCode.HOLD_EXPIRED: 409,
     ErrorCode.HOLD_ALREADY_FINALIZED: 409,
     ErrorCode.ALREADY_REVERSED: 409,

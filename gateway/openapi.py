@@ -24,7 +24,7 @@ from gateway.limits import (
 )
 from gateway.principals import client_fields
 from gateway.reads import READ_ROUTES, ReadRoute
-from gateway.translate import MINOR_SUFFIX, MONEY_FIELDS, PRICED_WITHOUT_CURRENCY, is_required
+from gateway.translate import MINOR_SUFFIX, MONEY_FIELDS, is_required
 from ledger import commands
 from ledger.currencies import CURRENCY_EXPONENTS
 from ledger.errors import ErrorCode
@@ -168,16 +168,6 @@ def command_schema(cls: type[commands.Command]) -> dict[str, Any]:
     if "dedup_id" in properties:
         properties["dedup_id"]["description"] += (
             " Required unless the Idempotency-Key header carries it (then it may be absent, or must be equal)."
-        )
-    if cls in PRICED_WITHOUT_CURRENCY:
-        properties["currency"] = {
-            "type": "string",
-            "enum": sorted(CURRENCY_EXPONENTS),
-            "description": "The currency the decimal amounts are written in; required with them. Not yet checked "
-            "against the account by the ledger: prefer the `_minor` fields until it is.",
-        }
-        constraints.append(
-            {"anyOf": [{"required": ["currency"]}, {"not": {"anyOf": [{"required": [d]} for d in decimals]}}]}
         )
     schema: dict[str, Any] = {
         "type": "object",

@@ -38,9 +38,6 @@ MONEY_FIELDS: dict[str, ErrorCode] = {
     "upper_limit": ErrorCode.INVALID_LIMITS,
 }
 MINOR_SUFFIX = "_minor"
-# Commands whose amounts are priced in a currency the command does not carry: `currency`
-# is the gateway's, required beside a decimal amount; the ledger does not check it yet.
-PRICED_WITHOUT_CURRENCY: tuple[type[commands.Command], ...] = (commands.CaptureHold, commands.UpdateLimits)
 LEG_FIELDS = frozenset({"account_id", "amount", "amount_minor", "currency"})
 INTEGER_DIGITS_MAX = 40  # a whole number written as 1.0e3 is made an int only up to this many digits
 _JSON_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
@@ -135,8 +132,6 @@ def accepted_fields(cls: type[commands.Command]) -> frozenset[str]:
         names.add(field.name)
         if field.name in MONEY_FIELDS:
             names.add(field.name + MINOR_SUFFIX)
-    if cls in PRICED_WITHOUT_CURRENCY:
-        names.add("currency")
     return frozenset(names)
 
 
@@ -268,8 +263,6 @@ def _pricing_currency(cls: type[commands.Command], body: dict[str, Any]) -> str 
     value = body.get("currency")
     if value is not None and not isinstance(value, str):
         raise _wrong("currency", "an ISO 4217 code such as USD")
-    if cls in PRICED_WITHOUT_CURRENCY and value is not None and value not in CURRENCY_EXPONENTS:
-        raise ApiError(ErrorCode.INVALID_CURRENCY, f"{value!r} is not an ISO 4217 currency code")
     return value
 
 

@@ -86,7 +86,7 @@ def body_of(command_type: str, *, run: str, column: str) -> dict[str, Any]:
     usd = {"amount": "1.00", "currency": "USD"}
     bodies: dict[str, dict[str, Any]] = {
         "OpenAccount": {"account_id": f"opened-{column}-{run}", "currency": "USD"},
-        "UpdateLimits": {"account_id": ghost, "lower_limit_minor": -5, "upper_limit_minor": 5},
+        "UpdateLimits": {"account_id": ghost, "lower_limit_minor": -5, "upper_limit_minor": 5, "currency": "USD"},
         "LockAccount": {"account_id": ghost},
         "UnlockAccount": {"account_id": ghost},
         "CloseAccount": {"account_id": ghost},
@@ -101,7 +101,13 @@ def body_of(command_type: str, *, run: str, column: str) -> dict[str, Any]:
             ],
         },
         "PlaceHold": {"account_id": ghost, "hold_id": "h", "ttl_ms": 60_000, **usd},
-        "CaptureHold": {"account_id": ghost, "hold_id": "h", "amount_minor": 1, "to_account_id": f"{ghost}-2"},
+        "CaptureHold": {
+            "account_id": ghost,
+            "hold_id": "h",
+            "amount_minor": 1,
+            "to_account_id": f"{ghost}-2",
+            "currency": "USD",
+        },
         "VoidHold": {"account_id": ghost, "hold_id": "h"},
         "ReverseTransfer": {"account_id": ghost, "transfer_id": "t"},
         "QueryCommand": {"account_id": ghost, "target_command_id": f"nothing-{run}"},

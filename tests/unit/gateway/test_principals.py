@@ -28,7 +28,7 @@ BOB = Principal(principal_id="bob", roles=frozenset({Role.OWNER}))
 # One valid body of each command type.
 BODIES: dict[type[commands.Command], dict[str, Any]] = {
     commands.OpenAccount: {"account_id": "a", "currency": "USD"},
-    commands.UpdateLimits: {"account_id": "a", "lower_limit_minor": -5, "upper_limit_minor": 5},
+    commands.UpdateLimits: {"account_id": "a", "lower_limit_minor": -5, "upper_limit_minor": 5, "currency": "USD"},
     commands.LockAccount: {"account_id": "a"},
     commands.UnlockAccount: {"account_id": "a"},
     commands.CloseAccount: {"account_id": "a"},
@@ -43,7 +43,13 @@ BODIES: dict[type[commands.Command], dict[str, Any]] = {
         ],
     },
     commands.PlaceHold: {"account_id": "a", "hold_id": "h", "amount_minor": 1, "currency": "USD", "ttl_ms": 60_000},
-    commands.CaptureHold: {"account_id": "a", "hold_id": "h", "amount_minor": 1, "to_account_id": "b"},
+    commands.CaptureHold: {
+        "account_id": "a",
+        "hold_id": "h",
+        "amount_minor": 1,
+        "to_account_id": "b",
+        "currency": "USD",
+    },
     commands.VoidHold: {"account_id": "a", "hold_id": "h"},
     commands.ReverseTransfer: {"account_id": "b", "transfer_id": "t"},
     commands.QueryCommand: {"account_id": "a", "target_command_id": "c"},

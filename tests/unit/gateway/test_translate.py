@@ -25,8 +25,15 @@ BATCH = {
     "batch_id": "batch-1",
     "legs": [LEG, {"account_id": "b", "amount": "1.00", "currency": "USD"}],
 }
-CAPTURE = {"type": "CaptureHold", "dedup_id": "c1", "account_id": "a", "hold_id": "h", "to_account_id": "b"}
-LIMITS = {"type": "UpdateLimits", "dedup_id": "u1", "account_id": "a"}
+CAPTURE = {
+    "type": "CaptureHold",
+    "dedup_id": "c1",
+    "account_id": "a",
+    "hold_id": "h",
+    "to_account_id": "b",
+    "currency": "USD",
+}
+LIMITS = {"type": "UpdateLimits", "dedup_id": "u1", "account_id": "a", "currency": "USD"}
 HOLD = {"type": "PlaceHold", "dedup_id": "p", "account_id": "a", "hold_id": "h", "amount_minor": 1, "currency": "USD"}
 
 
@@ -211,18 +218,24 @@ HOSTILE: list[tuple[str, bytes, str | None, int, str]] = [
         "TOO_MANY_LEGS",
     ),
     (
-        "a capture in decimals without a currency",
-        json.dumps({**CAPTURE, "amount": "5.00"}).encode(),
+        "a capture without its currency (the ledger checks it against the hold's)",
+        json.dumps({key: value for key, value in {**CAPTURE, "amount": "5.00"}.items() if key != "currency"}).encode(),
         None,
-        422,
-        "INVALID_CURRENCY",
+        400,
+        "MISSING_FIELD",
     ),
     (
-        "limits in decimals without a currency",
-        json.dumps({**LIMITS, "lower_limit": "-1", "upper_limit": "100"}).encode(),
+        "limits without their currency (the ledger checks it against the account's)",
+        json.dumps(
+            {
+                key: value
+                for key, value in {**LIMITS, "lower_limit": "-1", "upper_limit": "100"}.items()
+                if key != "currency"
+            }
+        ).encode(),
         None,
-        422,
-        "INVALID_CURRENCY",
+        400,
+        "MISSING_FIELD",
     ),
     (
         "a capture priced in an unknown currency",
@@ -371,8 +384,8 @@ def test_results_render_positions_as_decimals_of_the_currency_the_ledger_checked
     )
     assert checked_currencies(transfer) == {"a": "KWD", "b": "KWD"}
     assert checked_currencies(command_of(BATCH)) == {"a": "USD", "b": "USD"}
-    # The currency a capture is priced in is not checked by the ledger (yet): no rendering from it.
-    assert checked_currencies(command_of({**CAPTURE, "amount": "5", "currency": "JPY"})) == {}
+    # The ledger checks a capture's currency against the hold's: its positions render in it.
+    assert checked_currencies(command_of({**CAPTURE, "amount": "5", "currency": "JPY"})) == {"a": "JPY", "b": "JPY"}
     result = CommandResult(
         command_id="c",
         dedup_id="t",
