@@ -86,6 +86,15 @@ class Settings:
     gateway_result_timeout_ms: int = 10_000
     gateway_pending_max: int = 10_000  # commands awaiting their result at once
 
+    # Observability (foundation/observability.py; README "Observability")
+    # "text" (a line a person reads) or "json" (one object per line, for a log collector)
+    log_format: str = "text"
+    # Traces: a request or command whose traceparent is sampled is always traced; one without
+    # is traced with this probability (the gateway's requests, commands produced without one).
+    trace_sample_ratio: float = 0.01
+    trace_export_directory: str = ""  # finished spans as JSON lines, one file per process; empty: none
+    otlp_traces_endpoint: str = ""  # an OTLP/HTTP collector, e.g. http://127.0.0.1:4318/v1/traces; empty: none
+
     def topology(self) -> Topology:
         """The topics this deployment uses, as configured."""
         return Topology(
@@ -127,6 +136,8 @@ def _parse(hint: typing.Any, text: str, name: str) -> typing.Any:
             return text.lower() in ("1", "true", "yes")
         if hint is int:
             return int(text)
+        if hint is float:
+            return float(text)
         if hint is Path:
             return Path(text)
         return text

@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from foundation.settings import Settings
-from gateway import command_handlers
+from gateway import command_handlers, telemetry
 from gateway.client import LedgerClient
 from gateway.errors import ApiError, GatewayCode, error_body, retry_headers
 from gateway.limits import BODY_BYTES_MAX
@@ -133,6 +133,7 @@ async def ready(request: web.Request) -> web.Response:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=BODY_BYTES_MAX, middlewares=[error_bodies])
     app[SETTINGS_KEY] = settings
+    telemetry.install(app, settings)  # metrics, traces, log level: gateway/telemetry.py
 
     async def lifecycle(app: web.Application) -> Any:
         loop = asyncio.get_running_loop()

@@ -16,7 +16,6 @@ Configuration comes from STREAMWALLET_* environment variables (foundation/settin
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import time
@@ -26,8 +25,13 @@ from typing import Any
 from foundation.settings import PROJECT_ROOT, Settings
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(level: str, settings: Settings | None = None, *, service: str = "streamwallet") -> None:
+    """The root logger at `level`, in the settings' log format (text for the commands a
+    person runs: foundation/observability.py)."""
+    from foundation.observability import configure_logging
+
+    log_format = "text" if settings is None else settings.log_format
+    configure_logging(log_format=log_format, level=level, service=service)
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
@@ -80,7 +84,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.app import run_query_service
 
-    _logging(args.log_level)
+    _logging(args.log_level, settings, service="streamwallet-query")
     run_query_service(settings)
     return 0
 
@@ -88,7 +92,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.app import run_gateway
 
-    _logging(args.log_level)
+    _logging(args.log_level, settings, service="streamwallet-gateway")
     run_gateway(settings)
     return 0
 
