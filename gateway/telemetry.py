@@ -62,7 +62,8 @@ def method_label(request: web.Request) -> str:
 class GatewayTelemetry:
     def __init__(self, settings: Settings) -> None:
         self.registry = new_registry()
-        self.tracer = tracer_provider(settings, service=SERVICE_NAME).get_tracer(__name__)
+        self.tracer_provider = tracer_provider(settings, service=SERVICE_NAME)
+        self.tracer = self.tracer_provider.get_tracer(__name__)
         self._requests = Counter(
             "streamwallet_gateway_requests",
             help_of("streamwallet_gateway_requests"),

@@ -96,7 +96,8 @@ def sql_outcome(status: int, exception_code: str | None) -> str:
 class SinkTelemetry:
     def __init__(self, settings: Settings) -> None:
         self.registry = new_registry()
-        self.tracer = tracer_provider(settings, service=SERVICE_NAME).get_tracer(__name__)
+        self.tracer_provider = tracer_provider(settings, service=SERVICE_NAME)
+        self.tracer = self.tracer_provider.get_tracer(__name__)
         self.service: QueryService | None = None
         self._batch_events = _histogram(self.registry, "streamwallet_sink_batch_events", BATCH_BUCKETS_EVENTS)
         self._batch_seconds = _histogram(self.registry, "streamwallet_sink_batch_seconds", BATCH_BUCKETS_S)

@@ -132,7 +132,9 @@ class WorkerTelemetry:
     ) -> None:
         self.settings = settings
         self.registry = new_registry()
-        self.tracer = tracer_provider(settings, service=SERVICE_NAME, root_ratio=1.0).get_tracer(__name__)
+        # Roots are decided in `_trace` (before a span is made): the provider samples every root.
+        self.tracer_provider = tracer_provider(settings, service=SERVICE_NAME, root_ratio=1.0)
+        self.tracer = self.tracer_provider.get_tracer(__name__)
         self._commands_topic = commands_topic
         self._ratio = settings.trace_sample_ratio
         self._commands = Counter(

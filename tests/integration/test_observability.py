@@ -252,7 +252,7 @@ def value(families: dict[str, Any], name: str, **labels: str) -> float:
     family_name = name.removesuffix("_total").removesuffix("_count").removesuffix("_sum")
     family = families[family_name]
     return sum(
-        sample.value
+        float(sample.value)
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(key) == wanted for key, wanted in labels.items())
     )
