@@ -322,6 +322,21 @@ def parse_traceparent(value: bytes | str | None) -> SpanContext | None:
     return context if context.is_valid else None
 
 
+TRACEPARENT_LENGTH = 55  # version 00: 2 + 1 + 32 + 1 + 16 + 1 + 2 characters
+
+
+def sampled_flag(value: bytes | None) -> bool | None:
+    """The sampled flag of a version-00 `traceparent` without parsing the ids (the worker
+    reads it for every message that has one); None for anything else (absent, another
+    version or malformed: `parse_traceparent` then decides)."""
+    if value is None or len(value) != TRACEPARENT_LENGTH or value[:3] != b"00-" or value[35:36] != b"-":
+        return None
+    try:
+        return bool(int(value[53:55], 16) & TraceFlags.SAMPLED)
+    except ValueError:
+        return None
+
+
 def header_value(headers: Sequence[tuple[str, Any]] | None, name: str) -> Any:
     """The first value of a Kafka header (headers are a list of (name, bytes))."""
     if headers:

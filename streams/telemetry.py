@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 from foundation.observability import (
     COMMAND_APPENDED_HEADER,
     TRACEPARENT_HEADER,
+    header_value,
     help_of,
     log_level_answer,
     metrics_payload,
@@ -47,6 +48,7 @@ from foundation.observability import (
     parse_traceparent,
     parsed_json,
     remote_parent,
+    sampled_flag,
     traceparent,
     tracer_provider,
 )
@@ -143,7 +145,7 @@ class WorkerTelemetry:
             ["type", "code"],
             registry=self.registry,
         )
-        self._command_children: dict[tuple[str, str], Any] = {}
+        self._command_children: dict[tuple[str, Any], Any] = {}
         self._latency = {flow: LatencyHistogram(LATENCY_BUCKETS_S) for flow in FLOWS}
         self._commit_seconds = Histogram(
             "streamwallet_worker_transaction_commit_seconds",
@@ -173,7 +175,7 @@ class WorkerTelemetry:
         self._lag: dict[tuple[str, int], int] = {}
         self.registry.register(WorkerCollector(self, shards=shards, metrics=metrics, memory=memory))
         # This transaction's, until it commits (or is dropped when the next one begins).
-        self._results: dict[tuple[str, str], int] = {}
+        self._results: dict[tuple[str, Any], int] = {}  # (command type, ErrorCode or None) -> results
         self._appended: dict[str, list[int]] = {flow: [] for flow in FLOWS}
         self._letters: dict[str, int] = {}
         self._spans: list[Any] = []
@@ -202,31 +204,31 @@ class WorkerTelemetry:
 
     def decided(self, message: Any, decoded: Any, outcome: Any) -> list[tuple[str, bytes]] | None:
         """A message was decided (not yet committed): its results are counted, its trace
-        continued. Returns the headers for what it produces (None: no header)."""
+        continued. Returns the headers for what it produces (None: no header). The loop's
+        hot path: a message with no header and no sampling costs a few attribute reads."""
         is_command = type(decoded) in _COMMAND_CLASSES
         headers = message.headers()
-        appended_ms: int | None = None
-        if is_command:
-            appended_ms = message.timestamp()[1]
-        elif headers:
-            appended_ms = _appended_ms(headers)
-        results = outcome.results
+        results, legs_out = outcome.results, outcome.legs
+        appended_ms = 0  # the command's append time, when results or legs need it
+        if results or legs_out:
+            appended_ms = message.timestamp()[1] if is_command else _appended_ms(headers)
         if results:
             counted = self._results
             for result in results:
-                key = (result.command_type, OK_CODE if result.code is None else result.code.value)
+                key = (result.command_type, result.code)  # the code's label is made at commit
                 counted[key] = counted.get(key, 0) + 1
-            if appended_ms is not None and appended_ms > 0:
+            if appended_ms > 0:
                 self._appended["single" if is_command else "cross_partition"].extend([appended_ms] * len(results))
-        context = self._trace(message, decoded, headers, is_command=is_command, results=results)
-        if not (outcome.events or results or outcome.legs) or (context is None and not outcome.legs):
+        context = None
+        if headers or (is_command and self._ratio > 0.0 and random.random() < self._ratio):
+            context = self._trace(message, decoded, headers, is_command=is_command, results=results)
+        if context is None:
+            return [(COMMAND_APPENDED_HEADER, b"%d" % appended_ms)] if legs_out and appended_ms > 0 else None
+        if not (outcome.events or results or legs_out):
             return None
-        produced: list[tuple[str, bytes]] = []
-        if context is not None:
-            produced.append((TRACEPARENT_HEADER, context))
-        if outcome.legs and appended_ms is not None and appended_ms > 0:
-            produced.append((COMMAND_APPENDED_HEADER, str(appended_ms).encode()))
-        return produced or None
+        if legs_out and appended_ms > 0:
+            return [(TRACEPARENT_HEADER, context), (COMMAND_APPENDED_HEADER, b"%d" % appended_ms)]
+        return [(TRACEPARENT_HEADER, context)]
 
     def dead_lettered(self, reason: str) -> None:
         self._letters[reason] = self._letters.get(reason, 0) + 1
@@ -240,7 +242,9 @@ class WorkerTelemetry:
         for key, count in self._results.items():
             child = self._command_children.get(key)
             if child is None:
-                child = self._command_children[key] = self._commands.labels(*key)
+                command_type, code = key
+                child = self._commands.labels(command_type, OK_CODE if code is None else code.value)
+                self._command_children[key] = child
             child.inc(count)
         for flow, appended in self._appended.items():
             if appended:
@@ -267,21 +271,25 @@ class WorkerTelemetry:
 
     # -- traces ---------------------------------------------------------------------------------
 
+    def _sampled_root(self) -> bool:
+        return self._ratio > 0.0 and random.random() < self._ratio
+
     def _trace(
         self, message: Any, decoded: Any, headers: Any, *, is_command: bool, results: Sequence[Any]
     ) -> bytes | None:
         """The traceparent for the message's outputs: its own span's if it is traced, the
-        incoming one if not sampled, None if it has none and is not sampled here."""
-        incoming = None
-        if headers:
-            for name, value in headers:
-                if name == TRACEPARENT_HEADER:
-                    incoming = value
-                    break
-        parent = parse_traceparent(incoming) if incoming is not None else None
-        if parent is not None and not parent.trace_flags.sampled:
-            return bytes(incoming) if incoming is not None else None
-        if parent is None and not (is_command and self._ratio > 0 and random.random() < self._ratio):
+        incoming one if not sampled, None if it has none and is not sampled here. Called
+        for a message with headers, or one the sample ratio picked."""
+        incoming = header_value(headers, TRACEPARENT_HEADER)
+        flagged = sampled_flag(incoming)
+        if flagged is False:  # the common case under a low ratio: carried on untouched
+            return bytes(incoming)
+        parent = None if incoming is None else parse_traceparent(incoming)
+        if parent is not None and not parent.trace_flags.sampled:  # another version's, unsampled
+            return bytes(incoming)
+        # No (valid) trace context: a command may start a trace; it was already drawn at the
+        # ratio if it came without headers.
+        if parent is None and not (is_command and (not headers or self._sampled_root())):
             return None
         span = self.tracer.start_span(
             f"decide {type(decoded).__name__}",
@@ -335,14 +343,15 @@ class WorkerTelemetry:
                 return self.json(body, status=status)
 
 
-def _appended_ms(headers: Sequence[tuple[str, Any]]) -> int | None:
-    for name, value in headers:
-        if name == COMMAND_APPENDED_HEADER:
-            try:
-                return int(value)
-            except (TypeError, ValueError):
-                return None
-    return None
+def _appended_ms(headers: Sequence[tuple[str, Any]] | None) -> int:
+    """The command's append time a leg carries (0: none, or not a number)."""
+    value = header_value(headers, COMMAND_APPENDED_HEADER)
+    if value is None:
+        return 0
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _span_attributes(message: Any, decoded: Any, results: Sequence[Any]) -> dict[str, Any]:
