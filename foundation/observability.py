@@ -38,7 +38,14 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from foundation.settings import Settings
@@ -366,6 +373,7 @@ def remote_parent(context: SpanContext) -> Any:
 def new_registry() -> CollectorRegistry:
     """A registry for one process's metrics, with the process's own CPU, memory, file
     descriptors, Python version and garbage collection."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series beside each counter
     registry = CollectorRegistry(auto_describe=True)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

@@ -32,6 +32,7 @@ import pytest
 from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
+from foundation.observability import METRICS
 from foundation.settings import Settings
 from streamwallet.stack import Stack
 from tests.conftest import fresh_settings
@@ -243,7 +244,7 @@ def scrape(url: str) -> tuple[str, dict[str, Any]]:
     families = {family.name: family for family in text_string_to_metric_families(body)}
     for name, family in families.items():
         assert family.documentation, f"{name} has no HELP"
-        assert name.startswith(("streamwallet_", *STANDARD_PREFIXES)), name
+        assert name in METRICS or name.startswith(STANDARD_PREFIXES), f"{name} is not listed in METRICS"
     return body, families
 
 

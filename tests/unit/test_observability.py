@@ -386,3 +386,12 @@ def test_the_lag_comes_from_librdkafkas_statistics_of_assigned_partitions() -> N
         }
     }
     assert dict(partition_lags(topics)) == {(COMMANDS_TOPIC, 0): 20, (COMMANDS_TOPIC, 1): 2}
+
+
+def test_every_metric_is_in_the_readmes_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme[readme.index("### Metrics") : readme.index("### Logs")]
+    for name, (kind, meaning) in observability.METRICS.items():
+        exposed = f"{name}_total" if kind == "counter" else name
+        assert f"`{exposed}`" in table, exposed
+        assert meaning.endswith(".") and kind in ("counter", "gauge", "histogram"), name
