@@ -7,13 +7,13 @@
 #   deploy/promtool.sh                                   # build if missing (or another version), print the path
 #   PROMETHEUS_VERSION=v0.316.0 deploy/promtool.sh       # another release (Go module versions: v0.3XX.Y is 3.XX.Y)
 #
-# The first build downloads Prometheus's modules and compiles promtool (see the README,
-# "Observability", for how long it takes); later runs only check the binary's version.
+# The first build downloads Prometheus's modules and compiles promtool: 36 minutes (11 of CPU)
+# and about 2 GB of module and build cache in .cache/go on this project's shared 2-core machine;
+# later runs only check the version stamp.
 set -euo pipefail
 
 PROMETHEUS_VERSION="${PROMETHEUS_VERSION:-v0.316.0}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin_dir="$root/.cache/bin"
+source "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 promtool="$bin_dir/promtool"
 stamp="$bin_dir/promtool.version"
 
@@ -22,20 +22,7 @@ if [[ -x "$promtool" && -f "$stamp" && "$(cat "$stamp")" == "$PROMETHEUS_VERSION
     exit 0
 fi
 
-command -v go >/dev/null || { echo "promtool: go is not on PATH; it is needed to build promtool" >&2; exit 1; }
-mkdir -p "$bin_dir" "$root/.cache/go"
-# Everything Go writes stays in the project's .cache/ (shared with deploy/helm-tool.sh). GOFLAGS
-# is replaced, not inherited; GOTOOLCHAIN=local: use the installed Go, never download another
-# toolchain. CGO_ENABLED=0, as Prometheus's own releases.
-go_env=(
-    GOBIN="$bin_dir"
-    GOPATH="$root/.cache/go"
-    GOMODCACHE="$root/.cache/go/mod"
-    GOCACHE="$root/.cache/go/build"
-    GOFLAGS="-trimpath"
-    GOTOOLCHAIN=local
-    CGO_ENABLED=0
-)
+require_go promtool
 echo "promtool: building promtool $PROMETHEUS_VERSION with $(go version) into $promtool" >&2
 started=$(date +%s)
 ldflags="-s -w -X github.com/prometheus/common/version.Version=$PROMETHEUS_VERSION"

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -40,7 +41,9 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from prometheus_client import (
     CollectorRegistry,
+    Counter,
     GCCollector,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
@@ -365,6 +368,70 @@ def current_trace_headers() -> list[tuple[str, bytes]] | None:
 def remote_parent(context: SpanContext) -> Any:
     """An OpenTelemetry context whose current span is `context`, to start a child of it."""
     return trace.set_span_in_context(NonRecordingSpan(context))
+
+
+# -- HTTP (the aiohttp servers of the query service and the gateway) -------------------------------
+
+UNMATCHED_ROUTE = "unmatched"  # the route label of a request no route took (404, 405)
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Seconds: a read waits for min_seq up to read_wait_ms_max, a submit for its result up to
+# gateway_result_timeout_ms (5 and 10 s by default).
+REQUEST_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def route_label(request: web.Request) -> str:
+    """The route's template (`/v1/accounts/{account_id}`), never the raw path: bounded by
+    the routes there are."""
+    resource = request.match_info.route.resource
+    return UNMATCHED_ROUTE if resource is None else resource.canonical
+
+
+def method_label(request: web.Request) -> str:
+    return request.method if request.method in HTTP_METHODS else "OTHER"
+
+
+class RequestMetrics:
+    """`<prefix>_requests_total` by route, method and status, and
+    `<prefix>_request_duration_seconds` by route, in `registry`."""
+
+    def __init__(self, registry: CollectorRegistry, *, prefix: str) -> None:
+        self._requests = Counter(
+            f"{prefix}_requests",
+            help_of(f"{prefix}_requests"),
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self._durations = Histogram(
+            f"{prefix}_request_duration_seconds",
+            help_of(f"{prefix}_request_duration_seconds"),
+            ["route"],
+            buckets=REQUEST_BUCKETS_S,
+            registry=registry,
+        )
+
+    def observe(self, request: web.Request, *, status: int, seconds: float) -> None:
+        route = route_label(request)
+        self._requests.labels(route, method_label(request), str(status)).inc()
+        self._durations.labels(route).observe(seconds)
+
+
+def add_observability_routes(router: web.UrlDispatcher, registry: CollectorRegistry) -> None:
+    """GET /metrics (`registry`) and GET|POST /admin/log-level."""
+
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = metrics_payload(registry)
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    router.add_get("/metrics", metrics, allow_head=False)
+    router.add_get("/admin/log-level", log_level_route, allow_head=False)
+    router.add_post("/admin/log-level", log_level_route)
+
+
+async def log_level_route(request: web.Request) -> web.Response:
+    """GET or POST /admin/log-level (`log_level_answer`)."""
+    body = parsed_json(await request.read()) if request.method == "POST" else None
+    status, answer = log_level_answer(request.method, body, peer=request.remote)
+    return web.json_response(answer, status=status)
 
 
 # -- metrics -------------------------------------------------------------------------------------

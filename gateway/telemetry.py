@@ -16,23 +16,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
 
 from aiohttp import web
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from foundation.observability import (
     TRACEPARENT_HEADER,
+    RequestMetrics,
+    add_observability_routes,
     help_of,
-    log_level_answer,
-    metrics_payload,
+    method_label,
     new_registry,
     parse_traceparent,
-    parsed_json,
     remote_parent,
+    route_label,
     tracer_provider,
 )
 from foundation.settings import Settings
@@ -40,23 +40,9 @@ from foundation.settings import Settings
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "streamwallet-gateway"
-UNMATCHED_ROUTE = "unmatched"  # the route label of a request no route took (404, 405)
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 RATE_LIMITED_STATUS = 429
-# Seconds: a submit waits for its result up to gateway_result_timeout_ms (10 s by default).
-REQUEST_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 TELEMETRY_KEY: web.AppKey[GatewayTelemetry] = web.AppKey("telemetry")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def route_label(request: web.Request) -> str:
-    """The route's template (`/v1/accounts/{account_id}`), bounded by the routes there are."""
-    resource = request.match_info.route.resource
-    return UNMATCHED_ROUTE if resource is None else resource.canonical
-
-
-def method_label(request: web.Request) -> str:
-    return request.method if request.method in METHODS else "OTHER"
 
 
 class GatewayTelemetry:
@@ -64,19 +50,7 @@ class GatewayTelemetry:
         self.registry = new_registry()
         self.tracer_provider = tracer_provider(settings, service=SERVICE_NAME)
         self.tracer = self.tracer_provider.get_tracer(__name__)
-        self._requests = Counter(
-            "streamwallet_gateway_requests",
-            help_of("streamwallet_gateway_requests"),
-            ["route", "method", "status"],
-            registry=self.registry,
-        )
-        self._durations = Histogram(
-            "streamwallet_gateway_request_duration_seconds",
-            help_of("streamwallet_gateway_request_duration_seconds"),
-            ["route"],
-            buckets=REQUEST_BUCKETS_S,
-            registry=self.registry,
-        )
+        self._requests = RequestMetrics(self.registry, prefix="streamwallet_gateway")
         self._rate_limited = Counter(
             "streamwallet_gateway_rate_limited_requests",
             help_of("streamwallet_gateway_rate_limited_requests"),
@@ -110,21 +84,10 @@ class GatewayTelemetry:
                 span.set_attribute("http.response.status_code", status)
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
-                self._requests.labels(route, method, str(status)).inc()
-                self._durations.labels(route).observe(seconds)
+                self._requests.observe(request, status=status, seconds=seconds)
                 if status == RATE_LIMITED_STATUS:
                     self._rate_limited.labels(route).inc()
                 log.debug("%s %s answered %d in %.1f ms", method, route, status, seconds * 1000)
-
-    async def metrics(self, request: web.Request) -> web.Response:
-        body, content_type = metrics_payload(self.registry)
-        return web.Response(body=body, headers={"Content-Type": content_type})
-
-
-async def log_level(request: web.Request) -> web.Response:
-    body = parsed_json(await request.read()) if request.method == "POST" else None
-    status, answer = log_level_answer(request.method, body, peer=request.remote)
-    return web.json_response(answer, status=status)
 
 
 class GatewayCollector(Collector):
@@ -148,14 +111,12 @@ class GatewayCollector(Collector):
             yield GaugeMetricFamily(name, help_of(name), value=value)
 
 
-def install(app: web.Application, settings: Settings) -> Any:
+def install(app: web.Application, settings: Settings) -> GatewayTelemetry:
     """Metrics, traces and the log level on the gateway: the outermost middleware (it sees
     every answer, the error bodies included), /metrics and /admin/log-level."""
     telemetry = GatewayTelemetry(settings)
     telemetry.registry.register(GatewayCollector(app))
     app[TELEMETRY_KEY] = telemetry
     app.middlewares.insert(0, telemetry.middleware)
-    app.router.add_get("/metrics", telemetry.metrics, allow_head=False)
-    app.router.add_get("/admin/log-level", log_level, allow_head=False)
-    app.router.add_post("/admin/log-level", log_level)
+    add_observability_routes(app.router, telemetry.registry)
     return telemetry

@@ -25,14 +25,14 @@ from prometheus_client.registry import Collector
 
 from foundation.observability import (
     TRACEPARENT_HEADER,
+    RequestMetrics,
+    add_observability_routes,
     header_value,
     help_of,
-    log_level_answer,
-    metrics_payload,
     new_registry,
     parse_traceparent,
-    parsed_json,
     remote_parent,
+    route_label,
     tracer_provider,
 )
 from foundation.settings import Settings
@@ -52,23 +52,10 @@ if TYPE_CHECKING:
     from sinks.service import QueryService
 
 SERVICE_NAME = "streamwallet-query"
-UNMATCHED_ROUTE = "unmatched"  # the route label of a request no route took (404, 405)
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SQL_PATH = "/"
 BATCH_BUCKETS_EVENTS = (1, 10, 100, 500, 1000, 2500, 5000, 10_000, 20_000, 50_000)
 BATCH_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-REQUEST_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def route_label(request: web.Request) -> str:
-    """The route's template (`/accounts/{account_id}`), bounded by the routes there are."""
-    resource = request.match_info.route.resource
-    return UNMATCHED_ROUTE if resource is None else resource.canonical
-
-
-def method_label(request: web.Request) -> str:
-    return request.method if request.method in METHODS else "OTHER"
 
 
 # ClickHouse's codes for a query the policy refuses, and for one over a limit (sinks/sql/);
@@ -104,14 +91,7 @@ class SinkTelemetry:
         self._events = _counter(self.registry, "streamwallet_sink_events_written")
         self._batches = _counter(self.registry, "streamwallet_sink_batches")
         self._dead_letters = _counter(self.registry, "streamwallet_sink_dead_letters")
-        self._requests = _counter(self.registry, "streamwallet_query_requests", ["route", "method", "status"])
-        self._durations = Histogram(
-            "streamwallet_query_request_duration_seconds",
-            help_of("streamwallet_query_request_duration_seconds"),
-            ["route"],
-            buckets=REQUEST_BUCKETS_S,
-            registry=self.registry,
-        )
+        self._requests = RequestMetrics(self.registry, prefix="streamwallet_query")
         self._sql = _counter(self.registry, "streamwallet_sql_queries", ["outcome"])
         self.registry.register(QueryCollector(self))
 
@@ -167,27 +147,12 @@ class SinkTelemetry:
             status = error.status
             raise
         finally:
-            route = route_label(request)
-            self._requests.labels(route, method_label(request), str(status)).inc()
-            self._durations.labels(route).observe(time.monotonic() - started)
-            if route == SQL_PATH and (request.method == "POST" or "query" in request.query):
+            self._requests.observe(request, status=status, seconds=time.monotonic() - started)
+            if route_label(request) == SQL_PATH and (request.method == "POST" or "query" in request.query):
                 self._sql.labels(sql_outcome(status, exception_code)).inc()
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_get("/metrics", self.metrics)
-        router.add_get("/admin/log-level", log_level)
-        router.add_post("/admin/log-level", log_level)
-
-    async def metrics(self, request: web.Request) -> web.Response:
-        body, content_type = metrics_payload(self.registry)
-        return web.Response(body=body, headers={"Content-Type": content_type})
-
-
-async def log_level(request: web.Request) -> web.Response:
-    """GET or POST /admin/log-level (foundation/observability.py `log_level_answer`)."""
-    body = parsed_json(await request.read()) if request.method == "POST" else None
-    status, answer = log_level_answer(request.method, body, peer=request.remote)
-    return web.json_response(answer, status=status)
+        add_observability_routes(router, self.registry)
 
 
 def _counter(registry: Any, name: str, labels: Iterable[str] = ()) -> Counter:

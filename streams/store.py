@@ -125,7 +125,9 @@ class LocalState:
 
     def keys_of(self, partition: int) -> int:
         """How many state records a partition has (tests and diagnostics)."""
-        prefix = partition_prefix(partition)
+        return self.keys_under(partition_prefix(partition))
+
+    def keys_under(self, prefix: bytes) -> int:
         count = 0
         iterator = self.db.iter()
         iterator.seek(prefix)
@@ -224,14 +226,7 @@ class PartitionStore:
         self._staged.clear()
 
     def _count(self, table: Table) -> int:
-        prefix = self._prefix + table.value.encode()
-        count = 0
-        iterator = self._db.iter()
-        iterator.seek(prefix)
-        while iterator.valid() and iterator.key().startswith(prefix):
-            count += 1
-            iterator.next()
-        return count
+        return self._local.keys_under(self._prefix + table.value.encode())
 
     def _recount(self) -> None:
         """Before the staged writes reach RocksDB: each new entry of a counted table adds
