@@ -511,7 +511,10 @@ METRICS: Mapping[str, tuple[str, str]] = {
         "gauge",
         "Per partition: holds placed and neither captured, voided nor expired.",
     ),
-    "streamwallet_worker_restored_records": ("counter", "Changelog records restored into RocksDB."),
+    "streamwallet_worker_restored_records": (
+        "counter",
+        "Changelog records restored into RocksDB (grows while a restore runs: its progress).",
+    ),
     "streamwallet_worker_last_restore_seconds": ("gauge", "How long the last assignment took to restore."),
     "streamwallet_worker_owned_partitions": ("gauge", "Partitions this worker owns now."),
     "streamwallet_worker_partition_owned": ("gauge", "1 for each partition this worker owns now."),

@@ -177,6 +177,7 @@ class LedgerProcessor:
             shards=lambda: self._shards,
             metrics=lambda: self.metrics,
             memory=lambda: self.local.memory_bytes() if self.running else {},
+            restored=lambda: 0 if self._restorer is None else self._restorer.restored_records,  # live, mid-restore
         )
 
     # -- lifecycle --------------------------------------------------------------------------

@@ -131,6 +131,7 @@ class WorkerTelemetry:
         shards: Callable[[], Mapping[int, OwnedShard]],
         metrics: Callable[[], ProcessorMetrics],
         memory: Callable[[], dict[str, int]],
+        restored: Callable[[], int] = lambda: 0,
     ) -> None:
         self.settings = settings
         self.registry = new_registry()
@@ -173,7 +174,7 @@ class WorkerTelemetry:
             registry=self.registry,
         )
         self._lag: dict[tuple[str, int], int] = {}
-        self.registry.register(WorkerCollector(self, shards=shards, metrics=metrics, memory=memory))
+        self.registry.register(WorkerCollector(self, shards=shards, metrics=metrics, memory=memory, restored=restored))
         # This transaction's, until it commits (or is dropped when the next one begins).
         self._results: dict[tuple[str, Any], int] = {}  # (command type, ErrorCode or None) -> results
         self._appended: dict[str, list[int]] = {flow: [] for flow in FLOWS}
@@ -404,11 +405,13 @@ class WorkerCollector(Collector):
         shards: Callable[[], Mapping[int, OwnedShard]],
         metrics: Callable[[], ProcessorMetrics],
         memory: Callable[[], dict[str, int]],
+        restored: Callable[[], int],
     ) -> None:
         self.telemetry = telemetry
         self.shards = shards
         self.metrics = metrics
         self.memory = memory
+        self.restored = restored
 
     def describe(self) -> list[Metric]:
         return []  # collected only when scraped: nothing to check at registration
@@ -421,7 +424,7 @@ class WorkerCollector(Collector):
             ("streamwallet_worker_producers_replaced", metrics.producers_replaced),
             ("streamwallet_worker_consumers_renewed", metrics.consumers_renewed),
             ("streamwallet_worker_rebalances", metrics.rebalances),
-            ("streamwallet_worker_restored_records", metrics.restored_records),
+            ("streamwallet_worker_restored_records", max(metrics.restored_records, self.restored())),
         ):
             yield CounterMetricFamily(name, help_of(name), value=value)
         outputs = CounterMetricFamily(

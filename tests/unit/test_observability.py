@@ -4,15 +4,18 @@ worker's sampling decisions and what counts only once a transaction commits."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from confluent_kafka import Message
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
@@ -180,6 +183,44 @@ def test_spans_are_written_as_json_lines_to_the_export_directory(tmp_path: Path)
     assert span["name"] == "work" and span["service"] == "streamwallet-test" and span["parent_span_id"] is None
     assert span["attributes"] == {"streamwallet.account_id": "a"} and span["end_ns"] >= span["start_ns"]
     provider.shutdown()
+
+
+def test_spans_reach_an_otlp_http_collector_when_one_is_configured() -> None:
+    """The OTLP/HTTP exporter against a receiver that decodes what a collector would: the
+    protobuf ExportTraceServiceRequest POSTed to /v1/traces."""
+    received: list[tuple[str, str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.path, self.headers["Content-Type"], body))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+        settings = Settings(otlp_traces_endpoint=endpoint, trace_sample_ratio=1.0, worker_id="w7")
+        provider = tracer_provider(settings, service="streamwallet-gateway")
+        with provider.get_tracer("test").start_as_current_span("POST /v1/commands"):
+            pass
+        assert provider.force_flush(10_000)
+        provider.shutdown()
+    finally:
+        server.shutdown()
+    ((path, content_type, body),) = received
+    assert (path, content_type) == ("/v1/traces", "application/x-protobuf")
+    request = ExportTraceServiceRequest.FromString(body)
+    (resource_spans,) = request.resource_spans
+    attributes = {item.key: item.value.string_value for item in resource_spans.resource.attributes}
+    assert attributes["service.name"] == "streamwallet-gateway" and attributes["service.instance.id"] == "w7"
+    assert [span.name for scope in resource_spans.scope_spans for span in scope.spans] == ["POST /v1/commands"]
 
 
 def test_a_sample_ratio_outside_zero_to_one_is_refused() -> None:
