@@ -141,7 +141,7 @@ def owned_partitions(worker: ManagedProcess) -> list[int]:
     import urllib.request
 
     port = worker.settings.worker_web_port
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics.json", timeout=5) as response:
         partitions: list[int] = json.loads(response.read())["owned_partitions"]
         return partitions
 

@@ -42,7 +42,7 @@ def rss_mb(pid: int) -> float:
 
 
 def worker_metrics(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics.json", timeout=10) as response:
         metrics: dict[str, Any] = json.loads(response.read())
         return metrics
 

@@ -202,7 +202,7 @@ def main() -> None:
     try:
         query.wait_ready()
         while True:
-            _, metrics = get(f"{settings.query_url}/metrics")
+            _, metrics = get(f"{settings.query_url}/metrics.json")
             sink = metrics["sink"]
             if sink.get("events_written", 0) >= loaded.events and sink.get("lag_events", 1) == 0:
                 break

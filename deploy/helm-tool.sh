@@ -11,8 +11,7 @@
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin_dir="$root/.cache/bin"
+source "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 helm="$bin_dir/helm"
 
 if [[ -x "$helm" && "$("$helm" version --template '{{.Version}}' 2>/dev/null || true)" == "$HELM_VERSION" ]]; then
@@ -20,20 +19,7 @@ if [[ -x "$helm" && "$("$helm" version --template '{{.Version}}' 2>/dev/null || 
     exit 0
 fi
 
-command -v go >/dev/null || { echo "helm-tool: go is not on PATH; it is needed to build helm" >&2; exit 1; }
-mkdir -p "$bin_dir" "$root/.cache/go"
-# Everything Go writes stays in the project's .cache/. GOFLAGS is replaced, not inherited, so a
-# developer's -mod=vendor or the like cannot break a module-mode install. GOTOOLCHAIN=local: use
-# the installed Go, never download another toolchain. CGO_ENABLED=0, as helm's own releases.
-go_env=(
-    GOBIN="$bin_dir"
-    GOPATH="$root/.cache/go"
-    GOMODCACHE="$root/.cache/go/mod"
-    GOCACHE="$root/.cache/go/build"
-    GOFLAGS="-trimpath"
-    GOTOOLCHAIN=local
-    CGO_ENABLED=0
-)
+require_go helm-tool
 echo "helm-tool: building helm $HELM_VERSION with $(go version) into $helm" >&2
 started=$(date +%s)
 

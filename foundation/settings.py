@@ -132,6 +132,15 @@ class Settings:
             shown.append(f"{field.name}={repr('***') if field.name in SECRET_FIELDS and value else repr(value)}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
+    # Observability (foundation/observability.py; README "Observability")
+    # "text" (a line a person reads) or "json" (one object per line, for a log collector)
+    log_format: str = "text"
+    # Traces: a request or command whose traceparent is sampled is always traced; one without
+    # is traced with this probability (the gateway's requests, commands produced without one).
+    trace_sample_ratio: float = 0.01
+    trace_export_directory: str = ""  # finished spans as JSON lines, one file per process; empty: none
+    otlp_traces_endpoint: str = ""  # an OTLP/HTTP collector, e.g. http://127.0.0.1:4318/v1/traces; empty: none
+
     def topology(self) -> Topology:
         """The topics this deployment uses, as configured."""
         return Topology(
@@ -205,6 +214,8 @@ def _parse(hint: typing.Any, text: str, name: str) -> typing.Any:
             return text.lower() in ("1", "true", "yes")
         if hint is int:
             return int(text)
+        if hint is float:
+            return float(text)
         if hint is Path:
             return Path(text)
         if hint == Path | None:

@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 
 from foundation.settings import Settings
-from gateway import authorization, command_handlers
+from gateway import authorization, command_handlers, telemetry
 from gateway.authentication import PUBLIC_PATHS, Authenticator
 from gateway.client import LedgerClient
 from gateway.errors import ApiError, GatewayCode, error_body, retry_headers
@@ -97,6 +97,8 @@ async def authenticated(request: web.Request, handler: Handler) -> web.StreamRes
             details={"rate_per_s": limiter.rate_per_s, "burst": limiter.burst, "retry_after_s": retry_after_s},
             headers={"Retry-After": str(retry_after_s)},
         )
+    if request.rel_url.path in authorization.OPERATIONS_PATHS:
+        authorization.check_operations(principal, change=request.method != "GET")
     request[PRINCIPAL_KEY] = principal
     return await handler(request)
 
@@ -177,6 +179,7 @@ def create_app(settings: Settings) -> web.Application:
         rate_per_s=settings.gateway_rate_limit_per_s, burst=settings.gateway_rate_limit_burst
     )
     app[SENDERS_KEY] = RecentSenders()
+    telemetry.install(app, settings)  # metrics, traces, log level: gateway/telemetry.py
 
     async def lifecycle(app: web.Application) -> Any:
         loop = asyncio.get_running_loop()

@@ -50,6 +50,9 @@ EVERY_ACCOUNT_READERS = frozenset({OPERATOR, AUDITOR, ADMIN})  # read any accoun
 ACCOUNT_READERS = EVERY_ACCOUNT_READERS | {OWNER}  # may read some account
 TOTALS_READERS = frozenset({OPERATOR, AUDITOR})
 EVERY_OUTCOME_READERS = frozenset({OPERATOR, AUDITOR})  # the outcome of any command
+OPERATIONS_READERS = frozenset({OPERATOR, AUDITOR, ADMIN})  # /metrics, the log level
+OPERATIONS_WRITERS = frozenset({OPERATOR, ADMIN})  # changing the log level
+OPERATIONS_PATHS = frozenset({"/metrics", "/admin/log-level"})
 
 
 def forbidden(principal: Principal, message: str, allowed: frozenset[Role] | None = None) -> ApiError:
@@ -112,3 +115,11 @@ def check_outcome(principal: Principal, command_id: str, sender: str | None) -> 
             f"command {command_id} was not sent by this principal (or is not known to have been)",
             EVERY_OUTCOME_READERS,
         )
+
+
+def check_operations(principal: Principal, *, change: bool) -> None:
+    """The gateway's operational endpoints: reading metrics or the log level needs a role
+    that runs or audits the ledger; changing the level, one that runs it."""
+    allowed = OPERATIONS_WRITERS if change else OPERATIONS_READERS
+    if not _holds_any(principal, allowed):
+        raise forbidden(principal, "the gateway's operations endpoints need an operator's or auditor's role", allowed)

@@ -15,11 +15,15 @@ from sinks.clickhouse import StoreInUseError, StoreLockedError, connect
 from sinks.schema import SchemaError
 from sinks.service import QueryService, StoreReadOnlyError
 from sinks.sql.endpoint import SqlEndpoint
+from sinks.telemetry import SinkTelemetry
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application()
+    telemetry = SinkTelemetry(settings)
+    app = web.Application(middlewares=[telemetry.middleware])
     service = QueryService(settings)
+    service.telemetry = telemetry  # the sink reports each batch to it
+    telemetry.service = service  # it reads the service's numbers when scraped
     app[routes.STATE_KEY] = service
 
     sql = SqlEndpoint(settings)
@@ -33,6 +37,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     routes.add_routes(app.router)
+    telemetry.add_routes(app.router)
     sql.add_routes(app.router)
     return app
 

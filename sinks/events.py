@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -49,6 +49,9 @@ from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
+
+if TYPE_CHECKING:
+    from sinks.telemetry import SinkTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +193,7 @@ class EventSink:
         codec: Codec | None = None,
         on_written: Callable[[Written], None] = lambda written: None,
         commit_offsets: bool = True,
+        telemetry: SinkTelemetry | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -198,6 +202,7 @@ class EventSink:
         self.decoder = EventDecoder(self.codec)
         self.on_written = on_written
         self.commit_offsets = commit_offsets
+        self.telemetry = telemetry  # batch metrics and the events' spans (sinks/telemetry.py)
         self.topology = settings.topology()
         self.topic = self.topology.events.name
         self.metrics = SinkMetrics()
@@ -355,6 +360,10 @@ class EventSink:
         if rows:
             newest_ms = max(row[_OCCURRED_AT] for row in newest_row.values())
             metrics.newest_event_age_ms = max(0, int(time.time() * 1000) - newest_ms)
+        if self.telemetry is not None:
+            self.telemetry.batch_written(
+                messages, events=len(rows), dead_letters=letters, seconds=metrics.last_batch_seconds
+            )
         return written
 
     def _store_progress(self, next_offsets: Mapping[int, int]) -> None:

@@ -1,6 +1,7 @@
 """The query service's HTTP API over the views (the service itself: `sinks/service.py`).
 
-    GET  /health, /ready, /metrics                   (metrics: the sink's lag, rate, positions, cut)
+    GET  /health, /ready, /metrics.json              (metrics.json: the sink's lag, rate, positions, cut;
+                                                      /metrics, Prometheus's: sinks/telemetry.py)
     GET  /accounts/{id}                              balance and available balance
     GET  /accounts/{id}/history?limit=&before=|after=   events with the running balance, by cursor
     GET  /accounts/{id}/as-of?sequence=N | ?at=<ms or ISO 8601>   the account as of then
@@ -253,7 +254,7 @@ async def rebuild_status(request: web.Request) -> web.Response:
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/health", health)
     router.add_get("/ready", ready)
-    router.add_get("/metrics", metrics)
+    router.add_get("/metrics.json", metrics)
     router.add_get("/accounts/{account_id}", account)
     router.add_get("/accounts/{account_id}/history", history)
     router.add_get("/accounts/{account_id}/as-of", as_of)

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 
@@ -34,6 +34,9 @@ from sinks.events import EventSink, Written, passed
 from sinks.rebuild import RebuildProgress, rebuild
 from sinks.reconcile import reconcile
 from sinks.schema import check_schema, migrate
+
+if TYPE_CHECKING:
+    from sinks.telemetry import SinkTelemetry
 
 log = logging.getLogger(__name__)
 READONLY_CODE = 164  # ClickHouse's READONLY: the store refuses writes
@@ -82,6 +85,7 @@ class QueryService:
         self.reads_waited = 0  # reads with min_seq that found the view behind and waited
         self.reads_not_yet = 0  # ... and were answered "not yet"
         self.reconciling = asyncio.Lock()
+        self.telemetry: SinkTelemetry | None = None  # set by the process (sinks/app.py)
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -132,7 +136,7 @@ class QueryService:
                     continue  # paused meanwhile
                 self._sink_stop = threading.Event()
                 self._sink_idle.clear()
-            sink = EventSink(self.settings, client, on_written=self._notify)
+            sink = EventSink(self.settings, client, on_written=self._notify, telemetry=self.telemetry)
             self.sink = sink
             self.sink_failing = False
             try:

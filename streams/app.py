@@ -22,9 +22,11 @@ import faust
 import mode
 from faust.app.base import BootStrategy
 
+from foundation import observability
 from foundation.settings import Settings
 from streams.processor import DeciderFactory, LedgerProcessor
 from streams.reads import NotOwnedError, committed_account
+from streams.telemetry import SERVICE_NAME
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 30.0
@@ -109,10 +111,7 @@ def create_app(settings: Settings | None = None, *, decider: DeciderFactory | No
         is_ready = service.alive and processor.ready.is_set()
         return web.json({"ready": is_ready}, status=200 if is_ready else 503)
 
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        rocksdb = processor.local.memory_bytes() if processor.running else {}
-        return web.json({"worker_id": settings.worker_id, **dataclasses.asdict(processor.metrics), "rocksdb": rocksdb})
+    processor.telemetry.add_routes(app, processor)  # /metrics, /metrics.json, /admin/log-level
 
     @app.page("/accounts/{account_id}")
     async def account(web: Any, request: Any, account_id: str) -> Any:
@@ -134,5 +133,7 @@ def run_worker(
     settings: Settings | None = None, *, loglevel: str = "info", decider: DeciderFactory | None = None
 ) -> None:
     """Run a worker until it is stopped (SIGTERM/SIGINT) or crashes; exits the process."""
+    settings = settings or Settings.from_environment()
     app = create_app(settings, decider=decider)
-    faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+    logging_config = observability.logging_config(settings.log_format, level=loglevel, service=SERVICE_NAME)
+    faust.Worker(app, loglevel=loglevel, logging_config=logging_config).execute_from_commandline()

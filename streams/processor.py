@@ -54,6 +54,7 @@ from streams.assignment import OwnedShard, Ownership
 from streams.positions import POSITIONS_KEY, InputPositions
 from streams.restore import Restorer
 from streams.store import LocalState, PartitionStore
+from streams.telemetry import WorkerTelemetry
 from streams.transactions import CommitOutcomeUnknown, TransactionalProducer, WorkerFenced, is_abortable, is_fenced
 from topologies import partition_for
 from topologies.admin import verify_topics
@@ -170,6 +171,14 @@ class LedgerProcessor:
         self._next_checkpoint_s = 0.0
         self._consumers_renewed_at: list[float] = []
         self.ready = threading.Event()  # set once the first assignment is restored
+        self.telemetry = WorkerTelemetry(
+            settings,
+            commands_topic=self._commands_topic,
+            shards=lambda: self._shards,
+            metrics=lambda: self.metrics,
+            memory=lambda: self.local.memory_bytes() if self.running else {},
+            restored=lambda: 0 if self._restorer is None else self._restorer.restored_records,  # live, mid-restore
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -250,7 +259,7 @@ class LedgerProcessor:
         ownership = self._ownership
         if ownership is None:
             raise RuntimeError("the processor is not running")
-        consumer = Consumer(clients.consumer_config(self.settings))
+        consumer = Consumer({**clients.consumer_config(self.settings), **self.telemetry.consumer_options()})
         consumer.subscribe(
             [self._commands_topic, self._legs_topic],
             on_assign=ownership.on_assign,
@@ -347,6 +356,7 @@ class LedgerProcessor:
             self._maybe_checkpoint(now_s)
             return
         batch = _Batch(messages)
+        self.telemetry.begin()
         try:
             self._producer.begin_transaction()
             for message in messages:
@@ -476,6 +486,7 @@ class LedgerProcessor:
                 error = abort_failure.args[0]
             else:
                 self.metrics.aborts += 1
+                self.telemetry.aborted(error)
                 self._forget_staged()
                 self._rewind(batch)
                 return
@@ -524,6 +535,7 @@ class LedgerProcessor:
         metrics.dead_letters += counts.dead_letters
         metrics.transaction_seconds += time.monotonic() - started_s
         metrics.batch_messages_max = max(metrics.batch_messages_max, len(batch.messages))
+        self.telemetry.committed(metrics)
 
     def _process(self, message: Message, counts: ProcessorMetrics) -> None:
         topic, partition, _ = coordinates(message)
@@ -548,6 +560,7 @@ class LedgerProcessor:
         if outcome.refused is not None:  # a leg that does not fit the shard's state: it changed nothing
             self._dead_letter(message, outcome.refused)
             counts.dead_letters += 1
+        headers = self.telemetry.decided(message, decoded, outcome)
         encode = self.codec.encode
         events_topic, results_topic, legs_topic = (
             self.topology.events.name,
@@ -561,13 +574,16 @@ class LedgerProcessor:
                 key=event.account_id.encode(),
                 partition=partition,
                 timestamp=event.occurred_at_ms,
+                headers=headers,
             )
         for result in outcome.results:
             # On the deciding shard's partition, not the key's: a transaction that touches fewer
             # partitions commits faster (clients read every partition of the results topic).
-            self._produce(results_topic, encode(result), key=result.command_id.encode(), partition=partition)
+            self._produce(
+                results_topic, encode(result), key=result.command_id.encode(), partition=partition, headers=headers
+            )
         for leg in outcome.legs:
-            self._produce(legs_topic, encode(leg), key=leg.routing_key.encode())
+            self._produce(legs_topic, encode(leg), key=leg.routing_key.encode(), headers=headers)
         counts.events += len(outcome.events)
         counts.results += len(outcome.results)
         counts.legs += len(outcome.legs)
@@ -587,6 +603,7 @@ class LedgerProcessor:
             failed_at_ms=int(time.time() * 1000),
         )
         log.warning("dead letter from %s/%d@%d: %s", topic, partition, offset, error)
+        self.telemetry.dead_lettered(error.code.value)
         self._produce(self.topology.deadletter.name, self.codec.encode(letter), key=message.key())
 
     def _produce(
@@ -598,11 +615,12 @@ class LedgerProcessor:
         partition: int = -1,
         timestamp: int = 0,
         on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         while True:
             try:
                 if on_delivery is None:
-                    self._producer.produce(topic, value, key, partition=partition, timestamp=timestamp)
+                    self._producer.produce(topic, value, key, partition=partition, timestamp=timestamp, headers=headers)
                 else:
                     self._producer.produce(
                         topic, value, key, partition=partition, timestamp=timestamp, on_delivery=on_delivery

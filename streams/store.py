@@ -35,6 +35,9 @@ BLOCK_CACHE_BYTES = 8 * 1024 * 1024
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 WRITE_BUFFERS_MAX = 2
 BLOOM_BITS_PER_KEY = 10  # most lookups of a new command (dedup id, command id) miss: filters answer them
+# Tables whose sizes the worker's metrics show (what is in flight, what is open): counted
+# once when a partition is taken, then kept by each commit's changes (streams/telemetry.py).
+COUNTED_TABLES = (Table.OUTGOING, Table.PREPARED, Table.BATCHES, Table.HOLD_EXPIRIES)
 
 
 def partition_prefix(partition: int) -> bytes:
@@ -122,7 +125,9 @@ class LocalState:
 
     def keys_of(self, partition: int) -> int:
         """How many state records a partition has (tests and diagnostics)."""
-        prefix = partition_prefix(partition)
+        return self.keys_under(partition_prefix(partition))
+
+    def keys_under(self, prefix: bytes) -> int:
         count = 0
         iterator = self.db.iter()
         iterator.seek(prefix)
@@ -146,6 +151,8 @@ class PartitionStore:
         # Decoded committed records. Objects handed out may be mutated by the state
         # machine before it puts them, so the cache is dropped whenever a transaction aborts.
         self._cache: collections.OrderedDict[tuple[Table, str], Any] = collections.OrderedDict()
+        # Entries of COUNTED_TABLES in the committed state (read by other threads: the metrics).
+        self.counts: dict[Table, int] = {table: self._count(table) for table in COUNTED_TABLES}
 
     # -- the Store port -------------------------------------------------------------------
 
@@ -203,6 +210,7 @@ class PartitionStore:
 
     def apply_committed(self, records: list[tuple[bytes, bytes | None]]) -> None:
         """The transaction carrying `records` committed: make them the local state."""
+        self._recount()
         batch = WriteBatch(raw_mode=True)
         for key, value in records:
             if value is None:
@@ -216,6 +224,24 @@ class PartitionStore:
             else:
                 self._remember(slot, value)
         self._staged.clear()
+
+    def _count(self, table: Table) -> int:
+        return self._local.keys_under(self._prefix + table.value.encode())
+
+    def _recount(self) -> None:
+        """Before the staged writes reach RocksDB: each new entry of a counted table adds
+        one, each deleted entry removes one. The state machine read most of them in this
+        transaction (they are in the cache); RocksDB answers for the others."""
+        counts = self.counts
+        for slot, value in self._staged.items():
+            table = slot[0]
+            if table not in counts:
+                continue
+            existed = slot in self._cache or self._db.get(self._prefix + changelog_key(table, slot[1])) is not None
+            if value is _DELETED:
+                counts[table] -= existed
+            else:
+                counts[table] += not existed
 
     def discard_staged(self) -> None:
         """The transaction aborted: forget its writes and every object it may have touched."""

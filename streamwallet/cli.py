@@ -28,7 +28,6 @@ Configuration comes from STREAMWALLET_* environment variables (foundation/settin
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 import urllib.parse
 from pathlib import Path
@@ -41,8 +40,13 @@ from streamwallet.exit_codes import EXIT_CODES_HELP, CommandError
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report it
 
 
-def _logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _logging(level: str, settings: Settings | None = None, *, service: str = "streamwallet") -> None:
+    """The root logger at `level`, in the settings' log format (text for the commands a
+    person runs: foundation/observability.py)."""
+    from foundation.observability import configure_logging
+
+    log_format = "text" if settings is None else settings.log_format
+    configure_logging(log_format=log_format, level=level, service=service)
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
@@ -134,7 +138,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.app import run_query_service
 
-    _logging(args.log_level)
+    _logging(args.log_level, settings, service="streamwallet-query")
     _check_kafka(settings)
     run_query_service(settings)
     return 0
@@ -143,7 +147,7 @@ def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_gateway(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.app import run_gateway
 
-    _logging(args.log_level)
+    _logging(args.log_level, settings, service="streamwallet-gateway")
     _check_kafka(settings)
     run_gateway(settings)
     return 0

@@ -229,7 +229,7 @@ def _report(
         totals[currency.get(account, "USD")] += balance
     print("  total balances: " + ", ".join(f"{format_amount(total, code)} {code}" for code, total in totals.items()))
     print(f"  ClickHouse view vs. results: {len(latest) - mismatches} of {len(latest)} accounts agree")
-    _, metrics = _http("GET", f"{settings.query_url}/metrics")
+    _, metrics = _http("GET", f"{settings.query_url}/metrics.json")
     print(
         f"  query service: {metrics['sink'].get('events_written', 0)} events written, "
         f"lag {sum(metrics['sink'].get('lag', {}).values())}"

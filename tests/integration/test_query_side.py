@@ -105,7 +105,7 @@ def check_views(settings: Settings, events: list[AccountEvent]) -> None:
 
 
 def written(settings: Settings) -> int:
-    status, metrics = get(f"{settings.query_url}/metrics")
+    status, metrics = get(f"{settings.query_url}/metrics.json")
     assert status == 200, metrics
     return sum(metrics["sink"]["positions"].values())
 
@@ -124,7 +124,7 @@ def wait_caught_up(settings: Settings) -> None:
     on a machine loaded enough that catching up takes longer than read_wait_ms_max)."""
     deadline = time.monotonic() + CATCH_UP_WAIT_S
     while time.monotonic() < deadline:
-        status, metrics = get(f"{settings.query_url}/metrics")
+        status, metrics = get(f"{settings.query_url}/metrics.json")
         if status == 200 and metrics["sink"].get("caught_up") and metrics["sink"]["lag_events"] == 0:
             return
         time.sleep(0.2)
@@ -157,7 +157,7 @@ def test_the_sink_killed_while_writing_loses_doubles_and_reorders_nothing(settin
                 second_half.start()
             wait_for_progress(settings)
             time.sleep(rng.uniform(0.0, 0.5))
-            status, metrics = get(f"{settings.query_url}/metrics")
+            status, metrics = get(f"{settings.query_url}/metrics.json")
             query.kill()
             assert status == 200, metrics
             written_at_kills.append(sum(metrics["sink"]["positions"].values()))
@@ -170,7 +170,7 @@ def test_the_sink_killed_while_writing_loses_doubles_and_reorders_nothing(settin
         check_views(settings, events)
         status, _ = get(f"{settings.query_url}/accounts/aborted-00000")
         assert status == 404, "an aborted transaction must never show"
-        status, metrics = get(f"{settings.query_url}/metrics")
+        status, metrics = get(f"{settings.query_url}/metrics.json")
         assert metrics["sink"]["dead_letters"] <= 1
     finally:
         stack.stop_all()

@@ -346,7 +346,7 @@ def test_a_second_query_service_serves_reads_through_the_first_ones_endpoint(dep
     assert get(f"{second}/totals?cut=none") == get(f"{first}/totals?cut=none")
     status, body = get(f"{second}/accounts/{account_id}?min_seq={history[-1].sequence + 5}")
     assert status == 409 and body["status"] == "not_yet"
-    assert get(f"{second}/metrics")[1]["read_only"] is True
+    assert get(f"{second}/metrics.json")[1]["read_only"] is True
     assert get(f"{second}/reconcile")[0] == 409
     request = urllib.request.Request(f"{second}/admin/rebuild", data=b"", method="POST")
     with pytest.raises(urllib.error.HTTPError) as raised:

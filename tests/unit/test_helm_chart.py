@@ -262,10 +262,19 @@ def test_every_variable_the_chart_sets_is_a_settings_field(helm: Helm) -> None:
 
 
 def test_rendered_settings_parse_as_settings(helm: Helm) -> None:
-    documents = render(helm, "settings.session_timeout_ms=9000", "settings.static_membership=false")
+    documents = render(
+        helm,
+        "settings.session_timeout_ms=9000",
+        "settings.static_membership=false",
+        "settings.trace_sample_ratio=0.05",
+        "settings.otlp_traces_endpoint=http://otel-collector:4318/v1/traces",
+    )
     worker = find(documents, "StatefulSet", f"{FULLNAME}-worker")
     environment = {**config_data(documents), **literal_env(worker), "STREAMWALLET_WORKER_ID": "worker-0"}
     settings = Settings.from_environment(environment)
+    assert settings.log_format == "json"  # deployed processes log JSON lines (locally: text)
+    assert settings.trace_sample_ratio == 0.05
+    assert settings.otlp_traces_endpoint == "http://otel-collector:4318/v1/traces"
     assert settings.bootstrap_servers == "kafka:9092"
     assert (settings.partitions, settings.replication_factor, settings.min_insync_replicas) == (8, 3, 2)
     assert settings.session_timeout_ms == 9000

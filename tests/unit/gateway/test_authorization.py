@@ -110,3 +110,15 @@ def test_roles_add_up(endpoint: str, ownership: str) -> None:
         principal = Principal(principal_id=ME, roles=roles)
         alone = [expected(GRID[endpoint][ROLE_COLUMNS.index(frozenset({role}))], ownership) for role in roles]
         assert allowed(endpoint, principal, ownership) is any(alone), (endpoint, sorted(roles), ownership)
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_the_operations_endpoints_need_an_operator_or_auditor_and_changing_the_level_an_operator(role: Role) -> None:
+    principal = Principal(principal_id="p", roles=frozenset({role}))
+    for change, allowed in ((False, {Role.OPERATOR, Role.AUDITOR, Role.ADMIN}), (True, {Role.OPERATOR, Role.ADMIN})):
+        if role in allowed:
+            authorization.check_operations(principal, change=change)
+        else:
+            with pytest.raises(ApiError) as refused:
+                authorization.check_operations(principal, change=change)
+            assert refused.value.code is GatewayCode.FORBIDDEN
