@@ -22,18 +22,7 @@ fi
 
 command -v go >/dev/null || { echo "helm-tool: go is not on PATH; it is needed to build helm" >&2; exit 1; }
 mkdir -p "$bin_dir" "$root/.cache/go"
-# Everything Go writes stays in the project's .cache/. GOFLAGS is replaced, not inherited, so a
-# developer's -mod=vendor or the like cannot break a module-mode install. GOTOOLCHAIN=local: use
-# the installed Go, never download another toolchain. CGO_ENABLED=0, as helm's own releases.
-go_env=(
-    GOBIN="$bin_dir"
-    GOPATH="$root/.cache/go"
-    GOMODCACHE="$root/.cache/go/mod"
-    GOCACHE="$root/.cache/go/build"
-    GOFLAGS="-trimpath"
-    GOTOOLCHAIN=local
-    CGO_ENABLED=0
-)
+source "$root/deploy/go-env.sh"
 echo "helm-tool: building helm $HELM_VERSION with $(go version) into $helm" >&2
 started=$(date +%s)
 

@@ -4,24 +4,29 @@
 # into the git-ignored .cache/, once:
 #   .cache/bin/kubeconform           built from source with `go install`
 #   .cache/kubernetes-schemas/       JSON schemas converted by deploy/kubernetes_schemas.py from
-#     v<release>-standalone-strict/    the OpenAPI v3 documents of k8s.io/kubernetes@<release>
+#     v<release>-standalone-strict/    the OpenAPI v3 documents of k8s.io/kubernetes@<release>,
+#                                      for each release in KUBERNETES_VERSIONS
 #     crds/monitoring.coreos.com/      prometheus-operator's ServiceMonitor CRD (its Go module)
 #
-#   deploy/kubeconform-tool.sh                 # build and convert if missing; print the binary's path
+#   deploy/kubeconform-tool.sh                 # build and convert what is missing; print the binary's path
 #   deploy/kubeconform-tool.sh check [FLAG...] FILE...|-
-#                                              # kubeconform -strict against those schemas, nothing
-#                                              # missing allowed; extra kubeconform flags pass through:
+#                                              # kubeconform -strict against those schemas for
+#                                              # KUBERNETES_VERSION, nothing missing allowed; extra
+#                                              # kubeconform flags pass through:
 #   helm template wallet deploy/helm/streamwallet | deploy/kubeconform-tool.sh check -summary -
 #
-#   KUBECONFORM_VERSION, KUBERNETES_VERSION (a k8s.io/kubernetes module version, v1.34.4 is
-#   Kubernetes 1.34.4), PROMETHEUS_OPERATOR_VERSION choose other releases.
+#   KUBERNETES_VERSIONS (k8s.io/kubernetes module versions: v1.34.4 is Kubernetes 1.34.4; by
+#   default the chart's oldest supported minor and a current one), KUBERNETES_VERSION (the one
+#   `check` uses; by default the last), KUBECONFORM_VERSION, PROMETHEUS_OPERATOR_VERSION choose
+#   other releases.
 #
-# A cold run downloads about 22 MB of module zips and builds kubeconform (README of the chart,
-# "Validation", has the figures); a warm one checks two version stamps.
+# A cold run downloads about 25 MB of module zips and builds kubeconform (the chart's README,
+# "Validation", has the figures); a warm one checks version stamps.
 set -euo pipefail
 
 KUBECONFORM_VERSION="${KUBECONFORM_VERSION:-v0.8.0}"
-KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.34.4}"
+KUBERNETES_VERSIONS="${KUBERNETES_VERSIONS:-v1.25.16 v1.34.4}"
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-${KUBERNETES_VERSIONS##* }}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
 CRD_FILES=(jsonnet/prometheus-operator/servicemonitors-crd.json)
 CONVERTER_REVISION=1  # bump when deploy/kubernetes_schemas.py writes something else
@@ -30,20 +35,8 @@ bin_dir="$root/.cache/bin"
 kubeconform="$bin_dir/kubeconform"
 kubeconform_stamp="$bin_dir/kubeconform.version"
 schemas="$root/.cache/kubernetes-schemas"
-schemas_stamp="$schemas/SOURCES"
-schemas_wanted="k8s.io/kubernetes@$KUBERNETES_VERSION prometheus-operator@$PROMETHEUS_OPERATOR_VERSION converter=$CONVERTER_REVISION"
 
-# Everything Go writes stays in the project's .cache/ (shared with deploy/helm-tool.sh). GOFLAGS
-# is replaced, not inherited; GOTOOLCHAIN=local: use the installed Go, never download another.
-go_env=(
-    GOBIN="$bin_dir"
-    GOPATH="$root/.cache/go"
-    GOMODCACHE="$root/.cache/go/mod"
-    GOCACHE="$root/.cache/go/build"
-    GOFLAGS="-trimpath"
-    GOTOOLCHAIN=local
-    CGO_ENABLED=0
-)
+source "$root/deploy/go-env.sh"
 
 need_go() {
     command -v go >/dev/null || { echo "kubeconform-tool: go is not on PATH; it is needed to $1" >&2; exit 1; }
@@ -75,24 +68,30 @@ build_kubeconform() {
     echo "kubeconform-tool: built kubeconform in $((SECONDS - started))s" >&2
 }
 
+# The schemas of one Kubernetes release (and the CRDs), unless its stamp says they are there.
 convert_schemas() {
-    if [[ -f "$schemas_stamp" && "$(cat "$schemas_stamp")" == "$schemas_wanted" ]]; then
+    local release="$1"
+    local stamp="$schemas/SOURCES-$release"
+    local wanted="k8s.io/kubernetes@$release prometheus-operator@$PROMETHEUS_OPERATOR_VERSION converter=$CONVERTER_REVISION"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted" ]]; then
         return
     fi
     need_go "download the Kubernetes OpenAPI documents"
-    echo "kubeconform-tool: converting $schemas_wanted into $schemas" >&2
+    echo "kubeconform-tool: converting $wanted into $schemas" >&2
     local started=$SECONDS kubernetes operator crds=()
-    kubernetes="$(module_dir "k8s.io/kubernetes@$KUBERNETES_VERSION")"
+    kubernetes="$(module_dir "k8s.io/kubernetes@$release")"
     operator="$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"
     for file in "${CRD_FILES[@]}"; do crds+=(--crd "$operator/$file"); done
     "${PYTHON:-python3}" "$root/deploy/kubernetes_schemas.py" --openapi-v3 "$kubernetes/api/openapi-spec/v3" \
-        --release "$KUBERNETES_VERSION" "${crds[@]}" --out "$schemas" >&2
-    echo "$schemas_wanted" >"$schemas_stamp"
-    echo "kubeconform-tool: schemas ready in $((SECONDS - started))s ($(du -sh "$schemas" | cut -f1))" >&2
+        --release "$release" "${crds[@]}" --out "$schemas" >&2
+    echo "$wanted" >"$stamp"
+    echo "kubeconform-tool: schemas of $release ready in $((SECONDS - started))s" >&2
 }
 
 build_kubeconform
-convert_schemas
+for release in $KUBERNETES_VERSIONS $KUBERNETES_VERSION; do
+    convert_schemas "$release"
+done
 
 if [[ "${1:-}" == "check" ]]; then
     shift

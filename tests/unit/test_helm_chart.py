@@ -21,6 +21,7 @@ from tests.helm_chart import API_KEYS, CHART, FULLNAME, NAMESPACE, Helm, build_h
 SETTINGS_VARIABLES = {ENVIRONMENT_PREFIX + field.name.upper() for field in dataclasses.fields(Settings)}
 VARIABLE = re.compile(r"\bSTREAMWALLET_[A-Z0-9_]+\b")
 SERVER_DSN = "clickhouse.dsn=http://clickhouse:8123"
+SERVER = ("clickhouse.dsn=http://wallet@clickhouse:8123", "clickhouse.passwordSecret.name=clickhouse-wallet")
 KAFKA_USERS = ("worker", "query", "gateway", "topics")
 SASL_SSL = (
     "kafka.security.protocol=SASL_SSL",
@@ -281,6 +282,29 @@ def test_schema_settings_are_settings_fields(helm: Helm) -> None:
         (("kafka.security.caSecret.name=kafka-ca",), "PLAINTEXT, which would ignore it"),
         (("kafka.security.protocol=SASL_PLAINTEXT",), "protocol"),
         (("settings.kafka_username=someone",), "kafka_username"),
+        (("gateway.auth.jwt.clockSkewSeconds=301",), "clockSkewSeconds"),
+        (("gateway.rateLimit.burst=0",), "burst"),
+        (("gateway.auth.jwt.issuer=",), "issuer"),
+        (("query.sql.threadsMax=0",), "threadsMax"),
+        (("schemaRegistry.framing=confluent",), "set schemaRegistry.url"),
+        (("schemaRegistry.framing=avro",), "framing"),
+        (("schemaRegistry.url=apicurio:8080",), "url"),
+        (("query.readReplicas.enabled=true",), "query.readReplicas needs a ClickHouse server"),
+        (("clickhouse.dsn=http://wallet:hunter2@clickhouse:8123",), "has a password in it"),
+        (("clickhouse.passwordSecret.name=clickhouse-wallet",), "embedded chDB, which has no password"),
+        (("clickhouse.dsn=http://clickhouse:8123", "clickhouse.passwordSecret.name=ch"), "names no user"),
+        (
+            (*SERVER, "query.readReplicas.enabled=true", "query.readReplicas.clickhousePasswordSecret.name=reader"),
+            "without query.readReplicas.clickhouseDsn",
+        ),
+        (
+            (
+                *SERVER,
+                "query.readReplicas.enabled=true",
+                "query.readReplicas.clickhouseDsn=http://r:pw@clickhouse:8123",
+            ),
+            "query.readReplicas.clickhouseDsn has a password in it",
+        ),
     ],
 )
 def test_invalid_values_fail_to_render(helm: Helm, sets: tuple[str, ...], message: str) -> None:

@@ -11,6 +11,7 @@ none without a schema. The canary tests show the schemas refuse what the API ser
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 import yaml
 
 from tests.helm_chart import (
+    CHART,
     ROOT,
     Helm,
     build_helm,
@@ -30,6 +32,9 @@ from tests.helm_chart import (
 
 KUBECONFORM_TOOL = ROOT / "deploy" / "kubeconform-tool.sh"
 VALID = "statusValid"
+# The oldest Kubernetes minor the chart supports (Chart.yaml's kubeVersion) and a current one:
+# k8s.io/kubernetes module versions.
+RELEASES = ("v1.25.16", "v1.34.4")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,14 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
 @pytest.fixture(scope="module")
 def kubeconform() -> Path:
     """kubeconform and the schemas, built and converted if missing (a failure fails the tests)."""
-    built = subprocess.run(["bash", str(KUBECONFORM_TOOL)], capture_output=True, text=True, timeout=900, check=False)
+    built = subprocess.run(
+        ["bash", str(KUBECONFORM_TOOL)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env=tool_environment(),
+    )
     if built.returncode != 0:
         pytest.fail(f"deploy/kubeconform-tool.sh failed ({built.returncode}):\n{built.stderr[-4000:]}")
     binary = Path(built.stdout.strip().splitlines()[-1])
@@ -48,7 +60,11 @@ def kubeconform() -> Path:
     return binary
 
 
-def validate(manifests: str) -> list[dict[str, Any]]:
+def tool_environment(release: str = RELEASES[-1]) -> dict[str, str]:
+    return {**os.environ, "KUBERNETES_VERSIONS": " ".join(RELEASES), "KUBERNETES_VERSION": release}
+
+
+def validate(manifests: str, release: str = RELEASES[-1]) -> list[dict[str, Any]]:
     """kubeconform's verdict on each resource of a YAML stream (through the tool's `check`)."""
     result = subprocess.run(
         ["bash", str(KUBECONFORM_TOOL), "check", "-output", "json", "-verbose", "-"],
@@ -57,6 +73,7 @@ def validate(manifests: str) -> list[dict[str, Any]]:
         text=True,
         timeout=300,
         check=False,
+        env=tool_environment(release),
     )
     assert result.stderr == "", result.stderr
     resources: list[dict[str, Any]] = json.loads(result.stdout)["resources"]
@@ -68,11 +85,18 @@ def invalid(resources: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return [(r["kind"], r["name"], r.get("msg", "")) for r in resources if r["status"] != VALID]
 
 
+def test_the_oldest_release_validated_is_the_charts_oldest() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.25.0-0"
+    assert RELEASES[0].startswith("v1.25.")
+
+
+@pytest.mark.parametrize("release", RELEASES)
 @pytest.mark.parametrize("values", value_set_files(), ids=lambda path: path.name.removesuffix("-values.yaml"))
-def test_every_value_set_renders_valid_kubernetes(helm: Helm, kubeconform: Path, values: Path) -> None:
+def test_every_value_set_renders_valid_kubernetes(helm: Helm, kubeconform: Path, values: Path, release: str) -> None:
     manifests = render_text(helm, files=(values,))
     rendered = [document for document in yaml.safe_load_all(manifests) if document]
-    resources = validate(manifests)
+    resources = validate(manifests, release)
     assert invalid(resources) == []
     assert sorted((r["kind"], r["name"]) for r in resources) == sorted(
         (d["kind"], d["metadata"]["name"]) for d in rendered
@@ -170,6 +194,8 @@ def test_the_schemas_refuse_what_kubernetes_refuses(kubeconform: Path) -> None:
 
 
 def test_a_second_run_of_the_tool_builds_nothing(kubeconform: Path) -> None:
-    again = subprocess.run(["bash", str(KUBECONFORM_TOOL)], capture_output=True, text=True, timeout=60, check=True)
+    again = subprocess.run(
+        ["bash", str(KUBECONFORM_TOOL)], capture_output=True, text=True, timeout=60, check=True, env=tool_environment()
+    )
     assert again.stdout.strip() == str(kubeconform)
     assert again.stderr == ""

@@ -216,38 +216,6 @@ def test_the_gateways_token_expectations_and_rate_limits(helm: Helm) -> None:
     )
 
 
-@pytest.mark.parametrize(
-    ("sets", "message"),
-    [
-        (("gateway.auth.jwt.clockSkewSeconds=301",), "clockSkewSeconds"),
-        (("gateway.rateLimit.burst=0",), "burst"),
-        (("gateway.auth.jwt.issuer=",), "issuer"),
-        (("query.sql.threadsMax=0",), "threadsMax"),
-        (("schemaRegistry.framing=confluent",), "set schemaRegistry.url"),
-        (("schemaRegistry.framing=avro",), "framing"),
-        (("schemaRegistry.url=apicurio:8080",), "url"),
-        (("query.readReplicas.enabled=true",), "query.readReplicas needs a ClickHouse server"),
-        (("clickhouse.dsn=http://wallet:hunter2@clickhouse:8123",), "has a password in it"),
-        (("clickhouse.passwordSecret.name=clickhouse-wallet",), "embedded chDB, which has no password"),
-        (("clickhouse.dsn=http://clickhouse:8123", "clickhouse.passwordSecret.name=ch"), "names no user"),
-        (
-            (*SERVER, "query.readReplicas.enabled=true", "query.readReplicas.clickhousePasswordSecret.name=reader"),
-            "without query.readReplicas.clickhouseDsn",
-        ),
-        (
-            (
-                *SERVER,
-                "query.readReplicas.enabled=true",
-                "query.readReplicas.clickhouseDsn=http://r:pw@clickhouse:8123",
-            ),
-            "query.readReplicas.clickhouseDsn has a password in it",
-        ),
-    ],
-)
-def test_invalid_values_fail_to_render(helm: Helm, sets: tuple[str, ...], message: str) -> None:
-    assert message in render_fails(helm, *sets)
-
-
 # -- the query service ---------------------------------------------------------------------------
 
 
