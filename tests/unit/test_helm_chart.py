@@ -3,33 +3,25 @@
 A real helm binary is built from source by deploy/helm-tool.sh into .cache/bin/helm when it is
 missing (about 1.5 minutes the first time); a failed build fails these tests.
 
-The rendered YAML is checked as text, one document at a time (PyYAML is not a dependency): the
-templates render a fixed layout, and the checks below match it.
+The rendered YAML is checked as text here, one document at a time: the templates render a fixed
+layout, and the checks below match it (the newer chart tests parse it: tests/helm_chart.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from foundation.settings import ENVIRONMENT_PREFIX, Settings
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "deploy" / "helm" / "streamwallet"
-HELM_TOOL = ROOT / "deploy" / "helm-tool.sh"
-RELEASE = "wallet"
-NAMESPACE = "ledger"
-FULLNAME = f"{RELEASE}-streamwallet"
+from tests.helm_chart import API_KEYS, CHART, FULLNAME, NAMESPACE, Helm, build_helm, render, render_fails
 
 SETTINGS_VARIABLES = {ENVIRONMENT_PREFIX + field.name.upper() for field in dataclasses.fields(Settings)}
 VARIABLE = re.compile(r"\bSTREAMWALLET_[A-Z0-9_]+\b")
 SERVER_DSN = "clickhouse.dsn=http://clickhouse:8123"
+SERVER = ("clickhouse.dsn=http://wallet@clickhouse:8123", "clickhouse.passwordSecret.name=clickhouse-wallet")
 KAFKA_USERS = ("worker", "query", "gateway", "topics")
 SASL_SSL = (
     "kafka.security.protocol=SASL_SSL",
@@ -39,50 +31,9 @@ SASL_SSL = (
 )
 
 
-@dataclasses.dataclass(frozen=True)
-class Helm:
-    binary: Path
-    environment: dict[str, str]
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.binary), *args], capture_output=True, text=True, timeout=120, check=False, env=self.environment
-        )
-
-
 @pytest.fixture(scope="module")
 def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    """helm, built if needed, with its own empty home (no repositories, no cluster)."""
-    built = subprocess.run(["bash", str(HELM_TOOL)], capture_output=True, text=True, timeout=1500, check=False)
-    if built.returncode != 0:
-        pytest.fail(f"deploy/helm-tool.sh failed ({built.returncode}):\n{built.stderr[-4000:]}")
-    binary = Path(built.stdout.strip().splitlines()[-1])
-    assert binary == ROOT / ".cache" / "bin" / "helm"
-    assert os.access(binary, os.X_OK)
-    home = tmp_path_factory.mktemp("helm-home")
-    environment = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-    }
-    return Helm(binary, environment)
-
-
-def render(helm: Helm, *sets: str) -> list[str]:
-    """`helm template` with --set options; the rendered documents (hooks included)."""
-    arguments = [flag for value in sets for flag in ("--set", value)]
-    result = helm.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, *arguments)
-    assert result.returncode == 0, result.stderr
-    documents = [part.strip() for part in re.split(r"^---$", result.stdout, flags=re.MULTILINE)]
-    return [document for document in documents if document]
-
-
-def render_fails(helm: Helm, *sets: str) -> str:
-    arguments = [flag for value in sets for flag in ("--set", value)]
-    result = helm.run("template", RELEASE, str(CHART), *arguments)
-    assert result.returncode != 0, f"rendering with {sets} should fail:\n{result.stdout[:2000]}"
-    return result.stderr
+    return build_helm(tmp_path_factory.mktemp("helm-home"))
 
 
 def kind(document: str) -> str:
@@ -139,7 +90,7 @@ def test_lint_strict_passes(helm: Helm) -> None:
         ["--set", SERVER_DSN, "--set", "query.replicas=3", "--set", "gateway.ingress.enabled=true"],
         [flag for value in SASL_SSL for flag in ("--set", value)],
     ):
-        result = helm.run("lint", "--strict", str(CHART), *sets)
+        result = helm.run("lint", "--strict", str(CHART), "--set", API_KEYS, *sets)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "0 chart(s) failed" in result.stdout
 
@@ -340,6 +291,29 @@ def test_schema_settings_are_settings_fields(helm: Helm) -> None:
         (("kafka.security.caSecret.name=kafka-ca",), "PLAINTEXT, which would ignore it"),
         (("kafka.security.protocol=SASL_PLAINTEXT",), "protocol"),
         (("settings.kafka_username=someone",), "kafka_username"),
+        (("gateway.auth.jwt.clockSkewSeconds=301",), "clockSkewSeconds"),
+        (("gateway.rateLimit.burst=0",), "burst"),
+        (("gateway.auth.jwt.issuer=",), "issuer"),
+        (("query.sql.threadsMax=0",), "threadsMax"),
+        (("schemaRegistry.framing=confluent",), "set schemaRegistry.url"),
+        (("schemaRegistry.framing=avro",), "framing"),
+        (("schemaRegistry.url=apicurio:8080",), "url"),
+        (("query.readReplicas.enabled=true",), "query.readReplicas needs a ClickHouse server"),
+        (("clickhouse.dsn=http://wallet:hunter2@clickhouse:8123",), "has a password in it"),
+        (("clickhouse.passwordSecret.name=clickhouse-wallet",), "embedded chDB, which has no password"),
+        (("clickhouse.dsn=http://clickhouse:8123", "clickhouse.passwordSecret.name=ch"), "names no user"),
+        (
+            (*SERVER, "query.readReplicas.enabled=true", "query.readReplicas.clickhousePasswordSecret.name=reader"),
+            "without query.readReplicas.clickhouseDsn",
+        ),
+        (
+            (
+                *SERVER,
+                "query.readReplicas.enabled=true",
+                "query.readReplicas.clickhouseDsn=http://r:pw@clickhouse:8123",
+            ),
+            "query.readReplicas.clickhouseDsn has a password in it",
+        ),
     ],
 )
 def test_invalid_values_fail_to_render(helm: Helm, sets: tuple[str, ...], message: str) -> None:

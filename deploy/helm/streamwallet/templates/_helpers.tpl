@@ -70,9 +70,10 @@ app.kubernetes.io/managed-by: {{ $root.Release.Service }}
 {{- include "streamwallet.componentName" (list . "config") }}
 {{- end }}
 
-{{/* The query service's in-cluster host name, for its clients (the gateway). */}}
-{{- define "streamwallet.queryServiceHost" -}}
-{{- printf "%s.%s.svc" (include "streamwallet.componentName" (list . "query")) .Release.Namespace }}
+{{/* A query Service's in-cluster URL, for its clients: (list $ "query") or (list $ "query-read") */}}
+{{- define "streamwallet.queryUrl" -}}
+{{- $root := index . 0 }}
+{{- printf "http://%s.%s.svc:%s" (include "streamwallet.componentName" .) $root.Release.Namespace (include "streamwallet.int" $root.Values.query.port) }}
 {{- end }}
 
 {{- define "streamwallet.embeddedChdb" -}}
@@ -105,10 +106,12 @@ STREAMWALLET_REPLICATION_FACTOR: {{ include "streamwallet.int" .Values.kafka.rep
 STREAMWALLET_MIN_INSYNC_REPLICAS: {{ include "streamwallet.int" .Values.kafka.minInsyncReplicas | quote }}
 STREAMWALLET_KAFKA_SECURITY_PROTOCOL: {{ .Values.kafka.security.protocol | quote }}
 STREAMWALLET_KAFKA_SASL_MECHANISM: {{ .Values.kafka.security.saslMechanism | quote }}
+STREAMWALLET_AVRO_FRAMING: {{ .Values.schemaRegistry.framing | quote }}
+STREAMWALLET_SCHEMA_REGISTRY_URL: {{ .Values.schemaRegistry.url | quote }}
 STREAMWALLET_CLICKHOUSE_DSN: {{ .Values.clickhouse.dsn | quote }}
 STREAMWALLET_CLICKHOUSE_DATABASE: {{ .Values.clickhouse.database | quote }}
 STREAMWALLET_QUERY_PORT: {{ include "streamwallet.int" .Values.query.port | quote }}
-STREAMWALLET_QUERY_URL: {{ printf "http://%s:%s" (include "streamwallet.queryServiceHost" .) (include "streamwallet.int" .Values.query.port) | quote }}
+STREAMWALLET_QUERY_URL: {{ include "streamwallet.queryUrl" (list . "query") | quote }}
 STREAMWALLET_GATEWAY_PORT: {{ include "streamwallet.int" .Values.gateway.port | quote }}
 {{- range $field, $value := .Values.settings }}
 {{ printf "STREAMWALLET_%s" (upper $field) }}: {{ include "streamwallet.envText" $value | quote }}
@@ -168,6 +171,91 @@ and the CA file. (list $ "worker"): the env entries, then kafkaVolumeMounts and 
     items:
       - key: {{ $security.caSecret.key }}
         path: ca.crt
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The store a query pod reads: (list $dsn $passwordSecret). Nothing when the DSN carries no
+password (the ConfigMap's STREAMWALLET_CLICKHOUSE_DSN stands, or the caller sets it); with a
+password Secret, the password as a variable from the Secret and the DSN with it spliced in
+after the user (Kubernetes expands $(NAME) from variables defined before it).
+*/}}
+{{- define "streamwallet.clickhouseEnv" -}}
+{{- $dsn := index . 0 }}
+{{- $secret := index . 1 }}
+{{- if $secret.name }}
+{{- $url := urlParse $dsn }}
+- name: CLICKHOUSE_PASSWORD_FROM_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret.name }}
+      key: {{ $secret.key }}
+- name: STREAMWALLET_CLICKHOUSE_DSN
+  value: {{ printf "%s://%s:$(CLICKHOUSE_PASSWORD_FROM_SECRET)@%s%s%s" $url.scheme $url.userinfo $url.host $url.path (ternary (printf "?%s" $url.query) "" (ne $url.query "")) | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+The gateway's credential sources, each a key of a Secret mounted as a file:
+name, Secret, setting, file name. The API key store's path is always set (a missing file is an
+empty store); a JWT setting only when its Secret is given.
+*/}}
+{{- define "streamwallet.authSources" -}}
+{{- $auth := .Values.gateway.auth }}
+{{- $sources := list
+  (list "api-keys" $auth.apiKeys.secret "STREAMWALLET_AUTH_API_KEYS_FILE" "api-keys.json")
+  (list "jwt-hs256" $auth.jwt.hs256Secret "STREAMWALLET_AUTH_JWT_HS256_SECRET_FILE" "secret")
+  (list "jwt-public-key" $auth.jwt.publicKeySecret "STREAMWALLET_AUTH_JWT_PUBLIC_KEY_FILE" "public.pem")
+  (list "jwks" $auth.jwt.jwksSecret "STREAMWALLET_AUTH_JWKS_FILE" "jwks.json") }}
+{{- toJson $sources }}
+{{- end }}
+
+{{- define "streamwallet.authEnv" -}}
+{{- $auth := .Values.gateway.auth }}
+{{- range $source := include "streamwallet.authSources" . | fromJsonArray }}
+{{- if or (index $source 1).name (eq (index $source 0) "api-keys") }}
+- name: {{ index $source 2 }}
+  value: {{ printf "/etc/streamwallet/auth/%s/%s" (index $source 0) (index $source 3) }}
+{{- end }}
+{{- end }}
+- name: STREAMWALLET_AUTH_JWT_AUDIENCE
+  value: {{ $auth.jwt.audience | quote }}
+- name: STREAMWALLET_AUTH_JWT_ISSUER
+  value: {{ $auth.jwt.issuer | quote }}
+- name: STREAMWALLET_AUTH_JWT_ROLES_CLAIM
+  value: {{ $auth.jwt.rolesClaim | quote }}
+- name: STREAMWALLET_AUTH_CLOCK_SKEW_S
+  value: {{ include "streamwallet.int" $auth.jwt.clockSkewSeconds | quote }}
+- name: STREAMWALLET_GATEWAY_RATE_LIMIT_PER_S
+  value: {{ include "streamwallet.int" .Values.gateway.rateLimit.perSecond | quote }}
+- name: STREAMWALLET_GATEWAY_RATE_LIMIT_BURST
+  value: {{ include "streamwallet.int" .Values.gateway.rateLimit.burst | quote }}
+{{- end }}
+
+{{- define "streamwallet.authVolumeMounts" -}}
+{{- range $source := include "streamwallet.authSources" . | fromJsonArray }}
+{{- if (index $source 1).name }}
+- name: {{ printf "auth-%s" (index $source 0) }}
+  mountPath: {{ printf "/etc/streamwallet/auth/%s" (index $source 0) }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Whole Secret volumes, never subPath: Kubernetes then updates the files in place. */}}
+{{- define "streamwallet.authVolumes" -}}
+{{- range $source := include "streamwallet.authSources" . | fromJsonArray }}
+{{- $secret := index $source 1 }}
+{{- if $secret.name }}
+- name: {{ printf "auth-%s" (index $source 0) }}
+  secret:
+    secretName: {{ $secret.name }}
+    # Readable by the pod's group (podSecurityContext.fsGroup) only.
+    defaultMode: 0440
+    items:
+      - key: {{ $secret.key }}
+        path: {{ index $source 3 }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -322,10 +410,59 @@ Checks the schema cannot express (or states them again with a clearer message).
 {{- if and (ne $security.protocol "SASL_SSL") $security.caSecret.name }}
 {{- fail "kafka.security.caSecret is set but kafka.security.protocol is PLAINTEXT, which would ignore it: set kafka.security.protocol=SASL_SSL" }}
 {{- end }}
-{{- $managed := list "bootstrap_servers" "topic_prefix" "partitions" "replication_factor" "min_insync_replicas" "worker_id" "data_dir" "clickhouse_dsn" "clickhouse_database" "query_host" "query_port" "query_url" "gateway_host" "gateway_port" "worker_web_host" "worker_web_port" "kafka_security_protocol" "kafka_sasl_mechanism" "kafka_username" "kafka_password" "kafka_password_file" "kafka_ca_file" }}
+{{- $registry := .Values.schemaRegistry }}
+{{- if and (eq $registry.framing "confluent") (not $registry.url) }}
+{{- fail "schemaRegistry.framing is confluent: set schemaRegistry.url, the registry that gives the schema ids" }}
+{{- end }}
+{{- include "streamwallet.validateClickhouse" (list "clickhouse.dsn" $dsn "clickhouse.passwordSecret" .Values.clickhouse.passwordSecret) }}
+{{- $replicas := .Values.query.readReplicas }}
+{{- if $replicas.enabled }}
+{{- $replicaDsn := $replicas.clickhouseDsn | default $dsn }}
+{{- if not (or (hasPrefix "http://" $replicaDsn) (hasPrefix "https://" $replicaDsn)) }}
+{{- fail (printf "query.readReplicas needs a ClickHouse server (http(s)://host:8123), not %s: with embedded chDB only the query pod can open the store, and its SQL endpoint answers only clients in its own pod" $replicaDsn) }}
+{{- end }}
+{{- if $replicas.clickhouseDsn }}
+{{- include "streamwallet.validateClickhouse" (list "query.readReplicas.clickhouseDsn" $replicas.clickhouseDsn "query.readReplicas.clickhousePasswordSecret" $replicas.clickhousePasswordSecret) }}
+{{- else if $replicas.clickhousePasswordSecret.name }}
+{{- fail "query.readReplicas.clickhousePasswordSecret is set without query.readReplicas.clickhouseDsn, which would ignore it: name the replicas' ClickHouse user in query.readReplicas.clickhouseDsn" }}
+{{- end }}
+{{- end }}
+{{- $auth := .Values.gateway.auth }}
+{{- $sources := 0 }}
+{{- range $source := include "streamwallet.authSources" . | fromJsonArray }}
+{{- if (index $source 1).name }}{{ $sources = add1 $sources }}{{ end }}
+{{- end }}
+{{- if and (eq $sources 0) (not $auth.allowNoCredentialSource) }}
+{{- fail "gateway.auth: no credential source, so the gateway would answer 401 to every request. Give it the API key store (gateway.auth.apiKeys.secret.name) or a JWT key (gateway.auth.jwt.hs256Secret, .publicKeySecret or .jwksSecret): Secrets you create. To deploy it closed on purpose, set gateway.auth.allowNoCredentialSource=true" }}
+{{- end }}
+{{- /* Reached only with --skip-schema-validation: the schema's settings enum refuses these first. */}}
+{{- $managed := list "bootstrap_servers" "topic_prefix" "partitions" "replication_factor" "min_insync_replicas" "kafka_security_protocol" "kafka_sasl_mechanism" "kafka_username" "kafka_password" "kafka_password_file" "kafka_ca_file" "avro_framing" "schema_registry_url" "worker_id" "data_dir" "worker_web_host" "worker_web_port" "clickhouse_dsn" "clickhouse_database" "query_host" "query_port" "query_url" "query_read_only" "sql_query_time_ms_max" "sql_memory_bytes_max" "sql_result_rows_max" "sql_result_bytes_max" "sql_threads_max" "gateway_host" "gateway_port" "gateway_rate_limit_per_s" "gateway_rate_limit_burst" "auth_api_keys_file" "auth_jwt_hs256_secret_file" "auth_jwt_public_key_file" "auth_jwks_file" "auth_jwt_audience" "auth_jwt_issuer" "auth_jwt_roles_claim" "auth_clock_skew_s" }}
+{{- $refused := list }}
 {{- range $field, $_ := .Values.settings }}
-{{- if has $field $managed }}
-{{- fail (printf "settings.%s is managed by the chart: set it through its own value (kafka.*, clickhouse.*, query.*, gateway.*, worker.*)" $field) }}
+{{- if has $field $managed }}{{ $refused = append $refused $field }}{{ end }}
+{{- end }}
+{{- if $refused }}
+{{- fail (printf "settings.%s: managed by the chart, set through its own values (kafka.*, schemaRegistry.*, clickhouse.*, query.*, gateway.*, worker.*; the chart README lists them)" (join ", settings." $refused)) }}
+{{- end }}
+{{- end }}
+
+{{/* A ClickHouse DSN and its password Secret: (list "clickhouse.dsn" $dsn "clickhouse.passwordSecret" $secret) */}}
+{{- define "streamwallet.validateClickhouse" -}}
+{{- $dsnName := index . 0 }}
+{{- $dsn := index . 1 }}
+{{- $secretName := index . 2 }}
+{{- $secret := index . 3 }}
+{{- $server := or (hasPrefix "http://" $dsn) (hasPrefix "https://" $dsn) }}
+{{- $userinfo := ternary (urlParse $dsn).userinfo "" $server }}
+{{- if contains ":" $userinfo }}
+{{- fail (printf "%s has a password in it, which would be stored in a ConfigMap: name only the user (http://user@host:8123) and put the password in a Secret, %s" $dsnName $secretName) }}
+{{- end }}
+{{- if $secret.name }}
+{{- if not $server }}
+{{- fail (printf "%s is set but %s is embedded chDB, which has no password: a ClickHouse server is http(s)://user@host:8123" $secretName $dsnName) }}
+{{- end }}
+{{- if not $userinfo }}
+{{- fail (printf "%s is set but %s names no user: http(s)://user@host:8123" $secretName $dsnName) }}
 {{- end }}
 {{- end }}
 {{- end }}
