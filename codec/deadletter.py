@@ -5,6 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 DEAD_LETTER_VALUE_BYTES_MAX = 1024 * 1024  # larger originals are cut; the reason says so
+# A key is cut too: the letter carries it twice (in its body and as its Kafka key), and a
+# topic's max.message.bytes must hold both and the value.
+DEAD_LETTER_KEY_BYTES_MAX = 64 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -40,7 +40,7 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from confluent_kafka.admin import AdminClient
 
 from codec import Codec, DecodeError, DecodeErrorCode
-from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
+from codec.deadletter import DEAD_LETTER_KEY_BYTES_MAX, DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
 from foundation.schema_registry import codec_for
@@ -223,7 +223,7 @@ class LedgerProcessor:
             admin = AdminClient(kafka_config(settings))
             # Refuse topics that break what the guarantees assume (replication factor,
             # min.insync.replicas, partition counts, timestamps, tombstone retention).
-            verify_topics(admin, self.topology)
+            verify_topics(admin, self.topology.worker())
             self._transactions = TransactionalProducer(
                 clients.producer_config(settings),
                 init_timeout_s=settings.transaction_timeout_ms / 1000 * 3,
@@ -588,14 +588,21 @@ class LedgerProcessor:
         counts.results += len(outcome.results)
         counts.legs += len(outcome.legs)
 
+    def transactions_replaced(self) -> int:
+        """How many times this worker replaced its transactional producer (0 before run())."""
+        return 0 if self._transactions is None else self._transactions.replaced
+
     def _dead_letter(self, message: Message, error: DecodeError | InputRefusal) -> None:
         topic, partition, offset = coordinates(message)
-        value = message.value()
+        value, original_key = message.value(), message.key()
+        # Both cut to a bound: the letter (body + key, the key twice) must fit the topic's
+        # max.message.bytes, or the transaction fails on it and the worker stops on every retry.
+        key = None if original_key is None else original_key[:DEAD_LETTER_KEY_BYTES_MAX]
         letter = DeadLetter(
             source_topic=topic,
             source_partition=partition,
             source_offset=offset,
-            key=message.key(),
+            key=key,
             value=None if value is None else value[:DEAD_LETTER_VALUE_BYTES_MAX],
             reason_code=error.code.value,
             reason=error.reason,
@@ -604,7 +611,7 @@ class LedgerProcessor:
         )
         log.warning("dead letter from %s/%d@%d: %s", topic, partition, offset, error)
         self.telemetry.dead_lettered(error.code.value)
-        self._produce(self.topology.deadletter.name, self.codec.encode(letter), key=message.key())
+        self._produce(self.topology.deadletter.name, self.codec.encode(letter), key=key)
 
     def _produce(
         self,

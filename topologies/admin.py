@@ -58,7 +58,7 @@ def ensure_topics(client_config: Mapping[str, Any], topology: Topology) -> list[
                 if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # created meanwhile by another worker
                     raise
     _wait_for_metadata(admin, topology)
-    verify_topics(admin, topology)
+    verify_topics(admin, topology.all())
     return created
 
 
@@ -77,14 +77,15 @@ def _wait_for_metadata(admin: AdminClient, topology: Topology) -> None:
 CHECKED_CONFIGS = ("cleanup.policy", "message.timestamp.type", "min.insync.replicas", "delete.retention.ms")
 
 
-def verify_topics(admin: AdminClient, topology: Topology) -> None:
-    """Refuse a cluster whose topics differ from the topology where it matters: partition
+def verify_topics(admin: AdminClient, specs: list[TopicSpec]) -> None:
+    """Refuse a cluster whose topics (`specs`: all of a topology's, or only those one process
+    uses, which are all its ACLs let it see) differ from the topology where it matters: partition
     counts (co-partitioning and key placement), replication factor and min.insync.replicas
     (what acks=all promises), cleanup policy, timestamp type (the shards' clock), and the
     changelog's delete.retention.ms (how long a restore can trust a checkpoint)."""
     topics = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
     problems = []
-    for spec in topology.all():
+    for spec in specs:
         described = topics.get(spec.name)
         if described is None or described.error is not None:
             problems.append(f"{spec.name} does not exist (create it: streamwallet topics create)")
@@ -98,7 +99,7 @@ def verify_topics(admin: AdminClient, topology: Topology) -> None:
                 f"{spec.name} has replication factor {'/'.join(map(str, factors))}, "
                 f"the configuration says {spec.replication_factor} (STREAMWALLET_REPLICATION_FACTOR)"
             )
-    present = [spec for spec in topology.all() if spec.name in topics]
+    present = [spec for spec in specs if spec.name in topics]
     if present:
         for spec, actual in _configs(admin, present):
             for key in CHECKED_CONFIGS:

@@ -118,7 +118,11 @@ class Topology:
         )
 
     def all(self) -> list[TopicSpec]:
-        return [self.commands, self.legs, self.events, self.results, self.changelog, self.deadletter, self.redriven]
+        return [*self.worker(), self.redriven]
+
+    def worker(self) -> list[TopicSpec]:
+        """The topics a worker reads or writes (its ACLs grant no more, so it checks no more)."""
+        return [self.commands, self.legs, self.events, self.results, self.changelog, self.deadletter]
 
     def _spec(
         self,

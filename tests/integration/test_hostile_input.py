@@ -32,7 +32,8 @@ from confluent_kafka import Producer
 
 from bench.topics import changelog_state, read_topic
 from codec import Codec
-from codec.deadletter import DeadLetter
+from codec.avro import DecodeErrorCode
+from codec.deadletter import DEAD_LETTER_KEY_BYTES_MAX, DeadLetter
 from codec.schemas import SCHEMA_ROOT, load_folder
 from foundation.settings import Settings
 from ledger import commands, legs
@@ -713,18 +714,16 @@ def _named(leg: Any) -> list[str]:
 HUGE_KEY_BYTES = 1_500_000  # under the topics' 2 MiB limit; a dead letter carries it twice
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="streams/processor.py _dead_letter copies the original key into the letter and uses it as the letter's "
-    "Kafka key: with a large key the letter exceeds max.message.bytes (MSG_SIZE_TOO_LARGE) and the worker stops, "
-    "then stops again on the same message when restarted. Fix: cut the key (in the letter and as its Kafka key) to a "
-    "bound, as the value is cut to DEAD_LETTER_VALUE_BYTES_MAX.",
-)
 def test_a_message_with_a_huge_key_does_not_stop_the_worker(settings: Settings, worker: Worker) -> None:
+    """A message whose key alone is too large to copy into a dead letter (the letter carries the
+    key twice: in its body and as its Kafka key) is dead-lettered with the key cut to a bound;
+    the worker's producer is never replaced for it, and the next command on its partition is
+    decided (defect: the letter exceeded max.message.bytes and the worker stopped on it)."""
     topics = Topics(settings, Codec())
-    topics.producer.produce(topics.name("commands"), b"not avro", b"k" * HUGE_KEY_BYTES)
     after = commands.OpenAccount(**ids("after"), account_id=f"after-{RUN}", currency="USD")
+    partition = partition_for(after.routing_key, settings.partitions)
+    huge = Hostile("huge key", "commands", b"not avro", b"k" * HUGE_KEY_BYTES, partition=partition)
+    topics.write(huge)
     topics.send(after)
     topics.flush()
     deadline = time.monotonic() + RESULT_WAIT_S
@@ -732,3 +731,14 @@ def test_a_message_with_a_huge_key_does_not_stop_the_worker(settings: Settings, 
         assert not worker.failure and worker.thread.is_alive(), f"the worker stopped: {worker.failure}"
         assert time.monotonic() < deadline, "no result after the huge key"
         time.sleep(PROBE_INTERVAL_S)
+    assert huge.offset is not None
+    suffix, written_partition, written_offset = huge.offset
+    (letter,) = [
+        letter
+        for letter in topics.dead_letters()
+        if (letter.source_topic, letter.source_partition, letter.source_offset)
+        == (topics.name(suffix), written_partition, written_offset)
+    ]
+    assert letter.reason_code == DecodeErrorCode.UNDECODABLE.value
+    assert letter.key is not None and letter.key == b"k" * DEAD_LETTER_KEY_BYTES_MAX
+    assert worker.processor.transactions_replaced() == 0, "the producer failed on the letter"
