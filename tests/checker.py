@@ -119,9 +119,14 @@ def check_ledger(
     if settle_s:
         time.sleep(settle_s)
     _check_results(report, wanted)
+    # The changelog first, the events after: a state record and its event commit in one
+    # transaction, so events read later hold every state the changelog read saw, and perhaps
+    # more (ticks go on while we read). Each stored state is compared with the event of its
+    # own sequence, never with "the latest event", which may be newer than the state read.
+    tables = changelog_state(settings, codec)
     report.events = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.events", codec)
-    final = _check_events(report)
-    _check_changelog(report, changelog_state(settings, codec), final)
+    history = _check_events(report)
+    _check_changelog(report, tables, history)
     return report
 
 
@@ -137,7 +142,8 @@ def _check_results(report: Report, wanted: set[str]) -> None:
                 report.replay_mismatches.append(result.command_id)
 
 
-def _check_events(report: Report) -> dict[str, AccountEvent]:
+def _check_events(report: Report) -> dict[str, list[AccountEvent]]:
+    """Every account's events in log order; the findings go to `report`."""
     history: dict[str, list[AccountEvent]] = collections.defaultdict(list)
     external: dict[str, int] = collections.defaultdict(int)
     for event in report.events:
@@ -169,17 +175,21 @@ def _check_events(report: Report) -> dict[str, AccountEvent]:
     report.conservation_error = {
         currency: totals.get(currency, 0) - external.get(currency, 0) for currency in set(totals) | set(external)
     }
-    return final
+    return history
 
 
-def _check_changelog(report: Report, tables: dict[Table, dict[str, Any]], final: dict[str, AccountEvent]) -> None:
+def _check_changelog(
+    report: Report, tables: dict[Table, dict[str, Any]], history: dict[str, list[AccountEvent]]
+) -> None:
     stored: dict[str, Account] = tables[Table.ACCOUNTS]
-    if set(stored) != set(final):
-        report.changelog_mismatches.append(f"accounts differ: {sorted(set(stored) ^ set(final))[:5]}")
+    if set(stored) != set(history):
+        report.changelog_mismatches.append(f"accounts differ: {sorted(set(stored) ^ set(history))[:5]}")
     for account_id, account in stored.items():
-        event = final.get(account_id)
-        if event is None:
+        same_sequence = [event for event in history.get(account_id, []) if event.sequence == account.sequence]
+        if not same_sequence:
+            report.changelog_mismatches.append(f"{account_id}: no event for the stored sequence {account.sequence}")
             continue
+        event = same_sequence[-1]
         if (
             account.sequence,
             account.balance,
