@@ -198,7 +198,7 @@ def test_one_transfer_is_followed_across_the_processes_under_one_trace_id(deploy
     assert status == 200 and result["status"] == "ACCEPTED", result
 
     def complete(spans: list[dict[str, Any]]) -> bool:
-        names = [span["name"] for span in spans]
+        names = [span["name"] for span in spans if span["status"] != "ERROR"]
         return {"decide SettleLeg"} <= set(names) and names.count("sink write event") >= 3
 
     spans = wait_for_spans(deployment.spans_dir, trace_id, complete)
@@ -208,7 +208,9 @@ def test_one_transfer_is_followed_across_the_processes_under_one_trace_id(deploy
     assert request["attributes"]["http.response.status_code"] == 200
 
     def only(name: str) -> dict[str, Any]:
-        found = [span for span in spans if span["name"] == name]
+        # A transaction aborted under load (its batch decided again) leaves its spans ended
+        # with status ERROR; the committed decision is the one span without it.
+        found = [span for span in spans if span["name"] == name and span["status"] != "ERROR"]
         assert len(found) == 1, (name, spans)
         return found[0]
 
