@@ -222,8 +222,10 @@ class LedgerProcessor:
         try:
             admin = AdminClient(kafka_config(settings))
             # Refuse topics that break what the guarantees assume (replication factor,
-            # min.insync.replicas, partition counts, timestamps, tombstone retention).
-            verify_topics(admin, self.topology.worker())
+            # min.insync.replicas, partition counts, timestamps, tombstone retention). A
+            # worker restarted while the controller is away (it is asked for the configs)
+            # waits for it like any broker outage rather than exiting again.
+            retry_transient(lambda: verify_topics(admin, self.topology.worker()), budget_s=BROKER_OUTAGE_S_MAX)
             self._transactions = TransactionalProducer(
                 clients.producer_config(settings),
                 init_timeout_s=settings.transaction_timeout_ms / 1000 * 3,

@@ -16,6 +16,8 @@ the moment:
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import threading
 import time
 import uuid
@@ -26,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from bench.topics import changelog_state
 from codec import Codec
+from deploy.local import kafka
 from foundation.settings import Settings
 from ledger import commands
 from ledger.accounts import Account, AccountStatus
@@ -34,8 +37,10 @@ from streams.processor import LedgerProcessor, consumer_group, transactional_id
 from streams.reads import committed_account
 from streams.store import changelog_key
 from tests.checker import check_ledger, wait_for_results
+from tests.conftest import TEST_KAFKA_PORT
 from tests.faults import Streamer
 from topologies import partition_for
+from topologies.admin import ADMIN_TIMEOUT_S
 
 pytestmark = pytest.mark.kafka
 
@@ -359,3 +364,23 @@ def test_a_rebalance_served_while_a_batch_is_taken_never_processes_a_message_twi
         if joiner.thread.is_alive():
             joiner.stop()
     assert report.problems() == []
+
+
+def test_a_worker_started_while_the_broker_does_not_answer_waits_for_it(settings: Settings) -> None:
+    """A worker (re)started while the cluster does not answer (the controller away, a broker
+    frozen) must wait for it like any outage (defect: its start-up topic check raised the
+    admin client's timeout and the worker exited again, once per restart)."""
+    cluster = kafka.cluster_layout(name="test", brokers=1, base_port=TEST_KAFKA_PORT)
+    pid = int(cluster.nodes[0].pid_file.read_text().strip())
+    running = Running(dataclasses.replace(settings, worker_id=f"frozen-start-{uuid.uuid4().hex[:6]}"))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        running.start(ready=False)
+        time.sleep(ADMIN_TIMEOUT_S + 5)  # past the admin client's own timeout
+        assert running.failure is None, f"the worker gave up while the broker was away: {running.failure!r}"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        assert running.processor.ready.wait(120), f"the worker did not become ready: {running.failure!r}"
+    finally:
+        running.stop()
