@@ -19,6 +19,7 @@ from gateway.limits import (
     ACCOUNT_CURSOR_LENGTH_MAX,
     ACCOUNT_PAGE_ACCOUNTS_DEFAULT,
     ACCOUNT_PAGE_ACCOUNTS_MAX,
+    HISTORY_PAGE_EVENTS_DEFAULT,
     HISTORY_PAGE_EVENTS_MAX,
     INTEGER_MAX,
     INTEGER_MIN,
@@ -452,16 +453,20 @@ def _parameter(name: str, where: str, schema: dict[str, Any], description: str, 
     return {"name": name, "in": where, "required": required, "schema": schema, "description": description}
 
 
+def _page_limit(items: str, limit_max: int, limit_default: int) -> tuple[dict[str, Any], str]:
+    return (
+        {"type": "integer", "minimum": 1, "maximum": limit_max},
+        f"{items} per page, 1..{limit_max} (more: PAGE_TOO_LARGE); {limit_default} by default.",
+    )
+
+
 READ_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "min_seq": (
         {"type": "integer", "minimum": 0, "maximum": INTEGER_MAX},
         "Read-your-writes: wait (boundedly) until the view holds this sequence of the account (a result's "
         "positions[].sequence); 409 NOT_YET with Retry-After if it does not in time.",
     ),
-    "limit": (
-        {"type": "integer", "minimum": 1, "maximum": HISTORY_PAGE_EVENTS_MAX},
-        f"Events per page, 1..{HISTORY_PAGE_EVENTS_MAX} (more: PAGE_TOO_LARGE); 100 by default.",
-    ),
+    "limit": _page_limit("Events", HISTORY_PAGE_EVENTS_MAX, HISTORY_PAGE_EVENTS_DEFAULT),
     "before": (
         {"type": "integer", "minimum": 0, "maximum": INTEGER_MAX},
         "Newest first, below this sequence (not with after: 422 CONFLICTING_PARAMETERS).",
@@ -492,11 +497,7 @@ READ_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
 # Parameters one route documents differently from READ_PARAMETERS.
 ROUTE_PARAMETERS: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
     "/v1/accounts": {
-        "limit": (
-            {"type": "integer", "minimum": 1, "maximum": ACCOUNT_PAGE_ACCOUNTS_MAX},
-            f"Accounts per page, 1..{ACCOUNT_PAGE_ACCOUNTS_MAX} (more: PAGE_TOO_LARGE); "
-            f"{ACCOUNT_PAGE_ACCOUNTS_DEFAULT} by default.",
-        ),
+        "limit": _page_limit("Accounts", ACCOUNT_PAGE_ACCOUNTS_MAX, ACCOUNT_PAGE_ACCOUNTS_DEFAULT),
         "cursor": (
             {"type": "string", "minLength": 1, "maxLength": ACCOUNT_CURSOR_LENGTH_MAX},
             "The next_cursor of the page before (opaque; anything else: 400 BAD_CURSOR). Absent: the first page.",
