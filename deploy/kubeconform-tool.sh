@@ -6,7 +6,7 @@
 #   .cache/kubernetes-schemas/       JSON schemas converted by deploy/kubernetes_schemas.py from
 #     v<release>-standalone-strict/    the OpenAPI v3 documents of k8s.io/kubernetes@<release>,
 #                                      for each release in KUBERNETES_VERSIONS
-#     crds/monitoring.coreos.com/      prometheus-operator's ServiceMonitor CRD (its Go module)
+#     crds/monitoring.coreos.com/      prometheus-operator's ServiceMonitor and PrometheusRule CRDs (its Go module)
 #
 #   deploy/kubeconform-tool.sh                 # build and convert what is missing; print the binary's path
 #   deploy/kubeconform-tool.sh check [FLAG...] FILE...|-
@@ -28,8 +28,8 @@ KUBECONFORM_VERSION="${KUBECONFORM_VERSION:-v0.8.0}"
 KUBERNETES_VERSIONS="${KUBERNETES_VERSIONS:-v1.25.16 v1.34.4}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-${KUBERNETES_VERSIONS##* }}"
 PROMETHEUS_OPERATOR_VERSION="${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}"
-CRD_FILES=(jsonnet/prometheus-operator/servicemonitors-crd.json)
-CONVERTER_REVISION=1  # bump when deploy/kubernetes_schemas.py writes something else
+CRD_FILES=(jsonnet/prometheus-operator/servicemonitors-crd.json jsonnet/prometheus-operator/prometheusrules-crd.json)
+CONVERTER_REVISION=2  # bump when deploy/kubernetes_schemas.py writes something else (or CRD_FILES change)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin_dir="$root/.cache/bin"
 kubeconform="$bin_dir/kubeconform"

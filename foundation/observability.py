@@ -543,6 +543,14 @@ METRICS: Mapping[str, tuple[str, str]] = {
     ),
     "streamwallet_rebuild_events_written": ("gauge", "Events the running (or last) rebuild has written."),
     "streamwallet_rebuild_running": ("gauge", "1 while a rebuild of the views runs."),
+    "streamwallet_reconcile_runs": (
+        "counter",
+        "Reconciliations this query service ran (GET /reconcile), by outcome: ok, or mismatch (differences found).",
+    ),
+    "streamwallet_reconcile_differences": (
+        "gauge",
+        "Differences the last reconciliation this query service ran found (0: the views agree).",
+    ),
     "streamwallet_query_requests": (
         "counter",
         "Requests to the query service, by route template, method and status.",

@@ -23,6 +23,7 @@ REGISTRY_REQUEST_TIMEOUT_MS = 2_000  # looking up a schema id while decoding: a 
 REGISTRY_REGISTER_TIMEOUT_MS = 30_000  # registering at start (a cold registry compiles its checks on the first)
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 HTTP_OK, HTTP_NOT_FOUND, HTTP_CONFLICT = 200, 404, 409
+COMPATIBILITY_ATTEMPTS_MAX = 3  # a PUT /config that lost a race to create the rule is sent again
 
 
 class RegistryClient:
@@ -40,9 +41,15 @@ class RegistryClient:
         self.register_timeout_ms = register_timeout_ms
 
     def set_compatibility(self, subject: str, level: str) -> None:
-        status, body = self._request(
-            "PUT", f"/config/{_quoted(subject)}", {"compatibility": level}, timeout_ms=self.register_timeout_ms
-        )
+        """PUT /config/{subject}. Apicurio answers 409 ("A rule named 'COMPATIBILITY' already
+        exists") to a PUT that raced another process's first one on the same subject (the
+        processes of a deployment start together): the rule exists now, so a retry updates it."""
+        for _attempt in range(COMPATIBILITY_ATTEMPTS_MAX):
+            status, body = self._request(
+                "PUT", f"/config/{_quoted(subject)}", {"compatibility": level}, timeout_ms=self.register_timeout_ms
+            )
+            if status != HTTP_CONFLICT:
+                break
         if status != HTTP_OK:
             raise SchemaRegistryError(f"setting {level} on {subject}: HTTP {status} {body}")
 

@@ -134,6 +134,8 @@ async def read(request: web.Request, *, route: ReadRoute) -> web.Response:
     principal = request[PRINCIPAL_KEY]
     if route.per_account:
         authorization.check_account_read(principal)
+    elif route.listing:
+        authorization.check_account_listing(principal)
     else:
         authorization.check_totals_read(principal)
     account_id = request.match_info.get("account_id") if route.per_account else None

@@ -14,6 +14,7 @@ do, and decides reads itself (the query service's own checks come later).
     read                                                  who
     /v1/accounts/{id}[/history|/as-of|/turnover|/rollup]  OPERATOR, AUDITOR, ADMIN; OWNER of that account
     /v1/totals                                            OPERATOR, AUDITOR
+    /v1/accounts (the listing)                            OPERATOR, AUDITOR, ADMIN (an owner's own: to come)
     GET /v1/commands/{id}                                 OPERATOR, AUDITOR; the principal that sent it
     /v1/status                                            any principal
 """
@@ -92,6 +93,13 @@ def may_read_account(principal: Principal, owner: str | None) -> bool:
 def check_owner(principal: Principal, account_id: str, owner: str | None) -> None:
     if not may_read_account(principal, owner):
         raise forbidden(principal, f"account {account_id} is not one of this principal's accounts", ACCOUNT_READERS)
+
+
+def check_account_listing(principal: Principal) -> None:
+    """The listing of every account (`owner` only filters it): for the roles that read every
+    account. An owner listing its own accounts comes with owner-scoped reads."""
+    if not reads_every_account(principal):
+        raise forbidden(principal, "listing accounts needs the role ADMIN, AUDITOR or OPERATOR", EVERY_ACCOUNT_READERS)
 
 
 def check_totals_read(principal: Principal) -> None:

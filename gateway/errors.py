@@ -27,6 +27,7 @@ class GatewayCode(enum.StrEnum):
     BAD_PARAMETER = "BAD_PARAMETER"
     UNKNOWN_PARAMETER = "UNKNOWN_PARAMETER"
     PAGE_TOO_LARGE = "PAGE_TOO_LARGE"
+    BAD_CURSOR = "BAD_CURSOR"  # a listing cursor that is not a next_cursor the API gave
     BAD_IDEMPOTENCY_KEY = "BAD_IDEMPOTENCY_KEY"
     PRINCIPAL_IN_BODY = "PRINCIPAL_IN_BODY"  # the principal comes from the credential, never from a body
     # Who is asking (401, with WWW-Authenticate) and whether it may (403).
@@ -112,6 +113,7 @@ GATEWAY_STATUSES: dict[GatewayCode, int] = {
             GatewayCode.BAD_PARAMETER,
             GatewayCode.UNKNOWN_PARAMETER,
             GatewayCode.PAGE_TOO_LARGE,
+            GatewayCode.BAD_CURSOR,
             GatewayCode.BAD_IDEMPOTENCY_KEY,
             GatewayCode.PRINCIPAL_IN_BODY,
         ),

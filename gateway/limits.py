@@ -19,6 +19,11 @@ MONEY_MINOR_MAX = AMOUNT_MAX
 # test checks they agree): PAGE_TOO_LARGE (400).
 HISTORY_PAGE_EVENTS_MAX = 1000
 HISTORY_PAGE_EVENTS_DEFAULT = 100
+# Account listing pages (sinks/views.py ACCOUNT_PAGE_ACCOUNTS_MAX, checked alike): PAGE_TOO_LARGE.
+ACCOUNT_PAGE_ACCOUNTS_MAX = 1000
+ACCOUNT_PAGE_ACCOUNTS_DEFAULT = 100
+# The listing's opaque cursor (sinks/account_cursor.py makes it; at most 89 characters today).
+ACCOUNT_CURSOR_LENGTH_MAX = 128
 # Times and days the views can answer for (ClickHouse DateTime64 and Date ranges).
 AT_MS_MAX = int(datetime.datetime(2262, 1, 1, tzinfo=datetime.UTC).timestamp() * 1000)
 DAY_MIN = datetime.date(1970, 1, 1)

@@ -16,6 +16,10 @@ from typing import Any
 
 from gateway.errors import GATEWAY_STATUSES, LEDGER_STATUSES, GatewayCode
 from gateway.limits import (
+    ACCOUNT_CURSOR_LENGTH_MAX,
+    ACCOUNT_PAGE_ACCOUNTS_DEFAULT,
+    ACCOUNT_PAGE_ACCOUNTS_MAX,
+    HISTORY_PAGE_EVENTS_DEFAULT,
     HISTORY_PAGE_EVENTS_MAX,
     INTEGER_MAX,
     INTEGER_MIN,
@@ -41,6 +45,7 @@ from ledger.limits import (
     REASON_LENGTH_MAX,
     REFERENCE_ID_LENGTH_MAX,
 )
+from ledger.principals import PRINCIPAL_ID_LENGTH_MAX
 from schemas import AVRO_ROOT
 
 API_VERSION = "1"
@@ -380,6 +385,20 @@ def _read_answers() -> dict[str, dict[str, Any]]:
             },
             "required": ["status", "consistent", "currencies"],
         },
+        "/v1/accounts": {
+            "properties": {
+                **ok,
+                "accounts": {"type": "array", "items": _ref("Account"), "maxItems": ACCOUNT_PAGE_ACCOUNTS_MAX},
+                "next_cursor": _nullable(
+                    {
+                        "type": "string",
+                        "maxLength": ACCOUNT_CURSOR_LENGTH_MAX,
+                        "description": "Opaque: pass it back as cursor for the next page; null on the last page.",
+                    }
+                ),
+            },
+            "required": ["status", "accounts", "next_cursor"],
+        },
     }
 
 
@@ -434,16 +453,20 @@ def _parameter(name: str, where: str, schema: dict[str, Any], description: str, 
     return {"name": name, "in": where, "required": required, "schema": schema, "description": description}
 
 
+def _page_limit(items: str, limit_max: int, limit_default: int) -> tuple[dict[str, Any], str]:
+    return (
+        {"type": "integer", "minimum": 1, "maximum": limit_max},
+        f"{items} per page, 1..{limit_max} (more: PAGE_TOO_LARGE); {limit_default} by default.",
+    )
+
+
 READ_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
     "min_seq": (
         {"type": "integer", "minimum": 0, "maximum": INTEGER_MAX},
         "Read-your-writes: wait (boundedly) until the view holds this sequence of the account (a result's "
         "positions[].sequence); 409 NOT_YET with Retry-After if it does not in time.",
     ),
-    "limit": (
-        {"type": "integer", "minimum": 1, "maximum": HISTORY_PAGE_EVENTS_MAX},
-        f"Events per page, 1..{HISTORY_PAGE_EVENTS_MAX} (more: PAGE_TOO_LARGE); 100 by default.",
-    ),
+    "limit": _page_limit("Events", HISTORY_PAGE_EVENTS_MAX, HISTORY_PAGE_EVENTS_DEFAULT),
     "before": (
         {"type": "integer", "minimum": 0, "maximum": INTEGER_MAX},
         "Newest first, below this sequence (not with after: 422 CONFLICTING_PARAMETERS).",
@@ -471,6 +494,23 @@ READ_PARAMETERS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
+# Parameters one route documents differently from READ_PARAMETERS.
+ROUTE_PARAMETERS: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
+    "/v1/accounts": {
+        "limit": _page_limit("Accounts", ACCOUNT_PAGE_ACCOUNTS_MAX, ACCOUNT_PAGE_ACCOUNTS_DEFAULT),
+        "cursor": (
+            {"type": "string", "minLength": 1, "maxLength": ACCOUNT_CURSOR_LENGTH_MAX},
+            "The next_cursor of the page before (opaque; anything else: 400 BAD_CURSOR). Absent: the first page.",
+        ),
+        "owner": (
+            {"type": "string", "minLength": 1, "maxLength": PRINCIPAL_ID_LENGTH_MAX},
+            "Only the accounts of this owner (a principal id), where the views carry owners "
+            "(400 BAD_PARAMETER where they do not yet).",
+        ),
+    },
+}
+
+
 def operation_id(route: ReadRoute) -> str:
     """readAccount, readHistory, readAsOf, readTurnover, readRollup, readTotals."""
     last = route.path.rsplit("/", 1)[-1]
@@ -491,7 +531,7 @@ def _read_operation(route: ReadRoute, answer: dict[str, Any]) -> dict[str, Any]:
             )
         )
     for name in route.parameters:
-        schema, description = READ_PARAMETERS[name]
+        schema, description = ROUTE_PARAMETERS.get(route.path, {}).get(name) or READ_PARAMETERS[name]
         parameters.append(_parameter(name, "query", schema, description))
     statuses = [400, 404, 409, 422, 429, 502, 503] if route.per_account else [400, 429, 502, 503]
     return {

@@ -22,6 +22,8 @@ from yarl import URL
 from gateway import authorization
 from gateway.errors import ApiError, GatewayCode
 from gateway.limits import (
+    ACCOUNT_CURSOR_LENGTH_MAX,
+    ACCOUNT_PAGE_ACCOUNTS_MAX,
     AT_MS_MAX,
     DAY_MAX,
     DAY_MIN,
@@ -37,9 +39,10 @@ from ledger.currencies import CURRENCY_EXPONENTS
 from ledger.errors import ErrorCode
 from ledger.limits import ACCOUNT_ID_LENGTH_MAX
 from ledger.money import format_amount
-from ledger.principals import Principal
+from ledger.principals import PRINCIPAL_ID_LENGTH_MAX, Principal
 
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
+_CURSOR = re.compile(r"[A-Za-z0-9._~-]+", re.ASCII)
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _DATE_TIME = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?([Zz]|[+-][0-9]{2}:[0-9]{2})",
@@ -76,15 +79,39 @@ def natural(name: str, text: str) -> str:
 
 
 def page_size(name: str, text: str) -> str:
+    return _page_size(name, text, HISTORY_PAGE_EVENTS_MAX)
+
+
+def account_page_size(name: str, text: str) -> str:
+    return _page_size(name, text, ACCOUNT_PAGE_ACCOUNTS_MAX)
+
+
+def _page_size(name: str, text: str, limit_max: int) -> str:
     if _DIGITS.fullmatch(text) is None or int(text) < 1:
-        raise _bad(name, f"must be an integer in 1..{HISTORY_PAGE_EVENTS_MAX}")
-    if int(text) > HISTORY_PAGE_EVENTS_MAX:
+        raise _bad(name, f"must be an integer in 1..{limit_max}")
+    if int(text) > limit_max:
         raise ApiError(
             GatewayCode.PAGE_TOO_LARGE,
-            f"{name} is at most {HISTORY_PAGE_EVENTS_MAX}",
-            details={"parameter": name, "limit_max": HISTORY_PAGE_EVENTS_MAX},
+            f"{name} is at most {limit_max}",
+            details={"parameter": name, "limit_max": limit_max},
         )
     return str(int(text))
+
+
+def cursor(name: str, text: str) -> str:
+    """An opaque listing cursor: forwarded as it came, if it could be one (the query service
+    decides whether it made it)."""
+    if _CURSOR.fullmatch(text) is None:
+        raise ApiError(
+            GatewayCode.BAD_CURSOR, f"{name} is not a next_cursor this API gave", details={"parameter": name}
+        )
+    return text
+
+
+def principal_id(name: str, text: str) -> str:
+    if not is_identifier(text, PRINCIPAL_ID_LENGTH_MAX):
+        raise _bad(name, f"must be a principal id: 1..{PRINCIPAL_ID_LENGTH_MAX} printable ASCII characters, no space")
+    return text
 
 
 def moment(name: str, text: str) -> str:
@@ -145,6 +172,7 @@ class ReadRoute:
     exclusive: tuple[str, str] | None = None
     default: tuple[str, str] | None = None
     rollup: bool = False
+    listing: bool = False  # the listing of every account (its own authorization)
 
     @property
     def per_account(self) -> bool:
@@ -183,7 +211,16 @@ READ_ROUTES: tuple[ReadRoute, ...] = (
         rollup=True,
     ),
     ReadRoute("/v1/totals", "/totals", {"cut": raw_cut}, "Per-currency totals and conservation at a consistent cut"),
+    ReadRoute(
+        "/v1/accounts",
+        "/accounts",
+        {"limit": account_page_size, "cursor": cursor, "owner": principal_id},
+        "Accounts in the order of their ids, a page at a time (pass next_cursor back as cursor)",
+        listing=True,
+    ),
 )
+# Longer than QUERY_PARAMETER_LENGTH_MAX, the bound of every other parameter.
+PARAMETER_LENGTH_MAX = {"cursor": ACCOUNT_CURSOR_LENGTH_MAX, "owner": PRINCIPAL_ID_LENGTH_MAX}
 ACCOUNT_ROUTE = READ_ROUTES[0]
 # The query service's account answer names the account's owner here (a principal id), once
 # the events carry it; an account without it is readable by OPERATOR, AUDITOR and ADMIN only.
@@ -203,8 +240,9 @@ def checked_parameters(route: ReadRoute, query: MultiMapping[str]) -> dict[str, 
         given = query.getall(name)
         if len(given) != 1:
             raise _bad(name, "is given more than once")
-        if len(given[0]) > QUERY_PARAMETER_LENGTH_MAX:
-            raise _bad(name, f"is longer than {QUERY_PARAMETER_LENGTH_MAX} characters")
+        length_max = PARAMETER_LENGTH_MAX.get(name, QUERY_PARAMETER_LENGTH_MAX)
+        if len(given[0]) > length_max:
+            raise _bad(name, f"is longer than {length_max} characters")
         values[name] = route.parameters[name](name, given[0])
     if route.exclusive is not None:
         first, second = route.exclusive
@@ -355,7 +393,9 @@ def _upstream_error(status: int, body: dict[str, Any], account_id: str | None) -
             details={"min_seq": body.get("min_seq"), "view_sequence": body.get("view_sequence")},
         )
     if status == 400:
-        return ApiError(GatewayCode.BAD_PARAMETER, message)
+        return ApiError(
+            GatewayCode.BAD_CURSOR if body.get("code") == "BAD_CURSOR" else GatewayCode.BAD_PARAMETER, message
+        )
     if status in (429, 503):
         return ApiError(GatewayCode.READS_BUSY, message)
     return ApiError(GatewayCode.QUERY_FAILED, message, details={"status": status})
@@ -384,6 +424,8 @@ def with_decimals(body: dict[str, Any]) -> dict[str, Any]:
     account = body.get("account")
     if isinstance(account, dict):
         _render(account, ACCOUNT_MONEY_FIELDS, account.get("currency"))
+    for row in _rows(body, "accounts"):
+        _render(row, ACCOUNT_MONEY_FIELDS, row.get("currency") if isinstance(row, dict) else None)
     for row in _rows(body, "by_currency") + _rows(body, "currencies"):
         _render(row, TOTAL_MONEY_FIELDS, row.get("currency"))
     for row in _rows(body, "days"):

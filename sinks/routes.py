@@ -2,6 +2,7 @@
 
     GET  /health, /ready, /metrics.json              (metrics.json: the sink's lag, rate, positions, cut;
                                                       /metrics, Prometheus's: sinks/telemetry.py)
+    GET  /accounts?limit=&cursor=&owner=             accounts in id order, a page at a time (opaque cursor)
     GET  /accounts/{id}                              balance and available balance
     GET  /accounts/{id}/history?limit=&before=|after=   events with the running balance, by cursor
     GET  /accounts/{id}/as-of?sequence=N | ?at=<ms or ISO 8601>   the account as of then
@@ -26,7 +27,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ledger.commands import is_identifier
+from ledger.principals import PRINCIPAL_ID_LENGTH_MAX
 from sinks import views
+from sinks.account_cursor import BAD_CURSOR, BadCursorError, decode_cursor, encode_cursor
 from sinks.rebuild import FINISHED_PHASES, RebuildProgress
 from sinks.service import QueryService, TooManyWaitersError
 
@@ -109,6 +113,33 @@ async def metrics(request: web.Request) -> web.Response:
             "rebuild": None if service.rebuild_progress is None else dataclasses.asdict(service.rebuild_progress),
         }
     )
+
+
+async def accounts(request: web.Request) -> web.Response:
+    """A page of accounts in id order; `next_cursor` (opaque) asks for the next one."""
+    limit = _integer(request, "limit", views.ACCOUNT_PAGE_ACCOUNTS_DEFAULT) or 0
+    if not 1 <= limit <= views.ACCOUNT_PAGE_ACCOUNTS_MAX:
+        return _coded_error(400, "BAD_PARAMETER", f"limit must be within 1..{views.ACCOUNT_PAGE_ACCOUNTS_MAX}")
+    cursor, owner = request.query.get("cursor"), request.query.get("owner")
+    if owner is not None and not is_identifier(owner, PRINCIPAL_ID_LENGTH_MAX):
+        return _coded_error(
+            400, "BAD_PARAMETER", f"owner must be a principal id (1..{PRINCIPAL_ID_LENGTH_MAX} characters)"
+        )
+    try:
+        after = None if cursor is None else decode_cursor(cursor)
+    except BadCursorError as error:
+        return _coded_error(400, BAD_CURSOR, str(error))
+    service = request.app[STATE_KEY]
+    try:
+        page = await service.query(views.account_page, limit=limit, after=after, owner=owner)
+    except views.OwnerFilterUnavailableError as error:
+        return _coded_error(400, "BAD_PARAMETER", str(error))
+    next_cursor = None if page.last_account_id is None else encode_cursor(page.last_account_id)
+    return web.json_response({"status": "ok", "accounts": page.accounts, "next_cursor": next_cursor})
+
+
+def _coded_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": message, "code": code}, status=status)
 
 
 async def account(request: web.Request) -> web.Response:
@@ -255,6 +286,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/health", health)
     router.add_get("/ready", ready)
     router.add_get("/metrics.json", metrics)
+    router.add_get("/accounts", accounts)
     router.add_get("/accounts/{account_id}", account)
     router.add_get("/accounts/{account_id}/history", history)
     router.add_get("/accounts/{account_id}/as-of", as_of)

@@ -85,6 +85,8 @@ class QueryService:
         self.reads_waited = 0  # reads with min_seq that found the view behind and waited
         self.reads_not_yet = 0  # ... and were answered "not yet"
         self.reconciling = asyncio.Lock()
+        self.reconcile_runs = {"ok": 0, "mismatch": 0}  # reconciliations run here, by outcome
+        self.reconcile_differences: int | None = None  # of the last one run here (None: none yet)
         self.telemetry: SinkTelemetry | None = None  # set by the process (sinks/app.py)
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -254,7 +256,10 @@ class QueryService:
 
     def run_reconcile(self) -> dict[str, Any]:
         client = connect(self.settings.clickhouse_dsn)
-        return reconcile(self.settings, client, database=self.database, reach=self.reach).to_json()
+        report = reconcile(self.settings, client, database=self.database, reach=self.reach)
+        self.reconcile_differences = len(report.differences)
+        self.reconcile_runs["ok" if report.ok else "mismatch"] += 1
+        return report.to_json()
 
     def run_rebuild(self) -> None:
         client = connect(self.settings.clickhouse_dsn)

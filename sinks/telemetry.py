@@ -201,6 +201,7 @@ class QueryCollector(Collector):
                 yield _gauge("streamwallet_sink_newest_event_age_seconds", metrics.newest_event_age_ms / 1000)
         yield lag
         yield position
+        yield from _reconcile_metrics(service)
         progress = service.rebuild_progress
         running = progress is not None and progress.phase not in FINISHED_PHASES
         yield _gauge("streamwallet_rebuild_running", 1 if running else 0)
@@ -208,6 +209,19 @@ class QueryCollector(Collector):
             yield _gauge("streamwallet_rebuild_offsets", progress.offsets_done)
             yield _gauge("streamwallet_rebuild_offsets_target", progress.events_total)
             yield _gauge("streamwallet_rebuild_events_written", progress.events_written)
+
+
+def _reconcile_metrics(service: QueryService) -> Iterator[Metric]:
+    """The reconciliations this service ran (`GET /reconcile`, `streamwallet reconcile`), by
+    outcome, and the differences the last one found (absent until one ran)."""
+    runs = CounterMetricFamily(
+        "streamwallet_reconcile_runs", help_of("streamwallet_reconcile_runs"), labels=["outcome"]
+    )
+    for outcome, count in sorted(service.reconcile_runs.items()):
+        runs.add_metric([outcome], count)
+    yield runs
+    if service.reconcile_differences is not None:
+        yield _gauge("streamwallet_reconcile_differences", service.reconcile_differences)
 
 
 def _gauge(name: str, value: float) -> GaugeMetricFamily:

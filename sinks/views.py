@@ -21,6 +21,11 @@ from ledger.events import EventKind
 
 HISTORY_PAGE_EVENTS_DEFAULT = 100
 HISTORY_PAGE_EVENTS_MAX = 1000
+ACCOUNT_PAGE_ACCOUNTS_DEFAULT = 100
+ACCOUNT_PAGE_ACCOUNTS_MAX = 1000
+# The balances view's column naming an account's owner (a principal id), once the events
+# carry it; without the column an `owner` filter cannot be answered.
+OWNER_COLUMN = "owner"
 HIERARCHY_DEPTH_MAX = 32  # levels below an account a roll-up follows; deeper levels are reported, not summed
 
 Cut = Mapping[int, int]
@@ -127,6 +132,62 @@ def balance_as_of(
         parameters={"account_id": account_id, "sequence": sequence, "at": at_ms},
     ).result_rows
     return _state(rows[0][:-1], rows[0][-1]) if rows else None
+
+
+# -- account listing ----------------------------------------------------------------------------
+
+
+class OwnerFilterUnavailableError(ValueError):
+    """An `owner` filter asked of a balances view that has no owner column."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccountPage:
+    accounts: list[dict[str, Any]]
+    last_account_id: str | None  # the next page starts after it; None: this page is the last
+
+
+def has_owner_column(client: Any, database: str) -> bool:
+    rows = client.query(
+        "SELECT count() FROM system.columns WHERE database = %(database)s AND table = 'account_latest' "
+        "AND name = %(column)s",
+        parameters={"database": database, "column": OWNER_COLUMN},
+    ).result_rows
+    return bool(rows and rows[0][0])
+
+
+def account_page(
+    client: Any,
+    database: str,
+    *,
+    limit: int = ACCOUNT_PAGE_ACCOUNTS_DEFAULT,
+    after: str | None = None,
+    owner: str | None = None,
+) -> AccountPage:
+    """Accounts in the order of their ids (bytes, ascending), each as `balance` answers it,
+    from `after` (exclusive); only `owner`'s if given. The cursor is an account id, so the
+    pages stay stable while accounts are opened: a new one shows on a later page or not at
+    all, never twice."""
+    if not 1 <= limit <= ACCOUNT_PAGE_ACCOUNTS_MAX:
+        raise ValueError(f"limit must be within 1..{ACCOUNT_PAGE_ACCOUNTS_MAX}")
+    conditions = ["1" if after is None else "account_id > %(after)s"]
+    if owner is not None:
+        if not has_owner_column(client, database):
+            raise OwnerFilterUnavailableError("the views do not carry account owners yet: owner cannot filter")
+        conditions.append(f"{OWNER_COLUMN} = %(owner)s")
+    rows = client.query(
+        f"""
+        SELECT {", ".join(STATE_COLUMNS)}, toUnixTimestamp64Milli(updated_at)
+        FROM {database}.account_latest FINAL
+        WHERE {" AND ".join(conditions)}
+        ORDER BY account_id
+        LIMIT %(rows)s
+        """,
+        parameters={"after": after, "owner": owner, "rows": limit + 1},
+    ).result_rows
+    accounts = [_state(row[:-1], row[-1]) for row in rows[:limit]]
+    more = len(rows) > limit
+    return AccountPage(accounts=accounts, last_account_id=accounts[-1]["account_id"] if more else None)
 
 
 # -- history ------------------------------------------------------------------------------------

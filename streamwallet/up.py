@@ -1,6 +1,11 @@
 """`streamwallet up` (what `./sw up` runs): the broker, the topics, N workers, the query
 service and the gateway on this machine, then the demo; running until Ctrl-C.
 
+No schema registry by default: the default framing (`STREAMWALLET_AVRO_FRAMING=single-object`)
+needs none. With `STREAMWALLET_AVRO_FRAMING=confluent` a registry is part of the stack: the one
+at `STREAMWALLET_SCHEMA_REGISTRY_URL` if it answers, else a local Apicurio Registry started
+here (on that URL's port, 8085 if unset), which outlives `up` like the broker.
+
 Ctrl-C (or SIGTERM), at any moment, stops the processes this command started and says
 what keeps running: the Kafka broker, which outlives `up` so that the next start is
 quick and the data stays, with the command that stops it.
@@ -12,6 +17,7 @@ import dataclasses
 import signal
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,8 @@ from foundation.settings import Settings
 from streamwallet.exit_codes import CommandError, ExitCode
 
 KAFKA_NAME = "dev"
+REGISTRY_NAME = "dev"  # the one `./sw registry start|stop` acts on
+CONFLUENT_FRAMING = "confluent"
 KAFKA_PROBE_TIMEOUT_S = 2.0
 
 
@@ -41,6 +49,7 @@ def run_up(settings: Settings, options: UpOptions) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     stack = Stack(settings, options.run_dir)
     kafka_started_here: bool | None = None  # None: not known yet
+    registry_started_here = False
     try:
         kafka_started_here = not _kafka_answers(kafka_config(settings))
         if kafka_started_here:
@@ -48,6 +57,8 @@ def run_up(settings: Settings, options: UpOptions) -> int:
             print(f"Kafka {kafka.KAFKA_VERSION} (KRaft, single node) ready at {cluster.bootstrap_servers}", flush=True)
         else:
             print(f"using the Kafka already running at {settings.bootstrap_servers}", flush=True)
+        settings, registry_started_here = _with_schema_registry(settings)
+        stack = Stack(settings, options.run_dir)
         return _run(settings, options, stack)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
@@ -58,12 +69,39 @@ def run_up(settings: Settings, options: UpOptions) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stopping short
         stack.stop_all()
         _say_what_keeps_running(settings, options, stopped=bool(stack.processes), kafka_started_here=kafka_started_here)
+        if registry_started_here:
+            print(
+                f"the schema registry keeps running at {stack.settings.schema_registry_url}; "
+                "stop it with: ./sw registry stop",
+                flush=True,
+            )
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
+
+
+def _with_schema_registry(settings: Settings) -> tuple[Settings, bool]:
+    """The settings the stack runs with, and whether a registry was started here: none for
+    the default framing; for the Confluent framing, the configured registry if it answers,
+    else a local one (only on this machine's loopback: a remote URL that does not answer
+    stops `up` with the reason)."""
+    if settings.avro_framing != CONFLUENT_FRAMING:
+        return settings, False
+    from deploy.local import registry
+
+    url = settings.schema_registry_url
+    if url and registry.answers(url):
+        print(f"using the schema registry already running at {url}", flush=True)
+        return settings, False
+    parts = urllib.parse.urlsplit(url)
+    if url and parts.hostname not in ("127.0.0.1", "localhost"):
+        raise CommandError(f"the schema registry at {url} does not answer (STREAMWALLET_SCHEMA_REGISTRY_URL)")
+    started = registry.start(name=REGISTRY_NAME, port=parts.port or registry.REGISTRY_PORT_DEFAULT)
+    print(f"Apicurio Registry {registry.APICURIO_VERSION} (schema registry) ready at {started.url}", flush=True)
+    return dataclasses.replace(settings, schema_registry_url=started.url), True
 
 
 def kafka_port(settings: Settings) -> int:

@@ -135,12 +135,14 @@ def literal_environment(workload: dict[str, Any], container: int = 0) -> dict[st
 
 
 def copy_with_dashboards(folder: Path) -> Path:
-    """A copy of the chart with two dashboard files (a dashboard's JSON model, made up here: the
-    chart ships none yet)."""
+    """A copy of the chart whose dashboards are two files made up here (a dashboard's JSON model)
+    instead of the ones it ships."""
     chart = folder / "streamwallet"
     shutil.copytree(CHART, chart)
     dashboards = chart / "dashboards"
     dashboards.mkdir(exist_ok=True)
+    for shipped in dashboards.glob("*.json"):
+        shipped.unlink()
     for title in ("Ledger_Overview", "gateway"):
         model: dict[str, Any] = {
             "title": title,

@@ -196,6 +196,11 @@ def start(*, name: str = "dev", port: int = REGISTRY_PORT_DEFAULT, version: str 
     return registry
 
 
+def answers(api_url: str) -> bool:
+    """Whether a Confluent-compatible registry API (a STREAMWALLET_SCHEMA_REGISTRY_URL) answers."""
+    return _answers(f"{api_url.rstrip('/')}/subjects")
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=READY_PROBE_TIMEOUT_S) as response:

@@ -7,6 +7,7 @@ spans to files.
   under one trace id, from the spans the three processes exported;
 * each process's `/metrics` is parsed by prometheus-client's parser and checked by a real
   `promtool check metrics` (deploy/promtool.sh), and counts what was done;
+* every metric the Grafana dashboards and the Prometheus rules read is exposed;
 * the log level changes at run time, and a debug line then carries the command id, the
   account and the trace id.
 
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -37,12 +36,21 @@ from foundation.settings import Settings
 from streamwallet.stack import Stack
 from tests.conftest import fresh_settings
 from tests.credentials import Credentials
+from tests.promql_names import (
+    SCRAPE_SERIES,
+    dashboard_expressions,
+    exposed_series,
+    metric_names,
+    recorded_names,
+    rule_expressions,
+)
+from tests.promtool import built_promtool
 from topologies import partition_for
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
-PROMTOOL_TOOL = ROOT / "deploy" / "promtool.sh"
-PROMTOOL = ROOT / ".cache" / "bin" / "promtool"
+DASHBOARDS = ROOT / "deploy" / "helm" / "streamwallet" / "dashboards"
+RULES = ROOT / "deploy" / "helm" / "streamwallet" / "rules" / "streamwallet.rules.yaml"
 SPANS_TIMEOUT_S = 60.0
 METRICS_TIMEOUT_S = 60.0
 STANDARD_PREFIXES = ("process_", "python_")
@@ -286,22 +294,13 @@ def eventually(check: Any, timeout_s: float = METRICS_TIMEOUT_S) -> Any:
 
 
 @pytest.fixture(scope="module")
-def promtool() -> Path | None:
-    """A real promtool: built by deploy/promtool.sh when STREAMWALLET_BUILD_PROMTOOL=1 (or
-    already built into .cache/bin), else None and the promtool check is skipped."""
-    if os.environ.get("STREAMWALLET_BUILD_PROMTOOL") == "1":
-        built = subprocess.run(["bash", str(PROMTOOL_TOOL)], capture_output=True, text=True, timeout=3600, check=False)
-        if built.returncode != 0:
-            pytest.fail(f"deploy/promtool.sh failed ({built.returncode}):\n{built.stderr[-4000:]}")
-        return Path(built.stdout.strip().splitlines()[-1])
-    if PROMTOOL.exists():
-        return PROMTOOL
-    found = shutil.which("promtool")
-    return Path(found) if found else None
+def promtool() -> Path:
+    """A real promtool, built by deploy/promtool.sh (cached in .cache/bin) if it is missing."""
+    return built_promtool()
 
 
 def test_every_process_serves_prometheus_metrics_that_count_what_happened(
-    deployment: Deployment, promtool: Path | None
+    deployment: Deployment, promtool: Path
 ) -> None:
     settings, urls = deployment.settings, deployment.urls
     account = f"metrics-{uuid.uuid4().hex[:8]}"
@@ -363,17 +362,53 @@ def test_every_process_serves_prometheus_metrics_that_count_what_happened(
         routes = {s.labels["route"] for family in families.values() for s in family.samples if "route" in s.labels}
         assert not any(account in route or "no-such" in route for route in routes), routes
 
-    if promtool is None:
-        pytest.skip(
-            "promtool is not built (.cache/bin/promtool): run `bash deploy/promtool.sh` or set "
-            "STREAMWALLET_BUILD_PROMTOOL=1; the prometheus-client parser checks above ran"
-        )
     for name, url in urls.items():
         body, _ = text(f"{url}/metrics")
         checked = subprocess.run(
             [str(promtool), "check", "metrics"], input=body, capture_output=True, text=True, timeout=60, check=False
         )
         assert checked.returncode == 0, f"{name}: {checked.stdout}{checked.stderr}"
+
+
+def test_every_metric_the_dashboards_and_the_rules_read_is_exposed(deployment: Deployment) -> None:
+    """Every metric name in every dashboard query (panels and variables) and every rule
+    expression is a series one of the real processes exposes after some work: a renamed or
+    removed metric fails here. Names the rules record, and the series Prometheus makes itself
+    (`up`), are the only others allowed."""
+    settings, urls = deployment.settings, deployment.urls
+    account = f"dashboards-{uuid.uuid4().hex[:8]}"
+    opened_with(deployment, account, 500)
+    dead_letter(settings)
+    status, report = call("GET", f"{settings.query_url}/reconcile")
+    assert status == 200 and report["ok"] is True, report
+
+    def exposed() -> set[str]:
+        names: set[str] = set()
+        for url in urls.values():
+            names |= exposed_series(scrape(url)[1].values())
+        assert "streamwallet_reconcile_differences" in names and "streamwallet_worker_consumer_lag_messages" in names
+        return names
+
+    series = eventually(exposed)
+    allowed = series | SCRAPE_SERIES | recorded_names(RULES)
+    queries = [query for path in sorted(DASHBOARDS.glob("*.json")) for query in dashboard_expressions(path)]
+    queries += list(rule_expressions(RULES))
+    assert len(queries) >= 40 and {path.name for path in DASHBOARDS.glob("*.json")} == {
+        "streamwallet-overview.json",
+        "streamwallet-worker.json",
+    }
+    missing = {
+        where: sorted(metric_names(expression) - allowed)
+        for where, expression in queries
+        if metric_names(expression) - allowed
+    }
+    assert missing == {}, f"metrics no process exposes: {missing}"
+    for where, expression in queries:
+        assert metric_names(expression), f"{where}: no metric found in {expression!r}"
+    # The check can fail: a renamed metric is caught.
+    assert metric_names("rate(streamwallet_worker_command_total[5m])") - allowed == {
+        "streamwallet_worker_command_total"
+    }
 
 
 def test_the_json_metrics_moved_to_metrics_json(deployment: Deployment) -> None:

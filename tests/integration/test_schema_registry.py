@@ -5,10 +5,12 @@ writer schema we do not have is fetched once and resolved into ours."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import io
 import json
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -168,3 +170,33 @@ def test_an_id_the_registry_does_not_know_is_unknown_schema(schema_registry_url:
         reader.decode(confluent_header(2_000_000_000) + SINGLE_OBJECT.encode(EVENT)[10:])
     assert raised.value.code == "UNKNOWN_SCHEMA"
     assert "no id 2000000000" in raised.value.reason
+
+
+REGISTERING_PROCESSES = 6
+
+
+def test_processes_starting_together_register_the_same_subjects_without_a_conflict(schema_registry_url: str) -> None:
+    """Defect found by `STREAMWALLET_AVRO_FRAMING=confluent ./sw up` (tests/integration/test_sw_up.py):
+    the worker, the query service and the gateway start together against a fresh registry,
+    and Apicurio answers 409 "A rule named 'COMPATIBILITY' already exists" to all but one of
+    the concurrent first PUT /config/{subject}: the others did not start. Each process here
+    sets the compatibility of, and registers, the same new subjects at once."""
+    subjects = [f"streamwallet.test.Concurrent{uuid.uuid4().hex[:8]}{index}" for index in range(3)]
+    schema = {"type": "record", "name": "Concurrent", "namespace": "streamwallet.test", "fields": []}
+    barrier = threading.Barrier(REGISTERING_PROCESSES)
+
+    def start_up() -> list[int]:
+        client = RegistryClient(schema_registry_url)
+        barrier.wait()
+        ids = []
+        for subject in subjects:
+            client.set_compatibility(subject, COMPATIBILITY_LEVEL)
+            ids.append(client.register(subject, schema))
+        return ids
+
+    with concurrent.futures.ThreadPoolExecutor(REGISTERING_PROCESSES) as pool:
+        answers = list(pool.map(lambda _: start_up(), range(REGISTERING_PROCESSES)))
+    assert all(ids == answers[0] for ids in answers), answers
+    for subject in subjects:
+        status, config = request_json("GET", f"{schema_registry_url}/config/{subject}", timeout_s=10)
+        assert status == 200 and config["compatibilityLevel"] == COMPATIBILITY_LEVEL, config

@@ -1,9 +1,11 @@
 """`./sw up` on the user's terminal: Ctrl-C (or SIGTERM) at any moment stops what it
 started, says what keeps running and how to stop it, and exits cleanly; neither Maven's
-escape codes nor librdkafka's own log lines reach the terminal."""
+escape codes nor librdkafka's own log lines reach the terminal. A schema registry is part of
+the stack only with the Confluent framing: none by default, a local one otherwise."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -18,10 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local import kafka
+from deploy.local import kafka, registry
 from foundation.clients import kafka_config
 from foundation.settings import Settings
-from tests.conftest import fresh_settings
+from streamwallet import up as up_registry
+from tests.conftest import TEST_REGISTRY_PORTS, fresh_settings
 
 START_TIMEOUT_S = 240.0
 
@@ -114,8 +117,37 @@ def test_ctrl_c_on_a_running_stack_stops_it_says_what_keeps_running_and_exits_0(
         assert answers(f"{settings.query_url}/ready")
         up.process.send_signal(signal.SIGINT)
         assert_clean_exit(up, settings)
+        assert "registry" not in "".join(up.output), "the default framing needs no schema registry"
+        assert "not running" in registry.status(name=up_registry.REGISTRY_NAME), "none was started"
     finally:
         up.kill()
+
+
+@pytest.mark.kafka
+def test_the_confluent_framing_brings_up_a_local_registry_that_outlives_the_stack(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    port = next((port for port in reversed(TEST_REGISTRY_PORTS) if kafka._port_free(port)), None)
+    assert port is not None
+    url = f"http://127.0.0.1:{port}{registry.CONFLUENT_API_PATH}"
+    settings = fresh_settings(kafka_bootstrap, tmp_path, avro_framing="confluent", schema_registry_url=url)
+    assert not registry.answers(url)
+    up = Up(settings, tmp_path / "run")
+    try:
+        up.wait_for(f"(schema registry) ready at {url}")
+        up.wait_for("press Ctrl-C to stop it")
+        # The processes registered the public records' schemas in it (they write the Confluent framing).
+        with urllib.request.urlopen(f"{url}/subjects", timeout=10) as response:
+            subjects = json.loads(response.read())
+        assert any(subject.endswith(".AccountEvent") for subject in subjects), subjects
+        up.process.send_signal(signal.SIGINT)
+        assert_clean_exit(up, settings)
+        assert f"the schema registry keeps running at {url}; stop it with: ./sw registry stop" in "".join(up.output)
+        assert registry.answers(url)
+    finally:
+        up.kill()
+        registry.stop(name=up_registry.REGISTRY_NAME)
+    assert not registry.answers(url)
 
 
 @pytest.mark.kafka

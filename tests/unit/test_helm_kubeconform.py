@@ -1,5 +1,6 @@
 """What the chart renders is valid Kubernetes: kubeconform -strict against the JSON schemas of a
-real Kubernetes release's OpenAPI documents and of prometheus-operator's ServiceMonitor CRD.
+real Kubernetes release's OpenAPI documents and of prometheus-operator's ServiceMonitor and
+PrometheusRule CRDs.
 
 deploy/kubeconform-tool.sh builds kubeconform and converts the schemas (both from the Go module
 proxy) into .cache/ the first time; see the chart README, "Validation". Every value set in
@@ -120,6 +121,7 @@ def test_the_value_sets_cover_what_the_chart_can_render(helm: Helm) -> None:
         "Ingress",
         "Job",
         "PodDisruptionBudget",
+        "PrometheusRule",
         "Service",
         "ServiceAccount",
         "ServiceMonitor",

@@ -2,7 +2,8 @@
 of their component and scrape /metrics on the port its pods serve; the dashboards' ConfigMaps
 (metrics.grafanaDashboards) carry each JSON file of the chart's dashboards/ folder as it is.
 
-The chart ships no dashboard yet: the dashboard tests copy the chart and add a file of their own.
+The mechanism's tests copy the chart with dashboard files of their own instead of the shipped ones.
+The PrometheusRule (metrics.prometheusRule) holds the groups of the chart's rule file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.helm_chart import (
     CHART,
@@ -26,6 +28,7 @@ from tests.helm_chart import (
 
 SERVER = ("clickhouse.dsn=http://clickhouse:8123", "query.readReplicas.enabled=true")
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+RULES = CHART / "rules" / "streamwallet.rules.yaml"
 CONFIGMAP_BYTES_MAX = 1024 * 1024
 
 
@@ -132,10 +135,22 @@ def chart_with_dashboards(tmp_path: Path) -> Path:
     return copy_with_dashboards(tmp_path)
 
 
-def test_no_dashboard_configmap_without_dashboard_files(helm: Helm) -> None:
-    assert not (CHART / "dashboards").exists() or not list((CHART / "dashboards").glob("*.json"))
+def test_the_shipped_dashboards_are_configmaps(helm: Helm) -> None:
     objects = render_objects(helm, "metrics.grafanaDashboards.enabled=true")
-    assert [d for d in of_kind(objects, "ConfigMap") if "dashboard" in d["metadata"]["name"]] == []
+    dashboards = {
+        d["metadata"]["name"]: d for d in of_kind(objects, "ConfigMap") if "dashboard" in d["metadata"]["name"]
+    }
+    assert sorted(dashboards) == [
+        f"{FULLNAME}-dashboard-streamwallet-overview",
+        f"{FULLNAME}-dashboard-streamwallet-worker",
+    ]
+    uids = set()
+    for configmap in dashboards.values():
+        [(name, text)] = configmap["data"].items()
+        model = json.loads(text)
+        assert model["panels"] and model["title"].startswith("streamwallet / "), name
+        uids.add(model["uid"])
+    assert len(uids) == len(dashboards), "each dashboard has its own uid"
 
 
 def test_each_dashboard_file_is_a_configmap_for_grafanas_sidecar(helm: Helm, chart_with_dashboards: Path) -> None:
@@ -161,6 +176,30 @@ def test_each_dashboard_file_is_a_configmap_for_grafanas_sidecar(helm: Helm, cha
         assert configmap["metadata"]["namespace"] == NAMESPACE
         assert configmap["data"] == {file.name: file.read_text().rstrip("\n")}
         assert json.loads(configmap["data"][file.name]) == json.loads(file.read_text())
+
+
+# -- PrometheusRule -------------------------------------------------------------------------------
+
+
+def test_the_prometheus_rule_holds_the_rule_files_groups_with_the_runbook_base(helm: Helm) -> None:
+    assert of_kind(render_objects(helm), "PrometheusRule") == [], "off by default"
+    base = "https://git.example.com/streamwallet/blob/main/"
+    objects = render_objects(
+        helm,
+        "metrics.prometheusRule.enabled=true",
+        "metrics.prometheusRule.labels.release=kube-prometheus-stack",
+        f"metrics.prometheusRule.runbookBaseUrl={base}",
+    )
+    [rule] = of_kind(objects, "PrometheusRule")
+    assert rule["metadata"]["name"] == FULLNAME and rule["metadata"]["namespace"] == NAMESPACE
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    expected = yaml.safe_load(RULES.read_text())["groups"]
+    for group in expected:
+        for one in group["rules"]:
+            if "runbook_url" in one.get("annotations", {}):
+                one["annotations"]["runbook_url"] = base + one["annotations"]["runbook_url"]
+    assert rule["spec"]["groups"] == expected
+    assert "{{ $labels.instance }}" in json.dumps(rule["spec"]), "Prometheus's templates reach it unrendered"
 
 
 def test_a_dashboard_too_large_for_a_configmap_is_refused(helm: Helm, chart_with_dashboards: Path) -> None:

@@ -16,13 +16,21 @@ from multidict import MultiDict
 from schemathesis.core.result import Ok
 
 from gateway.errors import GATEWAY_STATUSES, LEDGER_STATUSES, ApiError, GatewayCode
-from gateway.limits import AT_MS_MAX, HISTORY_PAGE_EVENTS_DEFAULT, HISTORY_PAGE_EVENTS_MAX
+from gateway.limits import (
+    ACCOUNT_CURSOR_LENGTH_MAX,
+    ACCOUNT_PAGE_ACCOUNTS_DEFAULT,
+    ACCOUNT_PAGE_ACCOUNTS_MAX,
+    AT_MS_MAX,
+    HISTORY_PAGE_EVENTS_DEFAULT,
+    HISTORY_PAGE_EVENTS_MAX,
+)
 from gateway.openapi import SCHEMA_PREFIX, document
 from gateway.principals import client_fields
 from gateway.reads import (
     READ_ROUTES,
     ReadRoute,
     checked_parameters,
+    cursor,
     day,
     moment,
     path_segment,
@@ -32,8 +40,10 @@ from gateway.reads import (
 from gateway.translate import MINOR_SUFFIX, MONEY_FIELDS, parse_json, to_command
 from ledger import commands
 from ledger.errors import ErrorCode
+from ledger.limits import ACCOUNT_ID_LENGTH_MAX
 from ledger.principals import Principal, Role
 from sinks import views
+from sinks.account_cursor import CURSOR_LENGTH_MAX, encode_cursor
 
 ROUTES = {route.path: route for route in READ_ROUTES}
 EVERY_ROLE = Principal(principal_id="contract", roles=frozenset(Role))
@@ -100,6 +110,18 @@ def test_the_history_bounds_are_the_query_services() -> None:
         views.HISTORY_PAGE_EVENTS_MAX,
         views.HISTORY_PAGE_EVENTS_DEFAULT,
     )
+
+
+def test_the_account_listing_bounds_are_the_query_services() -> None:
+    assert (ACCOUNT_PAGE_ACCOUNTS_MAX, ACCOUNT_PAGE_ACCOUNTS_DEFAULT) == (
+        views.ACCOUNT_PAGE_ACCOUNTS_MAX,
+        views.ACCOUNT_PAGE_ACCOUNTS_DEFAULT,
+    )
+    assert CURSOR_LENGTH_MAX <= ACCOUNT_CURSOR_LENGTH_MAX, "every cursor the query service makes passes the gateway"
+    assert encode_cursor("~" * ACCOUNT_ID_LENGTH_MAX) == cursor("cursor", encode_cursor("~" * ACCOUNT_ID_LENGTH_MAX))
+    listing = document()["paths"]["/v1/accounts"]["get"]
+    assert {parameter["name"] for parameter in listing["parameters"]} == {"limit", "cursor", "owner"}
+    assert listing["operationId"] == "readAccounts" and "400" in listing["responses"]
 
 
 SUBMIT = schemathesis.openapi.from_dict(document())["/v1/commands"]["POST"]
