@@ -232,6 +232,7 @@ EXAMPLES: list[Any] = [
         command_id="cmd-9",
         dedup_id="batch-1",
         incarnation=4,
+        postings=[-300, -5],  # a payment and its fee
     ),
     legs.BatchVote(
         batch_id="batch-1",
@@ -328,6 +329,7 @@ EXAMPLES: list[Any] = [
         sequence=8,
         command_id="cmd-9",
         dedup_id="batch-1",
+        postings=[-300, -5],
     ),
     BatchState(
         batch_id="batch-1",
@@ -345,6 +347,7 @@ EXAMPLES: list[Any] = [
         created_at_ms=AT_MS,
         incarnation=4,
         sequences=[8, 0],
+        code_leg_index=-1,
     ),
     RetentionEntry(recorded_at_ms=AT_MS, keys=[RetainedKey(table=Table.DEDUP, key="alice|tr-1")]),
     ExpiryEntry(key="alice|auth-1"),

@@ -151,7 +151,9 @@ class BatchLeg:
 
 @dataclasses.dataclass(slots=True, kw_only=True)
 class Batch:
-    """All-or-nothing balance changes over several accounts; each currency nets to zero."""
+    """All-or-nothing postings (2..BATCH_LEGS_MAX) over one or more accounts; each currency
+    nets to zero. An account may appear in several postings (a payment and its fee): they
+    are applied in the order given, each against the balance the ones before it left."""
 
     command_id: str
     dedup_id: str
@@ -445,9 +447,14 @@ def _validate_batch(command: Batch) -> Rejection | None:
     for leg in command.legs:  # every amount before any currency: INVALID_AMOUNT precedes INVALID_CURRENCY
         if (rejection := _check_currency(leg.currency)) is not None:
             return rejection
-    accounts = [leg.account_id for leg in command.legs]
-    if len(set(accounts)) != len(accounts):
-        return Rejection(ErrorCode.DUPLICATE_LEG, "each account may appear in a batch only once")
+    currency_of: dict[str, str] = {}
+    for leg in command.legs:  # an account may repeat (postings in order), in its one currency
+        if currency_of.setdefault(leg.account_id, leg.currency) != leg.currency:
+            return Rejection(
+                ErrorCode.DUPLICATE_LEG,
+                f"account {leg.account_id} appears in {currency_of[leg.account_id]} and {leg.currency}: "
+                "an account's postings in a batch share one currency",
+            )
     net: dict[str, int] = {}
     for leg in command.legs:
         net[leg.currency] = net.get(leg.currency, 0) + leg.amount

@@ -192,8 +192,9 @@ class _Flow:
 @dataclasses.dataclass(slots=True)
 class _BatchPart:
     committed: int = 0
-    prepared: int = 0
-    finished: int = 0
+    # Participants whose last event of the batch is its reservation: not decided there yet. (A
+    # participant that appears in several postings finishes with one event per posting.)
+    open_accounts: set[str] = dataclasses.field(default_factory=set)
 
 
 class Replay:
@@ -245,9 +246,9 @@ class Replay:
         elif kind in ("BATCH_PREPARED", *_BATCH_FINISHED):
             part = self.batches.setdefault((correlation, currency), _BatchPart())
             if kind == EventKind.BATCH_PREPARED:
-                part.prepared += 1
+                part.open_accounts.add(account_id)
             else:
-                part.finished += 1
+                part.open_accounts.discard(account_id)
                 if kind == EventKind.BATCH_COMMITTED:
                     part.committed += amount
 
@@ -265,7 +266,7 @@ class Replay:
             if flow.credited and not flow.settled and len(flow.partitions) > 1:
                 sums[flow.currency]["credits_in_flight"] += flow.credited
         for (_, currency), part in self.batches.items():
-            if part.prepared > part.finished:
+            if part.open_accounts:
                 sums[currency]["batches_in_flight"] += part.committed
         result = []
         for currency in sorted(sums):

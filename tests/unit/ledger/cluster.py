@@ -29,6 +29,7 @@ from typing import Any
 from ledger.accounts import Account, Hold, HoldStatus, within_limits
 from ledger.commands import Command
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
+from ledger.flows.batches import prepared_postings, reservation
 from ledger.keys import prepared_key
 from ledger.legs import BatchDecision, CreditLeg, Leg, RefundLeg, SettleLeg, Tick
 from ledger.shard import Outcome, Shard, ShardConfig
@@ -230,7 +231,7 @@ def _money_in_flight(cluster: Cluster) -> dict[str, int]:
             assert prepared is not None, f"a commit decision for {leg.account_id} without a prepared leg"
             account = cluster.account(leg.account_id)
             assert account is not None
-            flying[account.currency] += prepared.amount
+            flying[account.currency] += sum(prepared_postings(prepared))
     return flying
 
 
@@ -258,12 +259,11 @@ def check_state(cluster: Cluster, external: Mapping[str, int] | None = None) -> 
             held[hold.account_id] += hold.amount - outgoing.amount
     assert not outgoing_by_hold, f"captures in flight for holds that are not CAPTURING: {outgoing_by_hold}"
     for _, _, prepared in cluster.rows(Table.PREPARED):
-        if prepared.status is PreparedStatus.HELD:
-            assert prepared.amount < 0
-            held[prepared.account_id] -= prepared.amount
-        else:
-            assert prepared.amount > 0
-            pending_in[prepared.account_id] += prepared.amount
+        reserved = reservation(prepared_postings(prepared))
+        assert (prepared.status is PreparedStatus.HELD) == (reserved.held > 0), prepared
+        assert prepared.postings == [] or (len(prepared.postings) > 1 and prepared.postings[0] == prepared.amount)
+        held[prepared.account_id] += reserved.held
+        pending_in[prepared.account_id] += reserved.pending_in
     for shard, key, account in cluster.rows(Table.ACCOUNTS):
         assert key == account.account_id and cluster.route(key) == shard
         assert within_limits(account), f"outside its limits: {account}"
@@ -442,8 +442,8 @@ class Auditor:
             assert event.amount == 0 and event.held_change < 0, event
         elif kind is EventKind.BATCH_PREPARED:
             assert event.amount == 0 and event.held_change >= 0, event
-        elif kind is EventKind.BATCH_COMMITTED:
-            assert event.amount != 0 and event.held_change in (0, event.amount), event
+        elif kind is EventKind.BATCH_COMMITTED:  # the first of a participant's postings releases what it held
+            assert event.amount != 0 and event.held_change <= 0, event
         elif kind is EventKind.BATCH_RELEASED:
             assert event.amount == 0 and event.held_change <= 0, event
         if kind is EventKind.HOLD_CAPTURED:

@@ -320,8 +320,13 @@ def _rows() -> list[Row]:
     row("capture into the held account", [*funded, hold("A@0", "h", 10)], capture("A@0", "h", 5, "A@0"), E.SAME_ACCOUNT)
     row("account its own parent", [], open_("N@0", parent_account_id="N@0"), E.SAME_ACCOUNT)
 
-    row("same account twice in a batch", funded, batch(("A@0", -5), ("A@0", 5)), E.DUPLICATE_LEG)
-    row("same account twice among three legs", funded, batch(("A@0", -5), ("B@0", 3), ("A@0", 2)), E.DUPLICATE_LEG)
+    row("an account in two currencies in a batch", funded, batch(("A@0", -5), ("A@0", 5, "JPY")), E.DUPLICATE_LEG)
+    row(
+        "an account in two currencies among four postings",
+        [*funded, open_("J@0", "JPY")],
+        batch(("A@0", -5), ("B@0", 5), ("A@0", -2, "JPY"), ("J@0", 2, "JPY")),
+        E.DUPLICATE_LEG,
+    )
     row("unbalanced batch", funded, batch(("A@0", -5), ("B@0", 4)), E.UNBALANCED_BATCH)
     row(
         "batch balanced only across currencies",
@@ -679,6 +684,26 @@ def _rows() -> list[Row]:
     row("hold more than available", funded, hold("A@0", "h", 101), E.INSUFFICIENT_FUNDS)
     row("batch debit more than available", funded, batch(("A@0", -101), ("B@0", 101)), E.INSUFFICIENT_FUNDS)
     row(
+        "a payment and its fee from one account, more than available",
+        funded,
+        batch(("A@0", -95), ("B@0", 95), ("A@0", -6), ("X@1", 6), batch_id=make_batch_id(2)),
+        E.INSUFFICIENT_FUNDS,
+        compensated=True,
+    )
+    row(
+        "a posting that overdraws before a later credit to the same account",
+        funded,
+        batch(("A@0", -150), ("A@0", 100), ("B@0", 50)),
+        E.INSUFFICIENT_FUNDS,
+    )
+    row(
+        "a posting that overdraws before a later credit, elsewhere",
+        funded,
+        batch(("A@0", -150), ("A@0", 100), ("Y@2", 50), batch_id=make_batch_id(1)),
+        E.INSUFFICIENT_FUNDS,
+        compensated=True,
+    )
+    row(
         "batch debit more than available elsewhere",
         funded,
         batch(("A@0", -101), ("Y@2", 101), batch_id=make_batch_id(2)),
@@ -704,6 +729,13 @@ def _rows() -> list[Row]:
         compensated=True,
     )
     row("batch credit beyond the upper limit", capped, batch(("A@0", -51), ("C@0", 51)), E.LIMIT_EXCEEDED)
+    row(
+        "postings that rise above the upper limit before they come back",
+        capped,
+        batch(("A@0", -60), ("CX@1", 60), ("CX@1", -60), ("B@0", 60), batch_id=make_batch_id(2)),
+        E.LIMIT_EXCEEDED,
+        compensated=True,
+    )
     row(
         "capture beyond the upper limit",
         [*capped, hold("A@0", "h", 60)],
@@ -765,7 +797,19 @@ def _rows() -> list[Row]:
     )
     row("limits beat own parent", [], open_("N@0", parent_account_id="N@0", lower_limit=1), E.INVALID_LIMITS)
     row("expiry beats unknown account", base, hold("Z@0", "h", 1, ttl_ms=0), E.INVALID_EXPIRY)
-    row("duplicate leg beats unbalanced", funded, batch(("A@0", -5), ("A@0", 4)), E.DUPLICATE_LEG)
+    row("duplicate leg beats unbalanced", funded, batch(("A@0", -5), ("A@0", 4, "JPY")), E.DUPLICATE_LEG)
+    row(
+        "an earlier leg's funds do not beat a later leg's locked account",
+        [*funded, lock("B@0")],
+        batch(("A@0", -101), ("B@0", 101)),
+        E.ACCOUNT_LOCKED,
+    )
+    row(
+        "a later leg's unknown account beats an earlier leg's funds, elsewhere",
+        funded,
+        batch(("A@0", -101), ("Z@2", 101), batch_id=make_batch_id(1)),
+        E.ACCOUNT_NOT_FOUND,
+    )
     first = deposit("A@0", 5)
     row(
         "dedup conflict beats a full window",
