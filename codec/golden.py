@@ -8,6 +8,7 @@ that decoders in other languages can check themselves against ours.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import sys
@@ -21,6 +22,7 @@ from codec.deadletter import DeadLetter
 from codec.schemas import SCHEMA_ROOT
 from ledger import commands, legs
 from ledger.accounts import Account, AccountStatus, Hold, HoldStatus
+from ledger.chain import chain
 from ledger.errors import ErrorCode
 from ledger.events import AccountEvent, CommandResult, EventKind, Position, ResultStatus
 from ledger.state import (
@@ -62,6 +64,8 @@ _LEGS = [
     commands.BatchLeg(account_id="alice", amount=-300, currency="USD"),
     commands.BatchLeg(account_id="bob", amount=300, currency="USD"),
 ]
+
+_PREVIOUS_HASH = hashlib.sha256(b"the hash of alice's event 6").hexdigest()
 
 EXAMPLES: list[Any] = [
     commands.OpenAccount(
@@ -145,6 +149,8 @@ EXAMPLES: list[Any] = [
         counterparty_account_id="bob",
         code=None,
         occurred_at_ms=AT_MS,
+        previous_hash=_PREVIOUS_HASH,
+        hash="",  # set below: SHA-256 of the content (ledger/chain.py)
     ),
     _RESULT,
     CommandResult(
@@ -272,6 +278,7 @@ EXAMPLES: list[Any] = [
         metadata={},
         created_at_ms=AT_MS - 1000,
         updated_at_ms=AT_MS,
+        last_hash=_PREVIOUS_HASH,
     ),
     Hold(
         account_id="alice",
@@ -376,6 +383,9 @@ EXAMPLES: list[Any] = [
         failed_at_ms=AT_MS,
     ),
 ]
+for _example in EXAMPLES:
+    if isinstance(_example, AccountEvent):
+        chain(_example, previous_hash=_PREVIOUS_HASH)
 
 
 def vectors(codec: Codec) -> list[dict[str, Any]]:

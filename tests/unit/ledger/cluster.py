@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ledger.accounts import Account, Hold, HoldStatus, within_limits
+from ledger.chain import GENESIS_HASH, event_hash
 from ledger.commands import Command
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
 from ledger.flows.batches import prepared_postings, reservation
@@ -411,6 +412,9 @@ class Auditor:
 
     def observe(self, event: AccountEvent) -> None:
         previous = self.latest.get(event.account_id)
+        # The hash chain: linked to the event before (the genesis value first), over its content.
+        assert event.previous_hash == (GENESIS_HASH if previous is None else previous.hash), event
+        assert event.hash == event_hash(event), f"an event's hash does not match its content: {event}"
         if previous is None:
             assert event.kind is EventKind.OPENED and event.sequence == 1, f"first event of an account: {event}"
             assert event.balance == event.held == event.pending_in == event.pending_out == 0
@@ -495,6 +499,7 @@ class Auditor:
         assert set(stored) == set(self.latest)
         for account_id, event in self.latest.items():
             account = stored[account_id]
+            assert account.last_hash == event.hash, f"{account_id} keeps another hash than its newest event's"
             assert (event.sequence, event.balance, event.held, event.status, event.lower_limit, event.upper_limit) == (
                 account.sequence,
                 account.balance,

@@ -944,7 +944,7 @@ def _snapshot(cluster: Cluster, *, compensated: bool) -> Any:
         Table.BATCH_DEADLINES,
     )
     accounts = [
-        dataclasses.replace(account, sequence=0, updated_at_ms=0) if compensated else account
+        dataclasses.replace(account, sequence=0, updated_at_ms=0, last_hash="") if compensated else account
         for account in cluster.accounts()
     ]
     return accounts, {table: cluster.rows(table) for table in tables}, cluster.in_flight()
