@@ -41,6 +41,7 @@ from ledger.state import (
     Table,
     TransferRecord,
 )
+from ledger.velocity import VelocityBucket, VelocityState
 
 VECTORS_PATH = SCHEMA_ROOT / "golden" / "vectors.json"
 AT_MS = 1_795_600_000_000  # 2026-11-25T...Z
@@ -65,6 +66,14 @@ _LEGS = [
     commands.BatchLeg(account_id="bob", amount=300, currency="USD"),
 ]
 
+_VELOCITY_RULES: dict[str, Any] = {
+    "account_id": "alice",
+    "hour_amount_max": 50_000,
+    "hour_count_max": 10,
+    "day_amount_max": 200_000,
+    "day_count_max": 0,
+    "freeze_on_trip": True,
+}
 _PREVIOUS_HASH = hashlib.sha256(b"the hash of alice's event 6").hexdigest()
 
 EXAMPLES: list[Any] = [
@@ -126,6 +135,12 @@ EXAMPLES: list[Any] = [
         command_id="cmd-13", dedup_id="rev-1", account_id="bob", transfer_id="cmd-8", reason="duplicate payment"
     ),
     commands.QueryCommand(command_id="cmd-14", account_id="alice", target_command_id="cmd-8"),
+    commands.SetVelocityRules(
+        command_id="cmd-16",
+        dedup_id="velocity-1",
+        **_VELOCITY_RULES,
+        currency="USD",
+    ),
     AccountEvent(
         account_id="alice",
         sequence=7,
@@ -360,6 +375,13 @@ EXAMPLES: list[Any] = [
     ExpiryEntry(key="alice|auth-1"),
     ShardMeta(clock_ms=AT_MS, retention_head=3, retention_tail=9, batches_started=4),
     CreditMark(sequence=7),
+    VelocityState(
+        **_VELOCITY_RULES,
+        buckets=[
+            VelocityBucket(minute=AT_MS // 60_000 - 61, amount=1_234, count=1),
+            VelocityBucket(minute=AT_MS // 60_000, amount=2_000, count=2),
+        ],
+    ),
     DeadLetter(
         source_topic="streamwallet.commands",
         source_partition=3,

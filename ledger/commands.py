@@ -226,6 +226,28 @@ class ReverseTransfer:
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
+class SetVelocityRules:
+    """Set an account's velocity rules (ledger/velocity.py): limits on its outgoing money and
+    payments over a rolling hour and day; 0 is no limit, all four 0 removes the rules.
+
+    An operator's command: the OPERATOR role (like LockAccount), never the account's owner."""
+
+    command_id: str
+    dedup_id: str
+    account_id: str
+    hour_amount_max: int = 0
+    hour_count_max: int = 0
+    day_amount_max: int = 0
+    day_count_max: int = 0
+    freeze_on_trip: bool = False
+    currency: str = ""  # the amount limits are minor units of it: must be the account's (CURRENCY_MISMATCH)
+
+    @property
+    def routing_key(self) -> str:
+        return self.account_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
 class QueryCommand:
     """Look up the result of an earlier command, sent to the same routing key it was."""
 
@@ -252,6 +274,7 @@ MutatingCommand = (
     | CaptureHold
     | VoidHold
     | ReverseTransfer
+    | SetVelocityRules
 )
 Command = MutatingCommand | QueryCommand
 
@@ -270,6 +293,7 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     CaptureHold,
     VoidHold,
     ReverseTransfer,
+    SetVelocityRules,
     QueryCommand,
 )
 
@@ -428,9 +452,22 @@ def validate_body(command: Command) -> Rejection | None:
             return _check_id(command.transfer_id, "transfer_id", COMMAND_ID_LENGTH_MAX) or _check_text(
                 command.reason, "reason", REASON_LENGTH_MAX
             )
+        case SetVelocityRules():
+            return (
+                (None if type(command.freeze_on_trip) is bool else _malformed("freeze_on_trip must be true or false"))
+                or _check_currency(command.currency)
+                or _check_velocity_limits(command)
+            )
         case QueryCommand():
             return _check_id(command.target_command_id, "target_command_id", COMMAND_ID_LENGTH_MAX)
     raise InvariantViolation(f"unknown command type {type(command).__name__}")
+
+
+def _check_velocity_limits(command: SetVelocityRules) -> Rejection | None:
+    limits = (command.hour_amount_max, command.hour_count_max, command.day_amount_max, command.day_count_max)
+    if any(type(limit) is not int or not 0 <= limit <= AMOUNT_MAX for limit in limits):
+        return Rejection(ErrorCode.INVALID_LIMITS, f"velocity limits are integers in 0..{AMOUNT_MAX} (0: no limit)")
+    return None
 
 
 def _validate_batch(command: Batch) -> Rejection | None:

@@ -18,6 +18,7 @@ from ledger.commands import BatchLeg
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, Position
 from ledger.legs import Flow
+from ledger.velocity import VelocityState
 
 
 class Table(enum.StrEnum):
@@ -36,6 +37,7 @@ class Table(enum.StrEnum):
     BATCH_DEADLINES = "y"  # "<deadline_ms:020>|<batch id>" -> ExpiryEntry
     META = "m"  # "shard" -> ShardMeta
     CREDIT_MARKS = "s"  # source account id -> CreditMark (the newest credit applied here from it)
+    VELOCITY = "v"  # account id -> VelocityState (its velocity rules and recent outgoing payments)
 
 
 class Store(Protocol):
@@ -201,6 +203,7 @@ STATE_RECORD_TYPES: tuple[type, ...] = (
     ExpiryEntry,
     ShardMeta,
     CreditMark,
+    VelocityState,
 )
 
 

@@ -65,6 +65,7 @@ BATCH_REJECTION_PRECEDENCE: tuple[ErrorCode, ...] = (
     ErrorCode.CURRENCY_MISMATCH,
     ErrorCode.INSUFFICIENT_FUNDS,
     ErrorCode.LIMIT_EXCEEDED,
+    ErrorCode.VELOCITY_LIMIT_EXCEEDED,
     ErrorCode.BATCH_TIMEOUT,
 )
 _ERROR_CODES = list(ErrorCode)

@@ -35,6 +35,7 @@ from ledger.commands import (
     PlaceHold,
     QueryCommand,
     ReverseTransfer,
+    SetVelocityRules,
     Transfer,
     UnlockAccount,
     UpdateLimits,
@@ -166,6 +167,11 @@ def same_dedup(command: Any, **changes: Any) -> Any:
     """A retry: another command id (unless given), the same dedup id, the payload changed as given."""
     changes.setdefault("command_id", fresh("retry-"))
     return dataclasses.replace(command, **changes)
+
+
+def velocity(account_id: str, currency: str = "USD", **fields: Any) -> SetVelocityRules:
+    result: SetVelocityRules = make(SetVelocityRules, account_id=account_id, currency=currency, **fields)
+    return result
 
 
 def usd(*accounts: str, **fields: Any) -> list[Step]:
@@ -683,6 +689,32 @@ def _rows() -> list[Row]:
     row("transfer more than available", funded, transfer("A@0", "X@1", 101), E.INSUFFICIENT_FUNDS)
     row("hold more than available", funded, hold("A@0", "h", 101), E.INSUFFICIENT_FUNDS)
     row("batch debit more than available", funded, batch(("A@0", -101), ("B@0", 101)), E.INSUFFICIENT_FUNDS)
+    row("velocity limits below zero", base, velocity("A@0", hour_amount_max=-1), E.INVALID_LIMITS)
+    row(
+        "velocity limits in an unknown currency",
+        base,
+        velocity("A@0", day_count_max=1, currency="usd"),
+        E.INVALID_CURRENCY,
+    )
+    row("velocity rules of an unknown account", base, velocity("Z@0", day_count_max=1), E.ACCOUNT_NOT_FOUND)
+    row("velocity rules of a closed account", [*base, close("B@0")], velocity("B@0", day_count_max=1), E.ACCOUNT_CLOSED)
+    row(
+        "velocity rules in another currency",
+        base,
+        velocity("A@0", day_count_max=1, currency="JPY"),
+        E.CURRENCY_MISMATCH,
+    )
+    paced = [*funded, velocity("A@0", hour_amount_max=50, day_count_max=2), withdraw("A@0", 30)]
+    row("withdraw past the hour's amount", paced, withdraw("A@0", 21), E.VELOCITY_LIMIT_EXCEEDED)
+    row("transfer past the hour's amount", paced, transfer("A@0", "X@1", 21), E.VELOCITY_LIMIT_EXCEEDED)
+    row(
+        "transfer past the day's count",
+        [*paced, transfer("A@0", "B@0", 1)],
+        transfer("A@0", "X@1", 1),
+        E.VELOCITY_LIMIT_EXCEEDED,
+    )
+    row("insufficient funds beats velocity", paced, withdraw("A@0", 101), E.INSUFFICIENT_FUNDS)
+    row("locked beats velocity", [*paced, lock("A@0")], withdraw("A@0", 21), E.ACCOUNT_LOCKED)
     row(
         "a payment and its fee from one account, more than available",
         funded,
