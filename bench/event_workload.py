@@ -3,7 +3,8 @@
 It plays a small ledger of its own (not ledger/shard.py): opens with a parent hierarchy
 (chains, a cycle, roots), deposits, withdrawals, holds, transfers inside a partition and
 across partitions (debit with pending_out, then credit and settle, or refund), and
-batches across partitions (prepare, then commit or release leg by leg). Work in flight
+batches across partitions (prepare, then commit or release leg by leg; a debit of an even
+amount commits as two postings, a payment and its fee). Work in flight
 at the end stays in flight, so conservation has to account for it. Partitions follow
 Kafka's murmur2 partitioner of the account id, as the events topic is keyed.
 
@@ -308,6 +309,13 @@ class Workload:
             held_change = share
         else:
             account.pending_in -= share
+        if commit and share < -1 and share % 2 == 0:  # a payment and its fee: one event per posting
+            account.balance += share + 1
+            payment = self._emit(
+                account, EventKind.BATCH_COMMITTED, amount=share + 1, held_change=held_change, correlation_id=batch_id
+            )
+            account.balance -= 1
+            return [payment, self._emit(account, EventKind.BATCH_COMMITTED, amount=-1, correlation_id=batch_id)]
         if commit:
             account.balance += share
             return [

@@ -8,6 +8,7 @@ that decoders in other languages can check themselves against ours.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import sys
@@ -21,6 +22,7 @@ from codec.deadletter import DeadLetter
 from codec.schemas import SCHEMA_ROOT
 from ledger import commands, legs
 from ledger.accounts import Account, AccountStatus, Hold, HoldStatus
+from ledger.chain import chain
 from ledger.errors import ErrorCode
 from ledger.events import AccountEvent, CommandResult, EventKind, Position, ResultStatus
 from ledger.state import (
@@ -39,6 +41,7 @@ from ledger.state import (
     Table,
     TransferRecord,
 )
+from ledger.velocity import VelocityBucket, VelocityState
 
 VECTORS_PATH = SCHEMA_ROOT / "golden" / "vectors.json"
 AT_MS = 1_795_600_000_000  # 2026-11-25T...Z
@@ -62,6 +65,16 @@ _LEGS = [
     commands.BatchLeg(account_id="alice", amount=-300, currency="USD"),
     commands.BatchLeg(account_id="bob", amount=300, currency="USD"),
 ]
+
+_VELOCITY_RULES: dict[str, Any] = {
+    "account_id": "alice",
+    "hour_amount_max": 50_000,
+    "hour_count_max": 10,
+    "day_amount_max": 200_000,
+    "day_count_max": 0,
+    "freeze_on_trip": True,
+}
+_PREVIOUS_HASH = hashlib.sha256(b"the hash of alice's event 6").hexdigest()
 
 EXAMPLES: list[Any] = [
     commands.OpenAccount(
@@ -122,6 +135,12 @@ EXAMPLES: list[Any] = [
         command_id="cmd-13", dedup_id="rev-1", account_id="bob", transfer_id="cmd-8", reason="duplicate payment"
     ),
     commands.QueryCommand(command_id="cmd-14", account_id="alice", target_command_id="cmd-8"),
+    commands.SetVelocityRules(
+        command_id="cmd-16",
+        dedup_id="velocity-1",
+        **_VELOCITY_RULES,
+        currency="USD",
+    ),
     AccountEvent(
         account_id="alice",
         sequence=7,
@@ -145,6 +164,8 @@ EXAMPLES: list[Any] = [
         counterparty_account_id="bob",
         code=None,
         occurred_at_ms=AT_MS,
+        previous_hash=_PREVIOUS_HASH,
+        hash="",  # set below: SHA-256 of the content (ledger/chain.py)
     ),
     _RESULT,
     CommandResult(
@@ -232,6 +253,7 @@ EXAMPLES: list[Any] = [
         command_id="cmd-9",
         dedup_id="batch-1",
         incarnation=4,
+        postings=[-300, -5],  # a payment and its fee
     ),
     legs.BatchVote(
         batch_id="batch-1",
@@ -271,6 +293,7 @@ EXAMPLES: list[Any] = [
         metadata={},
         created_at_ms=AT_MS - 1000,
         updated_at_ms=AT_MS,
+        last_hash=_PREVIOUS_HASH,
     ),
     Hold(
         account_id="alice",
@@ -328,6 +351,7 @@ EXAMPLES: list[Any] = [
         sequence=8,
         command_id="cmd-9",
         dedup_id="batch-1",
+        postings=[-300, -5],
     ),
     BatchState(
         batch_id="batch-1",
@@ -345,11 +369,19 @@ EXAMPLES: list[Any] = [
         created_at_ms=AT_MS,
         incarnation=4,
         sequences=[8, 0],
+        code_leg_index=-1,
     ),
     RetentionEntry(recorded_at_ms=AT_MS, keys=[RetainedKey(table=Table.DEDUP, key="alice|tr-1")]),
     ExpiryEntry(key="alice|auth-1"),
     ShardMeta(clock_ms=AT_MS, retention_head=3, retention_tail=9, batches_started=4),
     CreditMark(sequence=7),
+    VelocityState(
+        **_VELOCITY_RULES,
+        buckets=[
+            VelocityBucket(minute=AT_MS // 60_000 - 61, amount=1_234, count=1),
+            VelocityBucket(minute=AT_MS // 60_000, amount=2_000, count=2),
+        ],
+    ),
     DeadLetter(
         source_topic="streamwallet.commands",
         source_partition=3,
@@ -373,6 +405,9 @@ EXAMPLES: list[Any] = [
         failed_at_ms=AT_MS,
     ),
 ]
+for _example in EXAMPLES:
+    if isinstance(_example, AccountEvent):
+        chain(_example, previous_hash=_PREVIOUS_HASH)
 
 
 def vectors(codec: Codec) -> list[dict[str, Any]]:

@@ -6,7 +6,8 @@ do, and decides reads itself (the query service's own checks come later).
     command type                                          roles that may send it
     OpenAccount                                           ADMIN
     UpdateLimits, LockAccount, UnlockAccount,
-      CloseAccount, ReverseTransfer, Deposit              OPERATOR
+      CloseAccount, ReverseTransfer, Deposit,
+      SetVelocityRules                                    OPERATOR
     Withdraw, Transfer, Batch, PlaceHold, CaptureHold,
       VoidHold                                            OWNER (the shard: of the account debited)
     QueryCommand                                          OPERATOR, AUDITOR
@@ -38,6 +39,7 @@ COMMAND_ROLES: dict[type[commands.Command], frozenset[Role]] = {
     commands.UnlockAccount: frozenset({OPERATOR}),
     commands.CloseAccount: frozenset({OPERATOR}),
     commands.ReverseTransfer: frozenset({OPERATOR}),
+    commands.SetVelocityRules: frozenset({OPERATOR}),
     commands.Deposit: frozenset({OPERATOR}),
     commands.Withdraw: frozenset({OWNER}),
     commands.Transfer: frozenset({OWNER}),

@@ -95,6 +95,7 @@ LEDGER_STATUSES: dict[ErrorCode, int] = {
     ErrorCode.INSUFFICIENT_FUNDS: 409,
     ErrorCode.LIMIT_EXCEEDED: 409,
     ErrorCode.CAPTURE_EXCEEDS_HOLD: 409,
+    ErrorCode.VELOCITY_LIMIT_EXCEEDED: 409,  # an account's velocity rule: the window must move on first
     ErrorCode.BATCH_TIMEOUT: 409,
     ErrorCode.ID_IN_USE: 409,
 }

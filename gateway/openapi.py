@@ -66,7 +66,11 @@ ID_LENGTHS_MAX: dict[str, int] = {
     "hold_id": REFERENCE_ID_LENGTH_MAX,
     "batch_id": REFERENCE_ID_LENGTH_MAX,
 }
-INTEGER_RANGES: dict[str, tuple[int, int]] = {"ttl_ms": (HOLD_TTL_MS_MIN, HOLD_TTL_MS_MAX)}
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "ttl_ms": (HOLD_TTL_MS_MIN, HOLD_TTL_MS_MAX),
+    # SetVelocityRules: minor units of the account's currency, or payments; 0: no limit.
+    **{name: (0, AMOUNT_MAX) for name in ("hour_amount_max", "hour_count_max", "day_amount_max", "day_count_max")},
+}
 MINOR_RANGES: dict[str, tuple[int, int]] = {
     "amount": (1, AMOUNT_MAX),
     "lower_limit": (-AMOUNT_MAX, 0),
@@ -140,6 +144,8 @@ def _field_schema(cls: type, name: str, hint: Any, doc: str) -> dict[str, Any]:
     if hint is int:
         low, high = INTEGER_RANGES.get(name, (INTEGER_MIN, INTEGER_MAX))
         return {"type": "integer", "minimum": low, "maximum": high, "description": doc}
+    if hint is bool:
+        return {"type": "boolean", "description": doc}
     if hint is str and name == "reason":
         return {"type": "string", "maxLength": REASON_LENGTH_MAX, "description": doc}
     raise TypeError(f"{cls.__name__}.{name}: no schema for {hint!r}; teach gateway/openapi.py this field")

@@ -341,6 +341,8 @@ def _typed(value: Any, hint: Any, name: str) -> Any:
         return None
     if str in allowed and isinstance(value, str):
         return value
+    if bool in allowed and type(value) is bool:
+        return value
     if int in allowed and type(value) is int:
         if not INTEGER_MIN <= value <= INTEGER_MAX:
             raise _wrong(name, "a 64-bit integer")

@@ -41,6 +41,7 @@ class Account:
     metadata: dict[str, str]
     created_at_ms: int
     updated_at_ms: int
+    last_hash: str = ""  # the hash of its newest event (ledger/chain.py); "": none chained yet
 
     @property
     def available(self) -> int:

@@ -151,7 +151,9 @@ class BatchLeg:
 
 @dataclasses.dataclass(slots=True, kw_only=True)
 class Batch:
-    """All-or-nothing balance changes over several accounts; each currency nets to zero."""
+    """All-or-nothing postings (2..BATCH_LEGS_MAX) over one or more accounts; each currency
+    nets to zero. An account may appear in several postings (a payment and its fee): they
+    are applied in the order given, each against the balance the ones before it left."""
 
     command_id: str
     dedup_id: str
@@ -224,6 +226,28 @@ class ReverseTransfer:
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
+class SetVelocityRules:
+    """Set an account's velocity rules (ledger/velocity.py): limits on its outgoing money and
+    payments over a rolling hour and day; 0 is no limit, all four 0 removes the rules.
+
+    An operator's command: the OPERATOR role (like LockAccount), never the account's owner."""
+
+    command_id: str
+    dedup_id: str
+    account_id: str
+    hour_amount_max: int = 0
+    hour_count_max: int = 0
+    day_amount_max: int = 0
+    day_count_max: int = 0
+    freeze_on_trip: bool = False
+    currency: str = ""  # the amount limits are minor units of it: must be the account's (CURRENCY_MISMATCH)
+
+    @property
+    def routing_key(self) -> str:
+        return self.account_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
 class QueryCommand:
     """Look up the result of an earlier command, sent to the same routing key it was."""
 
@@ -250,6 +274,7 @@ MutatingCommand = (
     | CaptureHold
     | VoidHold
     | ReverseTransfer
+    | SetVelocityRules
 )
 Command = MutatingCommand | QueryCommand
 
@@ -268,6 +293,7 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     CaptureHold,
     VoidHold,
     ReverseTransfer,
+    SetVelocityRules,
     QueryCommand,
 )
 
@@ -426,9 +452,22 @@ def validate_body(command: Command) -> Rejection | None:
             return _check_id(command.transfer_id, "transfer_id", COMMAND_ID_LENGTH_MAX) or _check_text(
                 command.reason, "reason", REASON_LENGTH_MAX
             )
+        case SetVelocityRules():
+            return (
+                (None if type(command.freeze_on_trip) is bool else _malformed("freeze_on_trip must be true or false"))
+                or _check_currency(command.currency)
+                or _check_velocity_limits(command)
+            )
         case QueryCommand():
             return _check_id(command.target_command_id, "target_command_id", COMMAND_ID_LENGTH_MAX)
     raise InvariantViolation(f"unknown command type {type(command).__name__}")
+
+
+def _check_velocity_limits(command: SetVelocityRules) -> Rejection | None:
+    limits = (command.hour_amount_max, command.hour_count_max, command.day_amount_max, command.day_count_max)
+    if any(type(limit) is not int or not 0 <= limit <= AMOUNT_MAX for limit in limits):
+        return Rejection(ErrorCode.INVALID_LIMITS, f"velocity limits are integers in 0..{AMOUNT_MAX} (0: no limit)")
+    return None
 
 
 def _validate_batch(command: Batch) -> Rejection | None:
@@ -445,9 +484,14 @@ def _validate_batch(command: Batch) -> Rejection | None:
     for leg in command.legs:  # every amount before any currency: INVALID_AMOUNT precedes INVALID_CURRENCY
         if (rejection := _check_currency(leg.currency)) is not None:
             return rejection
-    accounts = [leg.account_id for leg in command.legs]
-    if len(set(accounts)) != len(accounts):
-        return Rejection(ErrorCode.DUPLICATE_LEG, "each account may appear in a batch only once")
+    currency_of: dict[str, str] = {}
+    for leg in command.legs:  # an account may repeat (postings in order), in its one currency
+        if currency_of.setdefault(leg.account_id, leg.currency) != leg.currency:
+            return Rejection(
+                ErrorCode.DUPLICATE_LEG,
+                f"account {leg.account_id} appears in {currency_of[leg.account_id]} and {leg.currency}: "
+                "an account's postings in a batch share one currency",
+            )
     net: dict[str, int] = {}
     for leg in command.legs:
         net[leg.currency] = net.get(leg.currency, 0) + leg.amount

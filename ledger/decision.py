@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ledger import retention
 from ledger.accounts import Account, within_limits
+from ledger.chain import chain
 from ledger.commands import MutatingCommand, QueryCommand
 from ledger.errors import ErrorCode, InputRefusal, InvariantViolation, RefusalCode, Rejection
 from ledger.events import CommandResult, EventKind, Position, ResultStatus, account_event
@@ -79,22 +80,23 @@ class Decision:
             raise InvariantViolation(f"{kind} would leave account {account.account_id} outside its limits")
         account.sequence += 1
         account.updated_at_ms = self.now
-        self.store.put(Table.ACCOUNTS, account.account_id, account)
-        self.outcome.events.append(
-            account_event(
-                account,
-                kind=kind,
-                amount=amount,
-                held_change=held_change,
-                command_id=command_id,
-                dedup_id=dedup_id,
-                occurred_at_ms=self.now,
-                correlation_id=correlation_id,
-                counterparty_account_id=counterparty_account_id,
-                code=code,
-                metadata=metadata,
-            )
+        event = account_event(
+            account,
+            kind=kind,
+            amount=amount,
+            held_change=held_change,
+            command_id=command_id,
+            dedup_id=dedup_id,
+            occurred_at_ms=self.now,
+            correlation_id=correlation_id,
+            counterparty_account_id=counterparty_account_id,
+            code=code,
+            metadata=metadata,
         )
+        chain(event, previous_hash=account.last_hash)
+        account.last_hash = event.hash
+        self.store.put(Table.ACCOUNTS, account.account_id, account)
+        self.outcome.events.append(event)
 
     def refuse(self, code: RefusalCode, reason: str) -> None:
         """This input (a leg) does not fit the state: it changes nothing, and is dead-lettered."""

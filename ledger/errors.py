@@ -64,6 +64,9 @@ class ErrorCode(enum.StrEnum):
     # reachable only after a forged or replayed leg. Checked first at the credit, before the
     # destination's existence; the flow is refunded at its source.
     CREDIT_OUT_OF_ORDER = "CREDIT_OUT_OF_ORDER"
+    # An outgoing payment would take the account past one of its velocity rules (ledger/velocity.py):
+    # checked after funds and limits (it ranks with them, after LIMIT_EXCEEDED).
+    VELOCITY_LIMIT_EXCEEDED = "VELOCITY_LIMIT_EXCEEDED"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -69,6 +69,10 @@ class AccountEvent:
     counterparty_account_id: str | None
     code: ErrorCode | None  # why, for refunds, releases and expiries
     occurred_at_ms: int
+    # The account's hash chain (ledger/chain.py): the hash of its event before this one
+    # (GENESIS_HASH for the first), and SHA-256 of this event's content; "": written before the chain.
+    previous_hash: str = ""
+    hash: str = ""
 
 
 def account_event(

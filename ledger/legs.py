@@ -92,6 +92,9 @@ class BatchPrepare:
     command_id: str
     dedup_id: str
     incarnation: int = 0  # which of the coordinator's batches with this id; 0: not stated (a v1 leg)
+    # The account's postings in batch order when it appears more than once (the first is
+    # `amount`, at `leg_index`); empty: its one posting is `amount`.
+    postings: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def routing_key(self) -> str:

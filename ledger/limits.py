@@ -15,6 +15,8 @@ METADATA_ENTRIES_MAX = 16
 METADATA_KEY_LENGTH_MAX = 64
 METADATA_VALUE_LENGTH_MAX = 256
 
+# A batch has this many postings (legs); an account may appear in several of them, and each
+# posting on the legs topic is named by its index (0..BATCH_LEGS_MAX - 1).
 BATCH_LEGS_MIN = 2
 BATCH_LEGS_MAX = 16
 

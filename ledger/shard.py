@@ -39,6 +39,7 @@ from ledger.commands import (
     PlaceHold,
     QueryCommand,
     ReverseTransfer,
+    SetVelocityRules,
     Transfer,
     UnlockAccount,
     UpdateLimits,
@@ -59,6 +60,7 @@ from ledger.flows import (
     reversals,
     settlement,
     transfers,
+    velocity_rules,
 )
 from ledger.flows.intake import payload_digest
 from ledger.keys import META_KEY, dedup_key, hold_key
@@ -90,6 +92,7 @@ COMMAND_FLOWS: dict[type, intake.CommandFlow] = {
     VoidHold: holds.void_hold,
     ReverseTransfer: reversals.reverse_transfer,
     Batch: batches.batch,
+    SetVelocityRules: velocity_rules.set_velocity_rules,
 }
 
 # Everything else: straight to its handler.

@@ -18,6 +18,7 @@ from ledger.commands import BatchLeg
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, Position
 from ledger.legs import Flow
+from ledger.velocity import VelocityState
 
 
 class Table(enum.StrEnum):
@@ -36,6 +37,7 @@ class Table(enum.StrEnum):
     BATCH_DEADLINES = "y"  # "<deadline_ms:020>|<batch id>" -> ExpiryEntry
     META = "m"  # "shard" -> ShardMeta
     CREDIT_MARKS = "s"  # source account id -> CreditMark (the newest credit applied here from it)
+    VELOCITY = "v"  # account id -> VelocityState (its velocity rules and recent outgoing payments)
 
 
 class Store(Protocol):
@@ -118,6 +120,9 @@ class PreparedLeg:
     sequence: int = 0  # the account's sequence after the reservation (its BATCH_PREPARED event)
     command_id: str = ""  # the batch command that reserved it
     dedup_id: str = ""
+    # The account's postings in batch order when it appears more than once (`amount` is the
+    # first); empty: its one posting is `amount`. See `flows/batches.py` for what is reserved.
+    postings: list[int] = dataclasses.field(default_factory=list)
 
 
 class BatchPhase(enum.StrEnum):
@@ -145,6 +150,9 @@ class BatchState:
     # a batch id can be reused once a batch ends, and legs of an earlier one must not count.
     incarnation: int = 0
     sequences: list[int] = dataclasses.field(default_factory=list)  # per leg: its reservation's sequence, 0: none
+    # The leg whose no vote gave `code` (-1: none, or a timeout): of the no votes, the one of the
+    # highest precedence (`flows/batches.py`), so the result does not depend on their order.
+    code_leg_index: int = -1
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -195,6 +203,7 @@ STATE_RECORD_TYPES: tuple[type, ...] = (
     ExpiryEntry,
     ShardMeta,
     CreditMark,
+    VelocityState,
 )
 
 

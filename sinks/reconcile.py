@@ -5,8 +5,8 @@ the events topic, and per-currency conservation.
        (read_committed, to its stable end);
     2. take a consistent cut of the events topic (its last stable offsets), after step 1;
     3. replay the events topic up to the cut: per account, the contiguity of sequences, the
-       running balance, condensed sums and the newest state, and the event at the
-       sequence the command side holds;
+       hash chain (ledger/chain.py), the running balance, condensed sums and the newest
+       state, and the event at the sequence the command side holds;
     4. bring the view to the cut (the service waits for its sink; without a service the
        sink is run here) and read it *at the cut*, however far the live sink has gone;
     5. compare, and check conservation on the replay and on the view.
@@ -33,7 +33,8 @@ from foundation.offsets import last_stable_offsets
 from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.accounts import Account
-from ledger.events import EventKind
+from ledger.chain import ChainCheck
+from ledger.events import AccountEvent, EventKind
 from ledger.state import Table
 from sinks import views
 from sinks.events import EVENT_COLUMNS, EventDecoder
@@ -192,8 +193,9 @@ class _Flow:
 @dataclasses.dataclass(slots=True)
 class _BatchPart:
     committed: int = 0
-    prepared: int = 0
-    finished: int = 0
+    # Participants whose last event of the batch is its reservation: not decided there yet. (A
+    # participant that appears in several postings finishes with one event per posting.)
+    open_accounts: set[str] = dataclasses.field(default_factory=set)
 
 
 class Replay:
@@ -208,6 +210,7 @@ class Replay:
         self.batches: dict[tuple[str, str], _BatchPart] = {}
         self.undecodable = 0
         self.events = 0
+        self.chain = ChainCheck()  # every account's hash chain (ledger/chain.py)
 
     def add(self, row: list[Any]) -> None:
         column = _COLUMN
@@ -245,9 +248,9 @@ class Replay:
         elif kind in ("BATCH_PREPARED", *_BATCH_FINISHED):
             part = self.batches.setdefault((correlation, currency), _BatchPart())
             if kind == EventKind.BATCH_PREPARED:
-                part.prepared += 1
+                part.open_accounts.add(account_id)
             else:
-                part.finished += 1
+                part.open_accounts.discard(account_id)
                 if kind == EventKind.BATCH_COMMITTED:
                     part.committed += amount
 
@@ -265,7 +268,7 @@ class Replay:
             if flow.credited and not flow.settled and len(flow.partitions) > 1:
                 sums[flow.currency]["credits_in_flight"] += flow.credited
         for (_, currency), part in self.batches.items():
-            if part.prepared > part.finished:
+            if part.open_accounts:
                 sums[currency]["batches_in_flight"] += part.committed
         result = []
         for currency in sorted(sums):
@@ -295,8 +298,10 @@ def replay_events(settings: Settings, cut: Mapping[int, int], command_sequences:
     replay = Replay(command_sequences)
 
     def take(message: Any) -> None:
+        value, partition, offset = message.value() or b"", message.partition(), message.offset()
         try:
-            replay.add(decoder.row(message.value() or b"", message.partition(), message.offset()))
+            replay.add(decoder.row(value, partition, offset))
+            replay.chain.add(decoder.codec.decode(value, expected=(AccountEvent,)), partition=partition, offset=offset)
         except DecodeError:
             replay.undecodable += 1  # the sink dead-letters these too: neither side holds them
 
@@ -364,6 +369,14 @@ def compare(
     for account_id, replayed in sorted(replay.accounts.items()):
         for problem in replayed.broken:
             add(account_id, "events topic", replayed=problem, note="the topic itself is not gap-free")
+    for chain_break in replay.chain.breaks:  # and each account's hash chain must hold
+        add(
+            chain_break.account_id,
+            "hash chain",
+            replayed=f"sequence {chain_break.sequence} at partition {chain_break.partition} "
+            f"offset {chain_break.offset}",
+            note=chain_break.reason,
+        )
 
     # The view against the replay, both at the cut.
     for account_id in sorted(set(replay.accounts) | set(view)):

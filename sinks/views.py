@@ -338,13 +338,18 @@ def totals(client: Any, database: str, *, cut: Cut | None = None) -> list[dict[s
         f"""
         SELECT currency, sum(committed)
         FROM (
-            SELECT correlation_id, currency, sumIf(amount, kind = 'BATCH_COMMITTED') AS committed,
-                   countIf(kind = 'BATCH_PREPARED') AS prepared, countIf(kind IN {_kinds(BATCH_FINISHED)}) AS finished
-            FROM {table} FINAL
-            WHERE {where} AND kind IN ('BATCH_PREPARED', 'BATCH_COMMITTED', 'BATCH_RELEASED')
+            SELECT correlation_id, currency, sum(committed) AS committed, max(undecided) AS open
+            FROM (
+                SELECT correlation_id, account_id, currency,
+                       sumIf(amount, kind = 'BATCH_COMMITTED') AS committed,
+                       argMax(kind, sequence) = 'BATCH_PREPARED' AS undecided
+                FROM {table} FINAL
+                WHERE {where} AND kind IN {_kinds((EventKind.BATCH_PREPARED, *BATCH_FINISHED))}
+                GROUP BY correlation_id, account_id, currency
+            )
             GROUP BY correlation_id, currency
         )
-        WHERE prepared > finished
+        WHERE open
         GROUP BY currency
         """
     ).result_rows

@@ -9,6 +9,7 @@
     streamwallet worker | query | gateway           one process of the stack
     streamwallet demo                               the demonstration workload against a running stack
     streamwallet reconcile [--via auto|service|direct]     the views against the command side and the events
+    streamwallet verify [--topic NAME] [--json]      every account's hash chain and sequence in the events topic
     streamwallet rebuild-views [--via auto|service|direct] every view again from offset zero, with progress
     streamwallet apikeys create|list|revoke         API keys for services (streamwallet/api_keys_command.py)
 
@@ -167,6 +168,13 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     return reconcile_command(settings, via=args.via)
 
 
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from streamwallet.verify import verify_command
+
+    _logging("warning")
+    return verify_command(settings, topic=args.topic, as_json=args.json)
+
+
 def cmd_rebuild_views(args: argparse.Namespace, settings: Settings) -> int:
     from sinks.commands import rebuild_command
 
@@ -300,6 +308,14 @@ def main(argv: list[str] | None = None) -> int:
             default="auto",
             help="through the running query service, or on the store in this process (auto: the service if it answers)",
         )
+    verify_parser = commands.add_parser(
+        "verify",
+        help="check every account's hash chain and sequence in the events topic; exit 1 on a break",
+        description=operator_parsers.module_doc("streamwallet.verify"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify_parser.add_argument("--topic", default=None, help="a topic of events to verify (default: the events topic)")
+    verify_parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     api_keys_command.add_parser(commands)
     up_parser = commands.add_parser("up", help="start everything locally and run the demo")
     up_parser.add_argument("--workers", type=int, default=2)
@@ -318,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "gateway": cmd_gateway,
         "demo": cmd_demo,
         "reconcile": cmd_reconcile,
+        "verify": cmd_verify,
         "rebuild-views": cmd_rebuild_views,
         "up": cmd_up,
         "apikeys": api_keys_command.run,

@@ -52,6 +52,7 @@ class FieldKind(enum.Enum):
     TEXT = "text"
     OPTIONAL_TEXT = "optional text"
     INTEGER = "integer"
+    BOOLEAN = "boolean"  # true or false
     MONEY = "amount"  # a decimal string with its currency, or <name>_minor
     METADATA = "metadata"  # key=value pairs
     LEGS = "legs"  # account:amount:currency
@@ -90,6 +91,8 @@ def _kind(name: str, hint: Any) -> FieldKind:
         return FieldKind.METADATA
     if hint is int:
         return FieldKind.INTEGER
+    if hint is bool:
+        return FieldKind.BOOLEAN
     if hint == str | None:
         return FieldKind.OPTIONAL_TEXT
     return FieldKind.TEXT
@@ -120,9 +123,19 @@ def body_from_cells(type_name: str, cells: Mapping[str, str]) -> dict[str, Any]:
             raise InputError(f"{column} cannot be given in CSV; use JSON Lines")
         if kind is FieldKind.INTEGER or column.endswith("_minor"):
             body[column] = _integer(text, column)
+        elif kind is FieldKind.BOOLEAN:
+            body[column] = boolean(text, column)
         else:
             body[column] = text
     return body
+
+
+def boolean(text: str, name: str) -> bool:
+    """`true` or `false` (any case), as a CSV cell or a command-line value."""
+    value = {"true": True, "false": False}.get(text.strip().lower())
+    if value is None:
+        raise InputError(f"{name} must be true or false, not {text[:40]!r}")
+    return value
 
 
 def _integer(text: str, name: str) -> int:

@@ -1,9 +1,10 @@
 """The exit codes of streamwallet's operator commands: what a script may rely on.
 
 0  done: the command was accepted, the account was found, the load was fully accepted,
-   every selected dead letter was re-driven (or had been), reconcile found no difference
+   every selected dead letter was re-driven (or had been), reconcile found no difference,
+   verify found every account's hash chain intact
 1  the answer is no: the ledger rejected the command, the account does not exist,
-   reconcile found differences
+   reconcile found differences, verify found a broken chain
 2  nothing was done: bad usage (argparse's own code), a file that cannot be loaded at all,
    or the system cannot be reached (Kafka, its topics, the query service)
 3  partly done: some lines of a load were rejected, invalid or timed out, or some dead

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from streamwallet.command_input import FieldKind, command_fields, command_types
+from streamwallet.command_input import FieldKind, InputError, boolean, command_fields, command_types
 
 Handler = Callable[..., int]
 RAW = argparse.RawDescriptionHelpFormatter
@@ -118,6 +118,8 @@ def _add_command_type(types: Any, common: argparse.ArgumentParser, type_name: st
                 metavar="ACCOUNT:AMOUNT:CURRENCY",
                 help="one leg (amount signed: negative debits), repeated for each",
             )
+        elif field.kind is FieldKind.BOOLEAN:
+            parser.add_argument(option, type=_boolean(field.name), required=field.required, metavar="true|false")
         else:
             kind = int if field.kind is FieldKind.INTEGER else str
             parser.add_argument(option, type=kind, required=field.required)
@@ -125,6 +127,16 @@ def _add_command_type(types: Any, common: argparse.ArgumentParser, type_name: st
         field.kind is FieldKind.MONEY for field in command_fields(type_name)
     ):
         parser.add_argument("--currency", help="the currency a decimal amount is written in")
+
+
+def _boolean(name: str) -> Callable[[str], bool]:
+    def parse(text: str) -> bool:
+        try:
+            return boolean(text, name)
+        except InputError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
 
 
 def _add_load(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:

@@ -27,6 +27,7 @@ from ledger.commands import (
 from ledger.decision import Decision
 from ledger.errors import ErrorCode, Rejection
 from ledger.events import CommandResult, EventKind, position
+from ledger.flows.velocity_rules import count_outgoing, outgoing_rejection
 
 
 def open_account(decision: Decision, command: OpenAccount) -> CommandResult:
@@ -158,10 +159,13 @@ def withdraw(decision: Decision, command: Withdraw) -> CommandResult:
     account = decision.account(command.account_id)
     if account is None:
         return decision.result(command, rejection=account_not_found(command.account_id))
-    rejection = check_usable_for_debit(account, command.currency, command.amount)
+    rejection = check_usable_for_debit(account, command.currency, command.amount) or outgoing_rejection(
+        decision, account, amount=command.amount, command=command
+    )
     if rejection is not None:
         return decision.result(command, rejection=rejection)
     account.balance -= command.amount
+    count_outgoing(decision, account.account_id, amount=command.amount)
     decision.emit(
         account,
         EventKind.WITHDRAWN,

@@ -112,10 +112,27 @@ def _batch_leg(leg: BatchPrepare | BatchVote | BatchDecision | BatchAck) -> str 
     )
 
 
+def _posting(amount: int) -> str | None:
+    return (
+        None
+        if type(amount) is int and amount != 0 and -AMOUNT_MAX <= amount <= AMOUNT_MAX
+        else (f"amount {amount} out of range")
+    )
+
+
+def _postings(leg: BatchPrepare) -> str | None:
+    if not leg.postings:
+        return None
+    if not 2 <= len(leg.postings) <= BATCH_LEGS_MAX - leg.leg_index or leg.postings[0] != leg.amount:
+        return f"postings are 2..{BATCH_LEGS_MAX} amounts from the leg's index on, the first its amount"
+    return _first(*(_posting(amount) for amount in leg.postings))
+
+
 def _prepare(leg: BatchPrepare) -> str | None:
     return _first(
         _batch_leg(leg),
-        None if leg.amount != 0 and -AMOUNT_MAX <= leg.amount <= AMOUNT_MAX else f"amount {leg.amount} out of range",
+        _posting(leg.amount),
+        _postings(leg),
         None if leg.currency in CURRENCY_EXPONENTS else f"{leg.currency!r} is not a currency",
         _identifier(leg.command_id, "command_id", COMMAND_ID_LENGTH_MAX),
         _identifier(leg.dedup_id, "dedup_id", DEDUP_ID_LENGTH_MAX),

@@ -32,6 +32,7 @@ from ledger.commands import MutatingCommand, Transfer
 from ledger.decision import CommandIdentity, Decision
 from ledger.errors import ErrorCode, InvariantViolation, RefusalCode, Rejection
 from ledger.events import CommandResult, EventKind, position
+from ledger.flows.velocity_rules import count_outgoing, outgoing_rejection
 from ledger.keys import dedup_key
 from ledger.legs import CreditLeg, Flow, RefundLeg, SettleLeg
 from ledger.state import CreditMark, OutgoingTransfer, Table, TransferRecord
@@ -47,10 +48,12 @@ def transfer(decision: Decision, command: Transfer) -> CommandResult | None:
     source = decision.account(command.from_account_id)
     if source is None:
         return decision.result(command, rejection=account_not_found(command.from_account_id))
-    rejection = check_usable_for_debit(source, command.currency, command.amount)
+    rejection = check_usable_for_debit(source, command.currency, command.amount) or outgoing_rejection(
+        decision, source, amount=command.amount, command=command
+    )
     if rejection is not None:
         return decision.result(command, rejection=rejection)
-    return move_money(
+    result = move_money(
         decision,
         source,
         Move(
@@ -65,6 +68,9 @@ def transfer(decision: Decision, command: Transfer) -> CommandResult | None:
             metadata=command.metadata,
         ),
     )
+    if result is None or result.code is None:  # debited: in flight to another shard, or done here
+        count_outgoing(decision, source.account_id, amount=command.amount)
+    return result
 
 
 # -- the move: the source's side ---------------------------------------------------------------------

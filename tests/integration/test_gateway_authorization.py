@@ -59,6 +59,7 @@ SENDERS: dict[str, set[str]] = {
     "CloseAccount": {"OPERATOR"},
     "Deposit": {"OPERATOR"},
     "ReverseTransfer": {"OPERATOR"},
+    "SetVelocityRules": {"OPERATOR"},
     "Withdraw": {"OWNER"},
     "Transfer": {"OWNER"},
     "Batch": {"OWNER"},
@@ -110,6 +111,7 @@ def body_of(command_type: str, *, run: str, column: str) -> dict[str, Any]:
         },
         "VoidHold": {"account_id": ghost, "hold_id": "h"},
         "ReverseTransfer": {"account_id": ghost, "transfer_id": "t"},
+        "SetVelocityRules": {"account_id": ghost, "hour_count_max": 3, "freeze_on_trip": True, "currency": "USD"},
         "QueryCommand": {"account_id": ghost, "target_command_id": f"nothing-{run}"},
     }
     return {"type": command_type, **ids, **bodies[command_type]}

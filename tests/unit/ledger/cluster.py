@@ -27,8 +27,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ledger.accounts import Account, Hold, HoldStatus, within_limits
+from ledger.chain import GENESIS_HASH, event_hash
 from ledger.commands import Command
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
+from ledger.flows.batches import prepared_postings, reservation
 from ledger.keys import prepared_key
 from ledger.legs import BatchDecision, CreditLeg, Leg, RefundLeg, SettleLeg, Tick
 from ledger.shard import Outcome, Shard, ShardConfig
@@ -230,7 +232,7 @@ def _money_in_flight(cluster: Cluster) -> dict[str, int]:
             assert prepared is not None, f"a commit decision for {leg.account_id} without a prepared leg"
             account = cluster.account(leg.account_id)
             assert account is not None
-            flying[account.currency] += prepared.amount
+            flying[account.currency] += sum(prepared_postings(prepared))
     return flying
 
 
@@ -258,12 +260,11 @@ def check_state(cluster: Cluster, external: Mapping[str, int] | None = None) -> 
             held[hold.account_id] += hold.amount - outgoing.amount
     assert not outgoing_by_hold, f"captures in flight for holds that are not CAPTURING: {outgoing_by_hold}"
     for _, _, prepared in cluster.rows(Table.PREPARED):
-        if prepared.status is PreparedStatus.HELD:
-            assert prepared.amount < 0
-            held[prepared.account_id] -= prepared.amount
-        else:
-            assert prepared.amount > 0
-            pending_in[prepared.account_id] += prepared.amount
+        reserved = reservation(prepared_postings(prepared))
+        assert (prepared.status is PreparedStatus.HELD) == (reserved.held > 0), prepared
+        assert prepared.postings == [] or (len(prepared.postings) > 1 and prepared.postings[0] == prepared.amount)
+        held[prepared.account_id] += reserved.held
+        pending_in[prepared.account_id] += reserved.pending_in
     for shard, key, account in cluster.rows(Table.ACCOUNTS):
         assert key == account.account_id and cluster.route(key) == shard
         assert within_limits(account), f"outside its limits: {account}"
@@ -411,6 +412,9 @@ class Auditor:
 
     def observe(self, event: AccountEvent) -> None:
         previous = self.latest.get(event.account_id)
+        # The hash chain: linked to the event before (the genesis value first), over its content.
+        assert event.previous_hash == (GENESIS_HASH if previous is None else previous.hash), event
+        assert event.hash == event_hash(event), f"an event's hash does not match its content: {event}"
         if previous is None:
             assert event.kind is EventKind.OPENED and event.sequence == 1, f"first event of an account: {event}"
             assert event.balance == event.held == event.pending_in == event.pending_out == 0
@@ -442,8 +446,8 @@ class Auditor:
             assert event.amount == 0 and event.held_change < 0, event
         elif kind is EventKind.BATCH_PREPARED:
             assert event.amount == 0 and event.held_change >= 0, event
-        elif kind is EventKind.BATCH_COMMITTED:
-            assert event.amount != 0 and event.held_change in (0, event.amount), event
+        elif kind is EventKind.BATCH_COMMITTED:  # the first of a participant's postings releases what it held
+            assert event.amount != 0 and event.held_change <= 0, event
         elif kind is EventKind.BATCH_RELEASED:
             assert event.amount == 0 and event.held_change <= 0, event
         if kind is EventKind.HOLD_CAPTURED:
@@ -495,6 +499,7 @@ class Auditor:
         assert set(stored) == set(self.latest)
         for account_id, event in self.latest.items():
             account = stored[account_id]
+            assert account.last_hash == event.hash, f"{account_id} keeps another hash than its newest event's"
             assert (event.sequence, event.balance, event.held, event.status, event.lower_limit, event.upper_limit) == (
                 account.sequence,
                 account.balance,

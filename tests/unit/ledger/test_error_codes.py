@@ -35,6 +35,7 @@ from ledger.commands import (
     PlaceHold,
     QueryCommand,
     ReverseTransfer,
+    SetVelocityRules,
     Transfer,
     UnlockAccount,
     UpdateLimits,
@@ -166,6 +167,11 @@ def same_dedup(command: Any, **changes: Any) -> Any:
     """A retry: another command id (unless given), the same dedup id, the payload changed as given."""
     changes.setdefault("command_id", fresh("retry-"))
     return dataclasses.replace(command, **changes)
+
+
+def velocity(account_id: str, currency: str = "USD", **fields: Any) -> SetVelocityRules:
+    result: SetVelocityRules = make(SetVelocityRules, account_id=account_id, currency=currency, **fields)
+    return result
 
 
 def usd(*accounts: str, **fields: Any) -> list[Step]:
@@ -320,8 +326,13 @@ def _rows() -> list[Row]:
     row("capture into the held account", [*funded, hold("A@0", "h", 10)], capture("A@0", "h", 5, "A@0"), E.SAME_ACCOUNT)
     row("account its own parent", [], open_("N@0", parent_account_id="N@0"), E.SAME_ACCOUNT)
 
-    row("same account twice in a batch", funded, batch(("A@0", -5), ("A@0", 5)), E.DUPLICATE_LEG)
-    row("same account twice among three legs", funded, batch(("A@0", -5), ("B@0", 3), ("A@0", 2)), E.DUPLICATE_LEG)
+    row("an account in two currencies in a batch", funded, batch(("A@0", -5), ("A@0", 5, "JPY")), E.DUPLICATE_LEG)
+    row(
+        "an account in two currencies among four postings",
+        [*funded, open_("J@0", "JPY")],
+        batch(("A@0", -5), ("B@0", 5), ("A@0", -2, "JPY"), ("J@0", 2, "JPY")),
+        E.DUPLICATE_LEG,
+    )
     row("unbalanced batch", funded, batch(("A@0", -5), ("B@0", 4)), E.UNBALANCED_BATCH)
     row(
         "batch balanced only across currencies",
@@ -678,6 +689,52 @@ def _rows() -> list[Row]:
     row("transfer more than available", funded, transfer("A@0", "X@1", 101), E.INSUFFICIENT_FUNDS)
     row("hold more than available", funded, hold("A@0", "h", 101), E.INSUFFICIENT_FUNDS)
     row("batch debit more than available", funded, batch(("A@0", -101), ("B@0", 101)), E.INSUFFICIENT_FUNDS)
+    row("velocity limits below zero", base, velocity("A@0", hour_amount_max=-1), E.INVALID_LIMITS)
+    row(
+        "velocity limits in an unknown currency",
+        base,
+        velocity("A@0", day_count_max=1, currency="usd"),
+        E.INVALID_CURRENCY,
+    )
+    row("velocity rules of an unknown account", base, velocity("Z@0", day_count_max=1), E.ACCOUNT_NOT_FOUND)
+    row("velocity rules of a closed account", [*base, close("B@0")], velocity("B@0", day_count_max=1), E.ACCOUNT_CLOSED)
+    row(
+        "velocity rules in another currency",
+        base,
+        velocity("A@0", day_count_max=1, currency="JPY"),
+        E.CURRENCY_MISMATCH,
+    )
+    paced = [*funded, velocity("A@0", hour_amount_max=50, day_count_max=2), withdraw("A@0", 30)]
+    row("withdraw past the hour's amount", paced, withdraw("A@0", 21), E.VELOCITY_LIMIT_EXCEEDED)
+    row("transfer past the hour's amount", paced, transfer("A@0", "X@1", 21), E.VELOCITY_LIMIT_EXCEEDED)
+    row(
+        "transfer past the day's count",
+        [*paced, transfer("A@0", "B@0", 1)],
+        transfer("A@0", "X@1", 1),
+        E.VELOCITY_LIMIT_EXCEEDED,
+    )
+    row("insufficient funds beats velocity", paced, withdraw("A@0", 101), E.INSUFFICIENT_FUNDS)
+    row("locked beats velocity", [*paced, lock("A@0")], withdraw("A@0", 21), E.ACCOUNT_LOCKED)
+    row(
+        "a payment and its fee from one account, more than available",
+        funded,
+        batch(("A@0", -95), ("B@0", 95), ("A@0", -6), ("X@1", 6), batch_id=make_batch_id(2)),
+        E.INSUFFICIENT_FUNDS,
+        compensated=True,
+    )
+    row(
+        "a posting that overdraws before a later credit to the same account",
+        funded,
+        batch(("A@0", -150), ("A@0", 100), ("B@0", 50)),
+        E.INSUFFICIENT_FUNDS,
+    )
+    row(
+        "a posting that overdraws before a later credit, elsewhere",
+        funded,
+        batch(("A@0", -150), ("A@0", 100), ("Y@2", 50), batch_id=make_batch_id(1)),
+        E.INSUFFICIENT_FUNDS,
+        compensated=True,
+    )
     row(
         "batch debit more than available elsewhere",
         funded,
@@ -704,6 +761,13 @@ def _rows() -> list[Row]:
         compensated=True,
     )
     row("batch credit beyond the upper limit", capped, batch(("A@0", -51), ("C@0", 51)), E.LIMIT_EXCEEDED)
+    row(
+        "postings that rise above the upper limit before they come back",
+        capped,
+        batch(("A@0", -60), ("CX@1", 60), ("CX@1", -60), ("B@0", 60), batch_id=make_batch_id(2)),
+        E.LIMIT_EXCEEDED,
+        compensated=True,
+    )
     row(
         "capture beyond the upper limit",
         [*capped, hold("A@0", "h", 60)],
@@ -765,7 +829,19 @@ def _rows() -> list[Row]:
     )
     row("limits beat own parent", [], open_("N@0", parent_account_id="N@0", lower_limit=1), E.INVALID_LIMITS)
     row("expiry beats unknown account", base, hold("Z@0", "h", 1, ttl_ms=0), E.INVALID_EXPIRY)
-    row("duplicate leg beats unbalanced", funded, batch(("A@0", -5), ("A@0", 4)), E.DUPLICATE_LEG)
+    row("duplicate leg beats unbalanced", funded, batch(("A@0", -5), ("A@0", 4, "JPY")), E.DUPLICATE_LEG)
+    row(
+        "an earlier leg's funds do not beat a later leg's locked account",
+        [*funded, lock("B@0")],
+        batch(("A@0", -101), ("B@0", 101)),
+        E.ACCOUNT_LOCKED,
+    )
+    row(
+        "a later leg's unknown account beats an earlier leg's funds, elsewhere",
+        funded,
+        batch(("A@0", -101), ("Z@2", 101), batch_id=make_batch_id(1)),
+        E.ACCOUNT_NOT_FOUND,
+    )
     first = deposit("A@0", 5)
     row(
         "dedup conflict beats a full window",
@@ -900,7 +976,7 @@ def _snapshot(cluster: Cluster, *, compensated: bool) -> Any:
         Table.BATCH_DEADLINES,
     )
     accounts = [
-        dataclasses.replace(account, sequence=0, updated_at_ms=0) if compensated else account
+        dataclasses.replace(account, sequence=0, updated_at_ms=0, last_hash="") if compensated else account
         for account in cluster.accounts()
     ]
     return accounts, {table: cluster.rows(table) for table in tables}, cluster.in_flight()

@@ -45,6 +45,7 @@ from ledger.commands import (
     PlaceHold,
     QueryCommand,
     ReverseTransfer,
+    SetVelocityRules,
     Transfer,
     UnlockAccount,
     UpdateLimits,
@@ -53,7 +54,7 @@ from ledger.commands import (
     validate,
 )
 from ledger.errors import ErrorCode
-from ledger.events import CommandResult, ResultStatus
+from ledger.events import CommandResult, EventKind, ResultStatus
 from ledger.keys import META_KEY
 from ledger.limits import AMOUNT_MAX, DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX
 from ledger.shard import Outcome, ShardConfig
@@ -116,10 +117,17 @@ class LedgerMachine(RuleBasedStateMachine):
         self.credited: list[tuple[str, str]] = []  # (account credited, transfer id) of transfers
         self.reversed: dict[str, list[str]] = defaultdict(list)  # transfer id -> accepted reversals
         self.sent: dict[str, Any] = {}  # command id -> command
+        # Velocity rules as set (hour amount, hour count, day amount, day count, freeze), and the
+        # outgoing payments (time, amount) seen in events since an account got its rules.
+        self.velocity: dict[str, tuple[int, int, int, int, bool]] = {}
+        self.outgoing: dict[str, list[tuple[int, int]]] = defaultdict(list)
 
     def _observe(self, record: Input, outcome: Outcome) -> None:
         check_outcome_matches_state(self.cluster, record, outcome)
         self.auditor.observe_all(outcome.events)
+        for event in outcome.events:
+            if event.kind in (EventKind.WITHDRAWN, EventKind.TRANSFER_DEBITED) and event.account_id in self.velocity:
+                self.outgoing[event.account_id].append((event.occurred_at_ms, -event.amount))
         for result in outcome.results:
             if result.status is not ACCEPTED or result.replayed:
                 continue
@@ -325,9 +333,58 @@ class LedgerMachine(RuleBasedStateMachine):
         command = Withdraw(
             command_id=fresh(), dedup_id=fresh("d"), account_id=account, amount=amount, currency=currency
         )
+        expect = expect or self.velocity_check(account, amount)
         result = self.submit(command, expect)
+        self.freeze_if_tripped(account, expect, result)
         if expect is None and not self.refused(result):
             self.external[currency] -= amount
+
+    def velocity_check(self, account: str, amount: int) -> ErrorCode | None:
+        """The model of velocity rules: per-minute windows of the last 60 and 1,440 minutes."""
+        rules = self.velocity.get(account)
+        if rules is None:
+            return None
+        now_minute = max(self.cluster.now, self.cluster.shards[self.cluster.route(account)].clock_ms()) // 60_000
+        hour_amount, hour_count, day_amount, day_count, _ = rules
+        for minutes, amount_max, count_max in ((60, hour_amount, hour_count), (1_440, day_amount, day_count)):
+            recent = [paid for at_ms, paid in self.outgoing[account] if at_ms // 60_000 > now_minute - minutes]
+            if (amount_max and sum(recent) + amount > amount_max) or (count_max and len(recent) + 1 > count_max):
+                return E.VELOCITY_LIMIT_EXCEEDED
+        return None
+
+    def freeze_if_tripped(self, account: str, expect: ErrorCode | str | None, result: CommandResult | None) -> None:
+        rules = self.velocity.get(account)
+        if expect is E.VELOCITY_LIMIT_EXCEEDED and not self.refused(result) and rules is not None and rules[4]:
+            self.model[account].status = "LOCKED"
+
+    @rule(
+        account=ANY_ACCOUNT,
+        amounts=st.lists(st.sampled_from([0, 0, 300, 1_000]), min_size=2, max_size=2),
+        counts=st.lists(st.sampled_from([0, 0, 1, 3]), min_size=2, max_size=2),
+        freeze=st.booleans(),
+    )
+    def set_velocity_rules(self, account: str, amounts: list[int], counts: list[int], freeze: bool) -> None:
+        status = self.status(account)
+        expect = E.ACCOUNT_NOT_FOUND if status is None else (E.ACCOUNT_CLOSED if status == "CLOSED" else None)
+        command = SetVelocityRules(
+            command_id=fresh(),
+            dedup_id=fresh("d"),
+            account_id=account,
+            hour_amount_max=amounts[0],
+            hour_count_max=counts[0],
+            day_amount_max=amounts[1],
+            day_count_max=counts[1],
+            freeze_on_trip=freeze,
+            currency=self.currency_for(account, False),
+        )
+        result = self.submit(command, expect)
+        if expect is not None or self.refused(result):
+            return
+        if not any((*amounts, *counts)):
+            self.velocity.pop(account, None)
+            self.outgoing.pop(account, None)
+        else:
+            self.velocity[account] = (amounts[0], counts[0], amounts[1], counts[1], freeze)
 
     # -- money between accounts ----------------------------------------------------------------------------
 
@@ -355,28 +412,27 @@ class LedgerMachine(RuleBasedStateMachine):
         if source == destination:
             self.submit(command, E.SAME_ACCOUNT)
             return
-        expect = self.debit_check(source, amount, wrong)
-        self.submit(command, expect if expect is not None else "?")
+        expect = self.debit_check(source, amount, wrong) or self.velocity_check(source, amount)
+        result = self.submit(command, expect if expect is not None else "?")
+        self.freeze_if_tripped(source, expect, result)
 
     @rule(
-        accounts=st.lists(ANY_ACCOUNT, min_size=2, max_size=3),
-        amounts=st.lists(AMOUNTS, min_size=2, max_size=2),
+        accounts=st.lists(ANY_ACCOUNT, min_size=2, max_size=5),
+        amounts=st.lists(AMOUNTS, min_size=4, max_size=4),
         coordinator=SHARD,
-        shape=st.integers(min_value=0, max_value=1),
         currency=st.sampled_from(["USD", "USD", "JPY"]),
     )
-    def batch(self, accounts: list[str], amounts: list[int], coordinator: int, shape: int, currency: str) -> None:
-        first, second = amounts
-        if len(accounts) == 2:
-            signed = [-first, first]
-        elif shape == 0:
-            signed = [-first - second, first, second]
-        else:
-            signed = [-first, -second, first + second]
+    def batch(self, accounts: list[str], amounts: list[int], coordinator: int, currency: str) -> None:
+        """Postings alternate debits and credits, the last one nets the batch to zero; accounts may
+        repeat (each one's postings apply in order against its running balance)."""
+        signed = [-amount if index % 2 == 0 else amount for index, amount in enumerate(amounts[: len(accounts) - 1])]
+        if sum(signed) == 0:  # the last posting must not be zero: the first (a debit) takes a little more
+            signed[0] -= amounts[-1]
+        signed.append(-sum(signed))
         legs = [BatchLeg(account_id=a, amount=m, currency=currency) for a, m in zip(accounts, signed, strict=True)]
         command = Batch(command_id=fresh(), dedup_id=fresh("d"), batch_id=f"{fresh('b')}@{coordinator}", legs=legs)
-        duplicate = len(set(accounts)) != len(accounts)
-        self.submit(command, E.DUPLICATE_LEG if duplicate else "?")
+        assert validate(command) is None, (command, validate(command))
+        self.submit(command, "?")
 
     # -- holds ------------------------------------------------------------------------------------------------
 
@@ -618,7 +674,10 @@ class LedgerMachine(RuleBasedStateMachine):
                 Batch(
                     **ids,
                     batch_id=fresh("b"),
-                    legs=[BatchLeg(account_id=account, amount=-5, currency="USD")] * 2,
+                    legs=[
+                        BatchLeg(account_id=account, amount=-5, currency="USD"),
+                        BatchLeg(account_id=account, amount=5, currency="JPY"),
+                    ],
                 ),
                 E.DUPLICATE_LEG,
             ),
@@ -737,6 +796,8 @@ def _perturb(command: MutatingCommand) -> MutatingCommand:
             changes["upper_limit"] = command.upper_limit - 1 if command.upper_limit > 0 else 1
         case LockAccount() | UnlockAccount() | CloseAccount() | ReverseTransfer():
             changes["reason"] = command.reason + "!"
+        case SetVelocityRules():
+            changes["hour_count_max"] = command.hour_count_max + 1
         case PlaceHold():
             changes["ttl_ms"] = command.ttl_ms + 1
         case VoidHold():

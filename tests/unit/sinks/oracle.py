@@ -113,7 +113,8 @@ def totals(events: list[AccountEvent], partitions: int) -> dict[str, dict[str, i
     debited_at: dict[str, int] = {}
     credited: dict[str, tuple[str, int, int]] = {}
     settled: set[str] = set()
-    batches: dict[tuple[str, str], list[int]] = collections.defaultdict(lambda: [0, 0, 0])
+    # Per batch and currency: the participants not decided yet, and the money committed so far.
+    batches: dict[tuple[str, str], tuple[set[str], int]] = collections.defaultdict(lambda: (set(), 0))
     for event in events:
         row = result[event.currency]
         row["events"] += 1
@@ -132,16 +133,16 @@ def totals(events: list[AccountEvent], partitions: int) -> dict[str, dict[str, i
         elif event.kind is EventKind.TRANSFER_SETTLED:
             settled.add(event.correlation_id or "")
         elif event.kind is EventKind.BATCH_PREPARED:
-            batches[(event.correlation_id or "", event.currency)][0] += 1
+            batches[(event.correlation_id or "", event.currency)][0].add(event.account_id)
         elif event.kind in (EventKind.BATCH_COMMITTED, EventKind.BATCH_RELEASED):
-            counts = batches[(event.correlation_id or "", event.currency)]
-            counts[1] += 1
-            counts[2] += event.amount
+            undecided, committed = batches[(event.correlation_id or "", event.currency)]
+            undecided.discard(event.account_id)  # a participant's postings: one event each
+            batches[(event.correlation_id or "", event.currency)] = (undecided, committed + event.amount)
     for transfer_id, (currency, partition, amount) in credited.items():
         if transfer_id not in settled and debited_at.get(transfer_id) != partition:
             result[currency]["credits_in_flight"] += amount
-    for (_, currency), (prepared, finished, committed) in batches.items():
-        if prepared > finished:
+    for (_, currency), (undecided, committed) in batches.items():
+        if undecided:
             result[currency]["batches_in_flight"] += committed
     for row in result.values():
         row["external_net"] = row["deposits"] - row["withdrawals"]

@@ -9,6 +9,7 @@ from typing import Any
 from bench.event_workload import generate
 from codec import Codec
 from ledger.accounts import Account
+from ledger.chain import chain
 from ledger.events import AccountEvent, EventKind
 from sinks import views
 from sinks.events import EventDecoder
@@ -45,24 +46,27 @@ def replay(events: list[AccountEvent], command: dict[str, Account], codec: Codec
     result = Replay({account_id: account.sequence for account_id, account in command.items()})
     for message in messages(events, codec):
         result.add(decoder.row(message.value() or b"", message.partition(), message.offset()))
+        event = codec.decode(message.value() or b"", expected=(AccountEvent,))
+        result.chain.add(event, partition=message.partition() or 0, offset=message.offset() or 0)
     return result
+
+
+def chained(events: list[AccountEvent]) -> list[AccountEvent]:
+    """The events with each account's hash chain, as the ledger writes them (the workload has none)."""
+    last: dict[str, str] = {}
+    linked = []
+    for event in events:
+        copy = dataclasses.replace(event)
+        chain(copy, previous_hash=last.get(event.account_id, ""))
+        last[event.account_id] = copy.hash
+        linked.append(copy)
+    return linked
 
 
 def differences(
     client: Any, database: str, events: list[AccountEvent], command: dict[str, Account]
 ) -> list[Difference]:
-    codec = Codec()
-    return compare(
-        command_side=command,
-        replay=replay(events, command, codec),
-        view=views.account_summaries(client, database),
-        view_at_command_sequence=view_at_sequences(
-            client, database, {account_id: account.sequence for account_id, account in command.items()}
-        ),
-        running_breaks=views.running_balance_breaks(client, database),
-        latest_mismatches=views.latest_table_mismatches(client, database),
-        totals_view=views.totals(client, database),
-    )
+    return compare_with(client, database, replay(events, command, Codec()), command)
 
 
 def load(client: Any, database: str) -> list[AccountEvent]:
@@ -143,3 +147,31 @@ def test_the_command_side_disagreeing_and_conservation_drift(clickhouse: Any, da
     assert (account_id, "balance") in fields
     assert ("ghost", "account") in fields
     assert (extra.currency, "conservation drift") in fields
+
+
+def test_an_event_altered_in_the_topic_breaks_its_accounts_hash_chain(clickhouse: Any, database: str) -> None:
+    events = load(clickhouse, database)
+    command = command_side(events)
+    codec = Codec()
+    linked = chained(events)
+    assert compare_with(clickhouse, database, replay(linked, command, codec), command) == []
+    index = next(index for index, event in enumerate(linked) if event.sequence == 4)
+    altered = [*linked]
+    altered[index] = dataclasses.replace(linked[index], counterparty_account_id="someone-else")
+    found = compare_with(clickhouse, database, replay(altered, command, codec), command)
+    assert [(d.subject, d.field) for d in found] == [(linked[index].account_id, "hash chain")], found
+    assert "sequence 4 at partition" in found[0].replay and "altered" in found[0].note
+
+
+def compare_with(client: Any, database: str, replayed: Replay, command: dict[str, Account]) -> list[Difference]:
+    return compare(
+        command_side=command,
+        replay=replayed,
+        view=views.account_summaries(client, database),
+        view_at_command_sequence=view_at_sequences(
+            client, database, {account_id: account.sequence for account_id, account in command.items()}
+        ),
+        running_breaks=views.running_balance_breaks(client, database),
+        latest_mismatches=views.latest_table_mismatches(client, database),
+        totals_view=views.totals(client, database),
+    )
