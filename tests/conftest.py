@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import socket
 import uuid
 from collections.abc import Iterator, Mapping
@@ -60,11 +61,28 @@ SECURED_CLUSTER = "test-secured"
 STACK_ROLES = {"worker": Role.WORKER, "query": Role.QUERY, "gateway": Role.COMMAND_PRODUCER}
 
 
+# The ports of the processes a test starts (web, query, gateway): below the ephemeral range
+# and away from the brokers' (27000-31999), so a client socket never holds the port of a
+# process the test kills and restarts. Drawn at random so that concurrent sessions rarely
+# meet; each handed out once per session.
+PROCESS_PORTS = range(20_000, 27_000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    rng = random.Random()
+    for _ in range(1_000):
+        port = rng.choice(PROCESS_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free port in {PROCESS_PORTS}")
 
 
 @pytest.fixture(scope="session")
