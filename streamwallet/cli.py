@@ -251,7 +251,8 @@ def cmd_deadletter(args: argparse.Namespace, settings: Settings) -> int:
     return redrive_dead_letters(settings, options)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line's grammar (tests parse the command lines the docs quote with it)."""
     parser = argparse.ArgumentParser(
         prog="streamwallet",
         description=(__doc__ or "").replace("EXIT_CODES", EXIT_CODES_HELP),
@@ -307,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--stop-kafka", action="store_true", help="stop the broker too when leaving")
     up_parser.add_argument("--no-demo", action="store_true", help="start the stack without running the demo")
     up_parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run", help="logs go to RUN_DIR/logs")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     settings = Settings.from_environment()
     handlers: dict[str, Any] = {
         "kafka": cmd_kafka,
