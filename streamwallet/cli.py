@@ -18,6 +18,7 @@ Daily operations (each has --help; --json prints JSON instead of text):
     streamwallet load FILE.csv|FILE.jsonl [--results OUT.jsonl] [--window N] [--timeout-s S]
     streamwallet tail events|results|deadletter|commands [--from-beginning] [--account ID] [--no-follow]
     streamwallet deadletter redrive [--reason CODE] [--dry-run] [--include-legs] [--again]
+    streamwallet flows in-flight [--partition N]    unfinished flows across partitions, from the changelog
 
 Exit codes of these and of reconcile:
 EXIT_CODES
@@ -251,6 +252,13 @@ def cmd_deadletter(args: argparse.Namespace, settings: Settings) -> int:
     return redrive_dead_letters(settings, options)
 
 
+def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
+    from streamwallet.flows_in_flight import show_in_flight
+
+    _logging("warning")
+    return show_in_flight(settings, partition=args.partition, as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line's grammar (tests parse the command lines the docs quote with it)."""
     parser = argparse.ArgumentParser(
@@ -288,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
             "load": cmd_load,
             "tail": cmd_tail,
             "deadletter": cmd_deadletter,
+            "flows": cmd_flows,
         },
     )
     for name, help_text in (
