@@ -18,14 +18,14 @@ from streamwallet.cli import build_parser
 from tests.promtool import ROOT
 
 DOCS = ROOT / "docs"
-FENCE = re.compile(r"^```[a-z]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
+FENCE = re.compile(r"^[ \t]*```[a-z]*\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)  # also inside list items
 INLINE = re.compile(r"`([^`\n]*(?:\n[^`\n]*)?)`")  # an inline span may wrap onto a second line
 # `streamwallet ` at the start of a command: the line's start, after whitespace, `--` (kubectl
 # exec … -- streamwallet) or an environment assignment; never inside a name (…-streamwallet-query).
 COMMAND = re.compile(r"(?:^|(?<=\s))streamwallet (?=[a-z-])")
 PLACEHOLDER = re.compile(r"<[^<>\s][^<>]*>|\$\([^)]*\)|\$\{?[A-Za-z_]+\}?")
 SHELL_ENDS = frozenset({"|", "||", "&&", ";", ">", ">>", "2>", "&"})
-COMMANDS_QUOTED_MIN = 20  # the docs quote at least this many; fewer means the extraction broke
+COMMANDS_QUOTED_MIN = 40  # the docs quote at least this many; fewer means the extraction broke
 
 
 def quoted_commands(text: str) -> list[str]:
@@ -89,6 +89,7 @@ def test_every_command_line_quoted_in_the_docs_parses() -> None:
         "Run `streamwallet deadletter redrive --reasons UNDECODABLE` after the fix.\n",
         "```sh\nkubectl exec statefulset/x-streamwallet-query -- streamwallet rebuild-view\n```\n",
         "```sh\nstreamwallet account show <account-id> \\\n  --events many | jq .\n```\n",
+        "1. Create it:\n\n   ```sh\n   X=1 streamwallet topics craete\n   ```\n",
     ],
 )
 def test_a_renamed_command_or_flag_is_caught(text: str) -> None:

@@ -20,9 +20,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "streams": frozenset({"ledger", "codec", "topologies", "foundation"}),
     "sinks": frozenset({"ledger", "codec", "topologies", "foundation"}),
     "gateway": frozenset({"ledger", "codec", "topologies", "foundation"}),
-    "streamwallet": frozenset(
-        {"ledger", "codec", "topologies", "deploy", "foundation", "streams", "sinks", "gateway"}
-    ),
+    "streamwallet": frozenset({"ledger", "codec", "topologies", "deploy", "foundation", "streams", "sinks", "gateway"}),
     "bench": frozenset(
         {"ledger", "codec", "topologies", "deploy", "foundation", "streams", "sinks", "gateway", "streamwallet"}
     ),
