@@ -47,13 +47,18 @@ def add_all(commands: Any, *, handlers: dict[str, Handler]) -> None:
     _add_flows(commands, output, handlers["flows"])
 
 
+def _group(commands: Any, name: str, *, help: str) -> Any:
+    """A command whose actions are subcommands (`account show`, `flows in-flight`)."""
+    return commands.add_parser(name, help=help).add_subparsers(dest="action", required=True)
+
+
 def _documented(commands: Any, name: str, *, output: argparse.ArgumentParser, help: str, module: str) -> Any:
     """A parser whose --help is `module`'s docstring."""
     return commands.add_parser(name, parents=[output], help=help, description=module_doc(module), formatter_class=RAW)
 
 
 def _add_account(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
-    actions = commands.add_parser("account", help="show an account").add_subparsers(dest="action", required=True)
+    actions = _group(commands, "account", help="show an account")
     show = _documented(
         actions,
         "show",
@@ -166,9 +171,7 @@ def _add_tail(commands: Any, output: argparse.ArgumentParser, handler: Handler) 
 
 
 def _add_deadletter(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
-    actions = commands.add_parser("deadletter", help="re-drive dead letters").add_subparsers(
-        dest="action", required=True
-    )
+    actions = _group(commands, "deadletter", help="re-drive dead letters")
     redrive = _documented(
         actions,
         "redrive",
@@ -186,14 +189,9 @@ def _add_deadletter(commands: Any, output: argparse.ArgumentParser, handler: Han
 
 
 def _add_flows(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
-    actions = commands.add_parser("flows", help="flows across partitions").add_subparsers(dest="action", required=True)
-    in_flight = _documented(
-        actions,
-        "in-flight",
-        output=output,
-        help="the unfinished transfers, batches and prepared legs, from the changelog",
-        module="streamwallet.flows_in_flight",
-    )
+    actions = _group(commands, "flows", help="flows across partitions")
+    summary = "the unfinished transfers, batches and prepared legs, from the changelog"
+    in_flight = _documented(actions, "in-flight", output=output, help=summary, module="streamwallet.flows_in_flight")
     in_flight.add_argument("--partition", type=_bounded(0, None), metavar="N", help="only this changelog partition")
     in_flight.set_defaults(handler=handler)
 

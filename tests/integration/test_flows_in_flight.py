@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,25 +20,14 @@ from foundation.clients import kafka_config
 from foundation.settings import Settings
 from streamwallet.stack import ManagedProcess, Stack
 from tests.conftest import fresh_settings
+from tests.support import run_cli as cli
 from topologies import partition_for
 
 pytestmark = pytest.mark.kafka
 
-CLI_TIMEOUT_S = 120.0
 SESSION_TIMEOUT_MS = 60_000  # far longer than the pause: the paused worker keeps its partitions
 WAIT_S = 40.0
 GROUP_TIMEOUT_S = 10.0
-
-
-def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streamwallet.cli", *args],
-        env={**os.environ, **settings.environment()},
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
 
 
 @pytest.fixture
