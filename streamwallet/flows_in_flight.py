@@ -10,6 +10,7 @@ shows the same thing whether a worker runs or not, and lists:
                 or refused, the source's own settle or refund leg is on its way back)
   batch         a BatchState on the coordinator (the batch id's partition): its phase, votes
                 and acknowledgements so far and its deadline; WAITING ON is the coordinator
+                (a COMMITTING or ABORTING batch is decided: it awaits its legs' acks)
   prepared-leg  a PreparedLeg on a participant's partition: reserved for a batch whose
                 decision has not arrived; WAITING ON is the coordinator's partition
 
