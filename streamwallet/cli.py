@@ -19,6 +19,7 @@ Daily operations (each has --help; --json prints JSON instead of text):
     streamwallet load FILE.csv|FILE.jsonl [--results OUT.jsonl] [--window N] [--timeout-s S]
     streamwallet tail events|results|deadletter|commands [--from-beginning] [--account ID] [--no-follow]
     streamwallet deadletter redrive [--reason CODE] [--dry-run] [--include-legs] [--again]
+    streamwallet flows in-flight [--partition N]    unfinished flows across partitions, from the changelog
 
 Exit codes of these and of reconcile:
 EXIT_CODES
@@ -259,7 +260,15 @@ def cmd_deadletter(args: argparse.Namespace, settings: Settings) -> int:
     return redrive_dead_letters(settings, options)
 
 
-def main(argv: list[str] | None = None) -> int:
+def cmd_flows(args: argparse.Namespace, settings: Settings) -> int:
+    from streamwallet.flows_in_flight import show_in_flight
+
+    _logging("warning")
+    return show_in_flight(settings, partition=args.partition, as_json=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line's grammar (tests parse the command lines the docs quote with it)."""
     parser = argparse.ArgumentParser(
         prog="streamwallet",
         description=(__doc__ or "").replace("EXIT_CODES", EXIT_CODES_HELP),
@@ -295,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             "load": cmd_load,
             "tail": cmd_tail,
             "deadletter": cmd_deadletter,
+            "flows": cmd_flows,
         },
     )
     for name, help_text in (
@@ -323,7 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     up_parser.add_argument("--stop-kafka", action="store_true", help="stop the broker too when leaving")
     up_parser.add_argument("--no-demo", action="store_true", help="start the stack without running the demo")
     up_parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / ".run", help="logs go to RUN_DIR/logs")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     settings = Settings.from_environment()
     handlers: dict[str, Any] = {
         "kafka": cmd_kafka,

@@ -1,5 +1,5 @@
 """The command-line grammar of the operator's commands (account, submit, load, tail,
-deadletter). Each command's --help is the docstring of the module that implements it,
+deadletter, flows). Each command's --help is the docstring of the module that implements it,
 read without importing that module, so that `--help` and the other commands start fast.
 """
 
@@ -44,6 +44,12 @@ def add_all(commands: Any, *, handlers: dict[str, Handler]) -> None:
     _add_load(commands, output, handlers["load"])
     _add_tail(commands, output, handlers["tail"])
     _add_deadletter(commands, output, handlers["deadletter"])
+    _add_flows(commands, output, handlers["flows"])
+
+
+def _group(commands: Any, name: str, *, help: str) -> Any:
+    """A command whose actions are subcommands (`account show`, `flows in-flight`)."""
+    return commands.add_parser(name, help=help).add_subparsers(dest="action", required=True)
 
 
 def _documented(commands: Any, name: str, *, output: argparse.ArgumentParser, help: str, module: str) -> Any:
@@ -52,7 +58,7 @@ def _documented(commands: Any, name: str, *, output: argparse.ArgumentParser, he
 
 
 def _add_account(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
-    actions = commands.add_parser("account", help="show an account").add_subparsers(dest="action", required=True)
+    actions = _group(commands, "account", help="show an account")
     show = _documented(
         actions,
         "show",
@@ -177,9 +183,7 @@ def _add_tail(commands: Any, output: argparse.ArgumentParser, handler: Handler) 
 
 
 def _add_deadletter(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
-    actions = commands.add_parser("deadletter", help="re-drive dead letters").add_subparsers(
-        dest="action", required=True
-    )
+    actions = _group(commands, "deadletter", help="re-drive dead letters")
     redrive = _documented(
         actions,
         "redrive",
@@ -194,6 +198,14 @@ def _add_deadletter(commands: Any, output: argparse.ArgumentParser, handler: Han
     redrive.add_argument("--include-legs", action="store_true", help="re-drive internal legs too (read --help first)")
     redrive.add_argument("--again", action="store_true", help="re-drive letters of copies that failed again too")
     redrive.set_defaults(handler=handler)
+
+
+def _add_flows(commands: Any, output: argparse.ArgumentParser, handler: Handler) -> None:
+    actions = _group(commands, "flows", help="flows across partitions")
+    summary = "the unfinished transfers, batches and prepared legs, from the changelog"
+    in_flight = _documented(actions, "in-flight", output=output, help=summary, module="streamwallet.flows_in_flight")
+    in_flight.add_argument("--partition", type=_bounded(0, None), metavar="N", help="only this changelog partition")
+    in_flight.set_defaults(handler=handler)
 
 
 def _bounded(low: int, high: int | None) -> Callable[[str], int]:

@@ -5,6 +5,9 @@ and the ledger loop run in this process."""
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -13,10 +16,24 @@ from foundation.settings import Settings
 from ledger.events import CommandResult
 from streams.processor import LedgerProcessor
 
-__all__ = ["outcome", "read_decoded", "read_topic", "running_processor"]
+__all__ = ["outcome", "read_decoded", "read_topic", "run_cli", "running_processor"]
 
 PROCESSOR_READY_TIMEOUT_S = 60
 PROCESSOR_STOP_TIMEOUT_S = 30
+CLI_TIMEOUT_S = 120.0
+
+
+def run_cli(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m streamwallet.cli ARGS` as an operator runs it, with these settings' environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "streamwallet.cli", *args],
+        env={**os.environ, **settings.environment()},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
 
 
 @contextlib.contextmanager

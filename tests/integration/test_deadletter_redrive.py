@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +22,7 @@ from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.settings import Settings
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
 from tests.conftest import fresh_settings
-from tests.support import read_decoded, read_topic, running_processor
+from tests.support import read_decoded, read_topic, run_cli, running_processor
 
 pytestmark = pytest.mark.kafka
 
@@ -40,14 +38,7 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float = 60.0) -> None:
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streamwallet.cli", *args],
-        env={**os.environ, **settings.environment()},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(settings, *args)
 
 
 def test_a_too_large_command_is_redriven_after_the_fix_and_applied_exactly_once(

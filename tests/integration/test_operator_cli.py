@@ -22,6 +22,7 @@ import pytest
 from foundation.settings import Settings
 from streamwallet.stack import Stack
 from tests.conftest import fresh_settings
+from tests.support import run_cli
 
 pytestmark = pytest.mark.kafka
 
@@ -44,15 +45,7 @@ def deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def cli(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "streamwallet.cli", *args],
-        env={**os.environ, **settings.environment()},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
+    return run_cli(settings, *args, stdin=stdin)
 
 
 def cli_json(settings: Settings, *args: str, expect: int = 0) -> Any:

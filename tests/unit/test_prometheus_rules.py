@@ -1,7 +1,9 @@
 """The Prometheus rules (deploy/helm/streamwallet/rules/): `promtool check rules` accepts them,
 `promtool test rules` runs their unit tests (each alert fires on the input series that mean
 trouble, at the right moment, and stays silent on healthy ones), every alert the operators were
-promised is there, and each one's runbook exists in docs/runbooks/ and is linked from the README.
+promised is there, and each one's runbook exists in docs/runbooks/ and is linked from the README;
+so is every other page of docs/ (situations without an alert, procedures), and the runbooks' index
+lists them all. That the command lines they quote parse is tests/unit/test_docs_commands.py.
 
 Whether the metrics the rules read are really exposed is checked against the running processes
 in tests/integration/test_observability.py.
@@ -9,6 +11,7 @@ in tests/integration/test_observability.py.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -99,7 +102,25 @@ def test_each_alert_links_its_runbook_and_the_readme_links_each_runbook() -> Non
         assert "streamwallet " in text, f"{runbook.name} names none of the operator CLI's commands"
         assert annotations["runbook_url"] in readme, f"the README does not link {annotations['runbook_url']}"
         linked.add(runbook.name)
-    assert linked == {path.name for path in RUNBOOKS.glob("*.md") if path.name != "README.md"}
+    assert linked <= {path.name for path in RUNBOOKS.glob("*.md") if path.name != "README.md"}
+
+
+def test_every_page_in_docs_is_indexed_linked_from_the_readme_and_uses_the_cli() -> None:
+    """The runbooks of situations without an alert (docs/runbooks/) and the procedures
+    (docs/operations/) too: each is in the runbooks' index and the README, names the operator
+    CLI, and a runbook has the three sections."""
+    readme = (ROOT / "README.md").read_text()
+    index = (RUNBOOKS / "README.md").read_text()
+    pages = [page for page in sorted((ROOT / "docs").rglob("*.md")) if page != RUNBOOKS / "README.md"]
+    assert {page.parent.name for page in pages} == {"runbooks", "operations"}
+    for page in pages:
+        text = page.read_text()
+        assert page.relative_to(ROOT).as_posix() in readme, f"the README does not link {page.name}"
+        assert f"]({os.path.relpath(page, RUNBOOKS)})" in index, f"docs/runbooks/README.md does not index {page.name}"
+        assert "streamwallet " in text, f"{page.name} names none of the operator CLI's commands"
+        if page.parent == RUNBOOKS:
+            for section in ("## What it means", "## How to look", "## How to fix"):
+                assert section in text, f"{page.name} has no {section!r}"
 
 
 def test_recorded_series_the_alerts_read_are_recorded() -> None:
