@@ -40,6 +40,8 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from confluent_kafka.admin import AdminClient
 
 from codec import Codec, DecodeError, DecodeErrorCode
+from codec.bundle import BundleRefusal, CommandBundle
+from codec.bundling import unbundle
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
@@ -71,6 +73,9 @@ CONSUMER_RENEWALS_WINDOW_S = 300.0
 # How long the worker rides out an unreachable broker, coordinator or leader before it
 # gives up and stops (an orchestrator then restarts it). Brokers are replaced in seconds.
 BROKER_OUTAGE_S_MAX = 120.0
+
+# What the commands topic carries: a command, or a bundle of them (bulk submit).
+COMMAND_INPUT_TYPES: tuple[type, ...] = (*COMMAND_TYPES, CommandBundle)
 
 # Re-exported: tests and tools name the group and the transactional id from here.
 consumer_group = clients.consumer_group
@@ -123,6 +128,7 @@ class _Batch:
     first: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # rewind points
     next: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # offsets to commit
     counts: ProcessorMetrics = dataclasses.field(default_factory=ProcessorMetrics)
+    decided: int = 0  # inputs decided: a message, or each command of a bundle
 
     def __post_init__(self) -> None:
         # Every message taken, processed or not: an abort in the middle of the batch must
@@ -359,8 +365,14 @@ class LedgerProcessor:
         self.telemetry.begin()
         try:
             self._producer.begin_transaction()
-            for message in messages:
-                self._process(message, batch.counts)
+            for index, message in enumerate(messages):
+                # A bundle counts as its commands: a transaction decides at most
+                # max_batch_messages inputs (and at least one message), so it commits well
+                # within the transaction timeout however many commands a batch carries.
+                if batch.decided >= self.settings.max_batch_messages:
+                    batch = self._defer(batch, index)
+                    break
+                batch.decided += self._process(message, batch.counts)
             for owned in due_ticks:
                 owned.next_tick_s = now_s + self.settings.tick_interval_ms / 1000
                 self._produce(
@@ -411,6 +423,17 @@ class LedgerProcessor:
             elif error.code() != KafkaError._PARTITION_EOF:
                 self._log_consumer_error(error)
         return usable
+
+    def _defer(self, batch: _Batch, kept: int) -> _Batch:
+        """The batch cut to its first `kept` messages; the consumer is moved back to the
+        first of the others on each partition, which the next turn takes."""
+        rewind: dict[tuple[str, int], int] = {}
+        for later in batch.messages[kept:]:
+            topic, partition, offset = coordinates(later)
+            rewind.setdefault((topic, partition), offset)
+        for (topic, partition), offset in rewind.items():
+            self._consumer.seek(KafkaPartition(topic, partition, offset))
+        return _Batch(batch.messages[:kept], counts=batch.counts, decided=batch.decided)
 
     _last_consumer_error_s = 0.0
 
@@ -537,7 +560,8 @@ class LedgerProcessor:
         metrics.batch_messages_max = max(metrics.batch_messages_max, len(batch.messages))
         self.telemetry.committed(metrics)
 
-    def _process(self, message: Message, counts: ProcessorMetrics) -> None:
+    def _process(self, message: Message, counts: ProcessorMetrics) -> int:
+        """Decide one message; how many inputs it carried (a bundle: its commands)."""
         topic, partition, _ = coordinates(message)
         owned = self._shards.get(partition)
         if owned is None:
@@ -551,11 +575,33 @@ class LedgerProcessor:
                 raise DecodeError(
                     DecodeErrorCode.TOO_LARGE, f"{len(value)} bytes; at most {self.settings.message_bytes_max} accepted"
                 )
-            decoded = self.codec.decode(value, expected=COMMAND_TYPES if is_command else legs.LEG_TYPES)
+            decoded = self.codec.decode(value, expected=COMMAND_INPUT_TYPES if is_command else legs.LEG_TYPES)
         except DecodeError as error:
             self._dead_letter(message, error)
             counts.dead_letters += 1
-            return
+            return 1
+        if type(decoded) is CommandBundle:
+            return self._process_bundle(message, decoded, owned, counts)
+        self._decide(message, decoded, owned, counts)
+        return 1
+
+    def _process_bundle(
+        self, message: Message, bundle: CommandBundle, owned: OwnedShard, counts: ProcessorMetrics
+    ) -> int:
+        """Every command of a bundle, one at a time, in this transaction; or none of them
+        and the bundle dead-lettered, if one of them cannot be decided here."""
+        unpacked = unbundle(self.codec, bundle, is_local=self._is_local_to(owned.partition))
+        if isinstance(unpacked, BundleRefusal):
+            self._dead_letter(message, unpacked)
+            counts.dead_letters += 1
+            return 1
+        for command in unpacked:
+            self._decide(message, command, owned, counts)
+        return len(unpacked)
+
+    def _decide(self, message: Message, decoded: Any, owned: OwnedShard, counts: ProcessorMetrics) -> None:
+        """One command or leg to its shard, and what the shard decided to Kafka."""
+        partition = owned.partition
         outcome = owned.shard.handle(decoded, timestamp_ms=message.timestamp()[1])
         if outcome.refused is not None:  # a leg that does not fit the shard's state: it changed nothing
             self._dead_letter(message, outcome.refused)
@@ -588,7 +634,7 @@ class LedgerProcessor:
         counts.results += len(outcome.results)
         counts.legs += len(outcome.legs)
 
-    def _dead_letter(self, message: Message, error: DecodeError | InputRefusal) -> None:
+    def _dead_letter(self, message: Message, error: DecodeError | InputRefusal | BundleRefusal) -> None:
         topic, partition, offset = coordinates(message)
         value = message.value()
         letter = DeadLetter(
