@@ -54,7 +54,7 @@ def test_a_batch_of_transfers_writes_each_account_once_its_last_state(tmp_path: 
     assert per_table[Table.ACCOUNTS] == 2  # not 2 per transfer
     assert per_table[Table.META] == 1
     assert (per_table[Table.DEDUP], per_table[Table.COMMANDS]) == (TRANSFERS, TRANSFERS)
-    accounts = {key: CODEC.decode(value) for key, value in records if key[:1] == Table.ACCOUNTS.value.encode()}
+    accounts = {key: CODEC.decode(value or b"") for key, value in records if key[:1] == Table.ACCOUNTS.value.encode()}
     # The last value wins: alice paid 10+12+...+58 and received 11+13+...+59.
     sent = sum(10 + index for index in range(0, TRANSFERS, 2))
     received = sum(10 + index for index in range(1, TRANSFERS, 2))
