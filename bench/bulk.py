@@ -25,9 +25,9 @@ from pathlib import Path
 
 from bench.figures import GENERATOR, MissingResults, RejectedCommands, Run, format_ms, require_accepted
 from bench.harness import Driver
-from bench.ledger import FUNDING, scenario_commands
+from bench.ledger import FUNDING
 from bench.processes import ProcessGone, broker_processes
-from bench.workloads import Ids, make_accounts, openings
+from bench.workloads import Ids, make_accounts, openings, same_partition_transfers
 from deploy.local import kafka
 from foundation.clients import kafka_config
 from foundation.settings import Settings
@@ -81,7 +81,7 @@ def measure(base: Settings, args: argparse.Namespace, run_dir: Path) -> list[tup
             for account in accounts.ids
         ]
         require_accepted(driver.run("fund", funding, bundle_size=args.bundle_size))
-        require_accepted(driver.run("warm-up", scenario_commands("same", accounts, ids, rng, WARM_UP_COMMANDS)))
+        require_accepted(driver.run("warm-up", same_partition_transfers(accounts, ids, rng, WARM_UP_COMMANDS)))
         processes = {
             **broker_processes(settings.bootstrap_servers),
             **{f"worker {index}": w.process.pid for index, w in enumerate(workers, 1) if w.process is not None},
@@ -92,7 +92,7 @@ def measure(base: Settings, args: argparse.Namespace, run_dir: Path) -> list[tup
         for _ in range(args.repeat):
             for name, count, bundle_size in plan:
                 time.sleep(SETTLE_S)
-                workload = scenario_commands("same", accounts, ids, rng, count)
+                workload = same_partition_transfers(accounts, ids, rng, count)
                 run = driver.run(name, workload, processes=processes, bundle_size=bundle_size or args.bundle_size)
                 require_accepted(run)
                 runs.append((run, load_average()))

@@ -28,6 +28,7 @@ A worker that stops on an error writes no checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import logging
 import threading
@@ -73,6 +74,8 @@ CONSUMER_RENEWALS_WINDOW_S = 300.0
 # How long the worker rides out an unreachable broker, coordinator or leader before it
 # gives up and stops (an orchestrator then restarts it). Brokers are replaced in seconds.
 BROKER_OUTAGE_S_MAX = 120.0
+
+ROUTING_KEYS_CACHED_MAX = 4096  # per partition: routing keys whose partition is remembered
 
 # What the commands topic carries: a command, or a bundle of them (bulk submit).
 COMMAND_INPUT_TYPES: tuple[type, ...] = (*COMMAND_TYPES, CommandBundle)
@@ -165,6 +168,9 @@ class LedgerProcessor:
         self._decider = decider or self._ledger_shard
         self._commands_topic = self.topology.commands.name
         self._legs_topic = self.topology.legs.name
+        # Named once: the topology builds a topic's spec each time one is asked for.
+        self._events_topic = self.topology.events.name
+        self._results_topic = self.topology.results.name
         self._changelog_topic = self.topology.changelog.name
         # Opened by run(): no I/O at construction.
         self._local: LocalState | None = None
@@ -174,6 +180,7 @@ class LedgerProcessor:
         self._ownership: Ownership | None = None
         self._restorer: Restorer | None = None
         self._delivered: dict[int, int] = {}  # changelog partition -> offset of our last record
+        self._locality: dict[int, Callable[[str], bool]] = {}  # partition -> is a routing key on it
         self._next_checkpoint_s = 0.0
         self._consumers_renewed_at: list[float] = []
         self.ready = threading.Event()  # set once the first assignment is restored
@@ -608,11 +615,7 @@ class LedgerProcessor:
             counts.dead_letters += 1
         headers = self.telemetry.decided(message, decoded, outcome)
         encode = self.codec.encode
-        events_topic, results_topic, legs_topic = (
-            self.topology.events.name,
-            self.topology.results.name,
-            self._legs_topic,
-        )
+        events_topic, results_topic, legs_topic = self._events_topic, self._results_topic, self._legs_topic
         for event in outcome.events:
             self._produce(
                 events_topic,
@@ -688,11 +691,18 @@ class LedgerProcessor:
         return Shard(store=store, config=self.shard_config, is_local=is_local)
 
     def _is_local_to(self, partition: int) -> Callable[[str], bool]:
+        """Whether a routing key is on `partition`; asked for every command (twice for one
+        in a bundle) of keys that repeat, so the answers of the last ones are kept."""
+        known = self._locality.get(partition)
+        if known is not None:
+            return known
         partitions = self.settings.partitions
 
+        @functools.lru_cache(maxsize=ROUTING_KEYS_CACHED_MAX)
         def is_local(key: str) -> bool:
             return partition_for(key, partitions) == partition
 
+        self._locality[partition] = is_local
         return is_local
 
     def owns(self, partition: int) -> bool:
