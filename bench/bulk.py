@@ -27,11 +27,10 @@ from bench.figures import GENERATOR, MissingResults, RejectedCommands, Run, form
 from bench.harness import Driver
 from bench.ledger import FUNDING
 from bench.processes import ProcessGone, broker_processes
-from bench.workloads import Ids, make_accounts, openings, same_partition_transfers
+from bench.workloads import Ids, deposits_to_each, make_accounts, openings, same_partition_transfers
 from deploy.local import kafka
 from foundation.clients import kafka_config
 from foundation.settings import Settings
-from ledger import commands
 from streamwallet.stack import Stack
 from topologies.admin import ensure_topics
 
@@ -70,16 +69,7 @@ def measure(base: Settings, args: argparse.Namespace, run_dir: Path) -> list[tup
         ids = Ids(uuid.uuid4().hex[:6])
         accounts = make_accounts(f"acct{uuid.uuid4().hex[:4]}", ACCOUNTS, partitions=settings.partitions)
         require_accepted(driver.run("open", openings(accounts, ids), bundle_size=args.bundle_size))
-        funding = [
-            commands.Deposit(
-                command_id=ids(),
-                dedup_id="fund",
-                account_id=account,
-                amount=FUNDING,
-                currency=accounts.currency[account],
-            )
-            for account in accounts.ids
-        ]
+        funding = deposits_to_each(accounts, ids, amount=FUNDING, dedup_id="fund")
         require_accepted(driver.run("fund", funding, bundle_size=args.bundle_size))
         require_accepted(driver.run("warm-up", same_partition_transfers(accounts, ids, rng, WARM_UP_COMMANDS)))
         processes = {

@@ -83,6 +83,20 @@ def openings(accounts: Accounts, ids: Ids, *, rng: random.Random | None = None) 
     return opened
 
 
+def deposits_to_each(accounts: Accounts, ids: Ids, *, amount: int, dedup_id: str) -> list[commands.Command]:
+    """One deposit of `amount` into every account (funding before a workload)."""
+    return [
+        commands.Deposit(
+            command_id=ids(),
+            dedup_id=dedup_id,
+            account_id=account,
+            amount=amount,
+            currency=accounts.currency[account],
+        )
+        for account in accounts.ids
+    ]
+
+
 def transfer(ids: Ids, source: str, target: str, amount: int, currency: str) -> commands.Transfer:
     return commands.Transfer(
         command_id=ids(),

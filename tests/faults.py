@@ -28,7 +28,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from bench.workloads import Ids, make_accounts, mixed, openings
+from bench.workloads import Ids, deposits_to_each, make_accounts, mixed, openings
 from codec import Codec
 from codec.bundling import bundle_of, by_partition
 from deploy.local import kafka
@@ -50,16 +50,7 @@ def funded_mixed_workload(
     run = uuid.uuid4().hex[:6]
     ids = Ids(run)
     chosen = make_accounts(f"f{run}", accounts, partitions=settings.partitions)
-    funding = [
-        commands.Deposit(
-            command_id=ids(),
-            dedup_id="seed",
-            account_id=account,
-            amount=FUNDING_MINOR,
-            currency=chosen.currency[account],
-        )
-        for account in chosen.ids
-    ]
+    funding = deposits_to_each(chosen, ids, amount=FUNDING_MINOR, dedup_id="seed")
     return openings(chosen, ids, rng=rng) + funding + mixed(chosen, ids, rng, count), chosen.ids
 
 
