@@ -181,6 +181,8 @@ class LedgerProcessor:
         self._restorer: Restorer | None = None
         self._delivered: dict[int, int] = {}  # changelog partition -> offset of our last record
         self._locality: dict[int, Callable[[str], bool]] = {}  # partition -> is a routing key on it
+        self._carried: list[Message] = []  # taken by the last turn, left for the next (bulk submit)
+        self._carried_generation = 0  # the assignment they were taken under
         self._next_checkpoint_s = 0.0
         self._consumers_renewed_at: list[float] = []
         self.ready = threading.Event()  # set once the first assignment is restored
@@ -303,6 +305,7 @@ class LedgerProcessor:
                 f"{self.settings.worker_id}?); last: {reason}"
             )
         self._consumers_renewed_at.append(now_s)
+        self._carried = []  # the new consumer starts from the committed positions
         log.error("the consumer failed (%s); leaving its partitions and joining the group again", reason)
         ownership.drop_all()
         try:
@@ -354,14 +357,21 @@ class LedgerProcessor:
         ownership = self._ownership
         if ownership is None:
             raise RuntimeError("the processor is not running")
-        # A batch never waits to fill up: under load batches grow by themselves.
-        messages = take_available(
+        # A batch never waits to fill up: under load batches grow by themselves. Messages the
+        # last turn took but left for this one (a batch of bundles) come first, unless the
+        # assignment changed since (their partitions are then consumed again from the
+        # committed positions, as take_available does with its own).
+        carried, generation = self._carried, self._carried_generation
+        self._carried = []
+        fresh = take_available(
             self._consumer,
-            self.settings.max_batch_messages,
-            self.settings.poll_timeout_ms / 1000,
+            max(1, self.settings.max_batch_messages - len(carried)),
+            0.0 if carried else self.settings.poll_timeout_ms / 1000,
             generation=ownership.current_generation,
         )
-        messages = self._usable(messages)
+        if generation != ownership.current_generation():
+            carried = []
+        messages = carried + self._usable(fresh)
         now_s = time.monotonic()
         due_ticks = [owned for owned in self._shards.values() if owned.next_tick_s <= now_s]
         self.metrics.owned_partitions = sorted(self._shards)
@@ -432,14 +442,13 @@ class LedgerProcessor:
         return usable
 
     def _defer(self, batch: _Batch, kept: int) -> _Batch:
-        """The batch cut to its first `kept` messages; the consumer is moved back to the
-        first of the others on each partition, which the next turn takes."""
-        rewind: dict[tuple[str, int], int] = {}
-        for later in batch.messages[kept:]:
-            topic, partition, offset = coordinates(later)
-            rewind.setdefault((topic, partition), offset)
-        for (topic, partition), offset in rewind.items():
-            self._consumer.seek(KafkaPartition(topic, partition, offset))
+        """The batch cut to its first `kept` messages; the others are carried to the next
+        turn (not sought again: the consumer would fetch them, bundles and all, once more)."""
+        ownership = self._ownership
+        if ownership is None:
+            raise RuntimeError("the processor is not running")
+        self._carried = batch.messages[kept:]
+        self._carried_generation = ownership.current_generation()
         return _Batch(batch.messages[:kept], counts=batch.counts, decided=batch.decided)
 
     _last_consumer_error_s = 0.0
@@ -531,6 +540,7 @@ class LedgerProcessor:
         if ownership is None:
             raise RuntimeError("the processor is not running")
         self._forget_staged()
+        self._carried = []  # the reload consumes every owned partition again from its state
         transactions.replace(reason)
         self._producer = transactions.producer
         ownership.reload(self._consumer)
@@ -549,8 +559,15 @@ class LedgerProcessor:
             owned.store.discard_staged()
 
     def _rewind(self, batch: _Batch) -> None:
+        """Every partition the batch or the messages carried past it took from, back to
+        its first offset among them."""
         owned_partitions = set(self._shards)
-        for (topic, partition), offset in batch.first.items():
+        first = dict(batch.first)
+        for message in self._carried:
+            topic, partition, offset = coordinates(message)
+            first.setdefault((topic, partition), offset)
+        self._carried = []
+        for (topic, partition), offset in first.items():
             if partition in owned_partitions:
                 self._consumer.seek(KafkaPartition(topic, partition, offset))
 
