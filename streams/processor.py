@@ -75,6 +75,9 @@ CONSUMER_RENEWALS_WINDOW_S = 300.0
 # gives up and stops (an orchestrator then restarts it). Brokers are replaced in seconds.
 BROKER_OUTAGE_S_MAX = 120.0
 
+# The share of the transaction timeout one transaction may spend deciding before it takes
+# no more messages (producing, the offsets and the commit need the rest).
+TRANSACTION_DECIDING_SHARE_MAX = 0.25
 ROUTING_KEYS_CACHED_MAX = 4096  # per partition: routing keys whose partition is remembered
 
 # What the commands topic carries: a command, or a bundle of them (bulk submit).
@@ -382,11 +385,13 @@ class LedgerProcessor:
         self.telemetry.begin()
         try:
             self._producer.begin_transaction()
+            # A bundle counts as its commands: a transaction decides at most
+            # max_batch_messages inputs, and stops taking more once deciding has used a
+            # share of the transaction timeout (a worker starved of CPU would otherwise
+            # outlive it and be fenced), always at least one message; the rest is carried.
+            deciding_until_s = now_s + self.settings.transaction_timeout_ms / 1000 * TRANSACTION_DECIDING_SHARE_MAX
             for index, message in enumerate(messages):
-                # A bundle counts as its commands: a transaction decides at most
-                # max_batch_messages inputs (and at least one message), so it commits well
-                # within the transaction timeout however many commands a batch carries.
-                if batch.decided >= self.settings.max_batch_messages:
+                if index and (batch.decided >= self.settings.max_batch_messages or time.monotonic() > deciding_until_s):
                     batch = self._defer(batch, index)
                     break
                 batch.decided += self._process(message, batch.counts)
