@@ -60,7 +60,7 @@ from bench.figures import (
 from bench.harness import Driver
 from bench.processes import ProcessGone, broker_processes, cpu_snapshot, cpu_used, peak_rss_mb
 from bench.topics import Outputs
-from bench.workloads import Accounts, Ids, batch_legs, make_accounts, openings, pair, transfer
+from bench.workloads import Accounts, Ids, batch_legs, deposits_to_each, make_accounts, openings, pair, transfer
 from deploy.local import kafka
 from foundation.clients import kafka_config
 from foundation.producing import produce_when_room
@@ -210,16 +210,7 @@ def measure_workers(
         ids = Ids(uuid.uuid4().hex[:6])
         accounts = make_accounts(f"acct{uuid.uuid4().hex[:4]}", scale.accounts, partitions=settings.partitions)
         accepted(driver.run("open", openings(accounts, ids)))
-        funding = [
-            commands.Deposit(
-                command_id=ids(),
-                dedup_id="fund",
-                account_id=account,
-                amount=FUNDING,
-                currency=accounts.currency[account],
-            )
-            for account in accounts.ids
-        ]
+        funding = deposits_to_each(accounts, ids, amount=FUNDING, dedup_id="fund")
         accepted(driver.run("fund", funding))
         accepted(driver.run("warm-up", scenario_commands(scenario, accounts, ids, rng, scale.warmup_commands)))
         time.sleep(scale.settle_seconds)

@@ -83,6 +83,20 @@ def openings(accounts: Accounts, ids: Ids, *, rng: random.Random | None = None) 
     return opened
 
 
+def deposits_to_each(accounts: Accounts, ids: Ids, *, amount: int, dedup_id: str) -> list[commands.Command]:
+    """One deposit of `amount` into every account (funding before a workload)."""
+    return [
+        commands.Deposit(
+            command_id=ids(),
+            dedup_id=dedup_id,
+            account_id=account,
+            amount=amount,
+            currency=accounts.currency[account],
+        )
+        for account in accounts.ids
+    ]
+
+
 def transfer(ids: Ids, source: str, target: str, amount: int, currency: str) -> commands.Transfer:
     return commands.Transfer(
         command_id=ids(),
@@ -246,3 +260,19 @@ def _invalid(accounts: Accounts, ids: Ids, rng: random.Random, account: str) -> 
             *legs[2:],
         ]
     return commands.Batch(command_id=ids(), dedup_id=ids("d"), batch_id=ids("batch"), legs=legs)
+
+
+def same_partition_transfers(accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[commands.Command]:
+    """`count` transfers of 1 between two accounts of one currency on one partition, the
+    accounts grouped once (`pair` scans every account for each transfer: too slow for the
+    hundreds of thousands a bulk benchmark sends)."""
+    groups: dict[tuple[int, str], list[str]] = {}
+    for account in accounts.ids:
+        groups.setdefault((accounts.partition[account], accounts.currency[account]), []).append(account)
+    usable = [group for group in groups.values() if len(group) > 1]
+    result: list[commands.Command] = []
+    for _ in range(count):
+        group = rng.choice(usable)
+        source, target = rng.sample(group, 2)
+        result.append(transfer(ids, source, target, 1, accounts.currency[source]))
+    return result

@@ -18,6 +18,7 @@ from typing import Any
 from fastavro import json_writer
 
 from codec.avro import Codec
+from codec.bundle import CommandBundle
 from codec.deadletter import DeadLetter
 from codec.schemas import SCHEMA_ROOT
 from ledger import commands, legs
@@ -112,6 +113,12 @@ EXAMPLES: list[Any] = [
         metadata={"memo": "rent"},
     ),
     commands.Batch(command_id="cmd-9", dedup_id="batch-1", batch_id="batch-1", legs=_LEGS),
+    CommandBundle(
+        bundle_id="bundle-1",
+        # One Deposit (cmd-b1, 500 USD to alice) in single-object encoding; to a bundle its
+        # commands are bytes, each decoded by its own header when the bundle is unpacked.
+        commands=[bytes.fromhex("c301e7500e24d13337b50c636d642d62310c6465702d62310a616c696365e8070655534400")],
+    ),
     commands.PlaceHold(
         command_id="cmd-10",
         dedup_id="hold-1",

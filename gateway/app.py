@@ -1,6 +1,7 @@
 """The HTTP gateway: routes, the error body on every answer, and its life cycle.
 
 POST /v1/commands                        submit a command (gateway/command_handlers.py)
+POST /v1/commands/bulk                   submit up to 1,000 commands, one result each (gateway/bulk.py)
 GET  /v1/commands/{command_id}?account_id=   the outcome of an earlier command
 GET  /v1/accounts/{id}[/history|/as-of|/turnover|/rollup], /v1/totals   reads (gateway/reads.py)
 GET  /v1/openapi.json                    the contract (gateway/openapi.py)
@@ -23,7 +24,7 @@ import aiohttp
 from aiohttp import web
 
 from foundation.settings import Settings
-from gateway import authorization, command_handlers, telemetry
+from gateway import authorization, bulk, command_handlers, telemetry
 from gateway.authentication import PUBLIC_PATHS, Authenticator
 from gateway.client import LedgerClient
 from gateway.errors import ApiError, GatewayCode, error_body, retry_headers
@@ -126,6 +127,10 @@ async def submit(request: web.Request) -> web.Response:
     return await command_handlers.submit(request, _submitting(request))
 
 
+async def submit_bulk(request: web.Request) -> web.Response:
+    return await bulk.submit_bulk(request, _submitting(request))
+
+
 async def outcome(request: web.Request) -> web.Response:
     return await command_handlers.outcome(request, _submitting(request), reader=request.app[READER_KEY])
 
@@ -194,6 +199,7 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/v1/commands", submit)
+    app.router.add_post("/v1/commands/bulk", submit_bulk)
     app.router.add_get("/v1/commands/{command_id}", outcome, allow_head=False)
     for route in READ_ROUTES:
         app.router.add_get(route.path, functools.partial(read, route=route), allow_head=False)

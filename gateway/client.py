@@ -14,11 +14,15 @@ import functools
 import logging
 import threading
 import time
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from codec import Codec
+from codec.bundle import BUNDLE_COMMANDS_MAX
+from codec.bundling import bundle_of, by_partition
 from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
 from foundation.producing import produce_when_room
@@ -26,6 +30,7 @@ from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.commands import Command
 from ledger.events import CommandResult
+from topologies import partition_for
 
 log = logging.getLogger(__name__)
 READ_BATCH_MESSAGES = 5000
@@ -112,6 +117,50 @@ class LedgerClient:
             self._fail(command_id, future, DeliveryError(str(error)))
             raise DeliveryError(str(error)) from error
         return future
+
+    def submit_bundle(self, commands: Sequence[Command]) -> list[concurrent.futures.Future[CommandResult]]:
+        """Bulk submit: the commands in CommandBundles, one per partition they route to (at
+        most BUNDLE_COMMANDS_MAX each); a future per command, in order, as `submit` gives.
+        Raises EncodeError, PendingLimitError and CommandIdPendingError before anything is
+        produced (a command id twice in `commands` is pending twice)."""
+        partitions = self.topology.commands.partitions
+        bundles = by_partition(
+            commands, partition_of=lambda key: partition_for(key, partitions), size=BUNDLE_COMMANDS_MAX
+        )
+        values = [self.codec.encode(bundle_of(self.codec, str(uuid.uuid4()), bundle)) for bundle in bundles]
+        futures: dict[str, concurrent.futures.Future[CommandResult]] = {}
+        with self._lock:
+            if len(self._pending) + len(commands) > self.pending_max:
+                raise PendingLimitError(f"{len(commands)} more commands would exceed {self.pending_max} waiting")
+            for command in commands:
+                if command.command_id in self._pending or command.command_id in futures:
+                    raise CommandIdPendingError(f"a command with id {command.command_id} already waits for its result")
+                futures[command.command_id] = concurrent.futures.Future()
+            self._pending.update(futures)
+        for index, (bundle, value) in enumerate(zip(bundles, values, strict=True)):
+            try:
+                self._produce_bundle(bundle, value, futures)
+            except DeliveryError as error:  # the bundles not produced release their slots too
+                for unsent in bundles[index + 1 :]:
+                    for command in unsent:
+                        self._fail(command.command_id, futures[command.command_id], error)
+                raise
+        return [futures[command.command_id] for command in commands]
+
+    def _produce_bundle(
+        self, bundle: list[Command], value: bytes, futures: dict[str, concurrent.futures.Future[CommandResult]]
+    ) -> None:
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                for command in bundle:
+                    self._fail(command.command_id, futures[command.command_id], DeliveryError(str(error)))
+
+        try:
+            self._produce_value(value, bundle[0].routing_key, on_delivery=delivered)
+        except Exception as error:  # KafkaException, or anything else: the slots are released first
+            for command in bundle:
+                self._fail(command.command_id, futures[command.command_id], DeliveryError(str(error)))
+            raise DeliveryError(str(error)) from error
 
     def send(self, command: Command) -> concurrent.futures.Future[bool]:
         """Produce a command without waiting for its result; the future resolves (True) once

@@ -67,7 +67,7 @@ def result_response(result: CommandResult, currencies: dict[str, str]) -> web.Re
 # -- the request ---------------------------------------------------------------------------------
 
 
-def _check_media_type(request: web.Request) -> None:
+def check_media_type(request: web.Request) -> None:
     if "Content-Type" in request.headers and request.content_type != JSON_MEDIA_TYPE:
         raise ApiError(
             GatewayCode.UNSUPPORTED_MEDIA_TYPE,
@@ -94,7 +94,7 @@ def wants_async(request: web.Request) -> bool:
 
 async def read_command(request: web.Request, principal: Principal) -> commands.Command:
     """The command of a request's body, once its type is one the principal may send."""
-    _check_media_type(request)
+    check_media_type(request)
     if request.content_length is not None and request.content_length > BODY_BYTES_MAX:
         raise ApiError(GatewayCode.BODY_TOO_LARGE, f"the body exceeds {BODY_BYTES_MAX} bytes")
     body = parse_json(await request.read())
@@ -116,7 +116,7 @@ async def _within(future: concurrent.futures.Future[T], timeout_s: float) -> T |
 
 
 @contextlib.contextmanager
-def _kafka_errors() -> Iterator[None]:
+def kafka_errors() -> Iterator[None]:
     """A command the codec refuses (the last line: translate.py refuses what it cannot carry)
     or Kafka does not take, as the error body."""
     try:
@@ -129,7 +129,7 @@ def _kafka_errors() -> Iterator[None]:
 
 def _submit(client: LedgerClient, command: commands.Command) -> concurrent.futures.Future[CommandResult]:
     try:
-        with _kafka_errors():
+        with kafka_errors():
             return client.submit(command)
     except PendingLimitError as error:
         raise ApiError(GatewayCode.PENDING_LIMIT, str(error), details={"pending_max": client.pending_max}) from None
@@ -141,14 +141,14 @@ async def request_result(client: LedgerClient, command: commands.Command, timeou
     """Submit and wait for the result, at most timeout_s (None then); the slot is free afterwards."""
     future = _submit(client, command)
     try:
-        with _kafka_errors():
+        with kafka_errors():
             return await _within(future, timeout_s)
     finally:
         client.forget(command.command_id)
 
 
 async def send(client: LedgerClient, command: commands.Command, timeout_s: float) -> None:
-    with _kafka_errors():
+    with kafka_errors():
         delivered = await _within(client.send(command), timeout_s)
     if delivered is None:
         raise ApiError(

@@ -23,6 +23,7 @@ class GatewayCode(enum.StrEnum):
     UNKNOWN_FIELD = "UNKNOWN_FIELD"
     UNKNOWN_COMMAND_TYPE = "UNKNOWN_COMMAND_TYPE"
     TOO_MANY_LEGS = "TOO_MANY_LEGS"
+    TOO_MANY_COMMANDS = "TOO_MANY_COMMANDS"  # a bulk request with no commands or more than BULK_COMMANDS_MAX
     TOO_MANY_METADATA_ENTRIES = "TOO_MANY_METADATA_ENTRIES"
     BAD_PARAMETER = "BAD_PARAMETER"
     UNKNOWN_PARAMETER = "UNKNOWN_PARAMETER"
@@ -110,6 +111,7 @@ GATEWAY_STATUSES: dict[GatewayCode, int] = {
             GatewayCode.UNKNOWN_FIELD,
             GatewayCode.UNKNOWN_COMMAND_TYPE,
             GatewayCode.TOO_MANY_LEGS,
+            GatewayCode.TOO_MANY_COMMANDS,
             GatewayCode.TOO_MANY_METADATA_ENTRIES,
             GatewayCode.BAD_PARAMETER,
             GatewayCode.UNKNOWN_PARAMETER,

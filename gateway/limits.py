@@ -9,6 +9,7 @@ from ledger.limits import AMOUNT_MAX, BATCH_LEGS_MAX, METADATA_ENTRIES_MAX
 
 BODY_BYTES_MAX = 256 * 1024  # BODY_TOO_LARGE (413)
 JSON_DEPTH_MAX = 8  # objects and arrays nested in a body; a batch needs 3: TOO_DEEP (400)
+BULK_COMMANDS_MAX = 1000  # commands of one POST /v1/commands/bulk: TOO_MANY_COMMANDS (400)
 LEGS_MAX = BATCH_LEGS_MAX  # legs of one batch: TOO_MANY_LEGS (400)
 METADATA_ENTRIES_PER_COMMAND_MAX = METADATA_ENTRIES_MAX  # TOO_MANY_METADATA_ENTRIES (400)
 # Integers a command or a read may carry: Avro longs (the codec cannot carry more).

@@ -19,6 +19,7 @@ from gateway.limits import (
     ACCOUNT_CURSOR_LENGTH_MAX,
     ACCOUNT_PAGE_ACCOUNTS_DEFAULT,
     ACCOUNT_PAGE_ACCOUNTS_MAX,
+    BULK_COMMANDS_MAX,
     HISTORY_PAGE_EVENTS_DEFAULT,
     HISTORY_PAGE_EVENTS_MAX,
     INTEGER_MAX,
@@ -555,6 +556,13 @@ def _read_operation(route: ReadRoute, answer: dict[str, Any]) -> dict[str, Any]:
 
 def _command_operations() -> dict[str, Any]:
     result_or_pending = {"oneOf": [_ref("CommandResult"), _ref("CommandPending")]}
+    command_body = {
+        "oneOf": [_ref(cls.__name__) for cls in commands.COMMAND_TYPES],
+        "discriminator": {
+            "propertyName": "type",
+            "mapping": {cls.__name__: SCHEMA_PREFIX + cls.__name__ for cls in commands.COMMAND_TYPES},
+        },
+    }
     submit = {
         "operationId": "submitCommand",
         "summary": "Submit a command and (by default) wait for its result.",
@@ -577,18 +585,7 @@ def _command_operations() -> dict[str, Any]:
             ),
             _parameter("Prefer", "header", {"type": "string"}, "`respond-async`: as wait=false."),
         ],
-        "requestBody": {
-            "required": True,
-            "content": _json(
-                {
-                    "oneOf": [_ref(cls.__name__) for cls in commands.COMMAND_TYPES],
-                    "discriminator": {
-                        "propertyName": "type",
-                        "mapping": {cls.__name__: SCHEMA_PREFIX + cls.__name__ for cls in commands.COMMAND_TYPES},
-                    },
-                }
-            ),
-        },
+        "requestBody": {"required": True, "content": _json(command_body)},
         "responses": {
             "200": {
                 "description": "Accepted by the ledger.",
@@ -642,7 +639,52 @@ def _command_operations() -> dict[str, Any]:
             **_responses([400, 404, 409, 422, 429, 503]),
         },
     }
-    return {"/v1/commands": {"post": submit}, "/v1/commands/{command_id}": {"get": lookup}}
+    bulk = {
+        "operationId": "submitCommands",
+        "summary": f"Submit 1..{BULK_COMMANDS_MAX} independent commands and wait for each result.",
+        "description": "Each command is what POST /v1/commands takes, with its own dedup_id (no Idempotency-Key "
+        "header). The request is checked whole first: a malformed or forbidden command refuses it with that "
+        "command's code and details.index, and nothing is sent. Then each command is decided on its own, exactly "
+        "once (sent to Kafka in bundles, one per partition); the answer has one entry per command, in order: its "
+        "result (ACCEPTED, or REJECTED with the ledger's code), or PENDING with its status URL if it had none "
+        "within the gateway's result timeout. The same request again answers the original results (replayed).",
+        "requestBody": {
+            "required": True,
+            "content": _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "commands": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": BULK_COMMANDS_MAX,
+                            "items": command_body,
+                        }
+                    },
+                    "required": ["commands"],
+                    "additionalProperties": False,
+                }
+            ),
+        },
+        "responses": {
+            "200": {
+                "description": "One entry per command, in the order sent.",
+                "content": _json(
+                    {
+                        "type": "object",
+                        "properties": {"results": {"type": "array", "items": result_or_pending}},
+                        "required": ["results"],
+                    }
+                ),
+            },
+            **_responses([400, 409, 413, 415, 422, 429, 503]),
+        },
+    }
+    return {
+        "/v1/commands": {"post": submit},
+        "/v1/commands/bulk": {"post": bulk},
+        "/v1/commands/{command_id}": {"get": lookup},
+    }
 
 
 def _service_operations() -> dict[str, Any]:

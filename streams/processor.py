@@ -28,6 +28,7 @@ A worker that stops on an error writes no checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import logging
 import threading
@@ -40,6 +41,8 @@ from confluent_kafka import TopicPartition as KafkaPartition
 from confluent_kafka.admin import AdminClient
 
 from codec import Codec, DecodeError, DecodeErrorCode
+from codec.bundle import BundleRefusal, CommandBundle
+from codec.bundling import unbundle
 from codec.deadletter import DEAD_LETTER_KEY_BYTES_MAX, DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
@@ -71,6 +74,14 @@ CONSUMER_RENEWALS_WINDOW_S = 300.0
 # How long the worker rides out an unreachable broker, coordinator or leader before it
 # gives up and stops (an orchestrator then restarts it). Brokers are replaced in seconds.
 BROKER_OUTAGE_S_MAX = 120.0
+
+# The share of the transaction timeout one transaction may spend deciding before it takes
+# no more messages (producing, the offsets and the commit need the rest).
+TRANSACTION_DECIDING_SHARE_MAX = 0.25
+ROUTING_KEYS_CACHED_MAX = 4096  # per partition: routing keys whose partition is remembered
+
+# What the commands topic carries: a command, or a bundle of them (bulk submit).
+COMMAND_INPUT_TYPES: tuple[type, ...] = (*COMMAND_TYPES, CommandBundle)
 
 # Re-exported: tests and tools name the group and the transactional id from here.
 consumer_group = clients.consumer_group
@@ -123,6 +134,7 @@ class _Batch:
     first: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # rewind points
     next: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # offsets to commit
     counts: ProcessorMetrics = dataclasses.field(default_factory=ProcessorMetrics)
+    decided: int = 0  # inputs decided: a message, or each command of a bundle
 
     def __post_init__(self) -> None:
         # Every message taken, processed or not: an abort in the middle of the batch must
@@ -159,6 +171,9 @@ class LedgerProcessor:
         self._decider = decider or self._ledger_shard
         self._commands_topic = self.topology.commands.name
         self._legs_topic = self.topology.legs.name
+        # Named once: the topology builds a topic's spec each time one is asked for.
+        self._events_topic = self.topology.events.name
+        self._results_topic = self.topology.results.name
         self._changelog_topic = self.topology.changelog.name
         # Opened by run(): no I/O at construction.
         self._local: LocalState | None = None
@@ -168,6 +183,9 @@ class LedgerProcessor:
         self._ownership: Ownership | None = None
         self._restorer: Restorer | None = None
         self._delivered: dict[int, int] = {}  # changelog partition -> offset of our last record
+        self._locality: dict[int, Callable[[str], bool]] = {}  # partition -> is a routing key on it
+        self._carried: list[Message] = []  # taken by the last turn, left for the next (bulk submit)
+        self._carried_generation = 0  # the assignment they were taken under
         self._next_checkpoint_s = 0.0
         self._consumers_renewed_at: list[float] = []
         self.ready = threading.Event()  # set once the first assignment is restored
@@ -292,6 +310,7 @@ class LedgerProcessor:
                 f"{self.settings.worker_id}?); last: {reason}"
             )
         self._consumers_renewed_at.append(now_s)
+        self._carried = []  # the new consumer starts from the committed positions
         log.error("the consumer failed (%s); leaving its partitions and joining the group again", reason)
         ownership.drop_all()
         try:
@@ -343,14 +362,21 @@ class LedgerProcessor:
         ownership = self._ownership
         if ownership is None:
             raise RuntimeError("the processor is not running")
-        # A batch never waits to fill up: under load batches grow by themselves.
-        messages = take_available(
+        # A batch never waits to fill up: under load batches grow by themselves. Messages the
+        # last turn took but left for this one (a batch of bundles) come first, unless the
+        # assignment changed since (their partitions are then consumed again from the
+        # committed positions, as take_available does with its own).
+        carried, generation = self._carried, self._carried_generation
+        self._carried = []
+        fresh = take_available(
             self._consumer,
-            self.settings.max_batch_messages,
-            self.settings.poll_timeout_ms / 1000,
+            max(1, self.settings.max_batch_messages - len(carried)),
+            0.0 if carried else self.settings.poll_timeout_ms / 1000,
             generation=ownership.current_generation,
         )
-        messages = self._usable(messages)
+        if generation != ownership.current_generation():
+            carried = []
+        messages = carried + self._usable(fresh)
         now_s = time.monotonic()
         due_ticks = [owned for owned in self._shards.values() if owned.next_tick_s <= now_s]
         self.metrics.owned_partitions = sorted(self._shards)
@@ -361,8 +387,16 @@ class LedgerProcessor:
         self.telemetry.begin()
         try:
             self._producer.begin_transaction()
-            for message in messages:
-                self._process(message, batch.counts)
+            # A bundle counts as its commands: a transaction decides at most
+            # max_batch_messages inputs, and stops taking more once deciding has used a
+            # share of the transaction timeout (a worker starved of CPU would otherwise
+            # outlive it and be fenced), always at least one message; the rest is carried.
+            deciding_until_s = now_s + self.settings.transaction_timeout_ms / 1000 * TRANSACTION_DECIDING_SHARE_MAX
+            for index, message in enumerate(messages):
+                if index and (batch.decided >= self.settings.max_batch_messages or time.monotonic() > deciding_until_s):
+                    batch = self._defer(batch, index)
+                    break
+                batch.decided += self._process(message, batch.counts)
             for owned in due_ticks:
                 owned.next_tick_s = now_s + self.settings.tick_interval_ms / 1000
                 self._produce(
@@ -413,6 +447,16 @@ class LedgerProcessor:
             elif error.code() != KafkaError._PARTITION_EOF:
                 self._log_consumer_error(error)
         return usable
+
+    def _defer(self, batch: _Batch, kept: int) -> _Batch:
+        """The batch cut to its first `kept` messages; the others are carried to the next
+        turn (not sought again: the consumer would fetch them, bundles and all, once more)."""
+        ownership = self._ownership
+        if ownership is None:
+            raise RuntimeError("the processor is not running")
+        self._carried = batch.messages[kept:]
+        self._carried_generation = ownership.current_generation()
+        return _Batch(batch.messages[:kept], counts=batch.counts, decided=batch.decided)
 
     _last_consumer_error_s = 0.0
 
@@ -503,6 +547,7 @@ class LedgerProcessor:
         if ownership is None:
             raise RuntimeError("the processor is not running")
         self._forget_staged()
+        self._carried = []  # the reload consumes every owned partition again from its state
         transactions.replace(reason)
         self._producer = transactions.producer
         ownership.reload(self._consumer)
@@ -521,8 +566,15 @@ class LedgerProcessor:
             owned.store.discard_staged()
 
     def _rewind(self, batch: _Batch) -> None:
+        """Every partition the batch or the messages carried past it took from, back to
+        its first offset among them."""
         owned_partitions = set(self._shards)
-        for (topic, partition), offset in batch.first.items():
+        first = dict(batch.first)
+        for message in self._carried:
+            topic, partition, offset = coordinates(message)
+            first.setdefault((topic, partition), offset)
+        self._carried = []
+        for (topic, partition), offset in first.items():
             if partition in owned_partitions:
                 self._consumer.seek(KafkaPartition(topic, partition, offset))
 
@@ -539,7 +591,8 @@ class LedgerProcessor:
         metrics.batch_messages_max = max(metrics.batch_messages_max, len(batch.messages))
         self.telemetry.committed(metrics)
 
-    def _process(self, message: Message, counts: ProcessorMetrics) -> None:
+    def _process(self, message: Message, counts: ProcessorMetrics) -> int:
+        """Decide one message; how many inputs it carried (a bundle: its commands)."""
         topic, partition, _ = coordinates(message)
         owned = self._shards.get(partition)
         if owned is None:
@@ -553,22 +606,40 @@ class LedgerProcessor:
                 raise DecodeError(
                     DecodeErrorCode.TOO_LARGE, f"{len(value)} bytes; at most {self.settings.message_bytes_max} accepted"
                 )
-            decoded = self.codec.decode(value, expected=COMMAND_TYPES if is_command else legs.LEG_TYPES)
+            decoded = self.codec.decode(value, expected=COMMAND_INPUT_TYPES if is_command else legs.LEG_TYPES)
         except DecodeError as error:
             self._dead_letter(message, error)
             counts.dead_letters += 1
-            return
+            return 1
+        if type(decoded) is CommandBundle:
+            return self._process_bundle(message, decoded, owned, counts)
+        self._decide(message, decoded, owned, counts)
+        return 1
+
+    def _process_bundle(
+        self, message: Message, bundle: CommandBundle, owned: OwnedShard, counts: ProcessorMetrics
+    ) -> int:
+        """Every command of a bundle, one at a time, in this transaction; or none of them
+        and the bundle dead-lettered, if one of them cannot be decided here."""
+        unpacked = unbundle(self.codec, bundle, is_local=self._is_local_to(owned.partition))
+        if isinstance(unpacked, BundleRefusal):
+            self._dead_letter(message, unpacked)
+            counts.dead_letters += 1
+            return 1
+        for command in unpacked:
+            self._decide(message, command, owned, counts)
+        return len(unpacked)
+
+    def _decide(self, message: Message, decoded: Any, owned: OwnedShard, counts: ProcessorMetrics) -> None:
+        """One command or leg to its shard, and what the shard decided to Kafka."""
+        partition = owned.partition
         outcome = owned.shard.handle(decoded, timestamp_ms=message.timestamp()[1])
         if outcome.refused is not None:  # a leg that does not fit the shard's state: it changed nothing
             self._dead_letter(message, outcome.refused)
             counts.dead_letters += 1
         headers = self.telemetry.decided(message, decoded, outcome)
         encode = self.codec.encode
-        events_topic, results_topic, legs_topic = (
-            self.topology.events.name,
-            self.topology.results.name,
-            self._legs_topic,
-        )
+        events_topic, results_topic, legs_topic = self._events_topic, self._results_topic, self._legs_topic
         for event in outcome.events:
             self._produce(
                 events_topic,
@@ -594,7 +665,7 @@ class LedgerProcessor:
         """How many times this worker replaced its transactional producer (0 before run())."""
         return 0 if self._transactions is None else self._transactions.replaced
 
-    def _dead_letter(self, message: Message, error: DecodeError | InputRefusal) -> None:
+    def _dead_letter(self, message: Message, error: DecodeError | InputRefusal | BundleRefusal) -> None:
         topic, partition, offset = coordinates(message)
         value, original_key = message.value(), message.key()
         # Both cut to a bound: the letter (body + key, the key twice) must fit the topic's
@@ -651,11 +722,18 @@ class LedgerProcessor:
         return Shard(store=store, config=self.shard_config, is_local=is_local)
 
     def _is_local_to(self, partition: int) -> Callable[[str], bool]:
+        """Whether a routing key is on `partition`; asked for every command (twice for one
+        in a bundle) of keys that repeat, so the answers of the last ones are kept."""
+        known = self._locality.get(partition)
+        if known is not None:
+            return known
         partitions = self.settings.partitions
 
+        @functools.lru_cache(maxsize=ROUTING_KEYS_CACHED_MAX)
         def is_local(key: str) -> bool:
             return partition_for(key, partitions) == partition
 
+        self._locality[partition] = is_local
         return is_local
 
     def owns(self, partition: int) -> bool:

@@ -28,12 +28,14 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from bench.workloads import Ids, make_accounts, mixed, openings
+from bench.workloads import Ids, deposits_to_each, make_accounts, mixed, openings
 from codec import Codec
+from codec.bundling import bundle_of, by_partition
 from deploy.local import kafka
 from foundation.settings import Settings
 from ledger import commands
 from streamwallet.stack import ManagedProcess
+from topologies import partition_for
 
 FUNDING_MINOR = 200_000
 
@@ -48,26 +50,20 @@ def funded_mixed_workload(
     run = uuid.uuid4().hex[:6]
     ids = Ids(run)
     chosen = make_accounts(f"f{run}", accounts, partitions=settings.partitions)
-    funding = [
-        commands.Deposit(
-            command_id=ids(),
-            dedup_id="seed",
-            account_id=account,
-            amount=FUNDING_MINOR,
-            currency=chosen.currency[account],
-        )
-        for account in chosen.ids
-    ]
+    funding = deposits_to_each(chosen, ids, amount=FUNDING_MINOR, dedup_id="seed")
     return openings(chosen, ids, rng=rng) + funding + mixed(chosen, ids, rng, count), chosen.ids
 
 
 class Streamer:
     """Produces a workload to the commands topic at about `rate_per_s`, on a thread."""
 
-    def __init__(self, settings: Settings, workload: list[commands.Command], *, rate_per_s: float) -> None:
+    def __init__(
+        self, settings: Settings, workload: list[commands.Command], *, rate_per_s: float, bundle_size: int = 1
+    ) -> None:
         self.settings = settings
         self.workload = workload
         self.rate_per_s = rate_per_s
+        self.bundle_size = bundle_size  # > 1: commands go in CommandBundles of one partition (bulk submit)
         self.sent = 0
         self._codec = Codec()
         self._producer = Producer(
@@ -95,18 +91,35 @@ class Streamer:
         if self._thread.is_alive():
             raise TimeoutError("the workload is still being produced")
 
+    def _messages(self) -> list[tuple[int, bytes, bytes]]:
+        """(commands carried, key, value) of each message to produce."""
+        if self.bundle_size <= 1:
+            return [(1, command.routing_key.encode(), self._codec.encode(command)) for command in self.workload]
+        partitions = self.settings.partitions
+        bundles = by_partition(
+            self.workload, partition_of=lambda key: partition_for(key, partitions), size=self.bundle_size
+        )
+        return [
+            (
+                len(bundle),
+                bundle[0].routing_key.encode(),
+                self._codec.encode(bundle_of(self._codec, f"b{index}", bundle)),
+            )
+            for index, bundle in enumerate(bundles)
+        ]
+
     def _run(self) -> None:
         topic = f"{self.settings.topic_prefix}.commands"
-        chunk = 50
+        chunk = 50 if self.bundle_size <= 1 else 1
         started = time.monotonic()
-        for index, command in enumerate(self.workload):
+        for index, (carried, key, value) in enumerate(self._messages()):
             while True:
                 try:
-                    self._producer.produce(topic, self._codec.encode(command), command.routing_key.encode())
+                    self._producer.produce(topic, value, key)
                     break
                 except BufferError:
                     self._producer.poll(0.1)
-            self.sent = index + 1
+            self.sent += carried
             if index % chunk == chunk - 1:
                 self._producer.poll(0)
                 ahead_s = started + self.sent / self.rate_per_s - time.monotonic()

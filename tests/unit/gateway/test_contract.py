@@ -76,6 +76,7 @@ def test_the_document_is_valid_openapi_3_1_and_names_every_route() -> None:
     labels = {operation.ok().label for operation in operations if isinstance(operation, Ok)}
     assert labels == {
         "POST /v1/commands",
+        "POST /v1/commands/bulk",
         "GET /v1/commands/{command_id}",
         *(f"GET {route.path}" for route in READ_ROUTES),
         "GET /v1/openapi.json",
