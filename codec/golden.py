@@ -23,6 +23,7 @@ from ledger import commands, legs
 from ledger.accounts import Account, AccountStatus, Hold, HoldStatus
 from ledger.errors import ErrorCode
 from ledger.events import AccountEvent, CommandResult, EventKind, Position, ResultStatus
+from ledger.principals import ANONYMOUS, Principal, Role
 from ledger.state import (
     BatchPhase,
     BatchState,
@@ -43,6 +44,10 @@ from ledger.state import (
 VECTORS_PATH = SCHEMA_ROOT / "golden" / "vectors.json"
 AT_MS = 1_795_600_000_000  # 2026-11-25T...Z
 
+# Principals as the gateway sets them; roles are written in sorted order.
+_ALICE = Principal(principal_id="alice", roles=frozenset({Role.OWNER}))
+_OPERATOR = Principal(principal_id="ops-desk", roles=frozenset({Role.OPERATOR, Role.AUDITOR}))
+_ADMIN = Principal(principal_id="onboarding-service", roles=frozenset({Role.ADMIN}))
 _POSITION = Position(account_id="alice", sequence=7, balance=12_34, available=10_00)
 _RESULT = CommandResult(
     command_id="cmd-1",
@@ -73,13 +78,24 @@ EXAMPLES: list[Any] = [
         upper_limit=1_000_000,
         parent_account_id="family",
         metadata={"owner": "Alice"},
+        principal=_ADMIN,
     ),
     commands.UpdateLimits(
-        command_id="cmd-2", dedup_id="limits", account_id="alice", lower_limit=0, upper_limit=500_000, currency="USD"
+        command_id="cmd-2",
+        dedup_id="limits",
+        account_id="alice",
+        lower_limit=0,
+        upper_limit=500_000,
+        currency="USD",
+        principal=_OPERATOR,
     ),
-    commands.LockAccount(command_id="cmd-3", dedup_id="lock", account_id="alice", reason="fraud review"),
-    commands.UnlockAccount(command_id="cmd-4", dedup_id="unlock", account_id="alice", reason="cleared"),
-    commands.CloseAccount(command_id="cmd-5", dedup_id="close", account_id="alice", reason=""),
+    commands.LockAccount(
+        command_id="cmd-3", dedup_id="lock", account_id="alice", reason="fraud review", principal=_OPERATOR
+    ),
+    commands.UnlockAccount(
+        command_id="cmd-4", dedup_id="unlock", account_id="alice", reason="cleared", principal=_OPERATOR
+    ),
+    commands.CloseAccount(command_id="cmd-5", dedup_id="close", account_id="alice", reason="", principal=_OPERATOR),
     commands.Deposit(
         command_id="cmd-6",
         dedup_id="dep-1",
@@ -87,8 +103,11 @@ EXAMPLES: list[Any] = [
         amount=12_34,
         currency="USD",
         metadata={"source": "card"},
+        principal=_OPERATOR,
     ),
-    commands.Withdraw(command_id="cmd-7", dedup_id="wd-1", account_id="alice", amount=1_000, currency="JPY"),
+    commands.Withdraw(
+        command_id="cmd-7", dedup_id="wd-1", account_id="alice", amount=1_000, currency="JPY", principal=_ALICE
+    ),
     commands.Transfer(
         command_id="cmd-8",
         dedup_id="tr-1",
@@ -97,8 +116,9 @@ EXAMPLES: list[Any] = [
         amount=1_234,
         currency="KWD",
         metadata={"memo": "rent"},
+        principal=_ALICE,
     ),
-    commands.Batch(command_id="cmd-9", dedup_id="batch-1", batch_id="batch-1", legs=_LEGS),
+    commands.Batch(command_id="cmd-9", dedup_id="batch-1", batch_id="batch-1", legs=_LEGS, principal=_ALICE),
     commands.PlaceHold(
         command_id="cmd-10",
         dedup_id="hold-1",
@@ -107,6 +127,7 @@ EXAMPLES: list[Any] = [
         amount=500,
         currency="USD",
         ttl_ms=600_000,
+        principal=_ALICE,
     ),
     commands.CaptureHold(
         command_id="cmd-11",
@@ -116,12 +137,22 @@ EXAMPLES: list[Any] = [
         amount=400,
         to_account_id="merchant",
         currency="USD",
+        principal=_ALICE,
     ),
-    commands.VoidHold(command_id="cmd-12", dedup_id="void-1", account_id="alice", hold_id="auth-1"),
+    commands.VoidHold(command_id="cmd-12", dedup_id="void-1", account_id="alice", hold_id="auth-1", principal=_ALICE),
     commands.ReverseTransfer(
-        command_id="cmd-13", dedup_id="rev-1", account_id="bob", transfer_id="cmd-8", reason="duplicate payment"
+        command_id="cmd-13",
+        dedup_id="rev-1",
+        account_id="bob",
+        transfer_id="cmd-8",
+        reason="duplicate payment",
+        principal=_OPERATOR,
     ),
-    commands.QueryCommand(command_id="cmd-14", account_id="alice", target_command_id="cmd-8"),
+    commands.QueryCommand(command_id="cmd-14", account_id="alice", target_command_id="cmd-8", principal=_ALICE),
+    # A command written before commands carried a principal decodes to the anonymous one.
+    commands.Withdraw(
+        command_id="cmd-7b", dedup_id="wd-2", account_id="alice", amount=1, currency="USD", principal=ANONYMOUS
+    ),
     AccountEvent(
         account_id="alice",
         sequence=7,

@@ -29,6 +29,7 @@ from ledger.limits import (
     REFERENCE_ID_LENGTH_MAX,
 )
 from ledger.money import is_positive_amount
+from ledger.principals import ANONYMOUS, Principal
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -41,6 +42,7 @@ class OpenAccount:
     upper_limit: int = AMOUNT_MAX
     parent_account_id: str | None = None
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -55,6 +57,7 @@ class UpdateLimits:
     lower_limit: int
     upper_limit: int
     currency: str  # the limits are minor units of it: must be the account's (CURRENCY_MISMATCH)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -67,6 +70,7 @@ class LockAccount:
     dedup_id: str
     account_id: str
     reason: str = ""
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -79,6 +83,7 @@ class UnlockAccount:
     dedup_id: str
     account_id: str
     reason: str = ""
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -91,6 +96,7 @@ class CloseAccount:
     dedup_id: str
     account_id: str
     reason: str = ""
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -105,6 +111,7 @@ class Deposit:
     amount: int
     currency: str
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -119,6 +126,7 @@ class Withdraw:
     amount: int
     currency: str
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -136,6 +144,7 @@ class Transfer:
     amount: int
     currency: str
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -158,6 +167,7 @@ class Batch:
     batch_id: str
     legs: list[BatchLeg]
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -173,6 +183,7 @@ class PlaceHold:
     amount: int
     currency: str
     ttl_ms: int
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -190,6 +201,7 @@ class CaptureHold:
     amount: int
     to_account_id: str
     currency: str  # the amount is minor units of it: must be the hold's (CURRENCY_MISMATCH)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -202,6 +214,7 @@ class VoidHold:
     dedup_id: str
     account_id: str
     hold_id: str
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -217,6 +230,7 @@ class ReverseTransfer:
     account_id: str
     transfer_id: str
     reason: str = ""
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -230,6 +244,7 @@ class QueryCommand:
     command_id: str
     account_id: str
     target_command_id: str
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:

@@ -205,6 +205,9 @@ FIELDS_ADDED_AFTER_V1: dict[str, dict[str, object]] = {
     "CaptureHold": {"currency": ""},
     "UpdateLimits": {"currency": ""},
 }
+# On every command: the sender, fingerprinted by its id alone (a retry after the principal
+# gained or lost a role is the same command; another principal's is not), "" when anonymous.
+FIELDS_ADDED_TO_EVERY_COMMAND: dict[str, object] = {"principal": ""}
 
 
 def payload_digest(command: MutatingCommand) -> bytes:
@@ -222,6 +225,8 @@ def payload_digest(command: MutatingCommand) -> bytes:
                 (getattr(leg, "account_id", leg), getattr(leg, "amount", None), getattr(leg, "currency", None))
                 for leg in values[index]
             ]
+    for index in plan.principals:
+        values[index] = getattr(values[index], "principal_id", values[index])
     for index, unstated in reversed(plan.added):  # from the end: indexes stay valid
         if values[index] == unstated:
             del values[index]
@@ -234,6 +239,7 @@ class _DigestPlan:
     values: Callable[[Any], tuple[Any, ...]]
     dicts: tuple[int, ...]
     leg_lists: tuple[int, ...]
+    principals: tuple[int, ...]
     added: tuple[tuple[int, object], ...]  # (index, value when not stated) of fields added after v1
 
 
@@ -244,14 +250,12 @@ def _digest_plan(cls: type) -> _DigestPlan:
     fields = [field for field in dataclasses.fields(cls) if field.name != "command_id"]
     names = [field.name for field in fields]
     getter = operator.attrgetter(*names)
+    added = {**FIELDS_ADDED_AFTER_V1.get(cls.__name__, {}), **FIELDS_ADDED_TO_EVERY_COMMAND}
     return _DigestPlan(
         name=cls.__name__,
         values=(lambda command: (getter(command),)) if len(names) == 1 else getter,
         dicts=tuple(index for index, name in enumerate(names) if name == "metadata"),
         leg_lists=tuple(index for index, name in enumerate(names) if name == "legs"),
-        added=tuple(
-            (index, FIELDS_ADDED_AFTER_V1[cls.__name__][name])
-            for index, name in enumerate(names)
-            if name in FIELDS_ADDED_AFTER_V1.get(cls.__name__, {})
-        ),
+        principals=tuple(index for index, name in enumerate(names) if name == "principal"),
+        added=tuple((index, added[name]) for index, name in enumerate(names) if name in added),
     )
