@@ -79,6 +79,7 @@ EXAMPLES: list[Any] = [
         parent_account_id="family",
         metadata={"owner": "Alice"},
         principal=_ADMIN,
+        owner="alice",
     ),
     commands.UpdateLimits(
         command_id="cmd-2",
@@ -153,6 +154,7 @@ EXAMPLES: list[Any] = [
     commands.Withdraw(
         command_id="cmd-7b", dedup_id="wd-2", account_id="alice", amount=1, currency="USD", principal=ANONYMOUS
     ),
+    commands.AssignOwner(command_id="cmd-18", dedup_id="owner-1", account_id="alice", owner="bob", principal=_ADMIN),
     AccountEvent(
         account_id="alice",
         sequence=7,
@@ -176,6 +178,7 @@ EXAMPLES: list[Any] = [
         counterparty_account_id="bob",
         code=None,
         occurred_at_ms=AT_MS,
+        owner="alice",
     ),
     _RESULT,
     CommandResult(
@@ -302,6 +305,7 @@ EXAMPLES: list[Any] = [
         metadata={},
         created_at_ms=AT_MS - 1000,
         updated_at_ms=AT_MS,
+        owner="alice",
     ),
     Hold(
         account_id="alice",

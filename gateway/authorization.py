@@ -45,6 +45,7 @@ COMMAND_ROLES: dict[type[commands.Command], frozenset[Role]] = {
     commands.CaptureHold: frozenset({OWNER}),
     commands.VoidHold: frozenset({OWNER}),
     commands.QueryCommand: frozenset({OPERATOR, AUDITOR}),
+    commands.AssignOwner: frozenset({ADMIN}),
 }
 EVERY_ACCOUNT_READERS = frozenset({OPERATOR, AUDITOR, ADMIN})  # read any account
 ACCOUNT_READERS = EVERY_ACCOUNT_READERS | {OWNER}  # may read some account

@@ -41,6 +41,7 @@ from ledger.limits import (
     REASON_LENGTH_MAX,
     REFERENCE_ID_LENGTH_MAX,
 )
+from ledger.principals import PRINCIPAL_ID_LENGTH_MAX
 from schemas import AVRO_ROOT
 
 API_VERSION = "1"
@@ -137,6 +138,8 @@ def _field_schema(cls: type, name: str, hint: Any, doc: str) -> dict[str, Any]:
         return {"type": "integer", "minimum": low, "maximum": high, "description": doc}
     if hint is str and name == "reason":
         return {"type": "string", "maxLength": REASON_LENGTH_MAX, "description": doc}
+    if hint is str and name == "owner":
+        return {"type": "string", "maxLength": PRINCIPAL_ID_LENGTH_MAX, "description": doc}
     raise TypeError(f"{cls.__name__}.{name}: no schema for {hint!r}; teach gateway/openapi.py this field")
 
 

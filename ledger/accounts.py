@@ -41,6 +41,7 @@ class Account:
     metadata: dict[str, str]
     created_at_ms: int
     updated_at_ms: int
+    owner: str = ""  # the principal id of its holder, the OWNER who may move money out of it; "": none
 
     @property
     def available(self) -> int:

@@ -29,7 +29,7 @@ from ledger.limits import (
     REFERENCE_ID_LENGTH_MAX,
 )
 from ledger.money import is_positive_amount
-from ledger.principals import ANONYMOUS, Principal
+from ledger.principals import ANONYMOUS, PRINCIPAL_ID_LENGTH_MAX, Principal
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -43,6 +43,7 @@ class OpenAccount:
     parent_account_id: str | None = None
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
     principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
+    owner: str = ""  # the principal id of the account's holder (its OWNER); "": none
 
     @property
     def routing_key(self) -> str:
@@ -251,6 +252,21 @@ class QueryCommand:
         return self.account_id
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
+class AssignOwner:
+    """Give an account another owner (or none: "")."""
+
+    command_id: str
+    dedup_id: str
+    account_id: str
+    owner: str
+    principal: Principal = ANONYMOUS
+
+    @property
+    def routing_key(self) -> str:
+        return self.account_id
+
+
 MutatingCommand = (
     OpenAccount
     | UpdateLimits
@@ -265,6 +281,7 @@ MutatingCommand = (
     | CaptureHold
     | VoidHold
     | ReverseTransfer
+    | AssignOwner
 )
 Command = MutatingCommand | QueryCommand
 
@@ -284,6 +301,7 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     VoidHold,
     ReverseTransfer,
     QueryCommand,
+    AssignOwner,
 )
 
 
@@ -323,6 +341,13 @@ def check_metadata(metadata: object) -> Rejection | None:
             return _malformed(f"metadata keys must be 1..{METADATA_KEY_LENGTH_MAX} characters")
         if not isinstance(value, str) or len(value) > METADATA_VALUE_LENGTH_MAX:
             return _malformed(f"metadata values must be at most {METADATA_VALUE_LENGTH_MAX} characters")
+    return None
+
+
+def _check_owner(owner: object) -> Rejection | None:
+    """A principal id, or "" for no owner."""
+    if not isinstance(owner, str) or len(owner) > PRINCIPAL_ID_LENGTH_MAX or not owner.isprintable():
+        return _malformed(f"owner must be a principal id of at most {PRINCIPAL_ID_LENGTH_MAX} printable characters")
     return None
 
 
@@ -382,6 +407,7 @@ def validate_body(command: Command) -> Rejection | None:
                     else _check_id(command.parent_account_id, "parent_account_id", ACCOUNT_ID_LENGTH_MAX)
                 )
                 or check_metadata(command.metadata)
+                or _check_owner(command.owner)
                 or _check_currency(command.currency)
                 or check_limits(command.lower_limit, command.upper_limit)
                 or (
@@ -441,6 +467,8 @@ def validate_body(command: Command) -> Rejection | None:
             return _check_id(command.transfer_id, "transfer_id", COMMAND_ID_LENGTH_MAX) or _check_text(
                 command.reason, "reason", REASON_LENGTH_MAX
             )
+        case AssignOwner():
+            return _check_owner(command.owner)
         case QueryCommand():
             return _check_id(command.target_command_id, "target_command_id", COMMAND_ID_LENGTH_MAX)
     raise InvariantViolation(f"unknown command type {type(command).__name__}")

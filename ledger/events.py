@@ -43,6 +43,7 @@ class EventKind(enum.StrEnum):
     BATCH_PREPARED = "BATCH_PREPARED"
     BATCH_COMMITTED = "BATCH_COMMITTED"
     BATCH_RELEASED = "BATCH_RELEASED"
+    OWNER_ASSIGNED = "OWNER_ASSIGNED"  # added after v1
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -69,6 +70,7 @@ class AccountEvent:
     counterparty_account_id: str | None
     code: ErrorCode | None  # why, for refunds, releases and expiries
     occurred_at_ms: int
+    owner: str = ""  # the account's, after the change; "": none (or an event written before v2)
 
 
 def account_event(
@@ -108,6 +110,7 @@ def account_event(
         counterparty_account_id=counterparty_account_id,
         code=code,
         occurred_at_ms=occurred_at_ms,
+        owner=account.owner,
     )
 
 

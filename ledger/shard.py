@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from ledger.accounts import Account
 from ledger.commands import (
+    AssignOwner,
     Batch,
     CaptureHold,
     CloseAccount,
@@ -90,6 +91,7 @@ COMMAND_FLOWS: dict[type, intake.CommandFlow] = {
     VoidHold: holds.void_hold,
     ReverseTransfer: reversals.reverse_transfer,
     Batch: batches.batch,
+    AssignOwner: account_operations.assign_owner,
 }
 
 # Everything else: straight to its handler.

@@ -204,6 +204,7 @@ def _forget_duplicates(decision: Decision, entry: DedupEntry) -> None:
 FIELDS_ADDED_AFTER_V1: dict[str, dict[str, object]] = {
     "CaptureHold": {"currency": ""},
     "UpdateLimits": {"currency": ""},
+    "OpenAccount": {"owner": ""},
 }
 # On every command: the sender, fingerprinted by its id alone (a retry after the principal
 # gained or lost a role is the same command; another principal's is not), "" when anonymous.

@@ -40,6 +40,7 @@ GRID: dict[str, tuple[str, str, str, str, str]] = {
     "VoidHold": ("y", "-", "-", "-", "-"),
     "ReverseTransfer": ("-", "y", "-", "-", "-"),
     "QueryCommand": ("-", "y", "-", "y", "-"),
+    "AssignOwner": ("-", "-", "y", "-", "-"),
     "GET /v1/accounts/{id}": ("own", "y", "y", "y", "-"),
     "GET /v1/accounts/{id}/history": ("own", "y", "y", "y", "-"),
     "GET /v1/accounts/{id}/as-of": ("own", "y", "y", "y", "-"),
@@ -89,7 +90,7 @@ CELLS = [
 
 def test_the_grid_covers_every_command_type() -> None:
     assert {cls.__name__ for cls in COMMAND_TYPES} <= set(GRID)
-    assert len(CELLS) == 21 * 5 * 3
+    assert len(CELLS) == 22 * 5 * 3
 
 
 @pytest.mark.parametrize(("endpoint", "column", "ownership"), CELLS)

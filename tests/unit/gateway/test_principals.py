@@ -53,6 +53,7 @@ BODIES: dict[type[commands.Command], dict[str, Any]] = {
     commands.VoidHold: {"account_id": "a", "hold_id": "h"},
     commands.ReverseTransfer: {"account_id": "b", "transfer_id": "t"},
     commands.QueryCommand: {"account_id": "a", "target_command_id": "c"},
+    commands.AssignOwner: {"account_id": "a", "owner": "alice"},
 }
 
 
