@@ -62,6 +62,7 @@ _RESULT = CommandResult(
     original_command_id="cmd-1",
     decided_at_ms=AT_MS,
     queried=None,
+    principal=_ALICE,
 )
 _LEGS = [
     commands.BatchLeg(account_id="alice", amount=-300, currency="USD"),
@@ -179,6 +180,7 @@ EXAMPLES: list[Any] = [
         code=None,
         occurred_at_ms=AT_MS,
         owner="alice",
+        principal=_ALICE,
     ),
     _RESULT,
     CommandResult(
@@ -236,6 +238,7 @@ EXAMPLES: list[Any] = [
         source_position=_POSITION,
         reversal_of=None,
         metadata={},
+        principal=_ALICE,
     ),
     legs.RefundLeg(
         transfer_id="cmd-8",
@@ -266,6 +269,7 @@ EXAMPLES: list[Any] = [
         command_id="cmd-9",
         dedup_id="batch-1",
         incarnation=4,
+        principal=_ALICE,
     ),
     legs.BatchVote(
         batch_id="batch-1",
@@ -287,6 +291,7 @@ EXAMPLES: list[Any] = [
         code=ErrorCode.LIMIT_EXCEEDED,
         incarnation=4,
         sequence=0,
+        principal=_ALICE,
     ),
     legs.BatchAck(batch_id="batch-1", leg_index=0, account_id="alice", position=_POSITION, incarnation=4),
     legs.Tick(worker_id="worker-1"),
@@ -326,6 +331,7 @@ EXAMPLES: list[Any] = [
         waiters=["cmd-8b"],
         duplicates=["cmd-8b"],
         malformed=False,
+        principal_id="alice",
     ),
     CommandIndexEntry(dedup_key="alice|tr-1"),
     OutgoingTransfer(
@@ -342,6 +348,7 @@ EXAMPLES: list[Any] = [
         hold_key=None,
         reversal_of=None,
         source_sequence=7,
+        principal=_ALICE,
     ),
     TransferRecord(
         transfer_id="cmd-8",
@@ -380,6 +387,7 @@ EXAMPLES: list[Any] = [
         created_at_ms=AT_MS,
         incarnation=4,
         sequences=[8, 0],
+        principal=_ALICE,
     ),
     RetentionEntry(recorded_at_ms=AT_MS, keys=[RetainedKey(table=Table.DEDUP, key="alice|tr-1")]),
     ExpiryEntry(key="alice|auth-1"),

@@ -96,6 +96,7 @@ LEDGER_STATUSES: dict[ErrorCode, int] = {
     ErrorCode.CAPTURE_EXCEEDS_HOLD: 409,
     ErrorCode.BATCH_TIMEOUT: 409,
     ErrorCode.ID_IN_USE: 409,
+    ErrorCode.FORBIDDEN: 403,  # the shard's authorization (the gateway refuses most of these before)
 }
 
 GATEWAY_STATUSES: dict[GatewayCode, int] = {

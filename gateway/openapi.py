@@ -233,6 +233,7 @@ def _result_schema() -> dict[str, Any]:
         "original_command_id": string,
         "decided_at_ms": integer,
         "queried": _nullable(_ref("CommandResult")),
+        "principal_id": {"type": "string", "description": 'Who sent the command ("": anonymous).'},
     }
     return {
         "type": "object",

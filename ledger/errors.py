@@ -64,6 +64,11 @@ class ErrorCode(enum.StrEnum):
     # reachable only after a forged or replayed leg. Checked first at the credit, before the
     # destination's existence; the flow is refunded at its source.
     CREDIT_OUT_OF_ORDER = "CREDIT_OUT_OF_ORDER"
+    # The command's principal may not send it: a role it lacks, an account debited that is not
+    # its own (ledger/authorization.py). Checked right after the ids and the routing, before the
+    # dedup memory (a denied command is answered, not remembered, and learns nothing of what
+    # another principal sent); on a batch's other shards, first at the prepare of a debit.
+    FORBIDDEN = "FORBIDDEN"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

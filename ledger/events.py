@@ -15,6 +15,7 @@ import enum
 
 from ledger.accounts import Account, AccountStatus
 from ledger.errors import ErrorCode
+from ledger.principals import ANONYMOUS, Principal
 
 
 class EventKind(enum.StrEnum):
@@ -71,6 +72,7 @@ class AccountEvent:
     code: ErrorCode | None  # why, for refunds, releases and expiries
     occurred_at_ms: int
     owner: str = ""  # the account's, after the change; "": none (or an event written before v2)
+    principal: Principal = ANONYMOUS  # whose command caused it; anonymous: time alone (a hold's expiry)
 
 
 def account_event(
@@ -86,6 +88,7 @@ def account_event(
     counterparty_account_id: str | None = None,
     code: ErrorCode | None = None,
     metadata: dict[str, str] | None = None,
+    principal: Principal = ANONYMOUS,
 ) -> AccountEvent:
     return AccountEvent(
         account_id=account.account_id,
@@ -111,6 +114,7 @@ def account_event(
         code=code,
         occurred_at_ms=occurred_at_ms,
         owner=account.owner,
+        principal=principal,
     )
 
 
@@ -145,6 +149,7 @@ class CommandResult:
     original_command_id: str  # == command_id unless replayed
     decided_at_ms: int
     queried: CommandResult | None  # the looked-up result, for QueryCommand
+    principal: Principal = ANONYMOUS  # who sent the command
 
 
 def position(account: Account) -> Position:

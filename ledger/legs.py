@@ -12,6 +12,7 @@ import enum
 
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, Position
+from ledger.principals import ANONYMOUS, Principal
 
 
 class Flow(enum.StrEnum):
@@ -38,6 +39,7 @@ class CreditLeg:
     source_position: Position
     reversal_of: str | None
     metadata: dict[str, str]
+    principal: Principal = ANONYMOUS  # the flow's command's (anonymous: a v1 leg)
 
     @property
     def routing_key(self) -> str:
@@ -92,6 +94,7 @@ class BatchPrepare:
     command_id: str
     dedup_id: str
     incarnation: int = 0  # which of the coordinator's batches with this id; 0: not stated (a v1 leg)
+    principal: Principal = ANONYMOUS  # the batch's: a debit must be its own account's (anonymous: a v1 leg)
 
     @property
     def routing_key(self) -> str:
@@ -129,6 +132,7 @@ class BatchDecision:
     code: ErrorCode | None
     incarnation: int = 0  # the batch's; 0: not stated (a v1 leg)
     sequence: int = 0  # a commit: the reservation's sequence from the vote; 0: not stated
+    principal: Principal = ANONYMOUS  # the batch's (anonymous: a v1 leg)
 
     @property
     def routing_key(self) -> str:

@@ -70,6 +70,7 @@ from ledger.limits import (
     DEDUP_RETENTION_MS_DEFAULT,
     RETENTION_FORGETS_PER_INPUT_MAX,
 )
+from ledger.principals import ANONYMOUS
 from ledger.state import ShardMeta, Store, Table
 
 __all__ = ["META_KEY", "Message", "Outcome", "Shard", "ShardConfig", "dedup_key", "hold_key", "payload_digest"]
@@ -147,6 +148,7 @@ class Shard:
         decision = Decision(
             store=self._store, config=self._config, is_local=self._is_local, meta=meta, outcome=Outcome()
         )
+        decision.principal = getattr(message, "principal", ANONYMOUS)  # a flow's record may say better
         if not isinstance(message, Tick):  # a tick forgets within its own budget
             clock.forget_expired(decision, count_max=RETENTION_FORGETS_PER_INPUT_MAX)
         flow = COMMAND_FLOWS.get(type(message))

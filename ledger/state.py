@@ -18,6 +18,7 @@ from ledger.commands import BatchLeg
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, Position
 from ledger.legs import Flow
+from ledger.principals import ANONYMOUS, Principal
 
 
 class Table(enum.StrEnum):
@@ -64,6 +65,7 @@ class DedupEntry:
     # Rejected by its stateless checks (the message itself): a command with another payload
     # may take the dedup id over (see flows/intake.py).
     malformed: bool = False
+    principal_id: str = ""  # who sent it (a QueryCommand by the same principal may ask); "": anonymous
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -88,6 +90,7 @@ class OutgoingTransfer:
     # The source account's sequence after the debit (what its CreditLeg carries, and its
     # SettleLeg or RefundLeg must echo); 0: recorded before this was kept.
     source_sequence: int = 0
+    principal: Principal = ANONYMOUS  # the command's: on the settle's or refund's events and result
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -145,6 +148,7 @@ class BatchState:
     # a batch id can be reused once a batch ends, and legs of an earlier one must not count.
     incarnation: int = 0
     sequences: list[int] = dataclasses.field(default_factory=list)  # per leg: its reservation's sequence, 0: none
+    principal: Principal = ANONYMOUS  # the batch command's
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

@@ -43,6 +43,7 @@ STATE_COLUMNS = [
     "lower_limit",
     "upper_limit",
     "parent_account_id",
+    "owner",  # the principal id of its holder ("": none, or not known before schema version 3)
 ]
 HISTORY_COLUMNS = [
     "sequence",
@@ -61,6 +62,7 @@ HISTORY_COLUMNS = [
     "command_id",
     "dedup_id",
     "metadata",
+    "principal_id",  # who caused the event ("" for one written before events carried it)
 ]
 
 

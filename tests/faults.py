@@ -34,6 +34,7 @@ from deploy.local import kafka
 from foundation.settings import Settings
 from ledger import commands
 from streamwallet.stack import ManagedProcess
+from tests.principals import TESTER
 
 FUNDING_MINOR = 200_000
 
@@ -50,6 +51,7 @@ def funded_mixed_workload(
     chosen = make_accounts(f"f{run}", accounts, partitions=settings.partitions)
     funding = [
         commands.Deposit(
+            principal=TESTER,
             command_id=ids(),
             dedup_id="seed",
             account_id=account,

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from ledger import commands
+from tests.principals import TESTER
 
 
 @dataclasses.dataclass
@@ -70,6 +71,8 @@ def single_account_workload(rng: Any, *, accounts: list[str], count: int, prefix
         command: commands.Command
         if roll < 0.08:
             command = commands.OpenAccount(
+                principal=TESTER,
+                owner=TESTER.principal_id,
                 command_id=f"{prefix}-{index}",
                 dedup_id=f"open-{account}-{index % 3}",
                 account_id=account,

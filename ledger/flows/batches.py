@@ -30,6 +30,7 @@ without (incarnation, sequence: 0) are trusted as v1 trusted them.
 from __future__ import annotations
 
 from ledger.accounts import Account, account_not_found, check_usable_for_credit, check_usable_for_debit
+from ledger.authorization import check_debit
 from ledger.commands import Batch
 from ledger.decision import CommandIdentity, Decision
 from ledger.errors import ErrorCode, InvariantViolation, RefusalCode, Rejection
@@ -69,6 +70,7 @@ def batch(decision: Decision, command: Batch) -> CommandResult | None:
             created_at_ms=decision.now,
             incarnation=incarnation,
             sequences=[0] * len(command.legs),
+            principal=command.principal,
         ),
     )
     decision.store.put(
@@ -87,6 +89,7 @@ def batch(decision: Decision, command: Batch) -> CommandResult | None:
                 command_id=command.command_id,
                 dedup_id=command.dedup_id,
                 incarnation=incarnation,
+                principal=command.principal,
             )
         )
     return None
@@ -136,7 +139,11 @@ def batch_prepare(decision: Decision, leg: BatchPrepare) -> None:
             f"batch {leg.batch_id} (incarnation {leg.incarnation}) is already prepared on {leg.account_id}",
         )
         return
-    account = _leg_account(decision, leg.account_id, leg.amount, leg.currency)
+    account: Account | Rejection | None = None
+    if leg.amount < 0:  # the debit of a batch another shard took: the principal must own this account
+        account = check_debit(leg.principal, decision.account(leg.account_id), leg.account_id)
+    if account is None:
+        account = _leg_account(decision, leg.account_id, leg.amount, leg.currency)
     rejection = account if isinstance(account, Rejection) else None
     sequence = 0
     if not isinstance(account, Rejection):
@@ -307,7 +314,12 @@ def batch_ack(decision: Decision, ack: BatchAck) -> None:
     decision.finalize(
         batch.dedup_key,
         decision.result(
-            CommandIdentity(command_id=batch.command_id, dedup_id=batch.dedup_id, command_type=Batch.__name__),
+            CommandIdentity(
+                command_id=batch.command_id,
+                dedup_id=batch.dedup_id,
+                command_type=Batch.__name__,
+                principal=batch.principal,
+            ),
             rejection=None if committed else _abort_reason(batch),
             reference_id=batch.batch_id,
             positions=sorted(batch.positions, key=lambda p: order[p.account_id]) if committed else [],
@@ -399,5 +411,6 @@ def _decide(decision: Decision, batch: BatchState, *, commit: bool) -> None:
                 code=batch.code,
                 incarnation=batch.incarnation,
                 sequence=batch.sequences[index] if batch.sequences else 0,
+                principal=batch.principal,
             )
         )

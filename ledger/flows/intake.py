@@ -1,7 +1,9 @@
 """How a client command enters the shard: routing, dedup, validation, then its flow.
 
 In order: the envelope (well-formed ids) and the routing key (the command belongs to
-this shard) — a command failing these is answered but not remembered; the dedup memory
+this shard), then the principal's authorization (ledger/authorization.py: its roles, the
+owners of the accounts it debits) — a command failing these is answered but not
+remembered (a denied one learns nothing of what another principal sent); the dedup memory
 (a repeat is answered from it, waits for an original still in flight, or is refused as
 a conflict); the command index (a command id used by another remembered command is
 refused, not remembered); room in the idempotency window (a full window refuses a new
@@ -31,7 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger import retention
-from ledger.commands import Command, MutatingCommand, check_envelope, validate_body
+from ledger.authorization import authorize
+from ledger.commands import Command, MutatingCommand, QueryCommand, check_envelope, validate_body
 from ledger.decision import Decision
 from ledger.errors import ErrorCode, Rejection
 from ledger.events import CommandResult
@@ -56,9 +59,31 @@ def check_routing(decision: Decision, command: Command) -> Rejection | None:
     return rejection
 
 
+def check_authorized(decision: Decision, command: Command) -> Rejection | None:
+    """May the command's principal send it (ledger/authorization.py), as this shard's state says."""
+
+    def owner_of(account_id: str) -> str | None:
+        account = decision.account(account_id)
+        return None if account is None else account.owner
+
+    def sender() -> str | None:
+        return None if not isinstance(command, QueryCommand) else _sender_of(decision, command)
+
+    return authorize(command, owner_of=owner_of, is_local=decision.is_local, sender=sender)
+
+
+def _sender_of(decision: Decision, query: QueryCommand) -> str | None:
+    """Who sent the command a query asks about, if this shard remembers it under the query's key."""
+    index: CommandIndexEntry | None = decision.store.get(Table.COMMANDS, query.target_command_id)
+    if index is None or not index.dedup_key.startswith(f"{query.account_id}|"):
+        return None
+    entry: DedupEntry | None = decision.store.get(Table.DEDUP, index.dedup_key)
+    return None if entry is None else entry.principal_id
+
+
 def handle_command(decision: Decision, command: MutatingCommand, *, flow: CommandFlow) -> None:
-    rejection = check_routing(decision, command)
-    if rejection is not None:  # not remembered: its dedup id or its shard cannot be trusted
+    rejection = check_routing(decision, command) or check_authorized(decision, command)
+    if rejection is not None:  # not remembered: its dedup id or its shard cannot be trusted, or it was denied
         decision.outcome.results.append(decision.result(command, rejection=rejection))
         return
     key = dedup_key(command.routing_key, command.dedup_id)
@@ -133,6 +158,7 @@ def _remember(
             waiters=[],
             duplicates=[],
             malformed=malformed,
+            principal_id=command.principal.principal_id,
         ),
     )
     decision.store.put(Table.COMMANDS, command.command_id, CommandIndexEntry(dedup_key=key))

@@ -51,8 +51,10 @@ from ledger.legs import (
     RefundLeg,
     SettleLeg,
 )
+from ledger.principals import ANONYMOUS
 from ledger.shard import Outcome, ShardConfig
 from ledger.state import Table
+from tests.principals import TESTER
 from tests.unit.ledger.cluster import (
     Input,
     check_deterministic,
@@ -314,6 +316,7 @@ class HostileLegsMachine(WindowedLedgerMachine):
             command_id="c",
             dedup_id="d",
             incarnation=self.secret(rng),
+            principal=rng.choice([TESTER, ANONYMOUS]),  # a forger who knows the owner, or not
         )
         return self.spoil(rng, leg, self.garbage(rng))
 
