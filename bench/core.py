@@ -27,7 +27,12 @@ def _shard() -> Shard:
     for index in range(ACCOUNTS):
         shard.handle(
             commands.OpenAccount(
-                principal=BENCH_PRINCIPAL, command_id=f"o{index}", dedup_id="o", account_id=f"a{index}", currency="USD"
+                principal=BENCH_PRINCIPAL,
+                owner=BENCH_PRINCIPAL.principal_id,
+                command_id=f"o{index}",
+                dedup_id="o",
+                account_id=f"a{index}",
+                currency="USD",
             ),
             timestamp_ms=1,
         )

@@ -121,6 +121,7 @@ def _measure(count: int, make: Callable[[random.Random], commands.Command]) -> F
                 partitions.run(
                     commands.OpenAccount(
                         principal=BENCH_PRINCIPAL,
+                        owner=BENCH_PRINCIPAL.principal_id,
                         command_id=_uuid(rng),
                         dedup_id=_uuid(rng),
                         account_id=account,

@@ -68,6 +68,7 @@ def main() -> None:
             [
                 commands.OpenAccount(
                     principal=BENCH_PRINCIPAL,
+                    owner=BENCH_PRINCIPAL.principal_id,
                     command_id=uuid.uuid4().hex,
                     dedup_id="open",
                     account_id=account,

@@ -221,7 +221,12 @@ class StreamwalletRoute(Route):
     def send_probe(self, *, command_id: str, key: str) -> None:
         self._send(
             commands.OpenAccount(
-                principal=BENCH_PRINCIPAL, command_id=command_id, dedup_id=command_id, account_id=key, currency="USD"
+                principal=BENCH_PRINCIPAL,
+                owner=BENCH_PRINCIPAL.principal_id,
+                command_id=command_id,
+                dedup_id=command_id,
+                account_id=key,
+                currency="USD",
             )
         )
 
@@ -232,6 +237,7 @@ class StreamwalletRoute(Route):
             self._send(
                 commands.OpenAccount(
                     principal=BENCH_PRINCIPAL,
+                    owner=BENCH_PRINCIPAL.principal_id,
                     command_id=command_id,
                     dedup_id="open",
                     account_id=account_of(index),

@@ -74,6 +74,7 @@ def openings(accounts: Accounts, ids: Ids, *, rng: random.Random | None = None) 
         opened.append(
             commands.OpenAccount(
                 principal=BENCH_PRINCIPAL,
+                owner=BENCH_PRINCIPAL.principal_id,
                 command_id=ids(),
                 dedup_id="open",
                 account_id=account,

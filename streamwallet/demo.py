@@ -63,6 +63,8 @@ def _run_demo(settings: Settings, *, seed: int, api_key: str) -> bool:
 
     def send(command: commands.Command) -> None:
         command = dataclasses.replace(command, principal=principal)
+        if isinstance(command, commands.OpenAccount):
+            command = dataclasses.replace(command, owner=principal.principal_id)  # the demo moves its money
         sent.append(command)
         futures.append(client.submit(command))
 
