@@ -12,6 +12,7 @@ import gc
 import time
 from collections.abc import Callable, Sequence
 
+from bench.principal import BENCH_PRINCIPAL
 from codec import Codec
 from ledger import commands
 from ledger.shard import Shard, ShardConfig
@@ -25,12 +26,24 @@ def _shard() -> Shard:
     shard = Shard(store=InMemoryStore(isolate=False), config=ShardConfig(), is_local=lambda _: True)
     for index in range(ACCOUNTS):
         shard.handle(
-            commands.OpenAccount(command_id=f"o{index}", dedup_id="o", account_id=f"a{index}", currency="USD"),
+            commands.OpenAccount(
+                principal=BENCH_PRINCIPAL,
+                owner=BENCH_PRINCIPAL.principal_id,
+                command_id=f"o{index}",
+                dedup_id="o",
+                account_id=f"a{index}",
+                currency="USD",
+            ),
             timestamp_ms=1,
         )
         shard.handle(
             commands.Deposit(
-                command_id=f"s{index}", dedup_id="s", account_id=f"a{index}", amount=10**12, currency="USD"
+                principal=BENCH_PRINCIPAL,
+                command_id=f"s{index}",
+                dedup_id="s",
+                account_id=f"a{index}",
+                amount=10**12,
+                currency="USD",
             ),
             timestamp_ms=1,
         )
@@ -53,12 +66,18 @@ def main() -> None:
     print(f"domain core, one thread, {ACCOUNTS:,} accounts, in-memory store, the worker's GC settings")
     deposits = [
         commands.Deposit(
-            command_id=f"d{i}", dedup_id=f"d{i}", account_id=f"a{i % ACCOUNTS}", amount=100, currency="USD"
+            principal=BENCH_PRINCIPAL,
+            command_id=f"d{i}",
+            dedup_id=f"d{i}",
+            account_id=f"a{i % ACCOUNTS}",
+            amount=100,
+            currency="USD",
         )
         for i in range(count)
     ]
     transfers = [
         commands.Transfer(
+            principal=BENCH_PRINCIPAL,
             command_id=f"t{i}",
             dedup_id=f"t{i}",
             from_account_id=f"a{i % ACCOUNTS}",
@@ -92,6 +111,7 @@ def main() -> None:
         for i in range(2000)
         for event in probe.handle(
             commands.Transfer(
+                principal=BENCH_PRINCIPAL,
                 command_id=f"p{i}",
                 dedup_id=f"p{i}",
                 from_account_id=f"a{i}",

@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.principal import BENCH_PRINCIPAL
 from codec import Codec
 from ledger import commands
 from ledger.legs import Leg
@@ -118,11 +119,23 @@ def _measure(count: int, make: Callable[[random.Random], commands.Command]) -> F
             for index in range(ACCOUNTS):
                 account = _account(partition, index)
                 partitions.run(
-                    commands.OpenAccount(command_id=_uuid(rng), dedup_id=_uuid(rng), account_id=account, currency="USD")
+                    commands.OpenAccount(
+                        principal=BENCH_PRINCIPAL,
+                        owner=BENCH_PRINCIPAL.principal_id,
+                        command_id=_uuid(rng),
+                        dedup_id=_uuid(rng),
+                        account_id=account,
+                        currency="USD",
+                    )
                 )
                 partitions.run(
                     commands.Deposit(
-                        command_id=_uuid(rng), dedup_id=_uuid(rng), account_id=account, amount=10**12, currency="USD"
+                        principal=BENCH_PRINCIPAL,
+                        command_id=_uuid(rng),
+                        dedup_id=_uuid(rng),
+                        account_id=account,
+                        amount=10**12,
+                        currency="USD",
                     )
                 )
         partitions.commit()
@@ -148,6 +161,7 @@ def _measure(count: int, make: Callable[[random.Random], commands.Command]) -> F
 
 def _deposit(rng: random.Random) -> commands.Command:
     return commands.Deposit(
+        principal=BENCH_PRINCIPAL,
         command_id=_uuid(rng),
         dedup_id=_uuid(rng),
         account_id=_account(0, rng.randrange(ACCOUNTS)),
@@ -159,6 +173,7 @@ def _deposit(rng: random.Random) -> commands.Command:
 
 def _transfer(rng: random.Random) -> commands.Command:
     return commands.Transfer(
+        principal=BENCH_PRINCIPAL,
         command_id=_uuid(rng),
         dedup_id=_uuid(rng),
         from_account_id=_account(0, rng.randrange(ACCOUNTS)),

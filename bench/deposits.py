@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench.figures import GENERATOR, describe_latency, require_accepted
 from bench.harness import Driver
+from bench.principal import BENCH_PRINCIPAL
 from bench.processes import broker_processes, peak_rss_mb
 from deploy.local import kafka
 from foundation.settings import Settings
@@ -65,7 +66,14 @@ def main() -> None:
         driver.run(
             "open accounts",
             [
-                commands.OpenAccount(command_id=uuid.uuid4().hex, dedup_id="open", account_id=account, currency="USD")
+                commands.OpenAccount(
+                    principal=BENCH_PRINCIPAL,
+                    owner=BENCH_PRINCIPAL.principal_id,
+                    command_id=uuid.uuid4().hex,
+                    dedup_id="open",
+                    account_id=account,
+                    currency="USD",
+                )
                 for account in accounts
             ],
         )
@@ -73,6 +81,7 @@ def main() -> None:
         def deposits(count: int, tag: str) -> list[commands.Command]:
             return [
                 commands.Deposit(
+                    principal=BENCH_PRINCIPAL,
                     command_id=uuid.uuid4().hex,
                     dedup_id=f"{tag}-{index}",
                     account_id=accounts[index % len(accounts)],

@@ -17,6 +17,7 @@ import dataclasses
 import random
 from collections.abc import Iterator
 
+from bench.principal import BENCH_PRINCIPAL
 from ledger.accounts import AccountStatus
 from ledger.errors import ErrorCode
 from ledger.events import AccountEvent, EventKind
@@ -103,6 +104,8 @@ class Workload:
             counterparty_account_id=counterparty,
             code=code,
             occurred_at_ms=self.now_ms,
+            owner=f"holder-{account.account_id}",
+            principal=BENCH_PRINCIPAL,
         )
 
     # -- the stream ---------------------------------------------------------------------------

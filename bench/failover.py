@@ -32,6 +32,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from bench.principal import BENCH_PRINCIPAL
 from bench.workloads import Ids, make_accounts, openings
 from codec import Codec
 from deploy.local import kafka
@@ -99,7 +100,12 @@ class Load:
         while not self._stop.is_set():
             account = self.accounts[index % len(self.accounts)]
             command = commands.Deposit(
-                command_id=uuid.uuid4().hex, dedup_id=uuid.uuid4().hex, account_id=account, amount=1, currency="USD"
+                principal=BENCH_PRINCIPAL,
+                command_id=uuid.uuid4().hex,
+                dedup_id=uuid.uuid4().hex,
+                account_id=account,
+                amount=1,
+                currency="USD",
             )
             with self._lock:
                 self.sent_at[command.command_id] = (time.monotonic(), account)

@@ -58,6 +58,7 @@ from bench.figures import (
     samples_required,
 )
 from bench.harness import Driver
+from bench.principal import BENCH_PRINCIPAL
 from bench.processes import ProcessGone, broker_processes, cpu_snapshot, cpu_used, peak_rss_mb
 from bench.topics import Outputs
 from bench.workloads import Accounts, Ids, batch_legs, deposits_to_each, make_accounts, openings, pair, transfer
@@ -128,7 +129,12 @@ def scenario_commands(name: str, accounts: Accounts, ids: Ids, rng: random.Rando
     if name == "deposits":
         return [
             commands.Deposit(
-                command_id=ids(), dedup_id=ids("d"), account_id=account, amount=100, currency=accounts.currency[account]
+                principal=BENCH_PRINCIPAL,
+                command_id=ids(),
+                dedup_id=ids("d"),
+                account_id=account,
+                amount=100,
+                currency=accounts.currency[account],
             )
             for account in (rng.choice(accounts.ids) for _ in range(count))
         ]
@@ -140,7 +146,13 @@ def scenario_commands(name: str, accounts: Accounts, ids: Ids, rng: random.Rando
         return result
     if name == "batch3":
         return [
-            commands.Batch(command_id=ids(), dedup_id=ids("d"), batch_id=ids("b"), legs=batch_legs(accounts, rng, 3, 5))
+            commands.Batch(
+                principal=BENCH_PRINCIPAL,
+                command_id=ids(),
+                dedup_id=ids("d"),
+                batch_id=ids("b"),
+                legs=batch_legs(accounts, rng, 3, 5),
+            )
             for _ in range(count)
         ]
     if name == "zipf":

@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench.harness import Driver
+from bench.principal import BENCH_PRINCIPAL
 from codec import Codec
 from deploy.local import kafka
 from foundation.clients import kafka_config
@@ -86,7 +87,12 @@ def main() -> None:
         while opened < args.accounts:
             batch = [
                 commands.OpenAccount(
-                    command_id=uuid.uuid4().hex, dedup_id="open", account_id=f"m{index}", currency="USD"
+                    principal=BENCH_PRINCIPAL,
+                    owner=BENCH_PRINCIPAL.principal_id,
+                    command_id=uuid.uuid4().hex,
+                    dedup_id="open",
+                    account_id=f"m{index}",
+                    currency="USD",
                 )
                 for index in range(opened, min(args.accounts, opened + CHUNK))
             ]

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Protocol
 from confluent_kafka import Producer
 
 from bench.faust_worker import FaustWorker, command_id_of_output
+from bench.principal import BENCH_PRINCIPAL
 from bench.topics import Outputs, changelog_state, read_topic
 from bench.workloads import one_key_per_partition
 from codec import Codec
@@ -207,11 +208,27 @@ class StreamwalletRoute(Route):
 
     def send_deposit(self, *, command_id: str, account: str) -> None:
         self._send(
-            commands.Deposit(command_id=command_id, dedup_id=command_id, account_id=account, amount=1, currency="USD")
+            commands.Deposit(
+                principal=BENCH_PRINCIPAL,
+                command_id=command_id,
+                dedup_id=command_id,
+                account_id=account,
+                amount=1,
+                currency="USD",
+            )
         )
 
     def send_probe(self, *, command_id: str, key: str) -> None:
-        self._send(commands.OpenAccount(command_id=command_id, dedup_id=command_id, account_id=key, currency="USD"))
+        self._send(
+            commands.OpenAccount(
+                principal=BENCH_PRINCIPAL,
+                owner=BENCH_PRINCIPAL.principal_id,
+                command_id=command_id,
+                dedup_id=command_id,
+                account_id=key,
+                currency="USD",
+            )
+        )
 
     def prepare(self, outputs: Outputs) -> None:
         """Open the accounts."""
@@ -219,7 +236,12 @@ class StreamwalletRoute(Route):
         for index, command_id in enumerate(openings):
             self._send(
                 commands.OpenAccount(
-                    command_id=command_id, dedup_id="open", account_id=account_of(index), currency="USD"
+                    principal=BENCH_PRINCIPAL,
+                    owner=BENCH_PRINCIPAL.principal_id,
+                    command_id=command_id,
+                    dedup_id="open",
+                    account_id=account_of(index),
+                    currency="USD",
                 )
             )
         self.flush()

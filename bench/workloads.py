@@ -11,6 +11,7 @@ import dataclasses
 import random
 from collections.abc import Sequence
 
+from bench.principal import BENCH_PRINCIPAL
 from ledger import commands
 from topologies import partition_for
 
@@ -72,6 +73,8 @@ def openings(accounts: Accounts, ids: Ids, *, rng: random.Random | None = None) 
             upper = rng.randint(200_000, 2_000_000)
         opened.append(
             commands.OpenAccount(
+                principal=BENCH_PRINCIPAL,
+                owner=BENCH_PRINCIPAL.principal_id,
                 command_id=ids(),
                 dedup_id="open",
                 account_id=account,
@@ -87,6 +90,7 @@ def deposits_to_each(accounts: Accounts, ids: Ids, *, amount: int, dedup_id: str
     """One deposit of `amount` into every account (funding before a workload)."""
     return [
         commands.Deposit(
+            principal=BENCH_PRINCIPAL,
             command_id=ids(),
             dedup_id=dedup_id,
             account_id=account,
@@ -99,6 +103,7 @@ def deposits_to_each(accounts: Accounts, ids: Ids, *, amount: int, dedup_id: str
 
 def transfer(ids: Ids, source: str, target: str, amount: int, currency: str) -> commands.Transfer:
     return commands.Transfer(
+        principal=BENCH_PRINCIPAL,
         command_id=ids(),
         dedup_id=ids("d"),
         from_account_id=source,
@@ -156,6 +161,7 @@ def mixed(accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[
         command: commands.Command
         if roll < 0.14:
             command = commands.Deposit(
+                principal=BENCH_PRINCIPAL,
                 command_id=ids(),
                 dedup_id=ids("d"),
                 account_id=account,
@@ -164,6 +170,7 @@ def mixed(accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[
             )
         elif roll < 0.20:
             command = commands.Withdraw(
+                principal=BENCH_PRINCIPAL,
                 command_id=ids(),
                 dedup_id=ids("d"),
                 account_id=account,
@@ -178,6 +185,7 @@ def mixed(accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[
             command = transfer(ids, source, target, rng.randint(1, 5_000), accounts.currency[source])
         elif roll < 0.66:
             command = commands.Batch(
+                principal=BENCH_PRINCIPAL,
                 command_id=ids(),
                 dedup_id=ids("d"),
                 batch_id=ids("batch"),
@@ -189,6 +197,7 @@ def mixed(accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[
             ttl_ms = rng.choice([300, 2_000, 60_000])
             open_holds.append((account, hold_id, amount))
             command = commands.PlaceHold(
+                principal=BENCH_PRINCIPAL,
                 command_id=ids(),
                 dedup_id=ids("d"),
                 account_id=account,
@@ -208,6 +217,7 @@ def mixed(accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[
                     ]
                 )
                 command = commands.CaptureHold(
+                    principal=BENCH_PRINCIPAL,
                     command_id=ids(),
                     dedup_id=ids("d"),
                     account_id=held_account,
@@ -218,7 +228,11 @@ def mixed(accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[
                 )
             else:
                 command = commands.VoidHold(
-                    command_id=ids(), dedup_id=ids("d"), account_id=held_account, hold_id=hold_id
+                    principal=BENCH_PRINCIPAL,
+                    command_id=ids(),
+                    dedup_id=ids("d"),
+                    account_id=held_account,
+                    hold_id=hold_id,
                 )
         elif roll < 0.88 and sent:
             original = rng.choice(sent)
@@ -241,9 +255,18 @@ def _invalid(accounts: Accounts, ids: Ids, rng: random.Random, account: str) -> 
         source, target = pair(accounts, rng, cross=True)
         return transfer(ids, source, target, 10**12, accounts.currency[source])
     if choice == 2:
-        return commands.Deposit(command_id=ids(), dedup_id=ids("d"), account_id=account, amount=5, currency=other)
+        return commands.Deposit(
+            principal=BENCH_PRINCIPAL, command_id=ids(), dedup_id=ids("d"), account_id=account, amount=5, currency=other
+        )
     if choice == 3:
-        return commands.Withdraw(command_id=ids(), dedup_id=ids("d"), account_id=account, amount=0, currency=currency)
+        return commands.Withdraw(
+            principal=BENCH_PRINCIPAL,
+            command_id=ids(),
+            dedup_id=ids("d"),
+            account_id=account,
+            amount=0,
+            currency=currency,
+        )
     if choice == 4:
         return transfer(ids, account, account, 5, currency)
     legs = batch_legs(accounts, rng, rng.randint(2, 4), 500)
@@ -259,7 +282,9 @@ def _invalid(accounts: Accounts, ids: Ids, rng: random.Random, account: str) -> 
             dataclasses.replace(legs[1], amount=legs[1].amount - big),
             *legs[2:],
         ]
-    return commands.Batch(command_id=ids(), dedup_id=ids("d"), batch_id=ids("batch"), legs=legs)
+    return commands.Batch(
+        principal=BENCH_PRINCIPAL, command_id=ids(), dedup_id=ids("d"), batch_id=ids("batch"), legs=legs
+    )
 
 
 def same_partition_transfers(accounts: Accounts, ids: Ids, rng: random.Random, count: int) -> list[commands.Command]:

@@ -326,6 +326,14 @@ def _each(convert: Converter | None) -> Converter | None:
     return lambda values: [convert(value) for value in values]
 
 
+def _sorted_list(convert: Converter | None) -> Converter:
+    return lambda values: [value if convert is None else convert(value) for value in sorted(values)]
+
+
+def _frozen_set(convert: Converter | None) -> Converter:
+    return lambda values: frozenset(value if convert is None else convert(value) for value in values)
+
+
 def _field_converters(hint: Any, building: dict[type, list[Converter]]) -> tuple[Converter | None, Converter | None]:
     """(encode, decode) for one type; None where the value passes through unchanged."""
     origin = typing.get_origin(hint)
@@ -335,6 +343,10 @@ def _field_converters(hint: Any, building: dict[type, list[Converter]]) -> tuple
     if origin is list:
         (item,) = typing.get_args(hint)
         return tuple(_each(convert) for convert in _field_converters(item, building))  # type: ignore[return-value]
+    if origin is frozenset:  # an Avro array written in sorted order, so equal sets encode alike
+        (item,) = typing.get_args(hint)
+        encode_item, decode_item = _field_converters(item, building)
+        return _sorted_list(encode_item), _frozen_set(decode_item)
     if origin is dict or hint in (int, str, bool, bytes):
         return None, None
     if isinstance(hint, type) and issubclass(hint, enum.Enum):

@@ -26,6 +26,7 @@ from ledger.accounts import Account, AccountStatus, Hold, HoldStatus
 from ledger.chain import chain
 from ledger.errors import ErrorCode
 from ledger.events import AccountEvent, CommandResult, EventKind, Position, ResultStatus
+from ledger.principals import ANONYMOUS, Principal, Role
 from ledger.state import (
     BatchPhase,
     BatchState,
@@ -47,6 +48,10 @@ from ledger.velocity import VelocityBucket, VelocityState
 VECTORS_PATH = SCHEMA_ROOT / "golden" / "vectors.json"
 AT_MS = 1_795_600_000_000  # 2026-11-25T...Z
 
+# Principals as the gateway sets them; roles are written in sorted order.
+_ALICE = Principal(principal_id="alice", roles=frozenset({Role.OWNER}))
+_OPERATOR = Principal(principal_id="ops-desk", roles=frozenset({Role.OPERATOR, Role.AUDITOR}))
+_ADMIN = Principal(principal_id="onboarding-service", roles=frozenset({Role.ADMIN}))
 _POSITION = Position(account_id="alice", sequence=7, balance=12_34, available=10_00)
 _RESULT = CommandResult(
     command_id="cmd-1",
@@ -61,6 +66,7 @@ _RESULT = CommandResult(
     original_command_id="cmd-1",
     decided_at_ms=AT_MS,
     queried=None,
+    principal=_ALICE,
 )
 _LEGS = [
     commands.BatchLeg(account_id="alice", amount=-300, currency="USD"),
@@ -87,13 +93,25 @@ EXAMPLES: list[Any] = [
         upper_limit=1_000_000,
         parent_account_id="family",
         metadata={"owner": "Alice"},
+        principal=_ADMIN,
+        owner="alice",
     ),
     commands.UpdateLimits(
-        command_id="cmd-2", dedup_id="limits", account_id="alice", lower_limit=0, upper_limit=500_000, currency="USD"
+        command_id="cmd-2",
+        dedup_id="limits",
+        account_id="alice",
+        lower_limit=0,
+        upper_limit=500_000,
+        currency="USD",
+        principal=_OPERATOR,
     ),
-    commands.LockAccount(command_id="cmd-3", dedup_id="lock", account_id="alice", reason="fraud review"),
-    commands.UnlockAccount(command_id="cmd-4", dedup_id="unlock", account_id="alice", reason="cleared"),
-    commands.CloseAccount(command_id="cmd-5", dedup_id="close", account_id="alice", reason=""),
+    commands.LockAccount(
+        command_id="cmd-3", dedup_id="lock", account_id="alice", reason="fraud review", principal=_OPERATOR
+    ),
+    commands.UnlockAccount(
+        command_id="cmd-4", dedup_id="unlock", account_id="alice", reason="cleared", principal=_OPERATOR
+    ),
+    commands.CloseAccount(command_id="cmd-5", dedup_id="close", account_id="alice", reason="", principal=_OPERATOR),
     commands.Deposit(
         command_id="cmd-6",
         dedup_id="dep-1",
@@ -101,8 +119,11 @@ EXAMPLES: list[Any] = [
         amount=12_34,
         currency="USD",
         metadata={"source": "card"},
+        principal=_OPERATOR,
     ),
-    commands.Withdraw(command_id="cmd-7", dedup_id="wd-1", account_id="alice", amount=1_000, currency="JPY"),
+    commands.Withdraw(
+        command_id="cmd-7", dedup_id="wd-1", account_id="alice", amount=1_000, currency="JPY", principal=_ALICE
+    ),
     commands.Transfer(
         command_id="cmd-8",
         dedup_id="tr-1",
@@ -111,8 +132,9 @@ EXAMPLES: list[Any] = [
         amount=1_234,
         currency="KWD",
         metadata={"memo": "rent"},
+        principal=_ALICE,
     ),
-    commands.Batch(command_id="cmd-9", dedup_id="batch-1", batch_id="batch-1", legs=_LEGS),
+    commands.Batch(command_id="cmd-9", dedup_id="batch-1", batch_id="batch-1", legs=_LEGS, principal=_ALICE),
     CommandBundle(
         bundle_id="bundle-1",
         # One Deposit (cmd-b1, 500 USD to alice) in single-object encoding; to a bundle its
@@ -127,6 +149,7 @@ EXAMPLES: list[Any] = [
         amount=500,
         currency="USD",
         ttl_ms=600_000,
+        principal=_ALICE,
     ),
     commands.CaptureHold(
         command_id="cmd-11",
@@ -136,17 +159,29 @@ EXAMPLES: list[Any] = [
         amount=400,
         to_account_id="merchant",
         currency="USD",
+        principal=_ALICE,
     ),
-    commands.VoidHold(command_id="cmd-12", dedup_id="void-1", account_id="alice", hold_id="auth-1"),
+    commands.VoidHold(command_id="cmd-12", dedup_id="void-1", account_id="alice", hold_id="auth-1", principal=_ALICE),
     commands.ReverseTransfer(
-        command_id="cmd-13", dedup_id="rev-1", account_id="bob", transfer_id="cmd-8", reason="duplicate payment"
+        command_id="cmd-13",
+        dedup_id="rev-1",
+        account_id="bob",
+        transfer_id="cmd-8",
+        reason="duplicate payment",
+        principal=_OPERATOR,
     ),
-    commands.QueryCommand(command_id="cmd-14", account_id="alice", target_command_id="cmd-8"),
+    commands.QueryCommand(command_id="cmd-14", account_id="alice", target_command_id="cmd-8", principal=_ALICE),
+    # A command written before commands carried a principal decodes to the anonymous one.
+    commands.Withdraw(
+        command_id="cmd-7b", dedup_id="wd-2", account_id="alice", amount=1, currency="USD", principal=ANONYMOUS
+    ),
+    commands.AssignOwner(command_id="cmd-18", dedup_id="owner-1", account_id="alice", owner="bob", principal=_ADMIN),
     commands.SetVelocityRules(
         command_id="cmd-16",
         dedup_id="velocity-1",
         **_VELOCITY_RULES,
         currency="USD",
+        principal=_OPERATOR,
     ),
     AccountEvent(
         account_id="alice",
@@ -173,6 +208,8 @@ EXAMPLES: list[Any] = [
         occurred_at_ms=AT_MS,
         previous_hash=_PREVIOUS_HASH,
         hash="",  # set below: SHA-256 of the content (ledger/chain.py)
+        owner="alice",
+        principal=_ALICE,
     ),
     _RESULT,
     CommandResult(
@@ -230,6 +267,7 @@ EXAMPLES: list[Any] = [
         source_position=_POSITION,
         reversal_of=None,
         metadata={},
+        principal=_ALICE,
     ),
     legs.RefundLeg(
         transfer_id="cmd-8",
@@ -261,6 +299,7 @@ EXAMPLES: list[Any] = [
         dedup_id="batch-1",
         incarnation=4,
         postings=[-300, -5],  # a payment and its fee
+        principal=_ALICE,
     ),
     legs.BatchVote(
         batch_id="batch-1",
@@ -282,6 +321,7 @@ EXAMPLES: list[Any] = [
         code=ErrorCode.LIMIT_EXCEEDED,
         incarnation=4,
         sequence=0,
+        principal=_ALICE,
     ),
     legs.BatchAck(batch_id="batch-1", leg_index=0, account_id="alice", position=_POSITION, incarnation=4),
     legs.Tick(worker_id="worker-1"),
@@ -301,6 +341,7 @@ EXAMPLES: list[Any] = [
         created_at_ms=AT_MS - 1000,
         updated_at_ms=AT_MS,
         last_hash=_PREVIOUS_HASH,
+        owner="alice",
     ),
     Hold(
         account_id="alice",
@@ -321,6 +362,7 @@ EXAMPLES: list[Any] = [
         waiters=["cmd-8b"],
         duplicates=["cmd-8b"],
         malformed=False,
+        principal_id="alice",
     ),
     CommandIndexEntry(dedup_key="alice|tr-1"),
     OutgoingTransfer(
@@ -337,6 +379,7 @@ EXAMPLES: list[Any] = [
         hold_key=None,
         reversal_of=None,
         source_sequence=7,
+        principal=_ALICE,
     ),
     TransferRecord(
         transfer_id="cmd-8",
@@ -377,6 +420,7 @@ EXAMPLES: list[Any] = [
         incarnation=4,
         sequences=[8, 0],
         code_leg_index=-1,
+        principal=_ALICE,
     ),
     RetentionEntry(recorded_at_ms=AT_MS, keys=[RetainedKey(table=Table.DEDUP, key="alice|tr-1")]),
     ExpiryEntry(key="alice|auth-1"),

@@ -143,6 +143,21 @@ def _array_writer(write_item: Writer) -> Writer:
     return write_array
 
 
+def _set_writer(write_item: Writer) -> Writer:
+    """A frozenset as an Avro array, in sorted order: equal sets encode to equal bytes."""
+
+    def write_set(out: bytearray, values: frozenset[Any]) -> None:
+        if type(values) is not frozenset:
+            raise EncodeError(f"expected a frozenset, got {type(values).__name__}")
+        if values:
+            write_long(out, len(values))
+            for value in sorted(values):
+                write_item(out, value)
+        out.append(0)
+
+    return write_set
+
+
 def _map_writer(write_value: Writer) -> Writer:
     def write_map(out: bytearray, values: dict[str, Any]) -> None:
         if type(values) is not dict:
@@ -212,6 +227,8 @@ class WriterBuilder:
             if kind == "enum":
                 return _EnumWriter(hint, schema["symbols"])
             return _fixed_writer(schema["size"])
+        if kind == "array" and typing.get_origin(hint) is frozenset:
+            return _set_writer(self._writer(typing.get_args(hint)[0], schema["items"]))
         if kind == "array":
             return _array_writer(self._writer(typing.get_args(hint)[0], schema["items"]))
         if kind == "map":

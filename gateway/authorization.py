@@ -4,7 +4,7 @@ own accounts only); the gateway refuses at once what no role of the principal co
 do, and decides reads itself (the query service's own checks come later).
 
     command type                                          roles that may send it
-    OpenAccount                                           ADMIN
+    OpenAccount, AssignOwner                              ADMIN
     UpdateLimits, LockAccount, UnlockAccount,
       CloseAccount, ReverseTransfer, Deposit,
       SetVelocityRules                                    OPERATOR
@@ -26,29 +26,14 @@ from typing import Any
 
 from gateway.errors import ApiError, GatewayCode
 from ledger import commands
+from ledger.authorization import RULES
 from ledger.principals import Principal, Role
 
 OWNER, OPERATOR, ADMIN, AUDITOR = Role.OWNER, Role.OPERATOR, Role.ADMIN, Role.AUDITOR
 
-# Deposits bring money in from outside the ledger (a bank transfer received, cash paid in):
-# the back office records them; an owner can never create money.
-COMMAND_ROLES: dict[type[commands.Command], frozenset[Role]] = {
-    commands.OpenAccount: frozenset({ADMIN}),
-    commands.UpdateLimits: frozenset({OPERATOR}),
-    commands.LockAccount: frozenset({OPERATOR}),
-    commands.UnlockAccount: frozenset({OPERATOR}),
-    commands.CloseAccount: frozenset({OPERATOR}),
-    commands.ReverseTransfer: frozenset({OPERATOR}),
-    commands.SetVelocityRules: frozenset({OPERATOR}),
-    commands.Deposit: frozenset({OPERATOR}),
-    commands.Withdraw: frozenset({OWNER}),
-    commands.Transfer: frozenset({OWNER}),
-    commands.Batch: frozenset({OWNER}),
-    commands.PlaceHold: frozenset({OWNER}),
-    commands.CaptureHold: frozenset({OWNER}),
-    commands.VoidHold: frozenset({OWNER}),
-    commands.QueryCommand: frozenset({OPERATOR, AUDITOR}),
-}
+# The ledger's table (ledger/authorization.py), which the shard enforces: the gateway refuses at
+# once what no role of the principal could send; which account is whose is the shard's call.
+COMMAND_ROLES: dict[type[commands.Command], frozenset[Role]] = {cls: rule.roles for cls, rule in RULES.items()}
 EVERY_ACCOUNT_READERS = frozenset({OPERATOR, AUDITOR, ADMIN})  # read any account
 ACCOUNT_READERS = EVERY_ACCOUNT_READERS | {OWNER}  # may read some account
 TOTALS_READERS = frozenset({OPERATOR, AUDITOR})

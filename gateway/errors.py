@@ -99,6 +99,7 @@ LEDGER_STATUSES: dict[ErrorCode, int] = {
     ErrorCode.VELOCITY_LIMIT_EXCEEDED: 409,  # an account's velocity rule: the window must move on first
     ErrorCode.BATCH_TIMEOUT: 409,
     ErrorCode.ID_IN_USE: 409,
+    ErrorCode.FORBIDDEN: 403,  # the shard's authorization (the gateway refuses most of these before)
 }
 
 GATEWAY_STATUSES: dict[GatewayCode, int] = {

@@ -149,6 +149,8 @@ def _field_schema(cls: type, name: str, hint: Any, doc: str) -> dict[str, Any]:
         return {"type": "boolean", "description": doc}
     if hint is str and name == "reason":
         return {"type": "string", "maxLength": REASON_LENGTH_MAX, "description": doc}
+    if hint is str and name == "owner":
+        return {"type": "string", "maxLength": PRINCIPAL_ID_LENGTH_MAX, "description": doc}
     raise TypeError(f"{cls.__name__}.{name}: no schema for {hint!r}; teach gateway/openapi.py this field")
 
 
@@ -242,6 +244,7 @@ def _result_schema() -> dict[str, Any]:
         "original_command_id": string,
         "decided_at_ms": integer,
         "queried": _nullable(_ref("CommandResult")),
+        "principal_id": {"type": "string", "description": 'Who sent the command ("": anonymous).'},
     }
     return {
         "type": "object",

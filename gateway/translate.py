@@ -399,4 +399,5 @@ def result_json(result: CommandResult, currencies: dict[str, str] | None = None)
         "original_command_id": result.original_command_id,
         "decided_at_ms": result.decided_at_ms,
         "queried": None if result.queried is None else result_json(result.queried, currencies),
+        "principal_id": result.principal.principal_id,
     }

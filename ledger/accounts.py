@@ -42,6 +42,7 @@ class Account:
     created_at_ms: int
     updated_at_ms: int
     last_hash: str = ""  # the hash of its newest event (ledger/chain.py); "": none chained yet
+    owner: str = ""  # the principal id of its holder, the OWNER who may move money out of it; "": none
 
     @property
     def available(self) -> int:

@@ -9,10 +9,12 @@ event: its hash no longer matches its content, or the next event's `previous_has
 matches it. The account's state keeps the hash of its newest event (`Account.last_hash`), so
 the single writer chains each new event without reading the topic.
 
-`HASHED_FIELDS` is the content version 1: a field added to AccountEvent later is not hashed
-unless a new version says so (then old events still verify with the fields they were hashed
-over). An event written before the chain existed has `hash` "" and is not checked; an account
-opened before the upgrade starts its chain from `GENESIS_HASH` at its first event after it.
+`HASHED_FIELDS` is the content version 1. It includes the account's owner and the principal
+whose command caused the event: who did it is part of what must not be altered. A field added
+to AccountEvent later is not hashed unless a new version says so (then old events still verify
+with the fields they were hashed over). An event written before the chain existed has `hash` ""
+and is not checked; an account opened before the upgrade starts its chain from `GENESIS_HASH`
+at its first event after it.
 
 `ChainCheck` verifies a stream of events, per account in order: used by `streamwallet verify`
 and `streamwallet reconcile`.
@@ -27,6 +29,7 @@ import json
 from typing import Any
 
 from ledger.events import AccountEvent
+from ledger.principals import Principal
 
 GENESIS_HASH = "0" * 64  # the previous_hash of an account's first chained event
 
@@ -53,11 +56,15 @@ HASHED_FIELDS: tuple[str, ...] = (
     "counterparty_account_id",
     "code",
     "occurred_at_ms",
+    "owner",
+    "principal",
     "previous_hash",
 )
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Principal):  # who caused the event is part of what must not be altered
+        return {"principal_id": value.principal_id, "roles": sorted(role.value for role in value.roles)}
     return value.value if isinstance(value, enum.Enum) else value
 
 

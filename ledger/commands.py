@@ -29,6 +29,7 @@ from ledger.limits import (
     REFERENCE_ID_LENGTH_MAX,
 )
 from ledger.money import is_positive_amount
+from ledger.principals import ANONYMOUS, PRINCIPAL_ID_LENGTH_MAX, Principal
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -41,6 +42,8 @@ class OpenAccount:
     upper_limit: int = AMOUNT_MAX
     parent_account_id: str | None = None
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
+    owner: str = ""  # the principal id of the account's holder (its OWNER); "": none
 
     @property
     def routing_key(self) -> str:
@@ -55,6 +58,7 @@ class UpdateLimits:
     lower_limit: int
     upper_limit: int
     currency: str  # the limits are minor units of it: must be the account's (CURRENCY_MISMATCH)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -67,6 +71,7 @@ class LockAccount:
     dedup_id: str
     account_id: str
     reason: str = ""
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -79,6 +84,7 @@ class UnlockAccount:
     dedup_id: str
     account_id: str
     reason: str = ""
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -91,6 +97,7 @@ class CloseAccount:
     dedup_id: str
     account_id: str
     reason: str = ""
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -105,6 +112,7 @@ class Deposit:
     amount: int
     currency: str
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -119,6 +127,7 @@ class Withdraw:
     amount: int
     currency: str
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -136,6 +145,7 @@ class Transfer:
     amount: int
     currency: str
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -160,6 +170,7 @@ class Batch:
     batch_id: str
     legs: list[BatchLeg]
     metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -175,6 +186,7 @@ class PlaceHold:
     amount: int
     currency: str
     ttl_ms: int
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -192,6 +204,7 @@ class CaptureHold:
     amount: int
     to_account_id: str
     currency: str  # the amount is minor units of it: must be the hold's (CURRENCY_MISMATCH)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -204,6 +217,7 @@ class VoidHold:
     dedup_id: str
     account_id: str
     hold_id: str
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -219,6 +233,7 @@ class ReverseTransfer:
     account_id: str
     transfer_id: str
     reason: str = ""
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -241,6 +256,7 @@ class SetVelocityRules:
     day_count_max: int = 0
     freeze_on_trip: bool = False
     currency: str = ""  # the amount limits are minor units of it: must be the account's (CURRENCY_MISMATCH)
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
 
     @property
     def routing_key(self) -> str:
@@ -254,6 +270,22 @@ class QueryCommand:
     command_id: str
     account_id: str
     target_command_id: str
+    principal: Principal = ANONYMOUS  # who sends it; set by the gateway or the producing service
+
+    @property
+    def routing_key(self) -> str:
+        return self.account_id
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class AssignOwner:
+    """Give an account another owner (or none: "")."""
+
+    command_id: str
+    dedup_id: str
+    account_id: str
+    owner: str
+    principal: Principal = ANONYMOUS
 
     @property
     def routing_key(self) -> str:
@@ -275,6 +307,7 @@ MutatingCommand = (
     | VoidHold
     | ReverseTransfer
     | SetVelocityRules
+    | AssignOwner
 )
 Command = MutatingCommand | QueryCommand
 
@@ -295,6 +328,7 @@ COMMAND_TYPES: tuple[type[Command], ...] = (
     ReverseTransfer,
     SetVelocityRules,
     QueryCommand,
+    AssignOwner,
 )
 
 
@@ -334,6 +368,13 @@ def check_metadata(metadata: object) -> Rejection | None:
             return _malformed(f"metadata keys must be 1..{METADATA_KEY_LENGTH_MAX} characters")
         if not isinstance(value, str) or len(value) > METADATA_VALUE_LENGTH_MAX:
             return _malformed(f"metadata values must be at most {METADATA_VALUE_LENGTH_MAX} characters")
+    return None
+
+
+def _check_owner(owner: object) -> Rejection | None:
+    """A principal id, or "" for no owner."""
+    if not isinstance(owner, str) or len(owner) > PRINCIPAL_ID_LENGTH_MAX or not owner.isprintable():
+        return _malformed(f"owner must be a principal id of at most {PRINCIPAL_ID_LENGTH_MAX} printable characters")
     return None
 
 
@@ -393,6 +434,7 @@ def validate_body(command: Command) -> Rejection | None:
                     else _check_id(command.parent_account_id, "parent_account_id", ACCOUNT_ID_LENGTH_MAX)
                 )
                 or check_metadata(command.metadata)
+                or _check_owner(command.owner)
                 or _check_currency(command.currency)
                 or check_limits(command.lower_limit, command.upper_limit)
                 or (
@@ -458,6 +500,8 @@ def validate_body(command: Command) -> Rejection | None:
                 or _check_currency(command.currency)
                 or _check_velocity_limits(command)
             )
+        case AssignOwner():
+            return _check_owner(command.owner)
         case QueryCommand():
             return _check_id(command.target_command_id, "target_command_id", COMMAND_ID_LENGTH_MAX)
     raise InvariantViolation(f"unknown command type {type(command).__name__}")

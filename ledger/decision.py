@@ -19,6 +19,7 @@ from ledger.commands import MutatingCommand, QueryCommand
 from ledger.errors import ErrorCode, InputRefusal, InvariantViolation, RefusalCode, Rejection
 from ledger.events import CommandResult, EventKind, Position, ResultStatus, account_event
 from ledger.keys import META_KEY
+from ledger.principals import ANONYMOUS, Principal
 from ledger.state import DedupEntry, RetainedKey, ShardMeta, Store, Table
 
 if TYPE_CHECKING:  # ledger.shard imports every flow, and every flow imports this module
@@ -33,10 +34,11 @@ class CommandIdentity:
     command_id: str
     dedup_id: str
     command_type: str
+    principal: Principal = ANONYMOUS
 
 
 class Decision:
-    __slots__ = ("config", "is_local", "meta", "now", "outcome", "retained", "store")
+    __slots__ = ("config", "is_local", "meta", "now", "outcome", "principal", "retained", "store")
 
     def __init__(
         self,
@@ -54,6 +56,9 @@ class Decision:
         self.now = meta.clock_ms
         self.outcome = outcome
         self.retained: list[RetainedKey] = []
+        # Whose input this is: on every event it causes. The input's own principal (a
+        # command's, a leg's), or the one a flow's record keeps; anonymous for time alone.
+        self.principal = ANONYMOUS
 
     # -- state ----------------------------------------------------------------------
 
@@ -92,6 +97,7 @@ class Decision:
             counterparty_account_id=counterparty_account_id,
             code=code,
             metadata=metadata,
+            principal=self.principal,
         )
         chain(event, previous_hash=account.last_hash)
         account.last_hash = event.hash
@@ -129,6 +135,7 @@ class Decision:
         """A command's first (not replayed) result, decided now: accepted, or rejected with
         the rejection's code and message. Every result the shard decides is built here: of
         the command in hand, or of one whose flow ends here (given by its identity)."""
+        principal = command.principal
         if isinstance(command, CommandIdentity):
             command_id, dedup_id, command_type = command.command_id, command.dedup_id, command.command_type
         else:
@@ -150,6 +157,7 @@ class Decision:
             original_command_id=command_id,
             decided_at_ms=self.now,
             queried=queried,
+            principal=principal,
         )
 
     def finalize(self, key: str, result: CommandResult, *, publish: bool = True) -> None:

@@ -67,6 +67,11 @@ class ErrorCode(enum.StrEnum):
     # An outgoing payment would take the account past one of its velocity rules (ledger/velocity.py):
     # checked after funds and limits (it ranks with them, after LIMIT_EXCEEDED).
     VELOCITY_LIMIT_EXCEEDED = "VELOCITY_LIMIT_EXCEEDED"
+    # The command's principal may not send it: a role it lacks, an account debited that is not
+    # its own (ledger/authorization.py). Checked right after the ids and the routing, before the
+    # dedup memory (a denied command is answered, not remembered, and learns nothing of what
+    # another principal sent); on a batch's other shards, first at the prepare of a debit.
+    FORBIDDEN = "FORBIDDEN"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ import enum
 
 from ledger.accounts import Account, AccountStatus
 from ledger.errors import ErrorCode
+from ledger.principals import ANONYMOUS, Principal
 
 
 class EventKind(enum.StrEnum):
@@ -43,6 +44,7 @@ class EventKind(enum.StrEnum):
     BATCH_PREPARED = "BATCH_PREPARED"
     BATCH_COMMITTED = "BATCH_COMMITTED"
     BATCH_RELEASED = "BATCH_RELEASED"
+    OWNER_ASSIGNED = "OWNER_ASSIGNED"  # added after v1
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -73,6 +75,8 @@ class AccountEvent:
     # (GENESIS_HASH for the first), and SHA-256 of this event's content; "": written before the chain.
     previous_hash: str = ""
     hash: str = ""
+    owner: str = ""  # the account's, after the change; "": none (or an event written before v2)
+    principal: Principal = ANONYMOUS  # whose command caused it; anonymous: time alone (a hold's expiry)
 
 
 def account_event(
@@ -88,6 +92,7 @@ def account_event(
     counterparty_account_id: str | None = None,
     code: ErrorCode | None = None,
     metadata: dict[str, str] | None = None,
+    principal: Principal = ANONYMOUS,
 ) -> AccountEvent:
     return AccountEvent(
         account_id=account.account_id,
@@ -112,6 +117,8 @@ def account_event(
         counterparty_account_id=counterparty_account_id,
         code=code,
         occurred_at_ms=occurred_at_ms,
+        owner=account.owner,
+        principal=principal,
     )
 
 
@@ -146,6 +153,7 @@ class CommandResult:
     original_command_id: str  # == command_id unless replayed
     decided_at_ms: int
     queried: CommandResult | None  # the looked-up result, for QueryCommand
+    principal: Principal = ANONYMOUS  # who sent the command
 
 
 def position(account: Account) -> Position:

@@ -12,6 +12,7 @@ import enum
 
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, Position
+from ledger.principals import ANONYMOUS, Principal
 
 
 class Flow(enum.StrEnum):
@@ -38,6 +39,7 @@ class CreditLeg:
     source_position: Position
     reversal_of: str | None
     metadata: dict[str, str]
+    principal: Principal = ANONYMOUS  # the flow's command's (anonymous: a v1 leg)
 
     @property
     def routing_key(self) -> str:
@@ -95,6 +97,7 @@ class BatchPrepare:
     # The account's postings in batch order when it appears more than once (the first is
     # `amount`, at `leg_index`); empty: its one posting is `amount`.
     postings: list[int] = dataclasses.field(default_factory=list)
+    principal: Principal = ANONYMOUS  # the batch's: a debit must be its own account's (anonymous: a v1 leg)
 
     @property
     def routing_key(self) -> str:
@@ -132,6 +135,7 @@ class BatchDecision:
     code: ErrorCode | None
     incarnation: int = 0  # the batch's; 0: not stated (a v1 leg)
     sequence: int = 0  # a commit: the reservation's sequence from the vote; 0: not stated
+    principal: Principal = ANONYMOUS  # the batch's (anonymous: a v1 leg)
 
     @property
     def routing_key(self) -> str:

@@ -37,3 +37,8 @@ class Principal:
 
     def has(self, role: Role) -> bool:
         return role in self.roles
+
+
+# What a command written before commands carried a principal (a v1 message) is decided as:
+# nobody, with no role, refused wherever a role is needed. Also the Avro field's default.
+ANONYMOUS = Principal(principal_id="", roles=frozenset())

@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from ledger.accounts import Account
 from ledger.commands import (
+    AssignOwner,
     Batch,
     CaptureHold,
     CloseAccount,
@@ -71,6 +72,7 @@ from ledger.limits import (
     DEDUP_RETENTION_MS_DEFAULT,
     RETENTION_FORGETS_PER_INPUT_MAX,
 )
+from ledger.principals import ANONYMOUS
 from ledger.state import ShardMeta, Store, Table
 
 __all__ = ["META_KEY", "Message", "Outcome", "Shard", "ShardConfig", "dedup_key", "hold_key", "payload_digest"]
@@ -93,6 +95,7 @@ COMMAND_FLOWS: dict[type, intake.CommandFlow] = {
     ReverseTransfer: reversals.reverse_transfer,
     Batch: batches.batch,
     SetVelocityRules: velocity_rules.set_velocity_rules,
+    AssignOwner: account_operations.assign_owner,
 }
 
 # Everything else: straight to its handler.
@@ -148,6 +151,7 @@ class Shard:
         decision = Decision(
             store=self._store, config=self._config, is_local=self._is_local, meta=meta, outcome=Outcome()
         )
+        decision.principal = getattr(message, "principal", ANONYMOUS)  # a flow's record may say better
         if not isinstance(message, Tick):  # a tick forgets within its own budget
             clock.forget_expired(decision, count_max=RETENTION_FORGETS_PER_INPUT_MAX)
         flow = COMMAND_FLOWS.get(type(message))

@@ -18,6 +18,7 @@ from ledger.commands import BatchLeg
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, Position
 from ledger.legs import Flow
+from ledger.principals import ANONYMOUS, Principal
 from ledger.velocity import VelocityState
 
 
@@ -66,6 +67,7 @@ class DedupEntry:
     # Rejected by its stateless checks (the message itself): a command with another payload
     # may take the dedup id over (see flows/intake.py).
     malformed: bool = False
+    principal_id: str = ""  # who sent it (a QueryCommand by the same principal may ask); "": anonymous
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -90,6 +92,7 @@ class OutgoingTransfer:
     # The source account's sequence after the debit (what its CreditLeg carries, and its
     # SettleLeg or RefundLeg must echo); 0: recorded before this was kept.
     source_sequence: int = 0
+    principal: Principal = ANONYMOUS  # the command's: on the settle's or refund's events and result
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -153,6 +156,7 @@ class BatchState:
     # The leg whose no vote gave `code` (-1: none, or a timeout): of the no votes, the one of the
     # highest precedence (`flows/batches.py`), so the result does not depend on their order.
     code_leg_index: int = -1
+    principal: Principal = ANONYMOUS  # the batch command's
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

@@ -80,7 +80,8 @@ EVENT_FIELDS = [
     "code",
     "occurred_at_ms",
 ]
-EVENT_COLUMNS = [*EVENT_FIELDS[:-1], "occurred_at", "kafka_partition", "kafka_offset"]
+# After the Kafka position: columns added by migration 3 (the account's owner, who caused the event).
+EVENT_COLUMNS = [*EVENT_FIELDS[:-1], "occurred_at", "kafka_partition", "kafka_offset", "owner", "principal_id"]
 LATEST_COLUMNS = [*views.STATE_COLUMNS, "updated_at"]  # account_latest: an account after its newest event
 _LATEST_INDEXES = [EVENT_COLUMNS.index(name if name != "updated_at" else "occurred_at") for name in LATEST_COLUMNS]
 _ACCOUNT, _SEQUENCE, _PARENT = (EVENT_COLUMNS.index(name) for name in ("account_id", "sequence", "parent_account_id"))
@@ -121,6 +122,8 @@ class EventDecoder:
             row[_METADATA] = {}
         row.append(partition)
         row.append(offset)
+        row.append(record["owner"])
+        row.append(record["principal"]["principal_id"])
         return row
 
 
@@ -155,6 +158,8 @@ def event_row(event: AccountEvent, partition: int, offset: int) -> list[Any]:
         event.occurred_at_ms,
         partition,
         offset,
+        event.owner,
+        event.principal.principal_id,
     ]
 
 

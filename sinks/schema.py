@@ -5,8 +5,10 @@ ReplacingMergeTree whose sorting key is the identity of what a row describes, an
 read uses FINAL (or max/argMax), so a redelivered batch changes no answer even before a
 background merge:
 
-    account_events   one row per AccountEvent, key (account_id, sequence)
-    account_latest   one row per account, the state after its newest event (version: sequence)
+    account_events   one row per AccountEvent, key (account_id, sequence); with its owner and
+                     the principal that caused it (principal_id) since version 3
+    account_latest   one row per account, the state after its newest event (version: sequence),
+                     its owner since version 3
     account_tree     parent -> child edges, key (parent_account_id, account_id)
     sink_progress    per events partition, the next offset to read (max wins)
 
@@ -124,6 +126,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             SELECT DISTINCT assumeNotNull(parent_account_id), account_id
             FROM {db}.account_events
             WHERE parent_account_id IS NOT NULL
+            """,
+        ],
+    ),
+    (
+        3,
+        "each event's account owner and the principal that caused it, each account's owner (before: '')",
+        [
+            """
+            ALTER TABLE {db}.account_events
+                ADD COLUMN IF NOT EXISTS owner String DEFAULT '',
+                ADD COLUMN IF NOT EXISTS principal_id String DEFAULT ''
+            """,
+            """
+            ALTER TABLE {db}.account_latest ADD COLUMN IF NOT EXISTS owner String DEFAULT ''
             """,
         ],
     ),

@@ -48,6 +48,7 @@ STATE_COLUMNS = [
     "lower_limit",
     "upper_limit",
     "parent_account_id",
+    "owner",  # the principal id of its holder ("": none, or not known before schema version 3)
 ]
 HISTORY_COLUMNS = [
     "sequence",
@@ -66,6 +67,7 @@ HISTORY_COLUMNS = [
     "command_id",
     "dedup_id",
     "metadata",
+    "principal_id",  # who caused the event ("" for one written before events carried it)
 ]
 
 

@@ -5,6 +5,7 @@ command side and the ClickHouse view agree. Prints what happened."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import random
 import time
 import uuid
@@ -19,6 +20,8 @@ from gateway.client import LedgerClient, wait_all
 from ledger import commands
 from ledger.events import CommandResult, ResultStatus
 from ledger.money import format_amount
+from ledger.principals import Principal, Role
+from streamwallet.command_input import operator_principal
 from streamwallet.dev_keys import DEV_ADMIN_ROLES, temporary_key
 
 RESULT_TIMEOUT_S = 60.0
@@ -42,6 +45,13 @@ def run_demo(settings: Settings, *, seed: int = 7, api_key: str | None = None) -
     return _run_demo(settings, seed=seed, api_key=api_key)
 
 
+def demo_principal(settings: Settings) -> Principal:
+    """Who the demo's Kafka commands come from: the operator's CLI principal, also the OWNER
+    of the accounts it opens (it moves money between them)."""
+    principal = operator_principal(settings)
+    return dataclasses.replace(principal, roles=principal.roles | {Role.OWNER})
+
+
 def _run_demo(settings: Settings, *, seed: int, api_key: str) -> bool:
     random.seed(seed)
     run = uuid.uuid4().hex[:6]
@@ -49,8 +59,12 @@ def _run_demo(settings: Settings, *, seed: int, api_key: str) -> bool:
     started = time.monotonic()
     sent: list[commands.Command] = []
     futures = []
+    principal = demo_principal(settings)
 
     def send(command: commands.Command) -> None:
+        command = dataclasses.replace(command, principal=principal)
+        if isinstance(command, commands.OpenAccount):
+            command = dataclasses.replace(command, owner=principal.principal_id)  # the demo moves its money
         sent.append(command)
         futures.append(client.submit(command))
 

@@ -103,10 +103,11 @@ def quoted(account_id: str) -> str:
     return urllib.parse.quote(account_id, safe="")
 
 
-def open_with_balance(api: Api, account_id: str, amount_minor: int) -> int:
-    """Open a USD account and deposit into it; the sequence of the deposit."""
+def open_with_balance(api: Api, account_id: str, amount_minor: int, *, owner: str = "tester") -> int:
+    """Open a USD account of `owner` (by default the principal the tests' Api acts as; "": none)
+    and deposit into it; the sequence of the deposit."""
     status, opened, _ = api.command(
-        {"type": "OpenAccount", "dedup_id": "open", "account_id": account_id, "currency": "USD"}
+        {"type": "OpenAccount", "dedup_id": "open", "account_id": account_id, "currency": "USD", "owner": owner}
     )
     assert status == 200 and opened["status"] == "ACCEPTED", opened
     if amount_minor == 0:

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from ledger import commands
+from tests.principals import TESTER
 
 
 @dataclasses.dataclass
@@ -24,6 +25,9 @@ class SingleAccountModel:
 
     def apply(self, command: commands.Command) -> Expected:
         assert isinstance(command, commands.OpenAccount | commands.Deposit | commands.Withdraw)
+        if isinstance(command, commands.Withdraw) and command.account_id not in self.currency:
+            # An account that does not exist is nobody's: refused before the dedup memory, not remembered.
+            return Expected("REJECTED", "FORBIDDEN")
         key = (command.account_id, command.dedup_id)
         payload = {name: getattr(command, name) for name in command.__dataclass_fields__ if name != "command_id"}
         payload["type"] = type(command).__name__
@@ -70,6 +74,8 @@ def single_account_workload(rng: Any, *, accounts: list[str], count: int, prefix
         command: commands.Command
         if roll < 0.08:
             command = commands.OpenAccount(
+                principal=TESTER,
+                owner=TESTER.principal_id,
                 command_id=f"{prefix}-{index}",
                 dedup_id=f"open-{account}-{index % 3}",
                 account_id=account,
@@ -87,6 +93,7 @@ def single_account_workload(rng: Any, *, accounts: list[str], count: int, prefix
             amount = rng.choice([0, -5]) if rng.random() < 0.03 else rng.randint(1, 10_000)
             code = currency[account] if rng.random() > 0.03 else "GBP"
             command = kind(
+                principal=TESTER,
                 command_id=f"{prefix}-{index}",
                 dedup_id=f"{prefix}-d{index}",
                 account_id=account,

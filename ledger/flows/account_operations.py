@@ -1,4 +1,5 @@
-"""Commands on one account: open, update limits, lock, unlock, close, deposit, withdraw.
+"""Commands on one account: open, update limits, lock, unlock, close, deposit, withdraw,
+assign its owner.
 
 Each is decided here in one step, after `intake`; the account's existence first, then
 its status, currency and state, then funds and limits (the precedence of ErrorCode).
@@ -16,6 +17,7 @@ from ledger.accounts import (
     check_usable_for_debit,
 )
 from ledger.commands import (
+    AssignOwner,
     CloseAccount,
     Deposit,
     LockAccount,
@@ -50,6 +52,7 @@ def open_account(decision: Decision, command: OpenAccount) -> CommandResult:
         metadata=dict(command.metadata),
         created_at_ms=decision.now,
         updated_at_ms=decision.now,
+        owner=command.owner,
     )
     decision.emit(
         account, EventKind.OPENED, command_id=command.command_id, dedup_id=command.dedup_id, metadata=command.metadata
@@ -174,4 +177,15 @@ def withdraw(decision: Decision, command: Withdraw) -> CommandResult:
         dedup_id=command.dedup_id,
         metadata=command.metadata,
     )
+    return decision.result(command, positions=[position(account)])
+
+
+def assign_owner(decision: Decision, command: AssignOwner) -> CommandResult:
+    account = decision.account(command.account_id)
+    if account is None:
+        return decision.result(command, rejection=account_not_found(command.account_id))
+    if account.status is AccountStatus.CLOSED:
+        return decision.result(command, rejection=check_usable(account))
+    account.owner = command.owner
+    decision.emit(account, EventKind.OWNER_ASSIGNED, command_id=command.command_id, dedup_id=command.dedup_id)
     return decision.result(command, positions=[position(account)])

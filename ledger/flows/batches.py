@@ -46,6 +46,7 @@ from __future__ import annotations
 import dataclasses
 
 from ledger.accounts import Account, account_not_found, check_usable_for_credit, check_usable_for_debit
+from ledger.authorization import check_debit
 from ledger.commands import Batch, BatchLeg
 from ledger.decision import CommandIdentity, Decision
 from ledger.errors import ErrorCode, InvariantViolation, RefusalCode, Rejection
@@ -164,6 +165,7 @@ def batch(decision: Decision, command: Batch) -> CommandResult | None:
             created_at_ms=decision.now,
             incarnation=incarnation,
             sequences=[0] * len(command.legs),
+            principal=command.principal,
         ),
     )
     decision.store.put(
@@ -184,6 +186,7 @@ def batch(decision: Decision, command: Batch) -> CommandResult | None:
                 dedup_id=command.dedup_id,
                 incarnation=incarnation,
                 postings=[command.legs[index].amount for index in indices] if len(indices) > 1 else [],
+                principal=command.principal,
             )
         )
     return None
@@ -238,7 +241,13 @@ def batch_prepare(decision: Decision, leg: BatchPrepare) -> None:
         return
     account = decision.account(leg.account_id)
     postings = leg.postings or [leg.amount]
-    rejection = check_postings(account, account_id=leg.account_id, currency=leg.currency, postings=postings)
+    rejection: Rejection | None = None
+    if any(amount < 0 for amount in postings):
+        # A debit of a batch another shard took: the principal must own this account (the
+        # taking shard checked the debits it holds; only this shard knows this one's owner).
+        rejection = check_debit(leg.principal, account, leg.account_id)
+    if rejection is None:
+        rejection = check_postings(account, account_id=leg.account_id, currency=leg.currency, postings=postings)
     sequence = 0
     if rejection is None and account is not None:
         _reserve(decision, leg, account, key=key, postings=postings)
@@ -443,7 +452,12 @@ def batch_ack(decision: Decision, ack: BatchAck) -> None:
     decision.finalize(
         batch.dedup_key,
         decision.result(
-            CommandIdentity(command_id=batch.command_id, dedup_id=batch.dedup_id, command_type=Batch.__name__),
+            CommandIdentity(
+                command_id=batch.command_id,
+                dedup_id=batch.dedup_id,
+                command_type=Batch.__name__,
+                principal=batch.principal,
+            ),
             rejection=None if committed else _abort_reason(batch),
             reference_id=batch.batch_id,
             positions=sorted(batch.positions, key=lambda p: order[p.account_id]) if committed else [],
@@ -537,5 +551,6 @@ def _decide(decision: Decision, batch: BatchState, *, commit: bool) -> None:
                 code=batch.code,
                 incarnation=batch.incarnation,
                 sequence=batch.sequences[index] if batch.sequences else 0,
+                principal=batch.principal,
             )
         )

@@ -1,7 +1,9 @@
 """How a client command enters the shard: routing, dedup, validation, then its flow.
 
 In order: the envelope (well-formed ids) and the routing key (the command belongs to
-this shard) — a command failing these is answered but not remembered; the dedup memory
+this shard), then the principal's authorization (ledger/authorization.py: its roles, the
+owners of the accounts it debits) — a command failing these is answered but not
+remembered (a denied one learns nothing of what another principal sent); the dedup memory
 (a repeat is answered from it, waits for an original still in flight, or is refused as
 a conflict); the command index (a command id used by another remembered command is
 refused, not remembered); room in the idempotency window (a full window refuses a new
@@ -31,7 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger import retention
-from ledger.commands import Command, MutatingCommand, check_envelope, validate_body
+from ledger.authorization import authorize
+from ledger.commands import Command, MutatingCommand, QueryCommand, check_envelope, validate_body
 from ledger.decision import Decision
 from ledger.errors import ErrorCode, Rejection
 from ledger.events import CommandResult
@@ -56,9 +59,31 @@ def check_routing(decision: Decision, command: Command) -> Rejection | None:
     return rejection
 
 
+def check_authorized(decision: Decision, command: Command) -> Rejection | None:
+    """May the command's principal send it (ledger/authorization.py), as this shard's state says."""
+
+    def owner_of(account_id: str) -> str | None:
+        account = decision.account(account_id)
+        return None if account is None else account.owner
+
+    def sender() -> str | None:
+        return None if not isinstance(command, QueryCommand) else _sender_of(decision, command)
+
+    return authorize(command, owner_of=owner_of, is_local=decision.is_local, sender=sender)
+
+
+def _sender_of(decision: Decision, query: QueryCommand) -> str | None:
+    """Who sent the command a query asks about, if this shard remembers it under the query's key."""
+    index: CommandIndexEntry | None = decision.store.get(Table.COMMANDS, query.target_command_id)
+    if index is None or not index.dedup_key.startswith(f"{query.account_id}|"):
+        return None
+    entry: DedupEntry | None = decision.store.get(Table.DEDUP, index.dedup_key)
+    return None if entry is None else entry.principal_id
+
+
 def handle_command(decision: Decision, command: MutatingCommand, *, flow: CommandFlow) -> None:
-    rejection = check_routing(decision, command)
-    if rejection is not None:  # not remembered: its dedup id or its shard cannot be trusted
+    rejection = check_routing(decision, command) or check_authorized(decision, command)
+    if rejection is not None:  # not remembered: its dedup id or its shard cannot be trusted, or it was denied
         decision.outcome.results.append(decision.result(command, rejection=rejection))
         return
     key = dedup_key(command.routing_key, command.dedup_id)
@@ -133,6 +158,7 @@ def _remember(
             waiters=[],
             duplicates=[],
             malformed=malformed,
+            principal_id=command.principal.principal_id,
         ),
     )
     decision.store.put(Table.COMMANDS, command.command_id, CommandIndexEntry(dedup_key=key))
@@ -204,7 +230,11 @@ def _forget_duplicates(decision: Decision, entry: DedupEntry) -> None:
 FIELDS_ADDED_AFTER_V1: dict[str, dict[str, object]] = {
     "CaptureHold": {"currency": ""},
     "UpdateLimits": {"currency": ""},
+    "OpenAccount": {"owner": ""},
 }
+# On every command: the sender, fingerprinted by its id alone (a retry after the principal
+# gained or lost a role is the same command; another principal's is not), "" when anonymous.
+FIELDS_ADDED_TO_EVERY_COMMAND: dict[str, object] = {"principal": ""}
 
 
 def payload_digest(command: MutatingCommand) -> bytes:
@@ -222,6 +252,8 @@ def payload_digest(command: MutatingCommand) -> bytes:
                 (getattr(leg, "account_id", leg), getattr(leg, "amount", None), getattr(leg, "currency", None))
                 for leg in values[index]
             ]
+    for index in plan.principals:
+        values[index] = getattr(values[index], "principal_id", values[index])
     for index, unstated in reversed(plan.added):  # from the end: indexes stay valid
         if values[index] == unstated:
             del values[index]
@@ -234,6 +266,7 @@ class _DigestPlan:
     values: Callable[[Any], tuple[Any, ...]]
     dicts: tuple[int, ...]
     leg_lists: tuple[int, ...]
+    principals: tuple[int, ...]
     added: tuple[tuple[int, object], ...]  # (index, value when not stated) of fields added after v1
 
 
@@ -244,14 +277,12 @@ def _digest_plan(cls: type) -> _DigestPlan:
     fields = [field for field in dataclasses.fields(cls) if field.name != "command_id"]
     names = [field.name for field in fields]
     getter = operator.attrgetter(*names)
+    added = {**FIELDS_ADDED_AFTER_V1.get(cls.__name__, {}), **FIELDS_ADDED_TO_EVERY_COMMAND}
     return _DigestPlan(
         name=cls.__name__,
         values=(lambda command: (getter(command),)) if len(names) == 1 else getter,
         dicts=tuple(index for index, name in enumerate(names) if name == "metadata"),
         leg_lists=tuple(index for index, name in enumerate(names) if name == "legs"),
-        added=tuple(
-            (index, FIELDS_ADDED_AFTER_V1[cls.__name__][name])
-            for index, name in enumerate(names)
-            if name in FIELDS_ADDED_AFTER_V1.get(cls.__name__, {})
-        ),
+        principals=tuple(index for index, name in enumerate(names) if name == "principal"),
+        added=tuple((index, added[name]) for index, name in enumerate(names) if name in added),
     )

@@ -14,12 +14,12 @@ import dataclasses
 from ledger.commands import QueryCommand, validate_body
 from ledger.decision import Decision
 from ledger.errors import ErrorCode, Rejection
-from ledger.flows.intake import check_routing
+from ledger.flows.intake import check_authorized, check_routing
 from ledger.state import CommandIndexEntry, DedupEntry, Table
 
 
 def query(decision: Decision, command: QueryCommand) -> None:
-    rejection = check_routing(decision, command) or validate_body(command)
+    rejection = check_routing(decision, command) or check_authorized(decision, command) or validate_body(command)
     if rejection is not None:
         decision.outcome.results.append(decision.result(command, rejection=rejection))
         return

@@ -44,6 +44,7 @@ def settle_leg(decision: Decision, leg: SettleLeg) -> None:
     if mismatch is not None:
         decision.refuse(RefusalCode.LEG_MISMATCH, f"SettleLeg {leg.transfer_id}: {mismatch}")
         return
+    decision.principal = outgoing.principal  # the flow's command's, as its record keeps it
     source = _take_outgoing(decision, outgoing)
     source.pending_out -= outgoing.amount
     held_change = 0
@@ -66,6 +67,7 @@ def refund_leg(decision: Decision, leg: RefundLeg) -> None:
     outgoing = _outgoing_for(decision, leg)
     if outgoing is None:
         return
+    decision.principal = outgoing.principal  # the flow's command's, as its record keeps it
     source = _take_outgoing(decision, outgoing)
     source.balance += outgoing.amount
     source.pending_out -= outgoing.amount
@@ -89,7 +91,10 @@ def refund_leg(decision: Decision, leg: RefundLeg) -> None:
         outgoing.dedup_key,
         decision.result(
             CommandIdentity(
-                command_id=outgoing.command_id, dedup_id=outgoing.dedup_id, command_type=outgoing.command_type
+                command_id=outgoing.command_id,
+                dedup_id=outgoing.dedup_id,
+                command_type=outgoing.command_type,
+                principal=outgoing.principal,
             ),
             rejection=Rejection(leg.code, leg.message),
             reference_id=leg.transfer_id,

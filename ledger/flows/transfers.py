@@ -149,6 +149,7 @@ def move_money(decision: Decision, source: Account, move: Move) -> CommandResult
             hold_key=move.hold_key,
             reversal_of=move.reversal_of,
             source_sequence=source.sequence,
+            principal=command.principal,
         ),
     )
     decision.outcome.legs.append(
@@ -165,6 +166,7 @@ def move_money(decision: Decision, source: Account, move: Move) -> CommandResult
             source_position=position(source),
             reversal_of=move.reversal_of,
             metadata=dict(move.metadata),
+            principal=command.principal,
         )
     )
     return None
@@ -233,7 +235,9 @@ def credit_leg(decision: Decision, leg: CreditLeg) -> None:
         amount=leg.amount,
     )
     result = decision.result(
-        CommandIdentity(command_id=leg.command_id, dedup_id=leg.dedup_id, command_type=leg.command_type),
+        CommandIdentity(
+            command_id=leg.command_id, dedup_id=leg.dedup_id, command_type=leg.command_type, principal=leg.principal
+        ),
         reference_id=leg.transfer_id,
         positions=[leg.source_position, position(destination)],
     )

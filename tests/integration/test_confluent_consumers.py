@@ -32,6 +32,7 @@ from ledger import commands
 from ledger.events import AccountEvent, CommandResult, ResultStatus
 from streams.processor import LedgerProcessor
 from tests.conftest import fresh_settings
+from tests.principals import TESTER
 from tests.support import read_decoded, read_topic, running_processor
 
 pytestmark = [pytest.mark.kafka, pytest.mark.registry]
@@ -82,13 +83,44 @@ def test_a_confluent_worker_takes_both_framings_and_outside_consumers_read_its_e
     commands_topic = f"{settings.topic_prefix}.commands"
     # One topic, both framings: a producer not yet migrated and one that is.
     first: list[tuple[Codec, commands.Command]] = [
-        (confluent, commands.OpenAccount(command_id="c1", dedup_id="d1", account_id=alice, currency="USD")),
-        (single_object, commands.OpenAccount(command_id="c2", dedup_id="d2", account_id=bob, currency="USD")),
-        (confluent, commands.Deposit(command_id="c3", dedup_id="d3", account_id=alice, amount=500, currency="USD")),
+        (
+            confluent,
+            commands.OpenAccount(
+                principal=TESTER,
+                owner=TESTER.principal_id,
+                command_id="c1",
+                dedup_id="d1",
+                account_id=alice,
+                currency="USD",
+            ),
+        ),
+        (
+            single_object,
+            commands.OpenAccount(
+                principal=TESTER,
+                owner=TESTER.principal_id,
+                command_id="c2",
+                dedup_id="d2",
+                account_id=bob,
+                currency="USD",
+            ),
+        ),
+        (
+            confluent,
+            commands.Deposit(
+                principal=TESTER, command_id="c3", dedup_id="d3", account_id=alice, amount=500, currency="USD"
+            ),
+        ),
         (
             single_object,
             commands.Transfer(
-                command_id="c4", dedup_id="d4", from_account_id=alice, to_account_id=bob, amount=200, currency="USD"
+                principal=TESTER,
+                command_id="c4",
+                dedup_id="d4",
+                from_account_id=alice,
+                to_account_id=bob,
+                amount=200,
+                currency="USD",
             ),
         ),
     ]
@@ -107,7 +139,9 @@ def test_a_confluent_worker_takes_both_framings_and_outside_consumers_read_its_e
         return newest
 
     until(lambda: bob in latest() and latest()[bob].balance == 200)  # the transfer's credit reached bob
-    withdraw = commands.Withdraw(command_id="c5", dedup_id="d5", account_id=bob, amount=50, currency="USD")
+    withdraw = commands.Withdraw(
+        principal=TESTER, command_id="c5", dedup_id="d5", account_id=bob, amount=50, currency="USD"
+    )
     producer.produce(commands_topic, confluent.encode(withdraw), bob.encode())
     deposit_body = single_object.encode(first[2][1])[10:]
     producer.produce(commands_topic, confluent_header(1_999_999_999) + deposit_body, alice.encode())  # unknown id

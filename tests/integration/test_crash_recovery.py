@@ -23,6 +23,7 @@ from ledger.events import AccountEvent, CommandResult
 from tests.conftest import Deployment
 from tests.integration.test_end_to_end import http, wait_for_results
 from tests.model import SingleAccountModel
+from tests.principals import TESTER
 from tests.support import outcome, read_decoded
 from topologies.access import Role
 
@@ -46,7 +47,12 @@ def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
         accounts = [f"k-{run}-{index}" for index in range(40)]
         workload: list[commands.Command] = [
             commands.OpenAccount(
-                command_id=f"{run}-open-{account}", dedup_id="open", account_id=account, currency="USD"
+                principal=TESTER,
+                owner=TESTER.principal_id,
+                command_id=f"{run}-open-{account}",
+                dedup_id="open",
+                account_id=account,
+                currency="USD",
             )
             for account in accounts
         ]

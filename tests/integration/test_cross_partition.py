@@ -33,6 +33,7 @@ from ledger import commands
 from ledger.events import EventKind
 from streamwallet.stack import Stack
 from tests.checker import check_ledger
+from tests.principals import TESTER
 
 pytestmark = pytest.mark.kafka
 
@@ -57,6 +58,7 @@ def test_randomized_cross_partition_workload_with_kills(settings: Settings, tmp_
         opening = openings(accounts, ids, rng=rng)
         funding = [
             commands.Deposit(
+                principal=TESTER,
                 command_id=ids(),
                 dedup_id="seed",
                 account_id=account,

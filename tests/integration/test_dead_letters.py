@@ -16,6 +16,7 @@ from foundation.settings import Settings
 from ledger import commands, legs
 from ledger.events import AccountEvent, CommandResult, ResultStatus
 from streams.processor import LedgerProcessor
+from tests.principals import TESTER
 from tests.support import read_decoded, running_processor
 
 pytestmark = pytest.mark.kafka
@@ -54,9 +55,22 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_processing_continues(
         producer.produce(topic, value, key)
 
     valid = codec.encode(
-        commands.Deposit(command_id="c-2", dedup_id="d2", account_id=account, amount=5, currency="USD")
+        commands.Deposit(
+            principal=TESTER, command_id="c-2", dedup_id="d2", account_id=account, amount=5, currency="USD"
+        )
     )
-    send(codec.encode(commands.OpenAccount(command_id="c-1", dedup_id="d1", account_id=account, currency="USD")))
+    send(
+        codec.encode(
+            commands.OpenAccount(
+                principal=TESTER,
+                owner=TESTER.principal_id,
+                command_id="c-1",
+                dedup_id="d1",
+                account_id=account,
+                currency="USD",
+            )
+        )
+    )
     send(b"not avro at all")  # no single-object marker
     send(b"\xc3\x01" + b"\x00" * 8 + b"xyz")  # a fingerprint no schema has
     send(valid[:10] + b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff")  # a Deposit's header, corrupt body
@@ -66,7 +80,9 @@ def test_poison_messages_go_to_the_dead_letter_topic_and_processing_continues(
     send(b"\xc3\x01" + b"\x00" * (settings.message_bytes_max + 1))  # larger than accepted
     send(valid)  # and life goes on
     send(
-        codec.encode(commands.Deposit(command_id="c-3", dedup_id="d3", account_id="", amount=1, currency="USD")),
+        codec.encode(
+            commands.Deposit(principal=TESTER, command_id="c-3", dedup_id="d3", account_id="", amount=1, currency="USD")
+        ),
         key=b"",
     )  # decodable but malformed: a rejection result, not a dead letter
     producer.flush(10)
@@ -103,13 +119,24 @@ def test_poison_on_the_internal_legs_topic_goes_to_the_dead_letter_topic_too(
     producer.produce(legs_topic, b"garbage on an internal topic", b"somebody")
     producer.produce(
         legs_topic,
-        codec.encode(commands.Deposit(command_id="c", dedup_id="d", account_id="a", amount=1, currency="USD")),
+        codec.encode(
+            commands.Deposit(principal=TESTER, command_id="c", dedup_id="d", account_id="a", amount=1, currency="USD")
+        ),
         b"a",
     )
     account = f"after-{uuid.uuid4().hex[:6]}"
     producer.produce(
         f"{settings.topic_prefix}.commands",
-        codec.encode(commands.OpenAccount(command_id="c-after", dedup_id="o", account_id=account, currency="USD")),
+        codec.encode(
+            commands.OpenAccount(
+                principal=TESTER,
+                owner=TESTER.principal_id,
+                command_id="c-after",
+                dedup_id="o",
+                account_id=account,
+                currency="USD",
+            )
+        ),
         account.encode(),
     )
     producer.flush(10)

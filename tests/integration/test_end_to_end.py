@@ -96,7 +96,13 @@ def test_commands_from_kafka_and_http_get_exactly_one_result_and_agree_everywher
     status, opened = gateway_http(
         "POST",
         f"{gateway}/v1/commands",
-        {"type": "OpenAccount", "dedup_id": "open", "account_id": http_account, "currency": "USD"},
+        {
+            "type": "OpenAccount",
+            "dedup_id": "open",
+            "account_id": http_account,
+            "currency": "USD",
+            "owner": "end-to-end",
+        },
     )
     assert status == 200 and opened["status"] == "ACCEPTED", opened
     http_balance = 0

@@ -43,6 +43,7 @@ from ledger.legs import Flow
 from ledger.limits import AMOUNT_MAX
 from ledger.state import Table
 from streams.processor import LedgerProcessor
+from tests.principals import TESTER
 from topologies import partition_for
 
 pytestmark = pytest.mark.kafka
@@ -192,18 +193,32 @@ def setup_commands() -> list[commands.Command]:
     fuzz replays) and among the bystanders (whose legs it never touches)."""
     sent: list[commands.Command] = []
     for account in [*TARGETS, *BYSTANDERS]:
-        sent.append(commands.OpenAccount(**ids("open"), account_id=account, currency="USD"))
-        sent.append(commands.Deposit(**ids("fund"), account_id=account, amount=FUNDS, currency="USD"))
-    sent.append(commands.OpenAccount(**ids("open"), account_id=YEN_TARGET, currency="JPY"))
+        sent.append(
+            commands.OpenAccount(
+                principal=TESTER, owner=TESTER.principal_id, **ids("open"), account_id=account, currency="USD"
+            )
+        )
+        sent.append(commands.Deposit(principal=TESTER, **ids("fund"), account_id=account, amount=FUNDS, currency="USD"))
+    sent.append(
+        commands.OpenAccount(
+            principal=TESTER, owner=TESTER.principal_id, **ids("open"), account_id=YEN_TARGET, currency="JPY"
+        )
+    )
     for group, batch_id in ((TARGETS, f"tb-{RUN}"), (BYSTANDERS, f"bb-{RUN}")):
         for source, destination in itertools.pairwise(group):
             sent.append(
                 commands.Transfer(
-                    **ids("setup"), from_account_id=source, to_account_id=destination, amount=100, currency="USD"
+                    principal=TESTER,
+                    **ids("setup"),
+                    from_account_id=source,
+                    to_account_id=destination,
+                    amount=100,
+                    currency="USD",
                 )
             )
         sent.append(
             commands.Batch(
+                principal=TESTER,
                 **ids("setup"),
                 batch_id=batch_id,
                 legs=[
@@ -215,7 +230,12 @@ def setup_commands() -> list[commands.Command]:
         )
         sent.append(
             commands.Transfer(
-                **ids("setup"), from_account_id=group[1], to_account_id=GHOSTS[0], amount=5, currency="USD"
+                principal=TESTER,
+                **ids("setup"),
+                from_account_id=group[1],
+                to_account_id=GHOSTS[0],
+                amount=5,
+                currency="USD",
             )
         )
     return sent
@@ -268,7 +288,7 @@ class Generator:
 
     def valid_command(self) -> commands.Command:
         account = self.rng.choice(TARGETS)
-        return commands.Deposit(**ids(self.tag("t")), account_id=account, amount=1, currency="USD")
+        return commands.Deposit(principal=TESTER, **ids(self.tag("t")), account_id=account, amount=1, currency="USD")
 
     # A body under a fingerprint that is not its writer's.
     def wrong_fingerprint(self) -> Hostile:
@@ -306,7 +326,7 @@ class Generator:
             "currency": "USD",
         }
         values.update(fields)
-        return commands.Deposit(**values)
+        return commands.Deposit(principal=TESTER, **values)
 
     ABSURD_COMMANDS: ClassVar[list[Callable[[Generator], Any]]] = [
         lambda g: g._deposit(amount=g.rng.choice([0, -1, -(2**63), -AMOUNT_MAX])),
@@ -324,9 +344,10 @@ class Generator:
             (partition_for(d.account_id, PARTITIONS) + 1 + g.rng.randrange(PARTITIONS - 1)) % PARTITIONS,
         ),
         lambda g: commands.Withdraw(
-            **ids(g.tag("c")), account_id=g.rng.choice(TARGETS), amount=AMOUNT_MAX, currency="USD"
+            principal=TESTER, **ids(g.tag("c")), account_id=g.rng.choice(TARGETS), amount=AMOUNT_MAX, currency="USD"
         ),
         lambda g: commands.Transfer(
+            principal=TESTER,
             **ids(g.tag("c")),
             from_account_id=(a := g.rng.choice(TARGETS)),
             to_account_id=g.rng.choice([a, *GHOSTS]),
@@ -334,6 +355,8 @@ class Generator:
             currency="USD",
         ),
         lambda g: commands.OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
             **ids(g.tag("c")),
             account_id=g.rng.choice([*TARGETS, f"new-{g.tag('a')}"]),
             currency=g.rng.choice(["USD", "", "JPYX"]),
@@ -342,6 +365,7 @@ class Generator:
             parent_account_id=g.rng.choice([None, "p a", "x" * 65]),
         ),
         lambda g: commands.UpdateLimits(
+            principal=TESTER,
             **ids(g.tag("c")),
             account_id=g.rng.choice(TARGETS),
             lower_limit=g.rng.choice([AMOUNT_MAX, 5, -(2**63)]),
@@ -349,6 +373,7 @@ class Generator:
             currency=g.rng.choice(["", "JPY", "usd"]),
         ),
         lambda g: commands.PlaceHold(
+            principal=TESTER,
             **ids(g.tag("c")),
             account_id=g.rng.choice(TARGETS),
             hold_id=g.rng.choice(["", "h|1", "h"]),
@@ -357,6 +382,7 @@ class Generator:
             ttl_ms=g.rng.choice([-1, 0, 2**63 - 1]),
         ),
         lambda g: commands.CaptureHold(
+            principal=TESTER,
             **ids(g.tag("c")),
             account_id=g.rng.choice(TARGETS),
             hold_id=f"no-such-{g.tag('h')}",
@@ -364,11 +390,18 @@ class Generator:
             to_account_id=g.rng.choice(TARGETS),
             currency=g.rng.choice(["", "USD", "JPY"]),
         ),
-        lambda g: commands.VoidHold(**ids(g.tag("c")), account_id=g.rng.choice(TARGETS), hold_id=g.tag("h")),
+        lambda g: commands.VoidHold(
+            principal=TESTER, **ids(g.tag("c")), account_id=g.rng.choice(TARGETS), hold_id=g.tag("h")
+        ),
         lambda g: commands.ReverseTransfer(
-            **ids(g.tag("c")), account_id=g.rng.choice(TARGETS), transfer_id=g.tag("x"), reason="r" * 300
+            principal=TESTER,
+            **ids(g.tag("c")),
+            account_id=g.rng.choice(TARGETS),
+            transfer_id=g.tag("x"),
+            reason="r" * 300,
         ),
         lambda g: commands.Batch(
+            principal=TESTER,
             **ids(g.tag("c")),
             batch_id=g.tag("b"),
             legs=[
@@ -377,10 +410,17 @@ class Generator:
             ],
         ),
         lambda g: commands.QueryCommand(
-            command_id=g.tag("c"), account_id=g.rng.choice(TARGETS), target_command_id=g.rng.choice(["", g.tag("q")])
+            principal=TESTER,
+            command_id=g.tag("c"),
+            account_id=g.rng.choice(TARGETS),
+            target_command_id=g.rng.choice(["", g.tag("q")]),
         ),
-        lambda g: commands.CloseAccount(**ids(g.tag("c")), account_id=g.rng.choice([*TARGETS, *GHOSTS])),
-        lambda g: commands.LockAccount(**ids(g.tag("c")), account_id=g.rng.choice(GHOSTS), reason="x" * 257),
+        lambda g: commands.CloseAccount(
+            principal=TESTER, **ids(g.tag("c")), account_id=g.rng.choice([*TARGETS, *GHOSTS])
+        ),
+        lambda g: commands.LockAccount(
+            principal=TESTER, **ids(g.tag("c")), account_id=g.rng.choice(GHOSTS), reason="x" * 257
+        ),
     ]
 
     # Valid Avro legs with absurd values.
@@ -668,11 +708,20 @@ def test_hostile_messages_are_answered_and_stop_nothing(settings: Settings, work
 
     # The worker goes on: new accounts, money in, money across partitions.
     after: list[commands.Command] = [
-        commands.OpenAccount(**ids("after"), account_id=f"after-a-{RUN}", currency="USD"),
-        commands.OpenAccount(**ids("after"), account_id=f"after-b-{RUN}", currency="USD"),
-        commands.Deposit(**ids("after"), account_id=f"after-a-{RUN}", amount=50, currency="USD"),
+        commands.OpenAccount(
+            principal=TESTER, owner=TESTER.principal_id, **ids("after"), account_id=f"after-a-{RUN}", currency="USD"
+        ),
+        commands.OpenAccount(
+            principal=TESTER, owner=TESTER.principal_id, **ids("after"), account_id=f"after-b-{RUN}", currency="USD"
+        ),
+        commands.Deposit(principal=TESTER, **ids("after"), account_id=f"after-a-{RUN}", amount=50, currency="USD"),
         commands.Transfer(
-            **ids("after"), from_account_id=f"after-a-{RUN}", to_account_id=f"after-b-{RUN}", amount=20, currency="USD"
+            principal=TESTER,
+            **ids("after"),
+            from_account_id=f"after-a-{RUN}",
+            to_account_id=f"after-b-{RUN}",
+            amount=20,
+            currency="USD",
         ),
     ]
     for next_command in after:
@@ -729,7 +778,9 @@ def test_a_message_with_a_huge_key_does_not_stop_the_worker(settings: Settings, 
     the worker's producer is never replaced for it, and the next command on its partition is
     decided (defect: the letter exceeded max.message.bytes and the worker stopped on it)."""
     topics = Topics(settings, Codec())
-    after = commands.OpenAccount(**ids("after"), account_id=f"after-{RUN}", currency="USD")
+    after = commands.OpenAccount(
+        principal=TESTER, owner=TESTER.principal_id, **ids("after"), account_id=f"after-{RUN}", currency="USD"
+    )
     partition = partition_for(after.routing_key, settings.partitions)
     huge = Hostile("huge key", "commands", b"not avro", b"k" * HUGE_KEY_BYTES, partition=partition)
     topics.write(huge)

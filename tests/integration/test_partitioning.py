@@ -15,6 +15,7 @@ from codec import Codec
 from foundation.settings import Settings
 from ledger import commands
 from streams.processor import LedgerProcessor
+from tests.principals import TESTER
 from tests.support import read_topic
 from topologies import partition_for
 
@@ -26,7 +27,14 @@ def test_commands_and_events_of_an_account_share_its_partition(settings: Setting
     accounts = [f"p-{uuid.uuid4().hex[:8]}-{index}" for index in range(64)]
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
     for account in accounts:
-        command = commands.OpenAccount(command_id=f"c-{account}", dedup_id="o", account_id=account, currency="EUR")
+        command = commands.OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
+            command_id=f"c-{account}",
+            dedup_id="o",
+            account_id=account,
+            currency="EUR",
+        )
         producer.produce(f"{settings.topic_prefix}.commands", codec.encode(command), account.encode())
     producer.flush(10)
     command_partitions = {

@@ -29,6 +29,7 @@ from ledger.events import AccountEvent, CommandResult, ResultStatus
 from streamwallet.stack import Stack
 from tests.conftest import fresh_settings
 from tests.integration.test_query_side import get
+from tests.principals import TESTER
 from tests.support import read_decoded
 from tests.unit.sinks import oracle
 from topologies import partition_for
@@ -81,6 +82,8 @@ def workload(prefix: str, partitions: int) -> list[commands.Command]:
         parent = ids.get(parents.get(name, ""))
         sent.append(
             commands.OpenAccount(
+                principal=TESTER,
+                owner=TESTER.principal_id,
                 command_id=next_id(),
                 dedup_id="open",
                 account_id=account_id,
@@ -92,10 +95,19 @@ def workload(prefix: str, partitions: int) -> list[commands.Command]:
     for index, account_id in enumerate(usd):
         sent.append(
             commands.Deposit(
-                command_id=next_id(), dedup_id=f"d{index}", account_id=account_id, amount=10_000 + index, currency="USD"
+                principal=TESTER,
+                command_id=next_id(),
+                dedup_id=f"d{index}",
+                account_id=account_id,
+                amount=10_000 + index,
+                currency="USD",
             )
         )
-    sent.append(commands.Deposit(command_id=next_id(), dedup_id="dz", account_id=ids["z1"], amount=900, currency="EUR"))
+    sent.append(
+        commands.Deposit(
+            principal=TESTER, command_id=next_id(), dedup_id="dz", account_id=ids["z1"], amount=900, currency="EUR"
+        )
+    )
     crossing = [
         (source, target)
         for source in usd
@@ -111,6 +123,7 @@ def workload(prefix: str, partitions: int) -> list[commands.Command]:
     for index, (source, target) in enumerate(crossing[:40] + local[:6]):
         sent.append(
             commands.Transfer(
+                principal=TESTER,
                 command_id=next_id(),
                 dedup_id=f"t{index}",
                 from_account_id=source,
@@ -122,13 +135,19 @@ def workload(prefix: str, partitions: int) -> list[commands.Command]:
     for index, account_id in enumerate(usd[:5]):
         sent.append(
             commands.Withdraw(
-                command_id=next_id(), dedup_id=f"w{index}", account_id=account_id, amount=100 + index, currency="USD"
+                principal=TESTER,
+                command_id=next_id(),
+                dedup_id=f"w{index}",
+                account_id=account_id,
+                amount=100 + index,
+                currency="USD",
             )
         )
     for index, account_id in enumerate(usd[:4]):
         hold_id = f"h{index}"
         sent.append(
             commands.PlaceHold(
+                principal=TESTER,
                 command_id=next_id(),
                 dedup_id=hold_id,
                 account_id=account_id,
@@ -140,11 +159,14 @@ def workload(prefix: str, partitions: int) -> list[commands.Command]:
         )
         if index % 2:
             sent.append(
-                commands.VoidHold(command_id=next_id(), dedup_id=f"v{index}", account_id=account_id, hold_id=hold_id)
+                commands.VoidHold(
+                    principal=TESTER, command_id=next_id(), dedup_id=f"v{index}", account_id=account_id, hold_id=hold_id
+                )
             )
         else:
             sent.append(
                 commands.CaptureHold(
+                    principal=TESTER,
                     command_id=next_id(),
                     dedup_id=f"cap{index}",
                     account_id=account_id,
@@ -156,6 +178,7 @@ def workload(prefix: str, partitions: int) -> list[commands.Command]:
             )
     sent.append(
         commands.Batch(
+            principal=TESTER,
             command_id=next_id(),
             dedup_id="batch",
             batch_id=f"{prefix}-batch",
@@ -168,6 +191,7 @@ def workload(prefix: str, partitions: int) -> list[commands.Command]:
     )
     sent.append(
         commands.Transfer(
+            principal=TESTER,
             command_id=next_id(),
             dedup_id="fx",
             from_account_id=ids["z1"],

@@ -23,6 +23,7 @@ from tests.checker import check_ledger
 from tests.faults import FailingCalls, Streamer, funded_mixed_workload
 from tests.integration.test_end_to_end import wait_for_results
 from tests.model import SingleAccountModel
+from tests.principals import TESTER
 from tests.support import outcome, read_decoded
 
 pytestmark = pytest.mark.kafka
@@ -62,7 +63,14 @@ def test_aborted_transactions_are_decided_again_and_nothing_is_lost_or_doubled(s
         run = uuid.uuid4().hex[:6]
         accounts = [f"ab-{run}-{index}" for index in range(20)]
         workload: list[commands.Command] = [
-            commands.OpenAccount(command_id=f"{run}-o{index}", dedup_id="o", account_id=account, currency="USD")
+            commands.OpenAccount(
+                principal=TESTER,
+                owner=TESTER.principal_id,
+                command_id=f"{run}-o{index}",
+                dedup_id="o",
+                account_id=account,
+                currency="USD",
+            )
             for index, account in enumerate(accounts)
         ]
         for index in range(1500):

@@ -39,6 +39,7 @@ from streams.store import changelog_key
 from tests.checker import check_ledger, wait_for_results
 from tests.conftest import TEST_KAFKA_PORT
 from tests.faults import Streamer
+from tests.principals import TESTER
 from topologies import partition_for
 from topologies.admin import ADMIN_TIMEOUT_S
 
@@ -81,8 +82,17 @@ def produce(settings: Settings, codec: Codec, *messages: commands.Command) -> No
 
 def open_and_fund(account: str, run: str) -> list[commands.Command]:
     return [
-        commands.OpenAccount(command_id=f"{run}-open", dedup_id="open", account_id=account, currency="USD"),
-        commands.Deposit(command_id=f"{run}-d1", dedup_id="d1", account_id=account, amount=100, currency="USD"),
+        commands.OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
+            command_id=f"{run}-open",
+            dedup_id="open",
+            account_id=account,
+            currency="USD",
+        ),
+        commands.Deposit(
+            principal=TESTER, command_id=f"{run}-d1", dedup_id="d1", account_id=account, amount=100, currency="USD"
+        ),
     ]
 
 
@@ -197,13 +207,17 @@ def test_a_commit_whose_answer_was_lost_is_neither_redone_nor_checkpointed_past(
     produce(
         settings,
         codec,
-        commands.Deposit(command_id=f"{run}-d2", dedup_id="d2", account_id=account, amount=50, currency="USD"),
+        commands.Deposit(
+            principal=TESTER, command_id=f"{run}-d2", dedup_id="d2", account_id=account, amount=50, currency="USD"
+        ),
     )
     wait_until(lambda: first.processor.metrics.producers_replaced >= 1, what="the failed producer replaced")
     produce(
         settings,
         codec,
-        commands.Deposit(command_id=f"{run}-d3", dedup_id="d3", account_id=account, amount=7, currency="USD"),
+        commands.Deposit(
+            principal=TESTER, command_id=f"{run}-d3", dedup_id="d3", account_id=account, amount=7, currency="USD"
+        ),
     )
     results = wait_for_results(settings, codec, {f"{run}-d2", f"{run}-d3"}, timeout_s=60)
     first.stop()
@@ -299,7 +313,9 @@ def test_a_new_owner_waits_for_the_previous_owners_pending_offsets_before_it_res
         produce(
             settings,
             codec,
-            commands.Deposit(command_id=f"{run}-d3", dedup_id="d3", account_id=account, amount=5, currency="USD"),
+            commands.Deposit(
+                principal=TESTER, command_id=f"{run}-d3", dedup_id="d3", account_id=account, amount=5, currency="USD"
+            ),
         )
         results = wait_for_results(settings, codec, {f"{run}-d3"}, timeout_s=60)
         assert owner.failure is None, owner.failure

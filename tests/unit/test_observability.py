@@ -40,6 +40,7 @@ from ledger.shard import Outcome, Shard, ShardConfig
 from ledger.state import InMemoryStore
 from streams.processor import ProcessorMetrics
 from streams.telemetry import LatencyHistogram, WorkerTelemetry, partition_lags
+from tests.principals import TESTER
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -267,8 +268,21 @@ class Worker:
 
 
 def opened(worker: Worker, account: str) -> None:
-    worker.decide(OpenAccount(command_id=f"o-{account}", dedup_id="o", account_id=account, currency="USD"))
-    worker.decide(Deposit(command_id=f"d-{account}", dedup_id="d", account_id=account, amount=500, currency="USD"))
+    worker.decide(
+        OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
+            command_id=f"o-{account}",
+            dedup_id="o",
+            account_id=account,
+            currency="USD",
+        )
+    )
+    worker.decide(
+        Deposit(
+            principal=TESTER, command_id=f"d-{account}", dedup_id="d", account_id=account, amount=500, currency="USD"
+        )
+    )
     worker.commit(2)
 
 
@@ -282,9 +296,11 @@ def test_results_count_by_type_and_code_only_once_their_transaction_commits() ->
     worker = Worker()
     opened(worker, "a1")
     worker.telemetry.begin()
-    worker.decide(Deposit(command_id="lost", dedup_id="lost", account_id="a1", amount=5, currency="USD"))
+    worker.decide(
+        Deposit(principal=TESTER, command_id="lost", dedup_id="lost", account_id="a1", amount=5, currency="USD")
+    )
     worker.telemetry.begin()  # the transaction aborted: the batch is decided again
-    worker.decide(Deposit(command_id="d2", dedup_id="d2", account_id="a1", amount=5, currency="EUR"))
+    worker.decide(Deposit(principal=TESTER, command_id="d2", dedup_id="d2", account_id="a1", amount=5, currency="EUR"))
     worker.commit()
     counted = samples(worker.exposition(), "streamwallet_worker_commands", "streamwallet_worker_commands_total")
     assert counted == {
@@ -304,12 +320,14 @@ def test_an_unsampled_command_carries_its_trace_context_on_untouched_and_makes_n
     worker = Worker(ratio=0.0)
     opened(worker, "a1")
     outcome, headers = worker.decide(
-        Deposit(command_id="d", dedup_id="d2", account_id="a1", amount=5, currency="USD"),
+        Deposit(principal=TESTER, command_id="d", dedup_id="d2", account_id="a1", amount=5, currency="USD"),
         headers=[("traceparent", UNSAMPLED.encode())],
     )
     worker.commit()
     assert outcome.events and headers == [("traceparent", UNSAMPLED.encode())]
-    _, none = worker.decide(Deposit(command_id="e", dedup_id="d3", account_id="a1", amount=5, currency="USD"))
+    _, none = worker.decide(
+        Deposit(principal=TESTER, command_id="e", dedup_id="d3", account_id="a1", amount=5, currency="USD")
+    )
     assert none is None  # no trace, no legs: nothing to add to what it produces
     assert worker.spans.get_finished_spans() == ()
 
@@ -318,7 +336,13 @@ def test_a_sampled_transfer_gets_a_span_and_its_legs_continue_the_trace_with_the
     worker = Worker(ratio=0.0)
     opened(worker, "a1")
     transfer = Transfer(
-        command_id="t1", dedup_id="t1", from_account_id="a1", to_account_id="b1", amount=5, currency="USD"
+        principal=TESTER,
+        command_id="t1",
+        dedup_id="t1",
+        from_account_id="a1",
+        to_account_id="b1",
+        amount=5,
+        currency="USD",
     )
     outcome, headers = worker.decide(transfer, headers=[("traceparent", SAMPLED.encode())])
     assert [type(leg) for leg in outcome.legs] == [legs.CreditLeg] and headers is not None
@@ -380,7 +404,7 @@ def test_aborted_spans_end_marked_and_aborts_count_by_reason() -> None:
     worker = Worker()
     opened(worker, "a1")
     worker.decide(
-        Deposit(command_id="d", dedup_id="d9", account_id="a1", amount=5, currency="USD"),
+        Deposit(principal=TESTER, command_id="d", dedup_id="d9", account_id="a1", amount=5, currency="USD"),
         headers=[("traceparent", SAMPLED.encode())],
     )
     worker.telemetry.aborted(KafkaError(KafkaError._STATE, "failed send", txn_requires_abort=True))

@@ -58,6 +58,8 @@ def strategy_for(hint: Any, depth: int = 0) -> st.SearchStrategy[Any]:
         return st.none() | strategy_for(inner, depth + 1)
     if origin is list:
         return st.lists(strategy_for(typing.get_args(hint)[0], depth + 1), max_size=3)
+    if origin is frozenset:
+        return st.frozensets(strategy_for(typing.get_args(hint)[0], depth + 1), max_size=3)
     if origin is dict:
         return st.dictionaries(TEXT, TEXT, max_size=3)
     if hint is int:

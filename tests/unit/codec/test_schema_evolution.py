@@ -4,14 +4,20 @@ round (codec.compatibility), and the check itself catches the changes that break
 from __future__ import annotations
 
 import copy
+import io
 from typing import Any
 
+import fastavro
 import pytest
 
+from codec import Codec
 from codec.compatibility import check_all, check_pair
-from codec.schemas import SCHEMA_ROOT, load_folder, released_versions
+from codec.schemas import RELEASED_DIR, SCHEMA_ROOT, load_folder, released_versions
+from ledger.commands import Withdraw
+from ledger.principals import ANONYMOUS, Principal, Role
 
 CURRENT = load_folder(SCHEMA_ROOT, "current")
+CODEC = Codec()
 
 
 def test_there_is_a_released_version() -> None:
@@ -79,3 +85,23 @@ def test_a_new_enum_symbol_reads_as_unknown_in_old_readers_but_breaks_without_a_
     assert check_pair(newer, _event(), samples=300, seed=2) == []  # forward: the old reader has a default
     older_without_default = _enum_symbols(_event(), "kind", kinds, default=False)
     assert check_pair(newer, older_without_default, samples=300, seed=2) != []
+
+
+def test_a_v1_command_decodes_to_the_anonymous_principal_and_v1_readers_skip_the_principal() -> None:
+    """Issue 12: commands carry a principal, added after v1 with a default. A command written
+    with the released schema decodes to the anonymous principal (no id, no role); one written
+    now is read by a v1 reader without it."""
+    released = load_folder(SCHEMA_ROOT / RELEASED_DIR / "v1", "v1")["streamwallet.command.Withdraw"]
+    fields = {"command_id": "c-1", "dedup_id": "w-1", "account_id": "alice", "amount": 5, "currency": "USD"}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, released.parsed_plain, {**fields, "metadata": {}})
+    decoded = CODEC.decode(b"\xc3\x01" + released.fingerprint + body.getvalue())
+    assert decoded == Withdraw(**fields, principal=ANONYMOUS)  # type: ignore[arg-type]
+
+    alice = Principal(principal_id="alice", roles=frozenset({Role.AUDITOR, Role.OWNER}))
+    encoded = CODEC.encode(Withdraw(**fields, principal=alice))  # type: ignore[arg-type]
+    current = CODEC.schema(Withdraw).parsed_plain
+    read = fastavro.schemaless_reader(io.BytesIO(encoded[10:]), current, released.parsed_plain)
+    assert read == {**fields, "metadata": {}}
+    assert CODEC.decode(encoded).principal == alice
+    assert CODEC.to_record(Withdraw(**fields, principal=alice))["principal"]["roles"] == ["AUDITOR", "OWNER"]  # type: ignore[arg-type]

@@ -41,6 +41,7 @@ GRID: dict[str, tuple[str, str, str, str, str]] = {
     "ReverseTransfer": ("-", "y", "-", "-", "-"),
     "SetVelocityRules": ("-", "y", "-", "-", "-"),
     "QueryCommand": ("-", "y", "-", "y", "-"),
+    "AssignOwner": ("-", "-", "y", "-", "-"),
     "GET /v1/accounts/{id}": ("own", "y", "y", "y", "-"),
     "GET /v1/accounts/{id}/history": ("own", "y", "y", "y", "-"),
     "GET /v1/accounts/{id}/as-of": ("own", "y", "y", "y", "-"),

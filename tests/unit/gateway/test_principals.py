@@ -54,6 +54,7 @@ BODIES: dict[type[commands.Command], dict[str, Any]] = {
     commands.ReverseTransfer: {"account_id": "b", "transfer_id": "t"},
     commands.SetVelocityRules: {"account_id": "a", "day_count_max": 5, "freeze_on_trip": False, "currency": "USD"},
     commands.QueryCommand: {"account_id": "a", "target_command_id": "c"},
+    commands.AssignOwner: {"account_id": "a", "owner": "alice"},
 }
 
 

@@ -318,7 +318,13 @@ def test_a_hostile_body_is_a_4xx_with_its_code(what: str, raw: bytes, key: str |
 def test_good_bodies_become_the_commands_they_describe() -> None:
     command = command_of(parse_json(json.dumps(deposit(metadata={"order": "42"}, command_id="c-1")).encode()))
     assert command == commands.Deposit(
-        command_id="c-1", dedup_id="d1", account_id="alice", amount=1234, currency="USD", metadata={"order": "42"}
+        command_id="c-1",
+        dedup_id="d1",
+        account_id="alice",
+        amount=1234,
+        currency="USD",
+        metadata={"order": "42"},
+        principal=SENDER,
     )
     batch = command_of(BATCH)
     assert isinstance(batch, commands.Batch) and [leg.amount for leg in batch.legs] == [-100, 100]

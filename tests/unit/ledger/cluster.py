@@ -35,6 +35,7 @@ from ledger.keys import prepared_key
 from ledger.legs import BatchDecision, CreditLeg, Leg, RefundLeg, SettleLeg, Tick
 from ledger.shard import Outcome, Shard, ShardConfig
 from ledger.state import InMemoryStore, OutgoingTransfer, PreparedLeg, PreparedStatus, Table
+from tests.principals import TESTER
 
 Message = Command | Leg | Tick
 START_MS = 1_000_000
@@ -204,8 +205,12 @@ def restart_fresh_ids() -> None:
 
 
 def make(command_type: type[Any], **fields: Any) -> Any:
-    """A command with a fresh command id and, unless given, a fresh dedup id."""
+    """A command with a fresh command id and, unless given, a fresh dedup id, sent by TESTER
+    (an account it opens is TESTER's) unless given."""
     fields.setdefault("command_id", fresh("cmd-"))
+    fields.setdefault("principal", TESTER)
+    if command_type.__name__ == "OpenAccount":
+        fields.setdefault("owner", TESTER.principal_id)
     if command_type.__name__ != "QueryCommand":
         fields.setdefault("dedup_id", fresh("dd-"))
     return command_type(**fields)

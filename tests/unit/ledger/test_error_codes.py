@@ -46,9 +46,18 @@ from ledger.errors import ErrorCode
 from ledger.events import CommandResult, EventKind, Position, ResultStatus
 from ledger.legs import BatchPrepare, CreditLeg, Flow, Leg, RefundLeg
 from ledger.limits import AMOUNT_MAX, DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX, HOLD_TTL_MS_MAX
+from ledger.principals import ANONYMOUS
 from ledger.shard import ShardConfig, payload_digest
 from ledger.state import Table
-from tests.unit.ledger.cluster import Cluster, check_one_result_each, check_quiescent, check_state, fresh, make
+from tests.principals import TESTER
+from tests.unit.ledger.cluster import (
+    Cluster,
+    check_one_result_each,
+    check_quiescent,
+    check_state,
+    fresh,
+    make,
+)
 
 E = ErrorCode
 TTL = 60_000
@@ -256,7 +265,7 @@ def _rows() -> list[Row]:
     row(
         "batch of 17 legs",
         base,
-        batch(*[(f"L{i}@0", 1 if i else -16) for i in range(17)]),
+        batch(*[(f"L{i}@0" if i else "A@0", 1 if i else -16) for i in range(17)]),
         E.MALFORMED,
     )
     row("batch leg account malformed", base, batch(("A@0", -1), ("B 0", 1)), E.MALFORMED)
@@ -398,15 +407,17 @@ def _rows() -> list[Row]:
 
     # Existence.
     row("deposit to an unknown account", base, deposit("Z@0", 1), E.ACCOUNT_NOT_FOUND)
-    row("withdraw from an unknown account", base, withdraw("Z@0", 1), E.ACCOUNT_NOT_FOUND)
+    # A debit from an account that does not exist is not from the principal's own account: an
+    # owner never learns whether another's account exists.
+    row("withdraw from an unknown account", base, withdraw("Z@0", 1), E.FORBIDDEN)
     row("lock an unknown account", base, lock("Z@0"), E.ACCOUNT_NOT_FOUND)
     row("unlock an unknown account", base, unlock("Z@0"), E.ACCOUNT_NOT_FOUND)
     row("close an unknown account", base, close("Z@0"), E.ACCOUNT_NOT_FOUND)
     row("limits of an unknown account", base, limits("Z@0", 0, 5), E.ACCOUNT_NOT_FOUND)
-    row("hold on an unknown account", base, hold("Z@0", "h", 1), E.ACCOUNT_NOT_FOUND)
-    row("void on an unknown account", base, void("Z@0", "h"), E.ACCOUNT_NOT_FOUND)
-    row("capture on an unknown account", base, capture("Z@0", "h", 1, "A@0"), E.ACCOUNT_NOT_FOUND)
-    row("transfer from an unknown account", base, transfer("Z@0", "A@0", 1), E.ACCOUNT_NOT_FOUND)
+    row("hold on an unknown account", base, hold("Z@0", "h", 1), E.FORBIDDEN)
+    row("void on an unknown account", base, void("Z@0", "h"), E.FORBIDDEN)
+    row("capture on an unknown account", base, capture("Z@0", "h", 1, "A@0"), E.FORBIDDEN)
+    row("transfer from an unknown account", base, transfer("Z@0", "A@0", 1), E.FORBIDDEN)
     row("transfer to an unknown account here", funded, transfer("A@0", "Z@0", 1), E.ACCOUNT_NOT_FOUND)
     row(
         "transfer to an unknown account elsewhere",
@@ -828,7 +839,8 @@ def _rows() -> list[Row]:
         E.INVALID_AMOUNT,
     )
     row("limits beat own parent", [], open_("N@0", parent_account_id="N@0", lower_limit=1), E.INVALID_LIMITS)
-    row("expiry beats unknown account", base, hold("Z@0", "h", 1, ttl_ms=0), E.INVALID_EXPIRY)
+    row("expiry beats unknown account", base, hold("A@0", "h", 1, ttl_ms=0), E.INVALID_EXPIRY)
+    row("forbidden beats expiry", base, hold("Z@0", "h", 1, ttl_ms=0), E.FORBIDDEN)
     row("duplicate leg beats unbalanced", funded, batch(("A@0", -5), ("A@0", 4, "JPY")), E.DUPLICATE_LEG)
     row(
         "an earlier leg's funds do not beat a later leg's locked account",
@@ -859,7 +871,7 @@ def _rows() -> list[Row]:
         same_dedup(first, amount=6),
         E.DEDUP_CONFLICT,
     )
-    row("unknown account beats unknown hold", base, void("Z@0", "h"), E.ACCOUNT_NOT_FOUND)
+    row("forbidden (an unknown account) beats unknown hold", base, void("Z@0", "h"), E.FORBIDDEN)
     row("hold exists beats locked", [*funded, hold("A@0", "h", 5), lock("A@0")], hold("A@0", "h", 5), E.HOLD_EXISTS)
     row("unknown hold beats locked", [*funded, lock("A@0")], capture("A@0", "h", 5, "B@0"), E.HOLD_NOT_FOUND)
     row("closed beats currency", [*base, close("B@0")], deposit("B@0", 1, "JPY"), E.ACCOUNT_CLOSED)
@@ -903,6 +915,22 @@ def _rows() -> list[Row]:
         transfer("A@0", "X@1", 5),
         E.CREDIT_OUT_OF_ORDER,
         compensated=True,
+    )
+    # Who may do what (ledger/authorization.py; the full matrix: test_authorization.py).
+    row("an anonymous (v1) deposit", base, deposit("A@0", 1, principal=ANONYMOUS), E.FORBIDDEN)
+    row("forbidden beats malformed", base, deposit("A@0", 0, principal=ANONYMOUS), E.FORBIDDEN)
+    row(
+        "a withdrawal from another owner's account",
+        [*base, open_("M@0", owner="mallory"), deposit("M@0", 100)],
+        withdraw("M@0", 1),
+        E.FORBIDDEN,
+    )
+    row(
+        "a batch debiting another owner's account on another shard",
+        [*base, open_("M@1", owner="mallory"), deposit("M@1", 100)],
+        batch(("M@1", -5), ("A@0", 5)),
+        E.FORBIDDEN,
+        compensated=True,  # refused at M@1's prepare: A@0's reserved credit is released
     )
     row(
         "locked beats expired",
@@ -1345,33 +1373,29 @@ def test_a_duplicate_whose_id_another_command_uses_is_answered_but_not_indexed()
     assert found.queried is not None and found.queried.original_command_id == other.command_id  # still the other's
 
 
-def test_a_v1_command_retried_after_the_upgrade_is_still_its_own_duplicate() -> None:
-    """A CaptureHold written with the released v1 schema has no currency: it decodes to "",
-    and is left out of the payload's digest, so the digest is the one a v1 shard remembered
-    the first attempt by: a retry across the upgrade is answered, not a DEDUP_CONFLICT."""
+def test_a_v1_command_keeps_its_digest_but_is_refused_as_anonymous_after_the_upgrade() -> None:
+    """A CaptureHold written with the released v1 schema has no currency and no principal: they
+    decode to "" and the anonymous principal, and are left out of the payload's digest, so the
+    digest is the one a v1 shard remembered the first attempt by. Since commands carry their
+    principal (issue 12), the anonymous retry is refused (FORBIDDEN) before the dedup memory is
+    asked: a v1 producer must send its principal."""
     released = load_folder(SCHEMA_ROOT / RELEASED_DIR / "v1", "v1")["streamwallet.command.CaptureHold"]
     fields = {"command_id": "c-1", "dedup_id": "cap-1", "account_id": "A@0", "hold_id": "h", "amount": 5}
     body = io.BytesIO()
     fastavro.schemaless_writer(body, released.parsed_plain, {**fields, "to_account_id": "B@0"})
     decoded = Codec().decode(b"\xc3\x01" + released.fingerprint + body.getvalue())
-    assert isinstance(decoded, CaptureHold) and decoded.currency == ""
+    assert isinstance(decoded, CaptureHold) and decoded.currency == "" and decoded.principal == ANONYMOUS
     v1_values = [fields["dedup_id"], fields["account_id"], fields["hold_id"], fields["amount"], "B@0"]
     v1_digest = hashlib.blake2b(repr(("CaptureHold", v1_values)).encode(), digest_size=16).digest()
     assert payload_digest(decoded) == v1_digest
     assert payload_digest(dataclasses.replace(decoded, currency="USD")) != v1_digest
-    assert cluster_answers_the_retry(decoded, v1_digest)
-
-
-def cluster_answers_the_retry(retry: CaptureHold, remembered_digest: bytes) -> bool:
-    """A shard that remembered the first attempt by `remembered_digest` replays its result."""
+    assert payload_digest(dataclasses.replace(decoded, principal=TESTER)) != v1_digest
     cluster = Cluster(1)
     accept_all(cluster, open_("A@0"), open_("B@0"), deposit("A@0", 10), hold("A@0", "h", 5))
-    first = cluster.run(dataclasses.replace(retry, command_id="c-0", currency="USD"))
-    key = f"A@0|{retry.dedup_id}"
-    entry = cluster.stores[0].get(Table.DEDUP, key)
-    cluster.stores[0].put(Table.DEDUP, key, dataclasses.replace(entry, digest=remembered_digest))
-    (answer,) = cluster.submit(retry).results
-    return answer.replayed and answer.original_command_id == first.command_id
+    first = cluster.run(dataclasses.replace(decoded, command_id="c-0", currency="USD", principal=TESTER))
+    assert first.status is ResultStatus.ACCEPTED
+    (answer,) = cluster.submit(decoded).results
+    assert (answer.code, answer.replayed) == (E.FORBIDDEN, False)
 
 
 # -- a malformed command corrected under the same dedup id -----------------------------------------------------------

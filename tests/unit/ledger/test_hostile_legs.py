@@ -52,8 +52,10 @@ from ledger.legs import (
     RefundLeg,
     SettleLeg,
 )
+from ledger.principals import ANONYMOUS
 from ledger.shard import Outcome, ShardConfig
 from ledger.state import Table
+from tests.principals import TESTER
 from tests.unit.ledger.cluster import (
     Input,
     check_deterministic,
@@ -315,6 +317,7 @@ class HostileLegsMachine(WindowedLedgerMachine):
             command_id="c",
             dedup_id="d",
             incarnation=self.secret(rng),
+            principal=rng.choice([TESTER, ANONYMOUS]),  # a forger who knows the owner, or not
         )
         return self.spoil(rng, leg, self.garbage(rng))
 

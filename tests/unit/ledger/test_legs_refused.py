@@ -40,6 +40,7 @@ from ledger.legs import (
 from ledger.limits import LEG_MESSAGE_LENGTH_MAX
 from ledger.shard import Outcome, ShardConfig
 from ledger.state import Table
+from tests.principals import TESTER
 from tests.unit.ledger.cluster import Cluster, check_one_result_each, check_quiescent, check_state
 from tests.unit.ledger.test_error_codes import (
     accept_all,
@@ -541,6 +542,7 @@ def test_a_forged_prepare_reserves_only_until_the_coordinator_answers() -> None:
         command_id="forged",
         dedup_id="forged",
         incarnation=9,
+        principal=TESTER,  # a forger who names the account's owner (anonymous: refused, FORBIDDEN)
     )
     outcome = deliver(cluster, forged)
     assert outcome.refused is None and cluster.account("A@0").held == 60  # type: ignore[union-attr]

@@ -39,6 +39,7 @@ from ledger.commands import (
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
 from ledger.limits import AMOUNT_MAX
 from ledger.shard import Outcome, ShardConfig
+from tests.principals import TESTER
 from tests.unit.ledger.cluster import (
     Auditor,
     Cluster,
@@ -89,6 +90,8 @@ class Workload:
             parent = self.rng.choice([None, None, self.accounts[0]])
             commands.append(
                 OpenAccount(
+                    principal=TESTER,
+                    owner=TESTER.principal_id,
                     **self.ids(),
                     account_id=account,
                     currency=self.currency[account],
@@ -114,15 +117,24 @@ class Workload:
         if roll < 0.16:
             account = self.account()
             amount = self.amount() * rng.choice([1, 2, 5])
-            return Deposit(**self.ids(), account_id=account, amount=amount, currency=self.currency_of(account))
+            return Deposit(
+                principal=TESTER, **self.ids(), account_id=account, amount=amount, currency=self.currency_of(account)
+            )
         if roll < 0.24:
             account = self.account()
-            return Withdraw(**self.ids(), account_id=account, amount=self.amount(), currency=self.currency_of(account))
+            return Withdraw(
+                principal=TESTER,
+                **self.ids(),
+                account_id=account,
+                amount=self.amount(),
+                currency=self.currency_of(account),
+            )
         if roll < 0.50:
             source, destination = self.account(), self.account()
             if source == destination:
                 destination = self.account()
             return Transfer(
+                principal=TESTER,
                 **self.ids(),
                 from_account_id=source,
                 to_account_id=destination,
@@ -135,6 +147,7 @@ class Workload:
         if roll < 0.66:
             account = self.account()
             return PlaceHold(
+                principal=TESTER,
                 **self.ids(),
                 account_id=account,
                 hold_id=f"h{self.serial}",
@@ -146,6 +159,7 @@ class Workload:
             account, hold_id = rng.choice(self.holds[-50:])
             amount = rng.choice([1, 10, 100, 1_000, self.amount()])
             return CaptureHold(
+                principal=TESTER,
                 **self.ids(),
                 account_id=account,
                 hold_id=hold_id,
@@ -155,17 +169,20 @@ class Workload:
             )
         if roll < 0.76 and self.holds:
             account, hold_id = rng.choice(self.holds[-50:])
-            return VoidHold(**self.ids(), account_id=account, hold_id=hold_id)
+            return VoidHold(principal=TESTER, **self.ids(), account_id=account, hold_id=hold_id)
         if roll < 0.80 and self.credited:
             account, transfer_id = rng.choice(self.credited[-100:])
-            return ReverseTransfer(**self.ids(), account_id=account, transfer_id=transfer_id, reason="chargeback")
+            return ReverseTransfer(
+                principal=TESTER, **self.ids(), account_id=account, transfer_id=transfer_id, reason="chargeback"
+            )
         if roll < 0.805:
-            return LockAccount(**self.ids(), account_id=self.account(), reason="review")
+            return LockAccount(principal=TESTER, **self.ids(), account_id=self.account(), reason="review")
         if roll < 0.845:
-            return UnlockAccount(**self.ids(), account_id=self.account())
+            return UnlockAccount(principal=TESTER, **self.ids(), account_id=self.account())
         if roll < 0.86:
             ids, account = self.ids(), self.account()
             return UpdateLimits(
+                principal=TESTER,
                 **ids,
                 account_id=account,
                 lower_limit=rng.choice([0, -500, -2_000]),
@@ -173,11 +190,14 @@ class Workload:
                 currency=self.currency.get(account, "USD"),
             )
         if roll < 0.865:
-            return CloseAccount(**self.ids(), account_id=self.account())
+            return CloseAccount(principal=TESTER, **self.ids(), account_id=self.account())
         if roll < 0.89 and self.sent:
             target = rng.choice(self.sent[-200:])
             return QueryCommand(
-                command_id=self.ids()["command_id"], account_id=target.routing_key, target_command_id=target.command_id
+                principal=TESTER,
+                command_id=self.ids()["command_id"],
+                account_id=target.routing_key,
+                target_command_id=target.command_id,
             )
         if roll < 0.95 and self.sent:  # a retry: same dedup id, same payload
             return dataclasses.replace(rng.choice(self.sent[-100:]), command_id=self.ids()["command_id"])
@@ -189,11 +209,27 @@ class Workload:
         account = self.account()
         return rng.choice(
             [
-                Deposit(**self.ids(), account_id=account, amount=0, currency="USD"),
-                Transfer(**self.ids(), from_account_id=account, to_account_id=account, amount=5, currency="USD"),
-                Withdraw(**self.ids(), account_id=account, amount=5, currency="usd"),
-                PlaceHold(**self.ids(), account_id=account, hold_id="x", amount=5, currency="USD", ttl_ms=0),
-                Deposit(command_id=f"bad id {self.serial}", dedup_id="d", account_id=account, amount=5, currency="USD"),
+                Deposit(principal=TESTER, **self.ids(), account_id=account, amount=0, currency="USD"),
+                Transfer(
+                    principal=TESTER,
+                    **self.ids(),
+                    from_account_id=account,
+                    to_account_id=account,
+                    amount=5,
+                    currency="USD",
+                ),
+                Withdraw(principal=TESTER, **self.ids(), account_id=account, amount=5, currency="usd"),
+                PlaceHold(
+                    principal=TESTER, **self.ids(), account_id=account, hold_id="x", amount=5, currency="USD", ttl_ms=0
+                ),
+                Deposit(
+                    principal=TESTER,
+                    command_id=f"bad id {self.serial}",
+                    dedup_id="d",
+                    account_id=account,
+                    amount=5,
+                    currency="USD",
+                ),
             ]
         )
 
@@ -208,7 +244,9 @@ class Workload:
         if rng.random() < 0.03:
             signed[0] += 1  # unbalanced
         legs = [BatchLeg(account_id=a, amount=m, currency=currency) for a, m in zip(accounts, signed, strict=True)]
-        return Batch(**self.ids(), batch_id=f"batch-{self.serial}", legs=legs, metadata={"kind": "settlement"})
+        return Batch(
+            principal=TESTER, **self.ids(), batch_id=f"batch-{self.serial}", legs=legs, metadata={"kind": "settlement"}
+        )
 
 
 @dataclasses.dataclass

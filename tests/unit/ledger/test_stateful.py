@@ -33,7 +33,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from ledger.accounts import HoldStatus
+from ledger.authorization import debited_accounts
 from ledger.commands import (
+    AssignOwner,
     Batch,
     BatchLeg,
     CaptureHold,
@@ -57,8 +59,10 @@ from ledger.errors import ErrorCode
 from ledger.events import CommandResult, EventKind, ResultStatus
 from ledger.keys import META_KEY
 from ledger.limits import AMOUNT_MAX, DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX
+from ledger.principals import Principal, Role
 from ledger.shard import Outcome, ShardConfig
 from ledger.state import DedupEntry, Table
+from tests.principals import TESTER
 from tests.unit.ledger.cluster import (
     Auditor,
     Cluster,
@@ -93,6 +97,64 @@ STEPS = 150 if _soak else 50
 class ModelAccount:
     currency: str
     status: str = "ACTIVE"
+    owner: str = TESTER.principal_id
+
+
+# Principals besides TESTER (every role): an account may be given to STRANGER (assign_owner),
+# and INTRUDER, holding one role at a time, owns nothing and tries what it may not.
+STRANGER = "stranger"
+
+
+# What the intruder tries, and the roles that would allow it (written out here, not taken from
+# ledger/authorization.py). The intruder owns no account, so with OWNER it still may not debit.
+INTRUSIONS: dict[str, Any] = {
+    "Withdraw": lambda account: Withdraw(
+        command_id=fresh(), dedup_id=fresh("d"), account_id=account, amount=1, currency="USD"
+    ),
+    "Transfer": lambda account: Transfer(
+        command_id=fresh(), dedup_id=fresh("d"), from_account_id=account, to_account_id="a@0", amount=1, currency="USD"
+    ),
+    "PlaceHold": lambda account: PlaceHold(
+        command_id=fresh(),
+        dedup_id=fresh("d"),
+        account_id=account,
+        hold_id="h1",
+        amount=1,
+        currency="USD",
+        ttl_ms=1_000,
+    ),
+    "Deposit": lambda account: Deposit(
+        command_id=fresh(), dedup_id=fresh("d"), account_id=account, amount=1, currency="USD"
+    ),
+    "LockAccount": lambda account: LockAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account),
+    "UpdateLimits": lambda account: UpdateLimits(
+        command_id=fresh(),
+        dedup_id=fresh("d"),
+        account_id=account,
+        lower_limit=-(2**62),
+        upper_limit=AMOUNT_MAX,
+        currency="USD",
+    ),
+    "OpenAccount": lambda account: OpenAccount(
+        command_id=fresh(), dedup_id=fresh("d"), account_id=account, currency="USD", owner="intruder"
+    ),
+    "AssignOwner": lambda account: AssignOwner(
+        command_id=fresh(), dedup_id=fresh("d"), account_id=account, owner="intruder"
+    ),
+    "QueryCommand": lambda account: QueryCommand(command_id=fresh(), account_id=account, target_command_id=fresh()),
+}
+INTRUSION_ROLES: dict[str, frozenset[Role]] = {
+    "Withdraw": frozenset(),
+    "Transfer": frozenset(),
+    "PlaceHold": frozenset(),
+    "Deposit": frozenset({Role.OPERATOR}),
+    "LockAccount": frozenset({Role.OPERATOR}),
+    "UpdateLimits": frozenset({Role.OPERATOR}),
+    "OpenAccount": frozenset({Role.ADMIN}),
+    "AssignOwner": frozenset({Role.ADMIN}),
+    "QueryCommand": frozenset({Role.OPERATOR, Role.AUDITOR}),
+}
+INTRUDER_ROLES = st.sampled_from([frozenset({role}) for role in Role] + [frozenset()])
 
 
 def _other(currency: str) -> str:
@@ -148,7 +210,10 @@ class LedgerMachine(RuleBasedStateMachine):
         if mine and self.refused(mine[0]):
             self.check_window_full(command, outcome)
             return mine[0]
-        if not isinstance(command, QueryCommand):
+        forbidden = bool(mine) and mine[0].code is E.FORBIDDEN  # answered, not remembered
+        if forbidden:
+            assert not outcome.events, "a denied command changed something"
+        if not isinstance(command, QueryCommand) and not forbidden:
             self.check_window_had_room(command)
             if validate(command) is None:
                 self.originals.append(command)
@@ -188,6 +253,18 @@ class LedgerMachine(RuleBasedStateMachine):
         model = self.model.get(account_id)
         return None if model is None else model.status
 
+    def not_mine(self, account_id: str) -> ErrorCode | None:
+        """TESTER may debit only the accounts it owns; one that does not exist is not its own."""
+        model = self.model.get(account_id)
+        return E.FORBIDDEN if model is None or model.owner != TESTER.principal_id else None
+
+    def debits_not_mine(self, command: Any) -> bool:
+        """A debit (ledger/authorization.py) of this shard's accounts that TESTER does not own."""
+        shard = self.cluster.route(command.routing_key)
+        return any(
+            self.cluster.route(account) == shard and self.not_mine(account) for account in debited_accounts(command)
+        )
+
     def usable(self, account_id: str) -> ErrorCode | None:
         status = self.status(account_id)
         if status is None:
@@ -220,6 +297,8 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def open_account(self, account: str, currency: str, lower: int, upper: int) -> None:
         command = OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
             command_id=fresh(),
             dedup_id=fresh("d"),
             account_id=account,
@@ -241,6 +320,7 @@ class LedgerMachine(RuleBasedStateMachine):
     )
     def update_limits(self, account: str, lower: int, upper: int, wrong: bool) -> None:
         command = UpdateLimits(
+            principal=TESTER,
             command_id=fresh(),
             dedup_id=fresh("d"),
             account_id=account,
@@ -272,14 +352,18 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def lock(self, account: str) -> None:
         expect = self.usable(account)
-        result = self.submit(LockAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect)
+        result = self.submit(
+            LockAccount(principal=TESTER, command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect
+        )
         if expect is None and not self.refused(result):
             self.model[account].status = "LOCKED"
 
     def unlock(self, account: str) -> None:
         status = self.status(account)
         expect = {None: E.ACCOUNT_NOT_FOUND, "CLOSED": E.ACCOUNT_CLOSED, "ACTIVE": E.ACCOUNT_NOT_LOCKED}.get(status)
-        result = self.submit(UnlockAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect)
+        result = self.submit(
+            UnlockAccount(principal=TESTER, command_id=fresh(), dedup_id=fresh("d"), account_id=account), expect
+        )
         if expect is None and not self.refused(result):
             self.model[account].status = "ACTIVE"
 
@@ -292,7 +376,9 @@ class LedgerMachine(RuleBasedStateMachine):
             assert before is not None
             if before.balance or before.held or before.pending_in or before.pending_out:
                 expect = E.BALANCE_NOT_ZERO
-        command = CloseAccount(command_id=fresh(), dedup_id=fresh("d"), account_id=account, reason="done")
+        command = CloseAccount(
+            principal=TESTER, command_id=fresh(), dedup_id=fresh("d"), account_id=account, reason="done"
+        )
         result = self.submit(command, expect)
         if expect is None and not self.refused(result):
             self.model[account].status = "CLOSED"
@@ -309,6 +395,7 @@ class LedgerMachine(RuleBasedStateMachine):
             if before.balance + before.pending_in + before.pending_out + amount > before.upper_limit:
                 expect = E.LIMIT_EXCEEDED
         command = Deposit(
+            principal=TESTER,
             command_id=fresh(),
             dedup_id=dedup_id or fresh("d"),
             account_id=account,
@@ -324,14 +411,19 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(account=ANY_ACCOUNT, amount=AMOUNTS, wrong=WRONG_CURRENCY)
     def withdraw(self, account: str, amount: int, wrong: bool) -> None:
         currency = self.currency_for(account, wrong)
-        expect = self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
+        expect = self.not_mine(account) or self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
         if expect is None:
             before = self.cluster.account(account)
             assert before is not None
             if before.available - amount < before.lower_limit:
                 expect = E.INSUFFICIENT_FUNDS
         command = Withdraw(
-            command_id=fresh(), dedup_id=fresh("d"), account_id=account, amount=amount, currency=currency
+            principal=TESTER,
+            command_id=fresh(),
+            dedup_id=fresh("d"),
+            account_id=account,
+            amount=amount,
+            currency=currency,
         )
         expect = expect or self.velocity_check(account, amount)
         result = self.submit(command, expect)
@@ -389,7 +481,7 @@ class LedgerMachine(RuleBasedStateMachine):
     # -- money between accounts ----------------------------------------------------------------------------
 
     def debit_check(self, account: str, amount: int, wrong: bool) -> ErrorCode | None:
-        expect = self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
+        expect = self.not_mine(account) or self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
         if expect is None:
             before = self.cluster.account(account)
             assert before is not None
@@ -401,6 +493,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def transfer(self, source: str, destination: str, amount: int, wrong: bool) -> None:
         currency = self.currency_for(source, wrong)
         command = Transfer(
+            principal=TESTER,
             command_id=fresh(),
             dedup_id=fresh("d"),
             from_account_id=source,
@@ -410,7 +503,7 @@ class LedgerMachine(RuleBasedStateMachine):
             metadata={"memo": "stateful"},
         )
         if source == destination:
-            self.submit(command, E.SAME_ACCOUNT)
+            self.submit(command, self.not_mine(source) or E.SAME_ACCOUNT)
             return
         expect = self.debit_check(source, amount, wrong) or self.velocity_check(source, amount)
         result = self.submit(command, expect if expect is not None else "?")
@@ -430,8 +523,13 @@ class LedgerMachine(RuleBasedStateMachine):
             signed[0] -= amounts[-1]
         signed.append(-sum(signed))
         legs = [BatchLeg(account_id=a, amount=m, currency=currency) for a, m in zip(accounts, signed, strict=True)]
-        command = Batch(command_id=fresh(), dedup_id=fresh("d"), batch_id=f"{fresh('b')}@{coordinator}", legs=legs)
+        command = Batch(
+            principal=TESTER, command_id=fresh(), dedup_id=fresh("d"), batch_id=f"{fresh('b')}@{coordinator}", legs=legs
+        )
         assert validate(command) is None, (command, validate(command))
+        if self.debits_not_mine(command):  # the debits of the coordinator's shard; the others vote FORBIDDEN
+            self.submit(command, E.FORBIDDEN)
+            return
         self.submit(command, "?")
 
     # -- holds ------------------------------------------------------------------------------------------------
@@ -439,6 +537,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(account=ANY_ACCOUNT, hold_id=HOLD_IDS, amount=AMOUNTS, ttl=st.sampled_from([100, 1_000, 5_000, 60_000]))
     def place_hold(self, account: str, hold_id: str, amount: int, ttl: int) -> None:
         command = PlaceHold(
+            principal=TESTER,
             command_id=fresh(),
             dedup_id=fresh("d"),
             account_id=account,
@@ -448,8 +547,8 @@ class LedgerMachine(RuleBasedStateMachine):
             ttl_ms=ttl,
         )
         expect: ErrorCode | None
-        if self.status(account) is None:
-            expect = E.ACCOUNT_NOT_FOUND
+        if self.not_mine(account):
+            expect = E.FORBIDDEN
         elif (account, hold_id) in self.holds_placed:
             expect = E.HOLD_EXISTS
         else:
@@ -486,8 +585,11 @@ class LedgerMachine(RuleBasedStateMachine):
         self.void(*self.some_hold(data))
 
     def void(self, account: str, hold_id: str) -> None:
-        expect = E.ACCOUNT_NOT_FOUND if self.status(account) is None else self.hold_check(account, hold_id)
-        self.submit(VoidHold(command_id=fresh(), dedup_id=fresh("d"), account_id=account, hold_id=hold_id), expect)
+        expect = self.not_mine(account) or self.hold_check(account, hold_id)
+        self.submit(
+            VoidHold(principal=TESTER, command_id=fresh(), dedup_id=fresh("d"), account_id=account, hold_id=hold_id),
+            expect,
+        )
 
     @rule(
         data=st.data(),
@@ -501,6 +603,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def capture(self, account: str, hold_id: str, amount: int, destination: str, wrong: bool) -> None:
         """`wrong`: priced in another currency than the hold's (the account's)."""
         command = CaptureHold(
+            principal=TESTER,
             command_id=fresh(),
             dedup_id=fresh("d"),
             account_id=account,
@@ -509,11 +612,11 @@ class LedgerMachine(RuleBasedStateMachine):
             to_account_id=destination,
             currency=self.currency_for(account, wrong),
         )
+        if self.not_mine(account):
+            self.submit(command, E.FORBIDDEN)
+            return
         if account == destination:
             self.submit(command, E.SAME_ACCOUNT)
-            return
-        if self.status(account) is None:
-            self.submit(command, E.ACCOUNT_NOT_FOUND)
             return
         expect = None if (account, hold_id) in self.holds_placed else E.HOLD_NOT_FOUND
         expect = expect or self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
@@ -533,7 +636,12 @@ class LedgerMachine(RuleBasedStateMachine):
         if data.draw(st.sampled_from([False, False, False, True])):
             account = data.draw(ANY_ACCOUNT)  # sometimes not the account the transfer credited
         command = ReverseTransfer(
-            command_id=fresh(), dedup_id=fresh("d"), account_id=account, transfer_id=transfer_id, reason="refund"
+            principal=TESTER,
+            command_id=fresh(),
+            dedup_id=fresh("d"),
+            account_id=account,
+            transfer_id=transfer_id,
+            reason="refund",
         )
         self.submit(command, E.ACCOUNT_NOT_FOUND if self.status(account) is None else "?")
 
@@ -541,7 +649,9 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def query(self, data: st.DataObject) -> None:
         target = data.draw(st.sampled_from(self.originals))
-        command = QueryCommand(command_id=fresh(), account_id=target.routing_key, target_command_id=target.command_id)
+        command = QueryCommand(
+            principal=TESTER, command_id=fresh(), account_id=target.routing_key, target_command_id=target.command_id
+        )
         if self.dedup_entry(target) is None:
             self.check_forgotten_in_time(target)
             self.submit(command, E.COMMAND_NOT_FOUND)
@@ -565,7 +675,9 @@ class LedgerMachine(RuleBasedStateMachine):
         the first DEDUP_DUPLICATES_INDEXED_MAX); the answer names the original."""
         duplicate_id, original_id = data.draw(st.sampled_from(self.replays))
         original = self.sent[original_id]
-        command = QueryCommand(command_id=fresh(), account_id=original.routing_key, target_command_id=duplicate_id)
+        command = QueryCommand(
+            principal=TESTER, command_id=fresh(), account_id=original.routing_key, target_command_id=duplicate_id
+        )
         entry = self.dedup_entry(original)
         if entry is None or entry.command_id != original_id or duplicate_id not in entry.duplicates:
             if entry is None or entry.command_id != original_id:
@@ -587,6 +699,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """A deposit of nothing, refused as INVALID_AMOUNT, then corrected under the same dedup
         id: the correction is a new command."""
         malformed = Deposit(
+            principal=TESTER,
             command_id=fresh(),
             dedup_id=fresh("d"),
             account_id=account,
@@ -600,7 +713,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(account=ANY_ACCOUNT)
     def query_unknown(self, account: str) -> None:
-        command = QueryCommand(command_id=fresh(), account_id=account, target_command_id=fresh("unknown"))
+        command = QueryCommand(
+            principal=TESTER, command_id=fresh(), account_id=account, target_command_id=fresh("unknown")
+        )
         self.submit(command, E.COMMAND_NOT_FOUND)
 
     # -- duplicates ----------------------------------------------------------------------------------------------
@@ -630,7 +745,9 @@ class LedgerMachine(RuleBasedStateMachine):
         duplicate = dataclasses.replace(original, command_id=fresh("dup"))
         outcome = self.cluster.submit(duplicate)
         mine = [result for result in outcome.results if result.command_id == duplicate.command_id]
-        if entry.result is not None:
+        if self.debits_not_mine(original):  # given to another owner since: refused before the dedup memory
+            assert [(r.code, r.replayed) for r in mine] == [(E.FORBIDDEN, False)]
+        elif entry.result is not None:
             assert len(mine) == 1 and mine[0].replayed and mine[0].original_command_id == original.command_id
             self.replays.append((duplicate.command_id, original.command_id))
         elif len(entry.waiters) >= DEDUP_WAITERS_MAX:
@@ -650,7 +767,8 @@ class LedgerMachine(RuleBasedStateMachine):
         changed = _perturb(original)
         assert validate(changed) is None
         outcome = self.cluster.submit(changed)
-        assert [(r.command_id, r.code) for r in outcome.results] == [(changed.command_id, E.DEDUP_CONFLICT)]
+        code = E.FORBIDDEN if self.debits_not_mine(changed) else E.DEDUP_CONFLICT
+        assert [(r.command_id, r.code) for r in outcome.results] == [(changed.command_id, code)]
         assert not outcome.events and not outcome.legs
 
     # -- invalid commands ----------------------------------------------------------------------------------------
@@ -659,19 +777,29 @@ class LedgerMachine(RuleBasedStateMachine):
     def invalid(self, account: str, kind: int) -> None:
         ids: dict[str, Any] = {"command_id": fresh(), "dedup_id": fresh("d")}
         cases: list[tuple[Any, ErrorCode]] = [
-            (Deposit(**ids, account_id=account, amount=0, currency="USD"), E.INVALID_AMOUNT),
-            (Withdraw(**ids, account_id=account, amount=5, currency="XAU"), E.INVALID_CURRENCY),
-            (UpdateLimits(**ids, account_id=account, lower_limit=5, upper_limit=10, currency="USD"), E.INVALID_LIMITS),
+            (Deposit(principal=TESTER, **ids, account_id=account, amount=0, currency="USD"), E.INVALID_AMOUNT),
+            (Withdraw(principal=TESTER, **ids, account_id=account, amount=5, currency="XAU"), E.INVALID_CURRENCY),
             (
-                PlaceHold(**ids, account_id=account, hold_id="h9", amount=5, currency="USD", ttl_ms=0),
+                UpdateLimits(
+                    principal=TESTER, **ids, account_id=account, lower_limit=5, upper_limit=10, currency="USD"
+                ),
+                E.INVALID_LIMITS,
+            ),
+            (
+                PlaceHold(
+                    principal=TESTER, **ids, account_id=account, hold_id="h9", amount=5, currency="USD", ttl_ms=0
+                ),
                 E.INVALID_EXPIRY,
             ),
             (
-                Transfer(**ids, from_account_id=account, to_account_id=account, amount=5, currency="USD"),
+                Transfer(
+                    principal=TESTER, **ids, from_account_id=account, to_account_id=account, amount=5, currency="USD"
+                ),
                 E.SAME_ACCOUNT,
             ),
             (
                 Batch(
+                    principal=TESTER,
                     **ids,
                     batch_id=fresh("b"),
                     legs=[
@@ -683,6 +811,7 @@ class LedgerMachine(RuleBasedStateMachine):
             ),
             (
                 Batch(
+                    principal=TESTER,
                     **ids,
                     batch_id=fresh("b"),
                     legs=[
@@ -694,12 +823,44 @@ class LedgerMachine(RuleBasedStateMachine):
             ),
         ]
         command, code = cases[kind]
+        if self.debits_not_mine(command):  # authorization comes before the body's checks
+            code = E.FORBIDDEN
         outcome = self.cluster.submit(command)
         if [r.code for r in outcome.results] == [E.DEDUP_WINDOW_FULL]:  # a full window comes before the body
             self.check_window_full(command, outcome)
             return
         assert [(r.command_id, r.code) for r in outcome.results] == [(command.command_id, code)]
         assert not outcome.events and not outcome.legs
+
+    # -- owners and principals -----------------------------------------------------------------------------
+
+    @rule(account=ANY_ACCOUNT, owner=st.sampled_from([TESTER.principal_id, STRANGER]))
+    def assign_owner(self, account: str, owner: str) -> None:
+        command = AssignOwner(
+            principal=TESTER, command_id=fresh(), dedup_id=fresh("d"), account_id=account, owner=owner
+        )
+        expect = self.usable(account) if self.status(account) != "LOCKED" else None
+        result = self.submit(command, expect)
+        if expect is None and not self.refused(result):
+            self.model[account].owner = owner
+            assigned = self.cluster.account(account)
+            assert assigned is not None and assigned.owner == owner
+
+    @rule(account=ANY_ACCOUNT, roles=INTRUDER_ROLES, kind=st.sampled_from(sorted(INTRUSIONS)))
+    def intrude(self, account: str, roles: frozenset[Role], kind: str) -> None:
+        """A principal that owns nothing sends what none of its roles allows (or debits an
+        account not its own): FORBIDDEN, and nothing changes (not even the dedup memory)."""
+        command = INTRUSIONS[kind](account)
+        if not roles.isdisjoint(INTRUSION_ROLES[kind]):
+            return  # allowed: the other rules send these (as TESTER)
+        intruder = Principal(principal_id="intruder", roles=roles)
+        command = dataclasses.replace(command, principal=intruder)
+        shard = self.cluster.route(command.routing_key)
+        before = [self.cluster.stores[shard].items(table) for table in Table if table is not Table.META]
+        outcome = self.cluster.submit(command)
+        assert [(r.command_id, r.code) for r in outcome.results] == [(command.command_id, E.FORBIDDEN)]
+        assert not outcome.events and not outcome.legs
+        assert [self.cluster.stores[shard].items(table) for table in Table if table is not Table.META] == before
 
     # -- time and the bus ------------------------------------------------------------------------------------
 
@@ -802,6 +963,8 @@ def _perturb(command: MutatingCommand) -> MutatingCommand:
             changes["ttl_ms"] = command.ttl_ms + 1
         case VoidHold():
             changes["hold_id"] = command.hold_id + "x"
+        case AssignOwner():
+            changes["owner"] = command.owner + "2"
     assert len(changes) == 2, command
     changed: MutatingCommand = dataclasses.replace(command, **changes)
     return changed

@@ -49,6 +49,7 @@ def state(event: AccountEvent) -> dict[str, Any]:
         "lower_limit": event.lower_limit,
         "upper_limit": event.upper_limit,
         "parent_account_id": event.parent_account_id,
+        "owner": event.owner,
         "updated_at_ms": event.occurred_at_ms,
     }
 

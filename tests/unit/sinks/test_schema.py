@@ -39,9 +39,14 @@ def test_version_2_backfills_what_version_1_holds(clickhouse: Any) -> None:
         batch = messages(events, codec)
         target = sink(clickhouse, database, codec)
         # Version 1 had only the events table: write just that, as the old sink did.
-        rows = [target.decoder.row(message.value() or b"", message.partition(), message.offset()) for message in batch]
-        clickhouse.insert(f"{database}.account_events", rows, column_names=EVENT_COLUMNS)
-        assert schema.migrate(clickhouse, database) == [2]
+        # (without the columns version 3 added: the owner and the principal)
+        old_columns = EVENT_COLUMNS[: EVENT_COLUMNS.index("owner")]
+        rows = [
+            target.decoder.row(message.value() or b"", message.partition(), message.offset())[: len(old_columns)]
+            for message in batch
+        ]
+        clickhouse.insert(f"{database}.account_events", rows, column_names=old_columns)
+        assert schema.migrate(clickhouse, database) == [2, 3]
         assert views.latest_table_mismatches(clickhouse, database) == []
         newest = {event.account_id: event for event in events}
         for account_id, event in newest.items():
