@@ -27,13 +27,18 @@ from tests.support import run_cli
 pytestmark = pytest.mark.kafka
 
 CLI_TIMEOUT_S = 120.0
+CLI_PRINCIPAL = "cli-tester"
 
 
 @pytest.fixture(scope="module")
 def deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     """One worker and the query service, shared by this module's tests (each uses accounts of its own)."""
     folder = tmp_path_factory.mktemp("operator-cli")
-    settings = fresh_settings(kafka_bootstrap, folder)
+    # The CLI acts as one principal with every role that sends money (OWNER of the accounts it
+    # opens, as each OpenAccount below names it; OPERATOR and ADMIN for the rest).
+    settings = fresh_settings(
+        kafka_bootstrap, folder, cli_principal_id=CLI_PRINCIPAL, cli_principal_roles="OWNER,OPERATOR,ADMIN"
+    )
     stack = Stack(settings, folder)
     processes = [stack.worker(1).start(), stack.query().start()]
     try:
@@ -61,7 +66,17 @@ def unique(prefix: str) -> str:
 def open_with_funds(settings: Settings, account: str, amount: str | None) -> None:
     """Open a USD account and deposit `amount` in it."""
     opened = cli_json(
-        settings, "submit", "OpenAccount", "--dedup-id", "open", "--account-id", account, "--currency", "USD"
+        settings,
+        "submit",
+        "OpenAccount",
+        "--dedup-id",
+        "open",
+        "--account-id",
+        account,
+        "--currency",
+        "USD",
+        "--owner",
+        CLI_PRINCIPAL,
     )
     assert opened["status"] == "ACCEPTED", opened
     if amount is None:
@@ -103,7 +118,19 @@ def newest_sequences(results: Path) -> dict[str, int]:
 def test_submit_prints_the_result_and_exits_by_it_and_account_show_renders_the_account(deployment: Settings) -> None:
     settings = deployment
     alice = unique("alice")
-    done = cli(settings, "submit", "OpenAccount", "--dedup-id", "o1", "--account-id", alice, "--currency", "USD")
+    done = cli(
+        settings,
+        "submit",
+        "OpenAccount",
+        "--dedup-id",
+        "o1",
+        "--account-id",
+        alice,
+        "--currency",
+        "USD",
+        "--owner",
+        CLI_PRINCIPAL,
+    )
     assert done.returncode == 0 and done.stdout.startswith("ACCEPTED  OpenAccount"), done.stdout + done.stderr
 
     deposit_args = ["submit", "Deposit", "--dedup-id", "d1", "--account-id", alice, "--amount", "12.34"]
@@ -240,8 +267,8 @@ def test_load_takes_any_command_type_from_json_lines_and_draws_progress_only_on_
     settings = deployment
     a, b = unique("jl-a"), unique("jl-b")
     lines = [
-        {"type": "OpenAccount", "account_id": a, "currency": "EUR"},
-        {"type": "OpenAccount", "account_id": b, "currency": "EUR"},
+        {"type": "OpenAccount", "account_id": a, "currency": "EUR", "owner": CLI_PRINCIPAL},
+        {"type": "OpenAccount", "account_id": b, "currency": "EUR", "owner": CLI_PRINCIPAL},
         {"type": "Deposit", "account_id": a, "amount": "50.00", "currency": "EUR"},
         {"from_account_id": a, "to_account_id": b, "amount_minor": 1000, "currency": "EUR"},  # Transfer by default
         {

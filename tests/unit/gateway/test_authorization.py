@@ -91,7 +91,7 @@ CELLS = [
 
 def test_the_grid_covers_every_command_type() -> None:
     assert {cls.__name__ for cls in COMMAND_TYPES} <= set(GRID)
-    assert len(CELLS) == 22 * 5 * 3
+    assert len(CELLS) == 23 * 5 * 3
 
 
 @pytest.mark.parametrize(("endpoint", "column", "ownership"), CELLS)
