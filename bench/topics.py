@@ -6,6 +6,7 @@ Every reader is read_committed: what a transaction aborted never counts."""
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import time
 import uuid
@@ -16,7 +17,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from codec import Codec
 from foundation.clients import kafka_config
-from foundation.consuming import take_available
+from foundation.consuming import retry_transient, take_available
 from foundation.settings import Settings
 from ledger.state import Table
 
@@ -68,10 +69,13 @@ def read_topic(source: str | Settings, topic: str, *, timeout_s: float = READ_TO
     consumer = _committed_reader(source, **{"enable.partition.eof": True})
     try:
         partitions = _partitions(consumer, topic)
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=METADATA_TIMEOUT_S)[1]
-            for p in partitions
-        }
+
+        # Retried while leadership moves (a broker lost in a fault test): NOT_LEADER and the like.
+        def end_of(partition: int) -> int:
+            high: int = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=METADATA_TIMEOUT_S)[1]
+            return high
+
+        ends = {p: retry_transient(functools.partial(end_of, p), budget_s=READ_TO_END_TIMEOUT_S) for p in partitions}
         pending = {p for p in partitions if ends[p] > 0}
         consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         messages: list[Any] = []

@@ -36,9 +36,28 @@ class AccessError(RuntimeError):
     """The cluster's ACLs do not hold the declared grants."""
 
 
+# A cluster that does not answer yet (the controller busy or moving, a loaded machine): asked
+# again, within a bound, since creating topics is idempotent (TOPIC_ALREADY_EXISTS is success).
+_UNANSWERED = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError.NOT_CONTROLLER})
+UNANSWERED_RETRY_S_MAX = 2 * ADMIN_TIMEOUT_S
+UNANSWERED_BACKOFF_S = 0.5
+
+
 def ensure_topics(client_config: Mapping[str, Any], topology: Topology) -> list[str]:
     """Create missing topics; check existing ones. Returns the names it created."""
     admin = AdminClient(dict(client_config))
+    deadline = time.monotonic() + UNANSWERED_RETRY_S_MAX
+    while True:
+        try:
+            return _ensure_topics(admin, topology)
+        except KafkaException as exception:
+            error: KafkaError = exception.args[0]
+            if not (error.retriable() or error.code() in _UNANSWERED) or time.monotonic() > deadline:
+                raise
+            time.sleep(UNANSWERED_BACKOFF_S)
+
+
+def _ensure_topics(admin: AdminClient, topology: Topology) -> list[str]:
     existing = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
     missing = [spec for spec in topology.all() if spec.name not in existing]
     created: list[str] = []

@@ -47,7 +47,7 @@ def test_harness_smoke_run(settings: Settings, tmp_path: Path) -> None:
         "bench.ledger",
         "--quick",
         "--scenarios",
-        "same,batch3",
+        "same",
         "--workers",
         "1",
         "--out",
@@ -57,7 +57,7 @@ def test_harness_smoke_run(settings: Settings, tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     (report_path,) = tmp_path.glob("ledger-*.json")
     report = json.loads(report_path.read_text())
-    assert {item["name"] for item in report["measured"]} == {"(b) pass-through loop", "ledger: same", "ledger: batch3"}
+    assert {item["name"] for item in report["measured"]} == {"(b) pass-through loop", "ledger: same"}
     assert set(report["baselines"]) == {"(a) raw Kafka, acks=all", "(c) Faust exactly_once agent"}
     # CPU of every process: what the load generator took shows beside the system under test
     assert set(report["baselines"]["(a) raw Kafka, acks=all"]["cpu_s_per_1000_commands"]) == {"broker", GENERATOR}
@@ -98,6 +98,7 @@ def test_the_broker_process_is_found_for_its_cpu(settings: Settings) -> None:
     assert b"kafka" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
+@pytest.mark.slow  # two minutes of kills and restarts: the evidence, not a guarantee of the ledger
 def test_route_experiment_treats_both_routes_alike(settings: Settings, tmp_path: Path) -> None:
     """Each restart of either route is awaited (a probe answered on every partition), and
     streamwallet's table balances come from its changelog."""

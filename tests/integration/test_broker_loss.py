@@ -43,7 +43,7 @@ from tests.faults import (
 pytestmark = pytest.mark.kafka
 
 BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_FAULTS_PORT", "29800"))  # below the ephemeral range
-DOWN_S = 10.0  # how long a killed broker stays down
+DOWN_S = 6.0  # how long a killed broker stays down: past its session (4 s), so the cluster fences it
 RECOVERY_TIMEOUT_S = 240.0  # a restarted broker rejoins in ~20 s on a quiet machine; far longer on a loaded one
 BROKER_SESSION_S = 4.0  # broker.session.timeout.ms of the local clusters (deploy/local/kafka.py)
 

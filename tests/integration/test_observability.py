@@ -206,8 +206,10 @@ def test_one_transfer_is_followed_across_the_processes_under_one_trace_id(deploy
     assert status == 200 and result["status"] == "ACCEPTED", result
 
     def complete(spans: list[dict[str, Any]]) -> bool:
+        # Every process exports its spans in batches of its own: wait for the gateway's too.
         names = [span["name"] for span in spans if span["status"] != "ERROR"]
-        return {"decide SettleLeg"} <= set(names) and names.count("sink write event") >= 3
+        gateway = [span for span in spans if span["service"] == "streamwallet-gateway"]
+        return bool(gateway) and {"decide SettleLeg"} <= set(names) and names.count("sink write event") >= 3
 
     spans = wait_for_spans(deployment.spans_dir, trace_id, complete)
     by_id = {span["span_id"]: span for span in spans}

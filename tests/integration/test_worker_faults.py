@@ -29,6 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from bench.topics import changelog_state
 from codec import Codec
 from deploy.local import kafka
+from foundation.clients import kafka_config
 from foundation.settings import Settings
 from ledger import commands
 from ledger.accounts import Account, AccountStatus
@@ -41,7 +42,8 @@ from tests.conftest import TEST_KAFKA_PORT
 from tests.faults import Streamer
 from tests.principals import TESTER
 from topologies import partition_for
-from topologies.admin import ADMIN_TIMEOUT_S
+from topologies.admin import ADMIN_TIMEOUT_S, ensure_topics
+from topologies.topics import Topology
 
 pytestmark = pytest.mark.kafka
 
@@ -389,14 +391,22 @@ def test_a_worker_started_while_the_broker_does_not_answer_waits_for_it(settings
     cluster = kafka.cluster_layout(name="test", brokers=1, base_port=TEST_KAFKA_PORT)
     pid = int(cluster.nodes[0].pid_file.read_text().strip())
     running = Running(dataclasses.replace(settings, worker_id=f"frozen-start-{uuid.uuid4().hex[:6]}"))
+    # `streamwallet topics create` (and every test's set-up) in the same outage: it raised the
+    # admin client's timeout ("Failed while waiting for controller") instead of asking again.
+    other = Topology(prefix=f"frozen-{uuid.uuid4().hex[:8]}", partitions=2)
+    created: list[list[str]] = []
+    creator = threading.Thread(target=lambda: created.append(ensure_topics(kafka_config(settings), other)))
     os.kill(pid, signal.SIGSTOP)
     try:
         running.start(ready=False)
+        creator.start()
         time.sleep(ADMIN_TIMEOUT_S + 5)  # past the admin client's own timeout
         assert running.failure is None, f"the worker gave up while the broker was away: {running.failure!r}"
     finally:
         os.kill(pid, signal.SIGCONT)
     try:
         assert running.processor.ready.wait(120), f"the worker did not become ready: {running.failure!r}"
+        creator.join(120)
+        assert created and sorted(created[0]) == sorted(spec.name for spec in other.all()), "topics not created"
     finally:
         running.stop()
