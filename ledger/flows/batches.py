@@ -60,6 +60,9 @@ from ledger.state import BatchPhase, BatchState, ExpiryEntry, PreparedLeg, Prepa
 # the first of these (then any other code, in ErrorCode's order); ties go to the lowest leg
 # index. The same for a local batch and one across shards, whatever order votes arrive in.
 BATCH_REJECTION_PRECEDENCE: tuple[ErrorCode, ...] = (
+    # First: a principal that may not debit an account learns nothing else about it, and the
+    # taking shard refuses its own such debits before any vote (so a spread batch agrees).
+    ErrorCode.FORBIDDEN,
     ErrorCode.ACCOUNT_NOT_FOUND,
     ErrorCode.ACCOUNT_CLOSED,
     ErrorCode.ACCOUNT_LOCKED,

@@ -32,6 +32,7 @@ from ledger.commands import (
     PlaceHold,
     QueryCommand,
     ReverseTransfer,
+    SetVelocityRules,
     Transfer,
     UnlockAccount,
     UpdateLimits,
@@ -61,6 +62,7 @@ GRID: dict[str, tuple[str, str, str, str, str, str]] = {
     "CloseAccount": ("-", "y", "-", "-", "-", "-"),
     "Deposit": ("-", "y", "-", "-", "-", "-"),
     "ReverseTransfer": ("-", "y", "-", "-", "-", "-"),
+    "SetVelocityRules": ("-", "y", "-", "-", "-", "-"),
     "Withdraw": ("own", "-", "-", "-", "-", "-"),
     "Transfer": ("own", "-", "-", "-", "-", "-"),
     "Batch": ("own", "-", "-", "-", "-", "-"),
@@ -121,6 +123,9 @@ def _command(kind: str, suffix: str, sent: dict[str, str]) -> Command:
         "ReverseTransfer": lambda: ReverseTransfer(
             **_ids(), account_id=account, transfer_id=sent[f"transfer-{suffix}"]
         ),
+        "SetVelocityRules": lambda: SetVelocityRules(
+            **_ids(), account_id=account, hour_amount_max=1_000, currency="USD"
+        ),
         "Withdraw": lambda: Withdraw(**_ids(), account_id=account, amount=5, currency="USD"),
         "Transfer": lambda: Transfer(**_ids(), from_account_id=account, to_account_id="B@0", amount=5, currency="USD"),
         "Batch": lambda: Batch(**_ids(), batch_id=fresh("b-") + "@0", legs=_legs(account)),
@@ -157,7 +162,7 @@ def _money(cluster: Cluster) -> dict[str, tuple[int, int, int, int]]:
 
 def test_the_grid_covers_every_command_type() -> None:
     assert {cls.__name__ for cls in RULES} <= set(GRID)
-    assert len(GRID) * len(COLUMNS) * len(OWNERSHIPS) == 16 * 6 * 2
+    assert len(GRID) * len(COLUMNS) * len(OWNERSHIPS) == 17 * 6 * 2
 
 
 @pytest.mark.parametrize("ownership", OWNERSHIPS)

@@ -459,6 +459,7 @@ class LedgerMachine(RuleBasedStateMachine):
         status = self.status(account)
         expect = E.ACCOUNT_NOT_FOUND if status is None else (E.ACCOUNT_CLOSED if status == "CLOSED" else None)
         command = SetVelocityRules(
+            principal=TESTER,
             command_id=fresh(),
             dedup_id=fresh("d"),
             account_id=account,
