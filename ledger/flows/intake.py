@@ -33,7 +33,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger import retention
-from ledger.authorization import authorize
+from ledger.audit import AuditEvent, AuditOutcome, AuditSource
+from ledger.authorization import authorize, is_privileged
 from ledger.commands import Command, MutatingCommand, QueryCommand, check_envelope, validate_body
 from ledger.decision import Decision
 from ledger.errors import ErrorCode, Rejection
@@ -69,7 +70,28 @@ def check_authorized(decision: Decision, command: Command) -> Rejection | None:
     def sender() -> str | None:
         return None if not isinstance(command, QueryCommand) else _sender_of(decision, command)
 
-    return authorize(command, owner_of=owner_of, is_local=decision.is_local, sender=sender)
+    rejection = authorize(command, owner_of=owner_of, is_local=decision.is_local, sender=sender)
+    audit(decision, command, rejection=rejection)
+    return rejection
+
+
+def audit(decision: Decision, command: Command, *, rejection: Rejection | None) -> None:
+    """On the audit trail: a privileged command, allowed or not, and any denied command."""
+    if rejection is None and not is_privileged(type(command)):
+        return
+    decision.outcome.audit.append(
+        AuditEvent(
+            principal=command.principal,
+            action=type(command).__name__,
+            account_id=command.routing_key,
+            command_id=command.command_id,
+            outcome=AuditOutcome.ALLOWED if rejection is None else AuditOutcome.DENIED,
+            code="" if rejection is None else rejection.code.value,
+            message="" if rejection is None else rejection.message,
+            source=AuditSource.SHARD,
+            occurred_at_ms=decision.now,
+        )
+    )
 
 
 def _sender_of(decision: Decision, query: QueryCommand) -> str | None:
