@@ -19,15 +19,17 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from codec import Codec, DecodeError
 from foundation.clients import kafka_config
 from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.audit import AuditEvent
+from sinks.events import MessageLike, consumed_position
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +95,14 @@ class AuditSink:
             raise RuntimeError(f"the audit topic {self.topic} does not exist (run `streamwallet topics create`)")
         return sorted(topic.partitions)
 
-    def write(self, messages: list[Any]) -> None:
+    def write(self, messages: Sequence[MessageLike]) -> None:
         rows: list[list[Any]] = []
         next_offsets: dict[int, int] = {}
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
-            partition, offset = message.partition(), message.offset()
+            position = consumed_position(message)
+            if position is None:
+                continue
+            partition, offset = position
             next_offsets[partition] = max(next_offsets.get(partition, 0), offset + 1)
             try:
                 record = self.codec.decode_record(message.value() or b"", expected=(AuditEvent,))
