@@ -7,7 +7,8 @@ the gateway), alice's LockAccount produced straight to Kafka (FORBIDDEN: refused
 shard), an admin opens another account — then the trail is read back from the ClickHouse
 audit table, through the query service's GET /audit and through its SQL endpoint: exactly
 those five entries, in order, with their principals and outcomes. Nothing else done here
-is privileged or denied (the reads of results and accounts are not audited).
+is privileged or denied (the reads of results and accounts are not audited). Then a
+request without a credential (401) adds the anonymous principal's entry.
 """
 
 from __future__ import annotations
@@ -124,3 +125,14 @@ def test_a_scripted_sequence_reads_back_from_the_audit_table(kafka_bootstrap: st
         assert [entry["command_id"] for entry in page["entries"]] == [f"mine-{run}"]
         after = _get(f"{query_url}/audit?principal_id=alice&limit=1&cursor={page['next_cursor']}")
         assert [entry["command_id"] for entry in after["entries"]] == [f"direct-{run}"]
+
+        # A request without a credential: 401, on the trail as the anonymous principal's.
+        status, answer, _ = api.with_headers({}).command({"type": "LockAccount", "account_id": first})
+        assert (status, answer["code"]) == (401, "UNAUTHENTICATED"), answer
+        (anonymous,) = _trail(query_url, len(expected) + 1)[len(expected) :]
+        assert (anonymous["principal_id"], anonymous["roles"], anonymous["action"]) == ("", [], "POST /v1/commands")
+        assert (anonymous["outcome"], anonymous["code"], anonymous["source"]) == (
+            "DENIED",
+            "UNAUTHENTICATED",
+            "GATEWAY",
+        )
