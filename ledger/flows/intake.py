@@ -41,6 +41,7 @@ from ledger.errors import ErrorCode, Rejection
 from ledger.events import CommandResult
 from ledger.keys import dedup_key
 from ledger.limits import DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX
+from ledger.principals import Principal
 from ledger.state import CommandIndexEntry, DedupEntry, Table
 
 # A command's flow: the final result, or None while the flow is in flight across shards.
@@ -79,12 +80,31 @@ def audit(decision: Decision, command: Command, *, rejection: Rejection | None) 
     """On the audit trail: a privileged command, allowed or not, and any denied command."""
     if rejection is None and not is_privileged(type(command)):
         return
+    record_audit(
+        decision,
+        principal=command.principal,
+        action=type(command).__name__,
+        account_id=command.routing_key,
+        command_id=command.command_id,
+        rejection=rejection,
+    )
+
+
+def record_audit(
+    decision: Decision,
+    *,
+    principal: Principal,
+    action: str,
+    account_id: str,
+    command_id: str,
+    rejection: Rejection | None,
+) -> None:
     decision.outcome.audit.append(
         AuditEvent(
-            principal=command.principal,
-            action=type(command).__name__,
-            account_id=command.routing_key,
-            command_id=command.command_id,
+            principal=principal,
+            action=action,
+            account_id=account_id,
+            command_id=command_id,
             outcome=AuditOutcome.ALLOWED if rejection is None else AuditOutcome.DENIED,
             code="" if rejection is None else rejection.code.value,
             message="" if rejection is None else rejection.message,

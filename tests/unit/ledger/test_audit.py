@@ -73,6 +73,25 @@ def test_cell_is_audited_if_privileged_or_denied(kind: str, column: int) -> None
     assert bool(event.message) == denied
 
 
+def test_a_batch_debiting_anothers_account_on_another_shard_is_audited_where_it_is_denied() -> None:
+    cluster = Cluster(3)
+    sent = _setup(cluster)
+    cluster.drain()
+    command = dataclasses.replace(_command("Batch across shards", "f", sent), principal=COLUMNS[0])
+    audited_before = len(_audit(cluster))
+    cluster.submit(command)
+    cluster.drain()
+    assert cluster.result(command.command_id).code is ErrorCode.FORBIDDEN
+    (event,) = _audit(cluster)[audited_before:]
+    assert (event.principal, event.action, event.account_id, event.command_id) == (
+        COLUMNS[0],
+        "Batch",
+        "Xf@1",
+        command.command_id,
+    )
+    assert (event.outcome, event.code, event.source) == (AuditOutcome.DENIED, "FORBIDDEN", AuditSource.SHARD)
+
+
 def _script(cluster: Cluster) -> None:
     owner = Principal(principal_id="alice", roles=frozenset({Role.OWNER}))
     operator = Principal(principal_id="ops", roles=frozenset({Role.OPERATOR}))
