@@ -38,7 +38,13 @@ CONFLUENT_HEADER_LENGTH = 5
 SCHEMA_ID_BYTES = 4
 COMPATIBILITY_LEVEL = "FULL_TRANSITIVE"
 PUBLIC_NAMESPACES = frozenset(
-    {"streamwallet.command", "streamwallet.event", "streamwallet.result", "streamwallet.deadletter"}
+    {
+        "streamwallet.command",
+        "streamwallet.event",
+        "streamwallet.result",
+        "streamwallet.deadletter",
+        "streamwallet.audit",
+    }
 )
 
 # How the codec treats a schema id it has not seen: one request each, remembered.

@@ -23,6 +23,7 @@ from codec.deadletter import DeadLetter
 from codec.schemas import SCHEMA_ROOT
 from ledger import commands, legs
 from ledger.accounts import Account, AccountStatus, Hold, HoldStatus
+from ledger.audit import AuditEvent, AuditOutcome, AuditSource
 from ledger.chain import chain
 from ledger.errors import ErrorCode
 from ledger.events import AccountEvent, CommandResult, EventKind, Position, ResultStatus
@@ -454,6 +455,28 @@ EXAMPLES: list[Any] = [
         reason="SettleLeg for transfer cmd-99, which is not in flight here",
         worker_id="worker-1",
         failed_at_ms=AT_MS,
+    ),
+    AuditEvent(
+        principal=_OPERATOR,
+        action="LockAccount",
+        account_id="alice",
+        command_id="cmd-7",
+        outcome=AuditOutcome.ALLOWED,
+        code="",
+        message="",
+        source=AuditSource.SHARD,
+        occurred_at_ms=AT_MS,
+    ),
+    AuditEvent(
+        principal=_ALICE,
+        action="LockAccount",
+        account_id="alice",
+        command_id="cmd-8",
+        outcome=AuditOutcome.DENIED,
+        code="FORBIDDEN",
+        message="LockAccount needs the role OPERATOR; principal 'alice' has none of them",
+        source=AuditSource.SHARD,
+        occurred_at_ms=AT_MS,
     ),
 ]
 for _example in EXAMPLES:

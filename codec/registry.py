@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from codec.bundle import CommandBundle
 from codec.deadletter import DeadLetter
-from ledger import commands, events, legs, state
+from ledger import audit, commands, events, legs, state
 
 RECORD_TYPES: dict[str, type] = {
     **{f"streamwallet.command.{cls.__name__}": cls for cls in commands.COMMAND_TYPES},
@@ -15,4 +15,5 @@ RECORD_TYPES: dict[str, type] = {
     **{f"streamwallet.internal.{cls.__name__}": cls for cls in legs.LEG_TYPES},
     **{f"streamwallet.state.{cls.__name__}": cls for cls in state.STATE_RECORD_TYPES},
     "streamwallet.deadletter.DeadLetter": DeadLetter,
+    "streamwallet.audit.AuditEvent": audit.AuditEvent,
 }

@@ -9,7 +9,8 @@ GET  /v1/status, /health, /ready         counters (pending submits), liveness, r
 
 Every route but /health, /ready and /v1/openapi.json needs a credential (gateway/
 authentication.py: 401), is counted against its principal's rate (gateway/rate_limits.py:
-429) and is decided for its roles (gateway/authorization.py: 403).
+429) and is decided for its roles (gateway/authorization.py: 403). Each 401 and 403 the
+gateway decides is an event on the audit trail (gateway/audit.py).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from foundation.settings import Settings
-from gateway import authorization, bulk, command_handlers, telemetry
+from gateway import audit, authorization, bulk, command_handlers, telemetry
 from gateway.authentication import PUBLIC_PATHS, Authenticator
 from gateway.client import LedgerClient
 from gateway.errors import ApiError, GatewayCode, error_body, retry_headers
@@ -98,10 +99,30 @@ async def authenticated(request: web.Request, handler: Handler) -> web.StreamRes
             details={"rate_per_s": limiter.rate_per_s, "burst": limiter.burst, "retry_after_s": retry_after_s},
             headers={"Retry-After": str(retry_after_s)},
         )
+    request[PRINCIPAL_KEY] = principal
     if request.rel_url.path in authorization.OPERATIONS_PATHS:
         authorization.check_operations(principal, change=request.method != "GET")
-    request[PRINCIPAL_KEY] = principal
     return await handler(request)
+
+
+@web.middleware
+async def audited(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request the gateway refuses with 401 or 403 goes on the audit trail (gateway/audit.py)."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        if audit.is_refusal(error):
+            _audit_refusal(request, error)
+        raise
+
+
+def _audit_refusal(request: web.Request, error: ApiError) -> None:
+    event = audit.refusal(request, error, request.get(PRINCIPAL_KEY))
+    client = request.app.get(CLIENT_KEY)
+    if client is None:
+        log.warning("refused %s %s before the gateway was ready: not on the audit trail", request.method, event.action)
+        return
+    client.audit(event)
 
 
 # -- handlers ------------------------------------------------------------------------------------
@@ -179,7 +200,7 @@ async def ready(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=BODY_BYTES_MAX, middlewares=[error_bodies, authenticated])
+    app = web.Application(client_max_size=BODY_BYTES_MAX, middlewares=[error_bodies, audited, authenticated])
     app[SETTINGS_KEY] = settings
     app[AUTHENTICATOR_KEY] = Authenticator(settings)
     app[RATE_LIMITER_KEY] = RateLimiter(

@@ -28,6 +28,7 @@ from foundation.consuming import retry_transient, take_available
 from foundation.producing import produce_when_room
 from foundation.schema_registry import codec_for
 from foundation.settings import Settings
+from ledger.audit import AuditEvent
 from ledger.commands import Command
 from ledger.events import CommandResult
 from topologies import partition_for
@@ -191,6 +192,23 @@ class LedgerClient:
     def produce(self, command: Command, *, on_delivery: Any = None) -> None:
         """Produce without waiting for a result (fire and forget, or for results read elsewhere)."""
         self._produce_value(self.codec.encode(command), command.routing_key, on_delivery=on_delivery)
+
+    def audit(self, event: AuditEvent) -> None:
+        """Put an audit event on the audit topic (not in a transaction; a failed delivery is logged)."""
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                log.error("an audit event of %s was not delivered: %s", event.action, error)
+
+        produce_when_room(
+            self._producer,
+            self.topology.audit.name,
+            self.codec.encode(event),
+            event.account_id.encode(),
+            wait_s=0.01,
+            on_delivery=delivered,
+        )
+        self._producer.poll(0)
 
     def _produce_value(self, value: bytes, routing_key: str, *, on_delivery: Any) -> None:
         produce_when_room(

@@ -20,7 +20,7 @@ from typing import TypeVar
 from aiohttp import web
 
 from codec import EncodeError
-from gateway import authorization
+from gateway import audit, authorization
 from gateway.client import CommandIdPendingError, DeliveryError, LedgerClient, PendingLimitError
 from gateway.errors import ApiError, GatewayCode
 from gateway.limits import BODY_BYTES_MAX
@@ -98,7 +98,9 @@ async def read_command(request: web.Request, principal: Principal) -> commands.C
     if request.content_length is not None and request.content_length > BODY_BYTES_MAX:
         raise ApiError(GatewayCode.BODY_TOO_LARGE, f"the body exceeds {BODY_BYTES_MAX} bytes")
     body = parse_json(await request.read())
-    authorization.check_submit(principal, command_type(body))
+    kind = command_type(body)
+    audit.note_attempt(request, body, kind)
+    authorization.check_submit(principal, kind)
     return to_command(body, principal=principal, idempotency_key=request.headers.get("Idempotency-Key"))
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from ledger.accounts import Account
+from ledger.audit import AuditEvent
 from ledger.commands import (
     AssignOwner,
     Batch,
@@ -130,6 +131,8 @@ class Outcome:
     events: list[AccountEvent] = dataclasses.field(default_factory=list)
     results: list[CommandResult] = dataclasses.field(default_factory=list)
     legs: list[Leg] = dataclasses.field(default_factory=list)
+    # The audit trail (ledger/audit.py): every privileged command, and every denied one.
+    audit: list[AuditEvent] = dataclasses.field(default_factory=list)
     # A leg that does not fit this shard's state: refused, it changed nothing (but for the
     # clock and the retention window every input moves); the worker dead-letters it. A
     # refusal may still send legs that clean up after a forged or replayed leg (a refund,

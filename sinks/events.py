@@ -132,6 +132,20 @@ def passed(positions: Mapping[int, int], cut: Mapping[int, int]) -> bool:
     return all(positions.get(partition, 0) >= end for partition, end in cut.items())
 
 
+def consumed_position(message: MessageLike) -> tuple[int, int] | None:
+    """(partition, offset) of a consumed record; None for an end-of-partition notice; a
+    consumer error raises KafkaException."""
+    error = message.error()
+    if error is not None:
+        if error.code() == KafkaError._PARTITION_EOF:
+            return None
+        raise KafkaException(error)
+    partition, offset = message.partition(), message.offset()
+    if partition is None or offset is None:
+        raise KafkaException(f"a consumed record without a position: {partition}@{offset}")
+    return partition, offset
+
+
 def event_row(event: AccountEvent, partition: int, offset: int) -> list[Any]:
     return [
         event.account_id,
@@ -308,13 +322,10 @@ class EventSink:
         next_offsets: dict[int, int] = {}
         letters = 0
         for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    continue
-                raise KafkaException(error)
-            partition, offset = message.partition(), message.offset()
-            assert partition is not None and offset is not None
+            position = consumed_position(message)
+            if position is None:
+                continue
+            partition, offset = position
             next_offsets[partition] = offset + 1
             try:
                 row = self.decoder.row(message.value() or b"", partition, offset)

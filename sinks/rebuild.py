@@ -4,8 +4,9 @@ The events are replayed into a shadow database (`<database>__rebuild`, migrated 
 scratch) by the same sink code that writes the live views, up to the topic's stable end
 as it was when the rebuild began; then each table of the shadow is exchanged with the
 live one (EXCHANGE TABLES: atomic per table) and the old tables are dropped. Readers see
-the old views until the exchange and the complete new ones after it; a rebuild that
-fails or is stopped leaves the live views as they were. The shadow's sink_progress comes
+the old views until the exchange and the complete new ones after it (the audit trail,
+not made from events, stays as it is); a rebuild that fails or is stopped leaves the
+live views as they were. The shadow's sink_progress comes
 along, so the live sink continues right after the rebuilt range.
 
 Run it with `streamwallet rebuild-views` (through the query service when it runs, which
@@ -27,7 +28,7 @@ from foundation.clients import kafka_config
 from foundation.offsets import last_stable_offsets
 from foundation.settings import Settings
 from sinks.events import EventSink, SinkMetrics
-from sinks.schema import check_database_name, migrate, tables
+from sinks.schema import NOT_REBUILT_TABLES, check_database_name, migrate, tables
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ def swap_in(client: Any, *, shadow: str, database: str) -> None:
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
     live = set(tables(client, database))
     for table in tables(client, shadow):
+        if table in NOT_REBUILT_TABLES and table in live:
+            continue  # the audit trail is not made from the events: the live one stays
         if table in live:
             client.command(f"EXCHANGE TABLES {database}.{table} AND {shadow}.{table}")
         else:

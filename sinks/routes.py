@@ -11,6 +11,7 @@
     GET  /totals                                     per-currency totals and conservation, at a consistent cut
     GET  /reconcile                                  the reconciliation report (sinks/reconcile.py)
     POST /admin/rebuild, GET /admin/rebuild          rebuild every view from offset zero; its progress
+    GET  /audit?limit=&cursor=&account_id=&principal_id=   the audit trail, oldest first (sinks/audit.py)
 
 Every /accounts/{id}... read takes `min_seq` (read-your-writes; see sinks/service.py) and
 answers 409 "not_yet" with Retry-After when the view has not reached it within the bound.
@@ -29,7 +30,7 @@ from aiohttp import web
 
 from ledger.commands import is_identifier
 from ledger.principals import PRINCIPAL_ID_LENGTH_MAX
-from sinks import views
+from sinks import audit, views
 from sinks.account_cursor import BAD_CURSOR, BadCursorError, decode_cursor, encode_cursor
 from sinks.rebuild import FINISHED_PHASES, RebuildProgress
 from sinks.service import QueryService, TooManyWaitersError
@@ -282,6 +283,26 @@ async def rebuild_status(request: web.Request) -> web.Response:
     return web.json_response({"rebuild": None if progress is None else dataclasses.asdict(progress)})
 
 
+async def audit_trail(request: web.Request) -> web.Response:
+    """A page of the audit trail, oldest first; `next_cursor` (opaque) asks for the next one."""
+    limit = _integer(request, "limit", audit.AUDIT_PAGE_ROWS_DEFAULT) or 0
+    if not 1 <= limit <= audit.AUDIT_PAGE_ROWS_MAX:
+        return _coded_error(400, "BAD_PARAMETER", f"limit must be within 1..{audit.AUDIT_PAGE_ROWS_MAX}")
+    filters = {name: request.query.get(name) for name in ("account_id", "principal_id")}
+    for name, value in filters.items():
+        if value is not None and not is_identifier(value, PRINCIPAL_ID_LENGTH_MAX):
+            return _coded_error(
+                400, "BAD_PARAMETER", f"{name} must be an id of 1..{PRINCIPAL_ID_LENGTH_MAX} characters"
+            )
+    cursor = request.query.get("cursor")
+    try:
+        after = None if cursor is None else audit.AuditCursor.decode(cursor)
+    except ValueError as error:
+        return _coded_error(400, BAD_CURSOR, str(error))
+    page = await request.app[STATE_KEY].query(audit.audit_page, limit=limit, after=after, **filters)
+    return web.json_response({"status": "ok", "entries": page.entries, "next_cursor": page.next_cursor})
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/health", health)
     router.add_get("/ready", ready)
@@ -296,3 +317,4 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/reconcile", reconciliation)
     router.add_post("/admin/rebuild", start_rebuild)
     router.add_get("/admin/rebuild", rebuild_status)
+    router.add_get("/audit", audit_trail)

@@ -11,6 +11,8 @@ background merge:
                      its owner since version 3
     account_tree     parent -> child edges, key (parent_account_id, account_id)
     sink_progress    per events partition, the next offset to read (max wins)
+    audit            one row per AuditEvent (sinks/audit.py), key (kafka_partition, kafka_offset);
+                     since version 4, with audit_progress (its sink's next offsets)
 
 Applied migrations are never edited: a change is a new version.
 """
@@ -143,7 +145,42 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
+    (
+        4,
+        "the audit trail (sinks/audit.py) and its sink's progress",
+        [
+            """
+            CREATE TABLE IF NOT EXISTS {db}.audit (
+                principal_id String,
+                roles Array(LowCardinality(String)),
+                action LowCardinality(String),
+                account_id String,
+                command_id String,
+                outcome LowCardinality(String),
+                code LowCardinality(String),
+                message String,
+                source LowCardinality(String),
+                occurred_at DateTime64(3, 'UTC'),
+                kafka_partition UInt16,
+                kafka_offset UInt64
+            )
+            ENGINE = ReplacingMergeTree
+            ORDER BY (kafka_partition, kafka_offset)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS {db}.audit_progress (
+                partition UInt16,
+                next_offset UInt64,
+                written_at DateTime64(3, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree(written_at)
+            ORDER BY partition
+            """,
+        ],
+    ),
 ]
+# Tables a rebuild of the views from the events topic leaves as they are: not made from events.
+NOT_REBUILT_TABLES = frozenset({"audit", "audit_progress"})
 
 
 def migrate(client: Any, database: str) -> list[int]:

@@ -1,7 +1,7 @@
 """The query service's state: it owns the ClickHouse store (embedded chDB by default), runs
-the events sink on a thread and restarts it after a failure, makes reads wait for their
-writes, and runs reconciliation and rebuilds. Its HTTP face is `sinks/routes.py`; the
-process is put together in `sinks/app.py`.
+the events sink and the audit sink (sinks/audit.py) on threads and restarts them after a
+failure, makes reads wait for their writes, and runs reconciliation and rebuilds. Its HTTP
+face is `sinks/routes.py`; the process is put together in `sinks/app.py`.
 
 Read-your-writes: every /accounts/{id}... read takes `min_seq`, the sequence a command's
 result returned for that account. The read waits until the view holds that event of the
@@ -29,6 +29,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from foundation.settings import Settings
 from sinks import views
+from sinks.audit import AuditSink
 from sinks.clickhouse import ClientPool, connect, redacted
 from sinks.events import EventSink, Written, passed
 from sinks.rebuild import RebuildProgress, rebuild
@@ -67,6 +68,8 @@ class QueryService:
         self.pool = ClientPool(settings.clickhouse_dsn)
         self.executor = concurrent.futures.ThreadPoolExecutor(QUERY_THREADS, thread_name_prefix="query")
         self.sink: EventSink | None = None
+        self.audit_sink: AuditSink | None = None
+        self._audit_supervisor: threading.Thread | None = None
         self.failure: str | None = None
         self.sink_failing = False  # between a failure and the next start
         self.sink_restarts = 0
@@ -116,6 +119,8 @@ class QueryService:
             target=self._supervise, args=(sink_client,), name="events-sink", daemon=True
         )
         self._supervisor.start()
+        self._audit_supervisor = threading.Thread(target=self._supervise_audit, name="audit-sink", daemon=True)
+        self._audit_supervisor.start()
 
     async def stop(self) -> None:
         self._closing.set()
@@ -123,6 +128,8 @@ class QueryService:
         self._resumed.set()
         if self._supervisor is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._supervisor.join, SINK_STOP_TIMEOUT_S)
+        if self._audit_supervisor is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._audit_supervisor.join, SINK_STOP_TIMEOUT_S)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     def _supervise(self, client: Any) -> None:
@@ -153,6 +160,19 @@ class QueryService:
                 delay = min(2 * delay, SINK_RESTART_DELAY_S_MAX)
             finally:
                 self._sink_idle.set()
+
+    def _supervise_audit(self) -> None:
+        """Run the audit sink (sinks/audit.py) until the service closes; after a failure
+        start it again (it resumes from its progress in the store), backing off up to a bound."""
+        delay = SINK_RESTART_DELAY_S_MIN
+        while not self._closing.is_set():
+            try:
+                self.audit_sink = AuditSink(self.settings, connect(self.settings.clickhouse_dsn))
+                self.audit_sink.run(self._closing)
+            except Exception:  # logged, and the audit sink restarts
+                log.exception("the audit sink failed; restarting in %.1fs", delay)
+                self._closing.wait(delay)
+                delay = min(2 * delay, SINK_RESTART_DELAY_S_MAX)
 
     def pause_sink(self) -> None:
         """Stop the sink between two batches and keep it stopped until resume_sink()."""

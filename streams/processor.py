@@ -3,8 +3,8 @@
 One iteration is one Kafka transaction:
     1. take a batch of commands and legs (read_committed) from the partitions this worker
        owns — never messages of an assignment a rebalance has replaced;
-    2. hand each message to its partition's Shard; produce the events, results and legs
-       it returns, and a Tick for every partition whose clock is due to advance;
+    2. hand each message to its partition's Shard; produce the events, results, legs and
+       audit events it returns, and a Tick for every partition whose clock is due to advance;
     3. produce each consuming partition's changelog records (staged, not yet in RocksDB)
        and, last, its input positions (streams/positions.py);
     4. add the consumed offsets to the transaction (KIP-447: fenced by the group
@@ -175,6 +175,7 @@ class LedgerProcessor:
         self._events_topic = self.topology.events.name
         self._results_topic = self.topology.results.name
         self._changelog_topic = self.topology.changelog.name
+        self._audit_topic = self.topology.audit.name
         # Opened by run(): no I/O at construction.
         self._local: LocalState | None = None
         self._consumer: Any = None
@@ -657,6 +658,15 @@ class LedgerProcessor:
             )
         for leg in outcome.legs:
             self._produce(legs_topic, encode(leg), key=leg.routing_key.encode(), headers=headers)
+        for audited in outcome.audit:  # like results: on the deciding shard's partition
+            self._produce(
+                self._audit_topic,
+                encode(audited),
+                key=audited.account_id.encode(),
+                partition=partition,
+                timestamp=audited.occurred_at_ms,
+                headers=headers,
+            )
         counts.events += len(outcome.events)
         counts.results += len(outcome.results)
         counts.legs += len(outcome.legs)

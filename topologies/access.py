@@ -5,17 +5,18 @@ grants are everything streamwallet's processes need, and nothing more:
 
     worker            reads commands and legs (its input) and the changelog (restore);
                       describes the topics' configs (it refuses mismatched ones at start);
-                      writes legs, events, results, changelog and deadletter, all inside
+                      writes legs, events, results, changelog, deadletter and audit, all inside
                       its transactions (transactional ids `<prefix>.ledger.<worker id>`);
                       its consumer group `<prefix>.ledger` (and `<prefix>.ledger.restore`,
                       which the restore consumer names but never joins).
     command-producer  writes commands; reads results, to learn its commands' outcomes
-                      (the gateway is one; group `<prefix>.client`, assign() only).
+                      (the gateway is one; group `<prefix>.client`, assign() only);
+                      writes audit (the gateway's refusals: 401, 403).
                       Cannot write legs, events or the changelog (it could create money or
                       set balances), cannot read the changelog, cannot use a worker's
                       transactional id (it would fence the worker) or join its group.
     event-consumer    reads events only, in groups named `<prefix>.event-consumers.<name>`.
-    query             the query service: reads events (the sink) and writes the dead letters
+    query             the query service: reads events and audit (the sink) and writes the dead letters
                       of undecodable events; reads the changelog for `reconcile`, which
                       compares the command side with the views (reading cannot change a
                       balance; drop that grant and run `streamwallet reconcile --via direct`
@@ -147,6 +148,7 @@ def grants(topology: Topology, principals: Mapping[Role, str]) -> list[Grant]:
             (write, topic, literal, topology.results.name),
             (write, topic, literal, topology.changelog.name),
             (write, topic, literal, topology.deadletter.name),
+            (write, topic, literal, topology.audit.name),
             (read, group, literal, names.ledger_group),
             (read, group, literal, names.restore_group),
             (write, transactional_id, prefixed, names.transactional_id_prefix),
@@ -157,6 +159,7 @@ def grants(topology: Topology, principals: Mapping[Role, str]) -> list[Grant]:
         Role.COMMAND_PRODUCER: [
             (write, topic, literal, topology.commands.name),
             (read, topic, literal, topology.results.name),
+            (write, topic, literal, topology.audit.name),
             (read, group, literal, names.client_group),
         ],
         Role.EVENT_CONSUMER: [
@@ -165,6 +168,7 @@ def grants(topology: Topology, principals: Mapping[Role, str]) -> list[Grant]:
         ],
         Role.QUERY: [
             (read, topic, literal, topology.events.name),
+            (read, topic, literal, topology.audit.name),
             (write, topic, literal, topology.deadletter.name),
             (read, topic, literal, topology.changelog.name),
             (read, group, literal, names.sink_group),

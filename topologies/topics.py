@@ -6,6 +6,9 @@
     results    CommandResult, key = command id, on the partition of the shard that decided it
     changelog  the shards' state, compacted; partition p holds partition p's shard
     deadletter messages that could not be decoded or accepted, with the reason
+    audit      AuditEvent: who tried what and whether they were let (privileged commands,
+               denials), key = account id; written by the workers (on the deciding shard's
+               partition, in the decision's transaction) and the gateway; kept forever
     deadletter.redriven  the dead letters `streamwallet deadletter redrive` has re-driven,
                key = the original's "<topic>/<partition>@<offset>", written in the same
                transaction as the re-driven message (streamwallet/redrive.py)
@@ -107,6 +110,16 @@ class Topology:
         )
 
     @property
+    def audit(self) -> TopicSpec:
+        return self._spec(
+            "audit",
+            key="account_id (a worker's on the deciding shard's partition, not the key's hash)",
+            values=("streamwallet.audit.AuditEvent",),
+            retention_ms=-1,
+            copartitioned=False,
+        )
+
+    @property
     def redriven(self) -> TopicSpec:
         return self._spec(
             "deadletter.redriven",
@@ -122,7 +135,7 @@ class Topology:
 
     def worker(self) -> list[TopicSpec]:
         """The topics a worker reads or writes (its ACLs grant no more, so it checks no more)."""
-        return [self.commands, self.legs, self.events, self.results, self.changelog, self.deadletter]
+        return [self.commands, self.legs, self.events, self.results, self.changelog, self.deadletter, self.audit]
 
     def _spec(
         self,

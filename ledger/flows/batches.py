@@ -51,6 +51,7 @@ from ledger.commands import Batch, BatchLeg
 from ledger.decision import CommandIdentity, Decision
 from ledger.errors import ErrorCode, InvariantViolation, RefusalCode, Rejection
 from ledger.events import CommandResult, EventKind, position
+from ledger.flows import intake
 from ledger.keys import dedup_key, prepared_key, time_key
 from ledger.legs import BatchAck, BatchDecision, BatchPrepare, BatchVote
 from ledger.limits import AMOUNT_MAX, BATCH_LEGS_MAX
@@ -249,6 +250,15 @@ def batch_prepare(decision: Decision, leg: BatchPrepare) -> None:
         # A debit of a batch another shard took: the principal must own this account (the
         # taking shard checked the debits it holds; only this shard knows this one's owner).
         rejection = check_debit(leg.principal, account, leg.account_id)
+        if rejection is not None:  # denied here, where the account's owner is known: on the audit trail
+            intake.record_audit(
+                decision,
+                principal=leg.principal,
+                action=Batch.__name__,
+                account_id=leg.account_id,
+                command_id=leg.command_id,
+                rejection=rejection,
+            )
     if rejection is None:
         rejection = check_postings(account, account_id=leg.account_id, currency=leg.currency, postings=postings)
     sequence = 0

@@ -33,13 +33,15 @@ from collections.abc import Callable
 from typing import Any
 
 from ledger import retention
-from ledger.authorization import authorize
+from ledger.audit import AuditEvent, AuditOutcome, AuditSource
+from ledger.authorization import authorize, is_privileged
 from ledger.commands import Command, MutatingCommand, QueryCommand, check_envelope, validate_body
 from ledger.decision import Decision
 from ledger.errors import ErrorCode, Rejection
 from ledger.events import CommandResult
 from ledger.keys import dedup_key
 from ledger.limits import DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX
+from ledger.principals import Principal
 from ledger.state import CommandIndexEntry, DedupEntry, Table
 
 # A command's flow: the final result, or None while the flow is in flight across shards.
@@ -69,7 +71,47 @@ def check_authorized(decision: Decision, command: Command) -> Rejection | None:
     def sender() -> str | None:
         return None if not isinstance(command, QueryCommand) else _sender_of(decision, command)
 
-    return authorize(command, owner_of=owner_of, is_local=decision.is_local, sender=sender)
+    rejection = authorize(command, owner_of=owner_of, is_local=decision.is_local, sender=sender)
+    audit(decision, command, rejection=rejection)
+    return rejection
+
+
+def audit(decision: Decision, command: Command, *, rejection: Rejection | None) -> None:
+    """On the audit trail: a privileged command, allowed or not, and any denied command."""
+    if rejection is None and not is_privileged(type(command)):
+        return
+    record_audit(
+        decision,
+        principal=command.principal,
+        action=type(command).__name__,
+        account_id=command.routing_key,
+        command_id=command.command_id,
+        rejection=rejection,
+    )
+
+
+def record_audit(
+    decision: Decision,
+    *,
+    principal: Principal,
+    action: str,
+    account_id: str,
+    command_id: str,
+    rejection: Rejection | None,
+) -> None:
+    decision.outcome.audit.append(
+        AuditEvent(
+            principal=principal,
+            action=action,
+            account_id=account_id,
+            command_id=command_id,
+            outcome=AuditOutcome.ALLOWED if rejection is None else AuditOutcome.DENIED,
+            code="" if rejection is None else rejection.code.value,
+            message="" if rejection is None else rejection.message,
+            source=AuditSource.SHARD,
+            occurred_at_ms=decision.now,
+        )
+    )
 
 
 def _sender_of(decision: Decision, query: QueryCommand) -> str | None:

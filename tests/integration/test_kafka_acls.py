@@ -52,10 +52,10 @@ from topologies.admin import existing_acls
 pytestmark = pytest.mark.kafka
 
 PROBE_TIMEOUT_S = 15.0
-TOPICS = ("commands", "legs", "events", "results", "changelog", "deadletter")
+TOPICS = ("commands", "legs", "events", "results", "changelog", "deadletter", "audit")
 MAY_PRODUCE = {
-    Role.WORKER: {"legs", "events", "results", "changelog", "deadletter"},
-    Role.COMMAND_PRODUCER: {"commands"},
+    Role.WORKER: {"legs", "events", "results", "changelog", "deadletter", "audit"},
+    Role.COMMAND_PRODUCER: {"commands", "audit"},  # the gateway's refusals
     Role.EVENT_CONSUMER: set(),
     Role.QUERY: {"deadletter"},
 }
@@ -63,7 +63,7 @@ MAY_CONSUME = {
     Role.WORKER: {"commands", "legs", "changelog"},
     Role.COMMAND_PRODUCER: {"results"},
     Role.EVENT_CONSUMER: {"events"},
-    Role.QUERY: {"events", "changelog"},
+    Role.QUERY: {"events", "changelog", "audit"},
 }
 GROUPS = ("ledger", "ledger.restore", "client", "sink", "reconcile", "event-consumers.matrix")
 MAY_USE_GROUP = {
