@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 
+from aiohttp import web
+
 from foundation.api_keys import ApiKeyRecord, looks_like_key, parse_key, read_store
 from foundation.settings import Settings
 from foundation.tokens import CredentialCode, CredentialError, TokenVerifier
 from foundation.watched_files import WatchedFile
-from ledger.principals import Principal
+from ledger.principals import Principal, Role
 
 REALM = "streamwallet"
 BEARER = "bearer"
@@ -89,3 +91,35 @@ class CredentialVerifier:
         if record.revoked:
             raise CredentialError(CredentialCode.CREDENTIAL_REVOKED, "the API key has been revoked")
         return record.principal()
+
+
+class RequestGate:
+    """Who asks an internal service (the query service, a worker's web port): the verified
+    principal of a request, or None for a request without a credential that the service may
+    answer as before (it listens on loopback only and is not told to require one)."""
+
+    def __init__(self, settings: Settings, *, host: str, required: bool) -> None:
+        self.verifier = CredentialVerifier(settings)
+        self.required = token_required(host=host, required=required)
+
+    def caller(self, request: web.Request) -> Principal | None:
+        """Raises CredentialError (answer it with `unauthorized`)."""
+        headers = request.headers.getall("Authorization", [])
+        if not headers and not self.required:
+            return None
+        return self.verifier.principal(headers)
+
+
+def unauthorized(error: CredentialError) -> web.Response:
+    """The 401 of an internal service: {"error", "code"} and RFC 6750's challenge."""
+    return web.json_response(
+        {"error": error.message, "code": error.code},
+        status=401,
+        headers={"WWW-Authenticate": challenge(error.code, error.message)},
+    )
+
+
+def forbidden(principal: Principal, message: str, allowed: frozenset[Role]) -> web.Response:
+    """The 403 of an internal service: why, who asked, and which roles may."""
+    body = {"error": message, "code": "FORBIDDEN", "principal_id": principal.principal_id}
+    return web.json_response({**body, "allowed_roles": sorted(allowed)}, status=403)

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from foundation import read_rules
-from foundation.authentication import CredentialVerifier, challenge, token_required
+from foundation.authentication import RequestGate, forbidden, unauthorized
 from foundation.read_rules import ReadRefusedError
 from foundation.settings import Settings
 from foundation.tokens import CredentialError
@@ -47,22 +47,6 @@ SQL_PATHS = frozenset({"/", "/ping"})
 REBUILD_PATH = "/admin/rebuild"
 BEARER_PREFIX = "bearer "
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def refused(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message, "code": code}, status=status, headers=headers)
-
-
-def forbidden(principal: Principal, message: str, allowed: frozenset[Role]) -> web.Response:
-    return web.json_response(
-        {
-            "error": message,
-            "code": "FORBIDDEN",
-            "principal_id": principal.principal_id,
-            "allowed_roles": sorted(allowed),
-        },
-        status=403,
-    )
 
 
 def route_path(request: web.Request) -> str | None:
@@ -88,8 +72,7 @@ def min_seq_of(request: web.Request) -> int:
 
 class Access:
     def __init__(self, settings: Settings) -> None:
-        self.verifier = CredentialVerifier(settings)
-        self.required = token_required(host=settings.query_host, required=settings.query_auth_required)
+        self.gate = RequestGate(settings, host=settings.query_host, required=settings.query_auth_required)
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -100,12 +83,12 @@ class Access:
         bearer = any(header.strip().lower().startswith(BEARER_PREFIX) for header in headers)
         if path in SQL_PATHS and not bearer:
             return await handler(request)  # ClickHouse's own credentials: the SQL endpoint's rule
-        if not headers and not self.required:
-            return await handler(request)  # a local caller, on a service bound to loopback
         try:
-            principal = self.verifier.principal(headers)
+            principal = self.gate.caller(request)
         except CredentialError as error:
-            return refused(401, error.code, error.message, {"WWW-Authenticate": challenge(error.code, error.message)})
+            return unauthorized(error)
+        if principal is None:
+            return await handler(request)  # a local caller, on a service bound to loopback
         if path == LISTING_PATH:
             return await self.listing(request, handler, principal)
         if path.startswith(ACCOUNT_PREFIX):
@@ -140,7 +123,9 @@ class Access:
         try:
             reached, record = await request.app[STATE_KEY].reached(account_id, min_seq)
         except TooManyWaitersError as error:
-            return refused(503, "READS_BUSY", str(error), {"Retry-After": "1"})
+            return web.json_response(
+                {"error": str(error), "code": "READS_BUSY"}, status=503, headers={"Retry-After": "1"}
+            )
         owner = None if record is None else record.get("owner")
         if not read_rules.may_read_account(principal, owner if isinstance(owner, str) else None):
             if not reached:  # the view may not hold the owner's new account yet: not yet, and nothing of it

@@ -1,6 +1,7 @@
 """Reads through the query service obey the gateway's rules (sinks/access.py), on real parts:
 a worker, the query service and the gateway as separate processes against a real broker,
-the query service bound to every interface (exposed: a credential is required).
+the query service and the worker's web port bound to every interface (exposed: a credential
+is required).
 
 The matrix, each cell an HTTP request straight to the query service with its status asserted:
   * every account read x every role alone and no role x alice's own account, bob's account
@@ -10,7 +11,8 @@ The matrix, each cell an HTTP request straight to the query service with its sta
   * the listing x every role: an OWNER's is its own accounts only (owner=bob: 403);
   * totals, reconcile, the rebuild's progress, SQL with a bearer, metrics x every role;
     starting a rebuild x every role (OPERATOR only, asked last);
-and without a credential: 401 with WWW-Authenticate on every route but /health and /ready.
+and without a credential: 401 with WWW-Authenticate on every route but /health and /ready;
+and the worker's web port: 401 without a credential, 403 for an owner, 200 for an operator.
 """
 
 from __future__ import annotations
@@ -58,10 +60,16 @@ class World:
     api: Api
     accounts: dict[str, str]  # whose -> account id
 
-    def query(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, Any, dict[str, str]]:
-        """(status, JSON body or the raw text, headers) of a request straight to the query service."""
+    def query(
+        self, method: str, path: str, headers: dict[str, str], *, base_url: str | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        """(status, JSON body or the raw text, headers) of a request straight to the query service
+        (or to `base_url`)."""
         request = urllib.request.Request(
-            self.api.settings.query_url + path, data=b"" if method == "POST" else None, method=method, headers=headers
+            (base_url or self.api.settings.query_url) + path,
+            data=b"" if method == "POST" else None,
+            method=method,
+            headers=headers,
         )
         try:
             with urllib.request.urlopen(request, timeout=120) as response:
@@ -81,7 +89,8 @@ class World:
 @pytest.fixture(scope="module")
 def world(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     folder = tmp_path_factory.mktemp("query-authorization")
-    with gateway_stack(kafka_bootstrap, folder, query_host="0.0.0.0") as api:  # exposed on purpose
+    exposed = {"query_host": "0.0.0.0", "worker_web_host": "0.0.0.0"}
+    with gateway_stack(kafka_bootstrap, folder, **exposed) as api:  # exposed on purpose
         run = uuid.uuid4().hex[:8]
         accounts = {"own": f"alices-{run}", "foreign": f"bobs-{run}", "missing": f"nobody-{run}"}
         for whose, owner in (("own", "alice"), ("foreign", "bob")):
@@ -148,6 +157,22 @@ def test_an_exposed_query_service_answers_401_without_a_credential(world: World)
             assert answer_headers["WWW-Authenticate"].startswith('Bearer realm="streamwallet"'), answer_headers
     for path in ("/health", "/ready"):
         assert world.query("GET", path, {})[0] == 200
+
+
+def test_an_exposed_workers_web_port_needs_an_operators_auditors_or_admins_credential(world: World) -> None:
+    worker = f"http://127.0.0.1:{world.api.settings.worker_web_port + 1}"  # worker 1 (streamwallet/stack.py)
+    for path in ("/metrics.json", "/metrics", "/admin/log-level", f"/accounts/{quoted(world.accounts['own'])}"):
+        status, answer, headers = world.query("GET", path, {}, base_url=worker)
+        assert (status, answer["code"]) == (401, "UNAUTHENTICATED"), (path, answer)
+        assert headers["WWW-Authenticate"].startswith('Bearer realm="streamwallet"'), headers
+        status, answer, _ = world.query("GET", path, world.as_role("OWNER"), base_url=worker)
+        assert (status, answer["code"]) == (403, "FORBIDDEN"), (path, answer)
+        status, answer, _ = world.query("GET", path, world.as_role("AUDITOR"), base_url=worker)
+        assert status in (200, 421), (path, answer)  # 421: the account is on another worker's partition
+    status, answer, _ = world.query("POST", "/admin/log-level", world.as_role("AUDITOR"), base_url=worker)
+    assert (status, answer["code"]) == (403, "FORBIDDEN"), answer
+    for path in ("/health", "/ready"):
+        assert world.query("GET", path, {}, base_url=worker)[0] == 200
 
 
 def test_the_gateway_forwards_its_callers_credential_and_scopes_an_owners_listing(world: World) -> None:
