@@ -28,19 +28,13 @@ from typing import Any
 
 import pytest
 
-from ledger.principals import Role
 from tests.credentials import bearer
 from tests.gateway_api import Api, gateway_stack, open_with_balance, quoted
+from tests.principals import ROLE_COLUMNS
 
 pytestmark = pytest.mark.kafka
 
-ROLES: dict[str, tuple[str, frozenset[Role]]] = {
-    "OWNER": ("alice", frozenset({Role.OWNER})),
-    "OPERATOR": ("olga", frozenset({Role.OPERATOR})),
-    "ADMIN": ("adam", frozenset({Role.ADMIN})),
-    "AUDITOR": ("audrey", frozenset({Role.AUDITOR})),
-    "none": ("nemo", frozenset()),
-}
+ROLES = ROLE_COLUMNS
 EVERY_ACCOUNT_READERS = {"OPERATOR", "ADMIN", "AUDITOR"}
 ACCOUNT_READS = ["", "/history", "/as-of?sequence=1", "/turnover", "/rollup"]
 WHOSE = ["own", "foreign", "missing"]
