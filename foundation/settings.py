@@ -76,6 +76,9 @@ class Settings:
     message_bytes_max: int = 1024 * 1024  # larger commands go to the dead-letter topic
     worker_web_host: str = "127.0.0.1"  # health, readiness and metrics of a worker (Faust web)
     worker_web_port: int = 6066
+    # Every request to a worker's web port but /health and /ready needs a credential of an
+    # OPERATOR, AUDITOR or ADMIN; always so when worker_web_host is not a loopback address.
+    worker_web_auth_required: bool = False
 
     # Query side: "chdb:///<folder>" (embedded, the default) or "http://host:8123" (a server)
     clickhouse_dsn: str = f"chdb://{PROJECT_ROOT / '.run' / 'clickhouse'}"
@@ -85,6 +88,9 @@ class Settings:
     query_host: str = "127.0.0.1"  # where the query service listens
     query_port: int = 8081
     query_url: str = "http://127.0.0.1:8081"  # where clients (the gateway) reach it
+    # Every request but /health and /ready needs a credential (JWT or API key, as at the gateway);
+    # always so when query_host is not a loopback address (sinks/access.py).
+    query_auth_required: bool = False
     read_wait_ms_max: int = 5_000  # how long a read with min_seq waits for the view
     # Serve reads of a store another process writes (e.g. another query service's SQL
     # endpoint as STREAMWALLET_CLICKHOUSE_DSN): no sink, no migrations, no rebuild.

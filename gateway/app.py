@@ -33,7 +33,7 @@ from gateway.limits import BODY_BYTES_MAX
 from gateway.openapi import document
 from gateway.principals import RecentSenders
 from gateway.rate_limits import RateLimiter
-from gateway.reads import READ_ROUTES, Reader, ReadRoute
+from gateway.reads import AUTHORIZATION, READ_ROUTES, Reader, ReadRoute
 from ledger.principals import Principal
 
 log = logging.getLogger(__name__)
@@ -158,14 +158,16 @@ async def outcome(request: web.Request) -> web.Response:
 
 async def read(request: web.Request, *, route: ReadRoute) -> web.Response:
     principal = request[PRINCIPAL_KEY]
-    if route.per_account:
+    if route.per_account or route.listing:
         authorization.check_account_read(principal)
-    elif route.listing:
-        authorization.check_account_listing(principal)
     else:
         authorization.check_totals_read(principal)
     account_id = request.match_info.get("account_id") if route.per_account else None
-    return web.json_response(await request.app[READER_KEY].read(route, account_id, request.query, principal=principal))
+    credential = request.headers.getall(AUTHORIZATION, [])
+    reader = request.app[READER_KEY]
+    return web.json_response(
+        await reader.read(route, account_id, request.query, principal=principal, credential=credential)
+    )
 
 
 def _status(request: web.Request) -> dict[str, Any]:

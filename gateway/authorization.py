@@ -1,7 +1,8 @@
 """What each role may ask of the gateway: pure decisions, no I/O, one table per kind of
 request. The shard decides who may change which account (an owner moves money out of its
 own accounts only); the gateway refuses at once what no role of the principal could ever
-do, and decides reads itself (the query service's own checks come later).
+do, and decides reads itself with the rules the query service applies again
+(foundation/read_rules.py).
 
     command type                                          roles that may send it
     OpenAccount, AssignOwner                              ADMIN
@@ -15,7 +16,7 @@ do, and decides reads itself (the query service's own checks come later).
     read                                                  who
     /v1/accounts/{id}[/history|/as-of|/turnover|/rollup]  OPERATOR, AUDITOR, ADMIN; OWNER of that account
     /v1/totals                                            OPERATOR, AUDITOR
-    /v1/accounts (the listing)                            OPERATOR, AUDITOR, ADMIN (an owner's own: to come)
+    /v1/accounts (the listing)                            OPERATOR, AUDITOR, ADMIN; OWNER: its own only
     GET /v1/commands/{id}                                 OPERATOR, AUDITOR; the principal that sent it
     /v1/status                                            any principal
 """
@@ -24,6 +25,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from foundation import read_rules
+from foundation.read_rules import (
+    ACCOUNT_READERS,
+    OPERATIONS_READERS,
+    OPERATIONS_WRITERS,
+    TOTALS_READERS,
+    ReadRefusedError,
+    may_read_account,
+)
 from gateway.errors import ApiError, GatewayCode
 from ledger import commands
 from ledger.authorization import RULES
@@ -34,12 +44,7 @@ OWNER, OPERATOR, ADMIN, AUDITOR = Role.OWNER, Role.OPERATOR, Role.ADMIN, Role.AU
 # The ledger's table (ledger/authorization.py), which the shard enforces: the gateway refuses at
 # once what no role of the principal could send; which account is whose is the shard's call.
 COMMAND_ROLES: dict[type[commands.Command], frozenset[Role]] = {cls: rule.roles for cls, rule in RULES.items()}
-EVERY_ACCOUNT_READERS = frozenset({OPERATOR, AUDITOR, ADMIN})  # read any account
-ACCOUNT_READERS = EVERY_ACCOUNT_READERS | {OWNER}  # may read some account
-TOTALS_READERS = frozenset({OPERATOR, AUDITOR})
 EVERY_OUTCOME_READERS = frozenset({OPERATOR, AUDITOR})  # the outcome of any command
-OPERATIONS_READERS = frozenset({OPERATOR, AUDITOR, ADMIN})  # /metrics, the log level
-OPERATIONS_WRITERS = frozenset({OPERATOR, ADMIN})  # changing the log level
 OPERATIONS_PATHS = frozenset({"/metrics", "/admin/log-level"})
 
 
@@ -50,8 +55,8 @@ def forbidden(principal: Principal, message: str, allowed: frozenset[Role] | Non
     return ApiError(GatewayCode.FORBIDDEN, message, details=details)
 
 
-def _holds_any(principal: Principal, roles: frozenset[Role]) -> bool:
-    return not principal.roles.isdisjoint(roles)
+_holds_any = read_rules.holds_any
+reads_every_account = read_rules.reads_every_account
 
 
 def check_submit(principal: Principal, command_type: type[commands.Command]) -> None:
@@ -60,21 +65,10 @@ def check_submit(principal: Principal, command_type: type[commands.Command]) -> 
         raise forbidden(principal, f"{command_type.__name__} needs the role {' or '.join(sorted(allowed))}", allowed)
 
 
-def reads_every_account(principal: Principal) -> bool:
-    return _holds_any(principal, EVERY_ACCOUNT_READERS)
-
-
 def check_account_read(principal: Principal) -> None:
     """Before anything is read: may this principal read some account at all?"""
     if not _holds_any(principal, ACCOUNT_READERS):
         raise forbidden(principal, "reading accounts needs a role", ACCOUNT_READERS)
-
-
-def may_read_account(principal: Principal, owner: str | None) -> bool:
-    """An account whose owner is `owner` (None: not known to the view)."""
-    if reads_every_account(principal):
-        return True
-    return principal.has(OWNER) and owner is not None and owner == principal.principal_id
 
 
 def check_owner(principal: Principal, account_id: str, owner: str | None) -> None:
@@ -82,11 +76,13 @@ def check_owner(principal: Principal, account_id: str, owner: str | None) -> Non
         raise forbidden(principal, f"account {account_id} is not one of this principal's accounts", ACCOUNT_READERS)
 
 
-def check_account_listing(principal: Principal) -> None:
-    """The listing of every account (`owner` only filters it): for the roles that read every
-    account. An owner listing its own accounts comes with owner-scoped reads."""
-    if not reads_every_account(principal):
-        raise forbidden(principal, "listing accounts needs the role ADMIN, AUDITOR or OPERATOR", EVERY_ACCOUNT_READERS)
+def listing_owner(principal: Principal, owner: str | None) -> str | None:
+    """The owner a listing is filtered by: `owner` (or none) for the roles that read every
+    account; an OWNER's own id for an owner, who lists only its own accounts (403 for another's)."""
+    try:
+        return read_rules.listing_owner(principal, owner)
+    except ReadRefusedError as error:
+        raise forbidden(principal, error.message, error.allowed) from None
 
 
 def check_totals_read(principal: Principal) -> None:

@@ -25,7 +25,7 @@ from gateway.client import CommandIdPendingError, DeliveryError, LedgerClient, P
 from gateway.errors import ApiError, GatewayCode
 from gateway.limits import BODY_BYTES_MAX
 from gateway.principals import RecentSenders, build, carries_principal, sender_of
-from gateway.reads import Reader, path_segment
+from gateway.reads import AUTHORIZATION, Reader, path_segment
 from gateway.translate import checked_currencies, command_type, parse_json, result_json, to_command
 from ledger import commands
 from ledger.errors import ErrorCode
@@ -223,7 +223,7 @@ async def outcome(request: web.Request, context: Submitting, *, reader: Reader) 
             {"status": "PENDING", "command_id": target, "status_url": status_url(target, routing_key)}
         )
     accounts = sorted({position.account_id for position in result.queried.positions})
-    currencies = await reader.currencies(accounts)
+    currencies = await reader.currencies(accounts, request.headers.getall(AUTHORIZATION, []))
     return web.json_response(result_json(result.queried, currencies))
 
 

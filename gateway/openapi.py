@@ -515,7 +515,7 @@ ROUTE_PARAMETERS: dict[str, dict[str, tuple[dict[str, Any], str]]] = {
         "owner": (
             {"type": "string", "minLength": 1, "maxLength": PRINCIPAL_ID_LENGTH_MAX},
             "Only the accounts of this owner (a principal id), where the views carry owners "
-            "(400 BAD_PARAMETER where they do not yet).",
+            "(400 BAD_PARAMETER where they do not yet). An OWNER's listing is always its own (another: 403).",
         ),
     },
 }

@@ -225,6 +225,8 @@ ACCOUNT_ROUTE = READ_ROUTES[0]
 # The query service's account answer names the account's owner here (a principal id), once
 # the events carry it; an account without it is readable by OPERATOR, AUDITOR and ADMIN only.
 OWNER_FIELD = "owner"
+AUTHORIZATION = "Authorization"
+Credential = list[str]  # the caller's Authorization headers (one, verified), forwarded to the query service
 
 
 def checked_parameters(route: ReadRoute, query: MultiMapping[str]) -> dict[str, str]:
@@ -298,25 +300,39 @@ class Reader:
     rollups: InFlight = dataclasses.field(default_factory=lambda: InFlight(ROLLUPS_IN_FLIGHT_MAX))
 
     async def read(
-        self, route: ReadRoute, account_id: str | None, query: MultiMapping[str], *, principal: Principal
+        self,
+        route: ReadRoute,
+        account_id: str | None,
+        query: MultiMapping[str],
+        *,
+        principal: Principal,
+        credential: Credential,
     ) -> dict[str, Any]:
         """A read for a principal the handler has let read accounts (or totals): one that
-        may not read every account gets only its own (the view's `owner`)."""
+        may not read every account gets only its own (the view's `owner`). The caller's own
+        credential goes with it: the query service verifies it and applies the same rules."""
         parameters = checked_parameters(route, query)
         if account_id is not None and not is_identifier(account_id, ACCOUNT_ID_LENGTH_MAX):
             raise _account_not_found(account_id, "no account can have this id")
+        if route.listing:
+            owner = authorization.listing_owner(principal, parameters.get(OWNER_FIELD))
+            parameters.pop(OWNER_FIELD, None)
+            if owner is not None:
+                parameters[OWNER_FIELD] = owner
         if account_id is not None and not authorization.reads_every_account(principal):
-            account = await self.owned_account(account_id, parameters, principal)
+            account = await self.owned_account(account_id, parameters, principal, credential)
             if route is ACCOUNT_ROUTE:
                 return account
-        return await self.forward(route, account_id, parameters)
+        return await self.forward(route, account_id, parameters, credential)
 
-    async def owned_account(self, account_id: str, parameters: dict[str, str], principal: Principal) -> dict[str, Any]:
+    async def owned_account(
+        self, account_id: str, parameters: dict[str, str], principal: Principal, credential: Credential
+    ) -> dict[str, Any]:
         """The account (after min_seq, if asked) if the view says this principal owns it;
         else 403, also when it does not exist: an owner learns nothing of other accounts."""
         waiting = {name: value for name, value in parameters.items() if name in MIN_SEQ}
         try:
-            body = await self.forward(ACCOUNT_ROUTE, account_id, waiting)
+            body = await self.forward(ACCOUNT_ROUTE, account_id, waiting, credential)
         except ApiError as error:
             if error.code is not ErrorCode.ACCOUNT_NOT_FOUND:
                 raise
@@ -326,7 +342,9 @@ class Reader:
         authorization.check_owner(principal, account_id, owner if isinstance(owner, str) else None)
         return body
 
-    async def forward(self, route: ReadRoute, account_id: str | None, parameters: Mapping[str, str]) -> dict[str, Any]:
+    async def forward(
+        self, route: ReadRoute, account_id: str | None, parameters: Mapping[str, str], credential: Credential
+    ) -> dict[str, Any]:
         bounds = [self.reads, self.rollups] if route.rollup else [self.reads]
         entered = []
         try:
@@ -334,7 +352,7 @@ class Reader:
                 if not bound.enter():
                     raise ApiError(GatewayCode.READS_BUSY, f"{bound.limit} such reads already run; ask again")
                 entered.append(bound)
-            status, body = await self.fetch(upstream_url(self.query_url, route, account_id, parameters))
+            status, body = await self.fetch(upstream_url(self.query_url, route, account_id, parameters), credential)
         finally:
             for bound in entered:
                 bound.leave()
@@ -342,9 +360,12 @@ class Reader:
             raise _upstream_error(status, body, account_id)
         return with_decimals(body)
 
-    async def fetch(self, url: URL) -> tuple[int, Any]:
+    async def fetch(self, url: URL, credential: Credential) -> tuple[int, Any]:
+        headers = {AUTHORIZATION: credential[0]} if len(credential) == 1 else {}
         try:
-            async with self.session.get(url, timeout=aiohttp.ClientTimeout(total=READ_TIMEOUT_S)) as response:
+            async with self.session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=READ_TIMEOUT_S)
+            ) as response:
                 raw = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as error:
@@ -361,20 +382,21 @@ class Reader:
             )
         return status, body
 
-    async def currency(self, account_id: str) -> str | None:
-        """The account's currency as the view has it (it never changes), or None."""
+    async def currency(self, account_id: str, credential: Credential) -> str | None:
+        """The account's currency as the view has it (it never changes), or None (also when
+        the caller may not read the account)."""
         if not is_identifier(account_id, ACCOUNT_ID_LENGTH_MAX):
             return None
         try:
-            status, body = await self.fetch(upstream_url(self.query_url, ACCOUNT_ROUTE, account_id, {}))
+            status, body = await self.fetch(upstream_url(self.query_url, ACCOUNT_ROUTE, account_id, {}), credential)
         except ApiError:
             return None
         account = body.get("account") if status == 200 else None
         currency = account.get("currency") if isinstance(account, dict) else None
         return currency if isinstance(currency, str) else None
 
-    async def currencies(self, account_ids: list[str]) -> dict[str, str]:
-        found = await asyncio.gather(*(self.currency(account_id) for account_id in account_ids))
+    async def currencies(self, account_ids: list[str], credential: Credential) -> dict[str, str]:
+        found = await asyncio.gather(*(self.currency(account_id, credential) for account_id in account_ids))
         return {account_id: currency for account_id, currency in zip(account_ids, found, strict=True) if currency}
 
 
@@ -396,6 +418,8 @@ def _upstream_error(status: int, body: dict[str, Any], account_id: str | None) -
         return ApiError(
             GatewayCode.BAD_CURSOR if body.get("code") == "BAD_CURSOR" else GatewayCode.BAD_PARAMETER, message
         )
+    if status == 403:
+        return ApiError(GatewayCode.FORBIDDEN, message)
     if status in (429, 503):
         return ApiError(GatewayCode.READS_BUSY, message)
     return ApiError(GatewayCode.QUERY_FAILED, message, details={"status": status})

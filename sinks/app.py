@@ -1,6 +1,6 @@
 """The query service's process: the service (sinks/service.py), its HTTP API
 (sinks/routes.py) and the SQL endpoint for analysts (sinks/sql/) in one aiohttp
-application."""
+application, behind one check of who may ask what (sinks/access.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from aiohttp import web
 
 from foundation.settings import Settings
 from sinks import routes
+from sinks.access import Access
 from sinks.clickhouse import StoreInUseError, StoreLockedError, connect
 from sinks.schema import SchemaError
 from sinks.service import QueryService, StoreReadOnlyError
@@ -20,7 +21,8 @@ from sinks.telemetry import SinkTelemetry
 
 def create_app(settings: Settings) -> web.Application:
     telemetry = SinkTelemetry(settings)
-    app = web.Application(middlewares=[telemetry.middleware])
+    access = Access(settings)  # credentials and read rules: sinks/access.py
+    app = web.Application(middlewares=[telemetry.middleware, access.middleware])
     service = QueryService(settings)
     service.telemetry = telemetry  # the sink reports each batch to it
     telemetry.service = service  # it reads the service's numbers when scraped

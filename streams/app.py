@@ -24,6 +24,7 @@ from faust.app.base import BootStrategy
 
 from foundation import observability
 from foundation.settings import Settings
+from streams.access import WorkerAccess
 from streams.processor import DeciderFactory, LedgerProcessor
 from streams.reads import NotOwnedError, committed_account
 from streams.telemetry import SERVICE_NAME
@@ -93,6 +94,8 @@ def create_app(settings: Settings | None = None, *, decider: DeciderFactory | No
         web_host=settings.worker_web_host,
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
+        # Credentials and roles on every route but health and readiness: streams/access.py.
+        web_application_options={"middlewares": [WorkerAccess(settings).middleware]},
         topic_replication_factor=settings.replication_factor,
         topic_partitions=1,
         processing_guarantee="at_least_once",  # Faust commits nothing of the ledger's

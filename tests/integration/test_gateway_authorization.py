@@ -36,18 +36,13 @@ from streamwallet.stack import Stack
 from tests.conftest import free_port
 from tests.credentials import apikeys_cli, bearer
 from tests.gateway_api import Api, gateway_stack, open_with_balance, quoted
+from tests.principals import ROLE_COLUMNS
 from tests.support import read_decoded
 
 pytestmark = pytest.mark.kafka
 
 # role column -> (subject, roles)
-ROLES: dict[str, tuple[str, frozenset[Role]]] = {
-    "OWNER": ("alice", frozenset({Role.OWNER})),
-    "OPERATOR": ("olga", frozenset({Role.OPERATOR})),
-    "ADMIN": ("adam", frozenset({Role.ADMIN})),
-    "AUDITOR": ("audrey", frozenset({Role.AUDITOR})),
-    "none": ("nemo", frozenset()),
-}
+ROLES = ROLE_COLUMNS
 FORBIDDEN = (403, "FORBIDDEN")
 # What each role may send at all (gateway/authorization.py's table, written out again here).
 SENDERS: dict[str, set[str]] = {

@@ -220,7 +220,7 @@ def test_the_outcome_of_any_command_by_its_routing_key(api: Api) -> None:
 def test_the_account_listing_pages_through_the_gateway_behind_an_opaque_cursor(api: Api) -> None:
     """Issue 11: `GET /v1/accounts?limit=&cursor=`: every account once, in id order, money with
     its decimals; a cursor the API did not give is 400 BAD_CURSOR; a page over the bound is
-    PAGE_TOO_LARGE; an owner (who may not list every account) is refused."""
+    PAGE_TOO_LARGE; an owner lists only its own accounts."""
     run = f"list-{uuid.uuid4().hex[:6]}"
     mine = sorted((f"{run}-{name}" for name in ("b", "a", "c?d", "e/f", "g.h")), key=str.encode)
     for index, account_id in enumerate(mine):
@@ -253,8 +253,15 @@ def test_the_account_listing_pages_through_the_gateway_behind_an_opaque_cursor(a
     ):
         status, body, _ = api.call("GET", f"/v1/accounts?{query}")
         assert status == 400 and body["code"] == code, (query, body)
-    status, body, _ = api.as_principal("holder", ["OWNER"]).call("GET", "/v1/accounts")
+    # An owner lists its own accounts only (the tester's, here, are none of holder's); naming
+    # another owner is refused.
+    holder = api.as_principal("holder", ["OWNER"])
+    status, body, _ = holder.call("GET", "/v1/accounts")
+    assert status == 200 and body["accounts"] == [], body
+    status, body, _ = holder.call("GET", "/v1/accounts?owner=tester")
     assert status == 403 and body["code"] == "FORBIDDEN", body
+    status, body, _ = api.as_principal("tester", ["OWNER"]).call("GET", "/v1/accounts?limit=1000")
+    assert status == 200 and {account["owner"] for account in body["accounts"]} == {"tester"}, body
 
 
 def test_transport_errors_and_bounds_have_the_error_body(api: Api) -> None:

@@ -110,9 +110,17 @@ def test_each_credential_source_is_a_secret_mounted_where_its_setting_points(hel
     for path, (secret, key) in expected.items():
         assert path is not None
         assert mounts[str(path.parent)] == (secret, key, path.name, SECRET_FILE_MODE)
-    # Only the gateway holds them; no credential is ever a variable.
+    # The query service and the workers' web ports verify the same credentials (sinks/access.py,
+    # streams/access.py): they mount the same files.
+    for component in ("query", "worker"):
+        workload = find_object(objects, "StatefulSet", f"{FULLNAME}-{component}")
+        assert secret_mounts(workload) == mounts, component
+        deployed = configured(objects, "StatefulSet", f"{FULLNAME}-{component}")
+        assert deployed.auth_api_keys_file == settings.auth_api_keys_file, component
+    # Only they and the gateway hold them; no credential is ever a variable.
+    holders = {GATEWAY[1], f"{FULLNAME}-query", f"{FULLNAME}-query-read", f"{FULLNAME}-worker"}
     for document in objects:
-        if document["kind"] in ("StatefulSet", "Job") or document["metadata"]["name"] != GATEWAY[1]:
+        if document["kind"] == "Job" or document["metadata"]["name"] not in holders:
             assert "/etc/streamwallet/auth" not in json.dumps(document)
     assert not [entry for entry in containers(gateway)[0]["env"] if "valueFrom" in entry]
 

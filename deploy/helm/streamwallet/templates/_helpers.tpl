@@ -227,6 +227,9 @@ empty store); a JWT setting only when its Secret is given.
   value: {{ $auth.jwt.rolesClaim | quote }}
 - name: STREAMWALLET_AUTH_CLOCK_SKEW_S
   value: {{ include "streamwallet.int" $auth.jwt.clockSkewSeconds | quote }}
+{{- end }}
+
+{{- define "streamwallet.rateLimitEnv" -}}
 - name: STREAMWALLET_GATEWAY_RATE_LIMIT_PER_S
   value: {{ include "streamwallet.int" .Values.gateway.rateLimit.perSecond | quote }}
 - name: STREAMWALLET_GATEWAY_RATE_LIMIT_BURST

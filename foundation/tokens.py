@@ -1,5 +1,6 @@
-"""JWT bearer tokens, verified with PyJWT (never by hand): the keys come from files named
-by the settings, the claims are checked by PyJWT with the clock skew as its leeway.
+"""JWT bearer tokens (for the gateway, the query service and the workers' web ports),
+verified with PyJWT (never by hand): the keys come from files named by the settings, the
+claims are checked by PyJWT with the clock skew as its leeway.
 
 Accepted: HS256 with a shared secret (`auth_jwt_hs256_secret_file`, at least 32 bytes);
 RS256 or ES256 (P-256) with the issuer's public key (`auth_jwt_public_key_file`, PEM) or
@@ -15,6 +16,7 @@ in any case; names that are not our roles are ignored.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from foundation.settings import ENVIRONMENT_PREFIX, Settings
-from gateway.errors import GatewayCode
-from gateway.watched_files import WatchedFile
+from foundation.watched_files import WatchedFile
 from ledger.principals import PRINCIPAL_ID_LENGTH_MAX, Principal, Role
 
 HS256 = "HS256"
@@ -41,10 +42,20 @@ REQUIRED_CLAIMS = ("exp", "sub", "aud", "iss")
 ROLES_BY_NAME = {role.value.lower(): role for role in Role}
 
 
+class CredentialCode(enum.StrEnum):
+    """Why a credential was refused (each answered 401); the gateway's error codes of the same names."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # no credential
+    INVALID_CREDENTIAL = "INVALID_CREDENTIAL"  # not a token or key we can verify, or a claim that does not fit
+    CREDENTIAL_EXPIRED = "CREDENTIAL_EXPIRED"  # a token past its exp (beyond the clock skew)
+    CREDENTIAL_NOT_YET_VALID = "CREDENTIAL_NOT_YET_VALID"  # a token before its nbf or iat (beyond the skew)
+    CREDENTIAL_REVOKED = "CREDENTIAL_REVOKED"  # an API key revoked with `streamwallet apikeys revoke`
+
+
 class CredentialError(Exception):
     """A credential refused: its code (401) and a message safe to show the caller."""
 
-    def __init__(self, code: GatewayCode, message: str) -> None:
+    def __init__(self, code: CredentialCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -161,11 +172,11 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         if len(token) > TOKEN_LENGTH_MAX:
-            raise CredentialError(GatewayCode.INVALID_CREDENTIAL, f"the token is longer than {TOKEN_LENGTH_MAX}")
+            raise CredentialError(CredentialCode.INVALID_CREDENTIAL, f"the token is longer than {TOKEN_LENGTH_MAX}")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise CredentialError(GatewayCode.INVALID_CREDENTIAL, "not a JWT (nor an API key)") from None
+            raise CredentialError(CredentialCode.INVALID_CREDENTIAL, "not a JWT (nor an API key)") from None
         algorithm, key = self._key(header)
         expected = self.expectations
         try:
@@ -186,7 +197,7 @@ class TokenVerifier:
         """The one key (and its algorithm) this token's header points at."""
         algorithm = header.get("alg")
         if not isinstance(algorithm, str):
-            raise CredentialError(GatewayCode.INVALID_CREDENTIAL, "the token's header names no algorithm")
+            raise CredentialError(CredentialCode.INVALID_CREDENTIAL, "the token's header names no algorithm")
         if algorithm == HS256 and self.secret is not None:
             return HS256, self.secret.current()
         if algorithm in ASYMMETRIC_ALGORITHMS:
@@ -203,36 +214,37 @@ class TokenVerifier:
                 if pinned[0] == algorithm:
                     return pinned
             if self.jwks is not None:
-                raise CredentialError(GatewayCode.INVALID_CREDENTIAL, "the token's key (kid) is not one we know")
+                raise CredentialError(CredentialCode.INVALID_CREDENTIAL, "the token's key (kid) is not one we know")
         raise CredentialError(
-            GatewayCode.INVALID_CREDENTIAL, f"tokens signed with {algorithm[:16]!r} are not accepted here"
+            CredentialCode.INVALID_CREDENTIAL, f"tokens signed with {algorithm[:16]!r} are not accepted here"
         )
 
 
-REFUSALS: tuple[tuple[type[jwt.PyJWTError], GatewayCode, str], ...] = (
-    (jwt.ExpiredSignatureError, GatewayCode.CREDENTIAL_EXPIRED, "the token has expired"),
-    (jwt.ImmatureSignatureError, GatewayCode.CREDENTIAL_NOT_YET_VALID, "the token is not valid yet (nbf)"),
-    (jwt.InvalidIssuedAtError, GatewayCode.CREDENTIAL_NOT_YET_VALID, "the token was issued in the future (iat)"),
-    (jwt.InvalidAudienceError, GatewayCode.INVALID_CREDENTIAL, "the token's audience (aud) is not this API"),
-    (jwt.InvalidIssuerError, GatewayCode.INVALID_CREDENTIAL, "the token's issuer (iss) is not the one we trust"),
-    (jwt.InvalidSignatureError, GatewayCode.INVALID_CREDENTIAL, "the token's signature does not verify"),
+REFUSALS: tuple[tuple[type[jwt.PyJWTError], CredentialCode, str], ...] = (
+    (jwt.ExpiredSignatureError, CredentialCode.CREDENTIAL_EXPIRED, "the token has expired"),
+    (jwt.ImmatureSignatureError, CredentialCode.CREDENTIAL_NOT_YET_VALID, "the token is not valid yet (nbf)"),
+    (jwt.InvalidIssuedAtError, CredentialCode.CREDENTIAL_NOT_YET_VALID, "the token was issued in the future (iat)"),
+    (jwt.InvalidAudienceError, CredentialCode.INVALID_CREDENTIAL, "the token's audience (aud) is not this API"),
+    (jwt.InvalidIssuerError, CredentialCode.INVALID_CREDENTIAL, "the token's issuer (iss) is not the one we trust"),
+    (jwt.InvalidSignatureError, CredentialCode.INVALID_CREDENTIAL, "the token's signature does not verify"),
 )
 
 
 def _refusal(error: jwt.PyJWTError) -> CredentialError:
     if isinstance(error, jwt.MissingRequiredClaimError):
-        return CredentialError(GatewayCode.INVALID_CREDENTIAL, f"the token has no {error.claim} claim")
+        return CredentialError(CredentialCode.INVALID_CREDENTIAL, f"the token has no {error.claim} claim")
     for kind, code, message in REFUSALS:
         if isinstance(error, kind):
             return CredentialError(code, message)
-    return CredentialError(GatewayCode.INVALID_CREDENTIAL, "the token is malformed")
+    return CredentialError(CredentialCode.INVALID_CREDENTIAL, "the token is malformed")
 
 
 def _subject(claims: dict[str, Any]) -> str:
     subject = claims["sub"]
     if not isinstance(subject, str) or not 0 < len(subject) <= PRINCIPAL_ID_LENGTH_MAX or not subject.isprintable():
         raise CredentialError(
-            GatewayCode.INVALID_CREDENTIAL, f"the token's sub is not 1..{PRINCIPAL_ID_LENGTH_MAX} printable characters"
+            CredentialCode.INVALID_CREDENTIAL,
+            f"the token's sub is not 1..{PRINCIPAL_ID_LENGTH_MAX} printable characters",
         )
     return subject
 

@@ -1,4 +1,4 @@
-"""JWT verification (gateway/tokens.py) with real keys: HS256 from a secret file, RS256
+"""JWT verification (foundation/tokens.py) with real keys: HS256 from a secret file, RS256
 and ES256 from a PEM file or a JWKS file; every claim check, the clock skew on both
 sides of its bound, the algorithm pinned to the key, and settings that cannot work
 refused at start without showing a secret."""
@@ -23,8 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import strategies
 
 from foundation.settings import Settings
-from gateway.errors import GatewayCode
-from gateway.tokens import CredentialError, CredentialSettingsError, TokenVerifier, roles_of
+from foundation.tokens import CredentialCode, CredentialError, CredentialSettingsError, TokenVerifier, roles_of
 from ledger.principals import Principal, Role
 
 AUDIENCE = "streamwallet-api"
@@ -96,7 +95,7 @@ def hs(payload: dict[str, Any], secret: str = SECRET, **headers: Any) -> str:
     return jwt.encode(payload, secret, algorithm="HS256", headers=headers or None)
 
 
-def refused(verifier: TokenVerifier, token: str) -> GatewayCode:
+def refused(verifier: TokenVerifier, token: str) -> CredentialCode:
     with pytest.raises(CredentialError) as caught:
         verifier.verify(token)
     assert SECRET not in caught.value.message
@@ -108,9 +107,9 @@ def test_a_valid_hs256_token_is_its_subject_with_its_roles(hs256: TokenVerifier)
     assert principal == Principal(principal_id="alice", roles=frozenset({Role.OWNER, Role.AUDITOR}))
 
 
-INVALID = GatewayCode.INVALID_CREDENTIAL
-EXPIRED = GatewayCode.CREDENTIAL_EXPIRED
-NOT_YET = GatewayCode.CREDENTIAL_NOT_YET_VALID
+INVALID = CredentialCode.INVALID_CREDENTIAL
+EXPIRED = CredentialCode.CREDENTIAL_EXPIRED
+NOT_YET = CredentialCode.CREDENTIAL_NOT_YET_VALID
 
 
 class FromNow(int):
@@ -120,7 +119,7 @@ class FromNow(int):
 
 # (what, claims, the code; None: accepted). Times are far from the skew's edge (30 s either
 # side of 60 s), so the clock moving while the test runs cannot change an answer.
-CLAIM_CASES: list[tuple[str, dict[str, Any], GatewayCode | None]] = [
+CLAIM_CASES: list[tuple[str, dict[str, Any], CredentialCode | None]] = [
     ("another audience", {"aud": "another-api"}, INVALID),
     ("audiences without ours", {"aud": ["a", "b"]}, INVALID),
     ("audiences with ours", {"aud": ["a", AUDIENCE]}, None),
@@ -145,7 +144,9 @@ CLAIM_CASES: list[tuple[str, dict[str, Any], GatewayCode | None]] = [
 
 
 @pytest.mark.parametrize(("what", "changes", "code"), CLAIM_CASES, ids=[case[0] for case in CLAIM_CASES])
-def test_claims_are_checked(hs256: TokenVerifier, what: str, changes: dict[str, Any], code: GatewayCode | None) -> None:
+def test_claims_are_checked(
+    hs256: TokenVerifier, what: str, changes: dict[str, Any], code: CredentialCode | None
+) -> None:
     token = hs(claims(**changes))
     if code is None:
         assert hs256.verify(token).principal_id == "alice"
