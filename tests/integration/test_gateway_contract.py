@@ -22,6 +22,7 @@ from codec import EncodeError
 from gateway.client import LedgerClient
 from ledger import commands
 from tests.gateway_api import Api, gateway_stack, open_with_balance, quoted
+from tests.principals import TESTER
 
 pytestmark = pytest.mark.kafka
 
@@ -79,6 +80,7 @@ def test_a_command_the_codec_cannot_carry_releases_its_pending_slot(api: Api) ->
         assert client.pending() == 0
         opened = client.request(
             commands.OpenAccount(
+                principal=TESTER,
                 command_id=f"open-{uuid.uuid4().hex}",
                 dedup_id="open",
                 account_id=f"leaky-{uuid.uuid4().hex[:6]}",
@@ -366,11 +368,17 @@ def test_schemathesis_finds_no_5xx_no_answer_outside_the_document_and_no_leaked_
             "checks": {"positive_data_acceptance": {"expected-statuses": POSITIVE_STATUSES}},
             # A schema-valid cursor the API did not give is BAD_CURSOR, and an owner filter is
             # refused while the views carry no owners: 400s no schema can rule out.
+            # A bulk request naming one command id twice is refused (400): JSON Schema cannot say
+            # "unique by command_id" across the items of an array.
             "operations": [
                 {
                     "include-path": "/v1/accounts",
                     "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_STATUSES, "400"]}},
-                }
+                },
+                {
+                    "include-path": "/v1/commands/bulk",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": [*POSITIVE_STATUSES, "400"]}},
+                },
             ],
         }
     )

@@ -52,7 +52,7 @@ def refusal(clickhouse_dsn: str, database: str, text: str, **fields: Any) -> Cli
 
 
 READS = [
-    ("SELECT count() FROM account_events", "60\n"),
+    ("SELECT count() >= 60 FROM account_events", "1\n"),  # the generator stops at the event that reaches 60
     ("WITH n AS (SELECT count() AS c FROM account_latest) SELECT c FROM n", "5\n"),
     ("SELECT 1 UNION ALL SELECT 2 ORDER BY 1", "1\n2\n"),
     ("SELECT 1 EXCEPT SELECT 2", "1\n"),

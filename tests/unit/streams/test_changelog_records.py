@@ -14,6 +14,7 @@ from ledger import commands
 from ledger.shard import Shard, ShardConfig
 from ledger.state import Table
 from streams.store import LocalState, PartitionStore
+from tests.principals import TESTER
 
 CODEC = Codec()
 TRANSFERS = 50
@@ -25,13 +26,25 @@ def test_a_batch_of_transfers_writes_each_account_once_its_last_state(tmp_path: 
     shard = Shard(store=store, config=ShardConfig(), is_local=lambda key: True)
     for account in ("alice", "bob"):
         shard.handle(
-            commands.OpenAccount(command_id=f"open-{account}", dedup_id="open", account_id=account, currency="USD"),
+            commands.OpenAccount(
+                principal=TESTER,
+                owner=TESTER.principal_id,
+                command_id=f"open-{account}",
+                dedup_id="open",
+                account_id=account,
+                currency="USD",
+            ),
             timestamp_ms=1,
         )
     for account in ("alice", "bob"):
         shard.handle(
             commands.Deposit(
-                command_id=f"fund-{account}", dedup_id="fund", account_id=account, amount=10_000, currency="USD"
+                principal=TESTER,
+                command_id=f"fund-{account}",
+                dedup_id="fund",
+                account_id=account,
+                amount=10_000,
+                currency="USD",
             ),
             timestamp_ms=1,
         )
@@ -39,6 +52,7 @@ def test_a_batch_of_transfers_writes_each_account_once_its_last_state(tmp_path: 
     for index in range(TRANSFERS):  # one transaction
         outcome = shard.handle(
             commands.Transfer(
+                principal=TESTER,
                 command_id=f"t{index}",
                 dedup_id=f"t{index}",
                 from_account_id="alice" if index % 2 == 0 else "bob",
