@@ -27,6 +27,7 @@ from streams.processor import LedgerProcessor
 from streamwallet.stack import Stack
 from tests.checker import check_ledger, wait_for_results
 from tests.faults import Streamer, funded_mixed_workload
+from tests.principals import TESTER
 from tests.support import read_decoded
 from topologies import partition_for
 
@@ -133,12 +134,29 @@ def test_bundles_are_decided_command_by_command_and_a_resent_bundle_changes_noth
     run = uuid.uuid4().hex[:6]
     alice, bob = accounts_on(3, settings, run, 2)
     setup: list[commands.Command] = [
-        commands.OpenAccount(command_id=f"{run}-o1", dedup_id="open", account_id=alice, currency="USD"),
-        commands.OpenAccount(command_id=f"{run}-o2", dedup_id="open", account_id=bob, currency="USD"),
-        commands.Deposit(command_id=f"{run}-d1", dedup_id="d1", account_id=alice, amount=1_000, currency="USD"),
+        commands.OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
+            command_id=f"{run}-o1",
+            dedup_id="open",
+            account_id=alice,
+            currency="USD",
+        ),
+        commands.OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
+            command_id=f"{run}-o2",
+            dedup_id="open",
+            account_id=bob,
+            currency="USD",
+        ),
+        commands.Deposit(
+            principal=TESTER, command_id=f"{run}-d1", dedup_id="d1", account_id=alice, amount=1_000, currency="USD"
+        ),
     ]
     transfers: list[commands.Command] = [
         commands.Transfer(
+            principal=TESTER,
             command_id=f"{run}-t{index}",
             dedup_id=f"t{index}",
             from_account_id=alice,
@@ -181,12 +199,28 @@ def test_a_bundle_that_cannot_be_decided_here_is_refused_whole_and_dead_lettered
     alice, other = accounts_on(2, settings, run, 2)
     (elsewhere,) = accounts_on(5, settings, f"{run}x", 1)
     good = [
-        commands.OpenAccount(command_id=f"{run}-o1", dedup_id="open", account_id=alice, currency="USD"),
-        commands.Deposit(command_id=f"{run}-d1", dedup_id="d1", account_id=alice, amount=500, currency="USD"),
+        commands.OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
+            command_id=f"{run}-o1",
+            dedup_id="open",
+            account_id=alice,
+            currency="USD",
+        ),
+        commands.Deposit(
+            principal=TESTER, command_id=f"{run}-d1", dedup_id="d1", account_id=alice, amount=500, currency="USD"
+        ),
     ]
     parts = [codec.encode(command) for command in good]
     if fault == "misrouted":
-        stray = commands.OpenAccount(command_id=f"{run}-o2", dedup_id="open", account_id=elsewhere, currency="USD")
+        stray = commands.OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
+            command_id=f"{run}-o2",
+            dedup_id="open",
+            account_id=elsewhere,
+            currency="USD",
+        )
         parts.append(codec.encode(stray))
         code = BundleRefusalCode.MISROUTED_BUNDLE
     elif fault == "undecodable":
@@ -198,7 +232,14 @@ def test_a_bundle_that_cannot_be_decided_here_is_refused_whole_and_dead_lettered
     with Running(settings):
         produce_bundle(settings, codec, CommandBundle(bundle_id=f"{run}-bad", commands=parts), alice)
         # A good bundle after it: once its results are in, the bad one has been decided too.
-        probe = commands.OpenAccount(command_id=f"{run}-probe", dedup_id="open", account_id=other, currency="EUR")
+        probe = commands.OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
+            command_id=f"{run}-probe",
+            dedup_id="open",
+            account_id=other,
+            currency="EUR",
+        )
         produce_bundle(settings, codec, bundle_of(codec, f"{run}-probe", [probe]), other)
         results = wait_for_results(settings, codec, {probe.command_id})
     assert [result.command_id for result in results if result.command_id.startswith(run)] == [probe.command_id]

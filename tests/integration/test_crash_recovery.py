@@ -66,6 +66,7 @@ def test_kill_minus_nine_loses_nothing_and_doubles_nothing(
             kind = commands.Deposit if rng.random() < 0.6 else commands.Withdraw
             workload.append(
                 kind(
+                    principal=TESTER,
                     command_id=f"{run}-{index}",
                     dedup_id=f"d{index}",
                     account_id=account,

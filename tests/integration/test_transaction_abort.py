@@ -77,6 +77,7 @@ def test_aborted_transactions_are_decided_again_and_nothing_is_lost_or_doubled(s
             kind = commands.Deposit if rng.random() < 0.6 else commands.Withdraw
             workload.append(
                 kind(
+                    principal=TESTER,
                     command_id=f"{run}-{index}",
                     dedup_id=f"d{index}",
                     account_id=rng.choice(accounts),
