@@ -144,7 +144,9 @@ def command(deployment: Deployment, body: dict[str, Any], *, traceparent: str | 
 
 def opened_with(deployment: Deployment, account_id: str, amount_minor: int) -> None:
     status, opened = command(
-        deployment, {"type": "OpenAccount", "dedup_id": "open", "account_id": account_id, "currency": "USD"}
+        deployment,
+        # The test's principal ("observer") owns its accounts, so it may move money out of them.
+        {"type": "OpenAccount", "dedup_id": "open", "account_id": account_id, "currency": "USD", "owner": "observer"},
     )
     assert status == 200, opened
     if amount_minor:
