@@ -25,6 +25,8 @@ from topologies import partition_for
 
 pytestmark = pytest.mark.kafka
 
+CLI_PRINCIPAL = "flows-operator"
+
 SESSION_TIMEOUT_MS = 60_000  # far longer than the pause: the paused worker keeps its partitions
 WAIT_S = 40.0
 GROUP_TIMEOUT_S = 10.0
@@ -32,7 +34,13 @@ GROUP_TIMEOUT_S = 10.0
 
 @pytest.fixture
 def two_workers(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Settings, dict[str, ManagedProcess]]]:
-    settings = dataclasses.replace(fresh_settings(kafka_bootstrap, tmp_path), session_timeout_ms=SESSION_TIMEOUT_MS)
+    # The CLI acts as the owner of the accounts it opens (and may open them and deposit).
+    settings = dataclasses.replace(
+        fresh_settings(
+            kafka_bootstrap, tmp_path, cli_principal_id=CLI_PRINCIPAL, cli_principal_roles="OWNER,OPERATOR,ADMIN"
+        ),
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+    )
     stack = Stack(settings, tmp_path)
     workers = {f"worker-{index}": stack.worker(index).start() for index in (1, 2)}
     try:
@@ -91,7 +99,7 @@ def test_a_transfer_to_a_paused_partition_is_listed_in_flight_until_it_finishes(
     source = account_on(owned["worker-1"], settings.partitions, "source")
     destination = account_on(owned["worker-2"], settings.partitions, "destination")
     for account_id in (source, destination):
-        submitted(settings, "OpenAccount", "--account-id", account_id, "--currency", "USD")
+        submitted(settings, "OpenAccount", "--account-id", account_id, "--currency", "USD", "--owner", CLI_PRINCIPAL)
     submitted(settings, "Deposit", "--account-id", source, "--amount-minor", "1000", "--currency", "USD")
     code, listed = in_flight(settings)
     assert (code, listed) == (0, [])

@@ -24,6 +24,7 @@ from foundation.settings import Settings
 from ledger import commands
 from ledger.events import AccountEvent, CommandResult, EventKind
 from tests.conftest import fresh_settings
+from tests.principals import TESTER
 from tests.support import read_decoded, read_topic, running_processor
 
 pytestmark = pytest.mark.kafka
@@ -48,10 +49,14 @@ def _workload(run: str) -> list[commands.Command]:
     sent: list[commands.Command] = []
 
     def ids(name: str) -> dict[str, Any]:
-        return {"command_id": f"{name}-{run}-{len(sent)}", "dedup_id": f"{name}-{run}-{len(sent)}"}
+        return {
+            "command_id": f"{name}-{run}-{len(sent)}",
+            "dedup_id": f"{name}-{run}-{len(sent)}",
+            "principal": TESTER,
+        }
 
     for account in (payer, shop, fees):
-        sent.append(commands.OpenAccount(**ids("open"), account_id=account, currency="USD"))
+        sent.append(commands.OpenAccount(**ids("open"), account_id=account, currency="USD", owner=TESTER.principal_id))
     sent.append(commands.Deposit(**ids("deposit"), account_id=payer, amount=10_000, currency="USD"))
     for amount in (100, 250, 75):
         sent.append(
