@@ -106,6 +106,8 @@ def test_clickhouse_connect_lists_and_describes_the_views(deployment: Deployment
         "account_events",
         "account_latest",
         "account_tree",
+        "audit",
+        "audit_progress",
         "schema_migrations",
         "sink_progress",
     ]
@@ -220,7 +222,7 @@ def test_a_write_is_refused_with_clickhouse_connects_database_error(deployment: 
     assert raised.value.code == 48
     assert client.command("SELECT count() FROM account_events FINAL") == len(deployment.events)
     assert client.command("SELECT count() FROM account_tree FINAL WHERE parent_account_id = 'a'") == 0
-    assert len(client.query("SHOW TABLES").result_rows) == 5
+    assert len(client.query("SHOW TABLES").result_rows) == 7
 
 
 def test_reads_outside_the_database_are_refused(deployment: Deployment, tmp_path: Path) -> None:
