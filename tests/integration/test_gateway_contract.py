@@ -325,8 +325,9 @@ FUZZ_COMMAND_EXAMPLES = 80  # more for POST /v1/commands, positive and negative 
 FUZZ_STATEFUL_SCENARIOS = 25
 FUZZ_STATEFUL_STEPS_MAX = 6
 # A schema-valid command may still be refused for what only state (or a rule no schema can
-# say, such as a currency's decimal places) decides: the ledger's 404, 409, 422, and 429.
-POSITIVE_STATUSES = ["2xx", "404", "409", "422", "429"]
+# say, such as a currency's decimal places) decides: the ledger's 404, 409, 422, and 429, and
+# its 403 (FORBIDDEN) for money moved out of an account the principal does not own.
+POSITIVE_STATUSES = ["2xx", "403", "404", "409", "422", "429"]
 
 
 def fuzz_settings(examples: int, **keywords: Any) -> hypothesis.settings:
