@@ -5,8 +5,8 @@ topics and ACLs needs cluster rights), e.g. `foundation.clients.kafka_config(set
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
@@ -28,6 +28,9 @@ ADMIN_TIMEOUT_S = 30.0
 ANY_HOST = "*"
 
 
+T = TypeVar("T")
+
+
 class TopologyError(RuntimeError):
     """The cluster's topics do not match the declared topology."""
 
@@ -46,15 +49,26 @@ UNANSWERED_BACKOFF_S = 0.5
 def ensure_topics(client_config: Mapping[str, Any], topology: Topology) -> list[str]:
     """Create missing topics; check existing ones. Returns the names it created."""
     admin = AdminClient(dict(client_config))
-    deadline = time.monotonic() + UNANSWERED_RETRY_S_MAX
+    return _asking_again(
+        lambda: _ensure_topics(admin, topology),
+        again=lambda error: error.retriable() or error.code() in _UNANSWERED,
+        budget_s=UNANSWERED_RETRY_S_MAX,
+        backoff_s=UNANSWERED_BACKOFF_S,
+    )
+
+
+def _asking_again(
+    call: Callable[[], T], *, again: Callable[[KafkaError], bool], budget_s: float, backoff_s: float
+) -> T:
+    """`call()`, asked again while it fails with an error `again` accepts, for `budget_s` at most."""
+    deadline = time.monotonic() + budget_s
     while True:
         try:
-            return _ensure_topics(admin, topology)
+            return call()
         except KafkaException as exception:
-            error: KafkaError = exception.args[0]
-            if not (error.retriable() or error.code() in _UNANSWERED) or time.monotonic() > deadline:
+            if not again(exception.args[0]) or time.monotonic() > deadline:
                 raise
-            time.sleep(UNANSWERED_BACKOFF_S)
+            time.sleep(backoff_s)
 
 
 def _ensure_topics(admin: AdminClient, topology: Topology) -> list[str]:
@@ -132,17 +146,19 @@ def verify_topics(admin: AdminClient, specs: list[TopicSpec]) -> None:
 def _configs(admin: AdminClient, specs: list[TopicSpec]) -> list[tuple[TopicSpec, Any]]:
     """Each topic's configuration; a broker that has not seen a new topic's metadata yet
     answers UNKNOWN_TOPIC_OR_PART for a moment, so that is asked again (bounded)."""
-    deadline = time.monotonic() + ADMIN_TIMEOUT_S
-    while True:
-        resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in specs]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in specs]
+
+    def describe() -> list[tuple[TopicSpec, Any]]:
         futures = admin.describe_configs(resources, request_timeout=ADMIN_TIMEOUT_S)
-        try:
-            by_name = {resource.name: future.result() for resource, future in futures.items()}
-            return [(spec, by_name[spec.name]) for spec in specs]
-        except KafkaException as error:
-            if error.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        by_name = {resource.name: future.result() for resource, future in futures.items()}
+        return [(spec, by_name[spec.name]) for spec in specs]
+
+    return _asking_again(
+        describe,
+        again=lambda error: error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART,
+        budget_s=ADMIN_TIMEOUT_S,
+        backoff_s=0.2,
+    )
 
 
 def describe(spec: TopicSpec) -> str:
