@@ -44,6 +44,9 @@ class AccessError(RuntimeError):
 _UNANSWERED = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError.NOT_CONTROLLER})
 UNANSWERED_RETRY_S_MAX = 2 * ADMIN_TIMEOUT_S
 UNANSWERED_BACKOFF_S = 0.5
+# How long a check waits for topics the metadata does not show yet: a broker learns of topics
+# another has just created moments later (seen in CI right after a three-broker cluster's start).
+TOPIC_METADATA_WAIT_S = 15.0
 
 
 def ensure_topics(client_config: Mapping[str, Any], topology: Topology) -> list[str]:
@@ -116,7 +119,7 @@ def verify_topics(admin: AdminClient, specs: list[TopicSpec]) -> None:
     counts (co-partitioning and key placement), replication factor and min.insync.replicas
     (what acks=all promises), cleanup policy, timestamp type (the shards' clock), and the
     changelog's delete.retention.ms (how long a restore can trust a checkpoint)."""
-    topics = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+    topics = _listing(admin, specs)
     problems = []
     for spec in specs:
         described = topics.get(spec.name)
@@ -141,6 +144,19 @@ def verify_topics(admin: AdminClient, specs: list[TopicSpec]) -> None:
                     problems.append(f"{spec.name}: {key} is {actual[key].value}, the topology says {wanted}")
     if problems:
         raise TopologyError("the cluster does not match the topology:\n  " + "\n  ".join(problems))
+
+
+def _listing(admin: AdminClient, specs: list[TopicSpec]) -> dict[str, Any]:
+    """The cluster's topics, asked again for TOPIC_METADATA_WAIT_S at most while some of `specs`
+    are absent: the broker that answers may not know yet of topics another has just created
+    (tests/integration/test_topology_checks.py, the topics that reach the metadata late)."""
+    deadline = time.monotonic() + TOPIC_METADATA_WAIT_S
+    while True:
+        topics: dict[str, Any] = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
+        absent = [spec for spec in specs if spec.name not in topics or topics[spec.name].error is not None]
+        if not absent or time.monotonic() > deadline:
+            return topics
+        time.sleep(0.2)
 
 
 def _configs(admin: AdminClient, specs: list[TopicSpec]) -> list[tuple[TopicSpec, Any]]:
