@@ -113,13 +113,13 @@ def _wait_for_metadata(admin: AdminClient, topology: Topology) -> None:
 CHECKED_CONFIGS = ("cleanup.policy", "message.timestamp.type", "min.insync.replicas", "delete.retention.ms")
 
 
-def verify_topics(admin: AdminClient, specs: list[TopicSpec]) -> None:
+def verify_topics(admin: AdminClient, specs: list[TopicSpec], *, wait_s: float = TOPIC_METADATA_WAIT_S) -> None:
     """Refuse a cluster whose topics (`specs`: all of a topology's, or only those one process
     uses, which are all its ACLs let it see) differ from the topology where it matters: partition
     counts (co-partitioning and key placement), replication factor and min.insync.replicas
     (what acks=all promises), cleanup policy, timestamp type (the shards' clock), and the
     changelog's delete.retention.ms (how long a restore can trust a checkpoint)."""
-    topics = _listing(admin, specs)
+    topics = _listing(admin, specs, wait_s)
     problems = []
     for spec in specs:
         described = topics.get(spec.name)
@@ -146,11 +146,11 @@ def verify_topics(admin: AdminClient, specs: list[TopicSpec]) -> None:
         raise TopologyError("the cluster does not match the topology:\n  " + "\n  ".join(problems))
 
 
-def _listing(admin: AdminClient, specs: list[TopicSpec]) -> dict[str, Any]:
-    """The cluster's topics, asked again for TOPIC_METADATA_WAIT_S at most while some of `specs`
+def _listing(admin: AdminClient, specs: list[TopicSpec], wait_s: float) -> dict[str, Any]:
+    """The cluster's topics, asked again for `wait_s` at most while some of `specs`
     are absent: the broker that answers may not know yet of topics another has just created
     (tests/integration/test_topology_checks.py, the topics that reach the metadata late)."""
-    deadline = time.monotonic() + TOPIC_METADATA_WAIT_S
+    deadline = time.monotonic() + wait_s
     while True:
         topics: dict[str, Any] = admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics
         absent = [spec for spec in specs if spec.name not in topics or topics[spec.name].error is not None]
