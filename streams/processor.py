@@ -58,7 +58,14 @@ from streams.positions import POSITIONS_KEY, InputPositions
 from streams.restore import Restorer
 from streams.store import LocalState, PartitionStore
 from streams.telemetry import WorkerTelemetry
-from streams.transactions import CommitOutcomeUnknown, TransactionalProducer, WorkerFenced, is_abortable, is_fenced
+from streams.transactions import (
+    CommitOutcomeUnknown,
+    ProducerStuck,
+    TransactionalProducer,
+    WorkerFenced,
+    is_abortable,
+    is_fenced,
+)
 from topologies import partition_for
 from topologies.admin import verify_topics
 
@@ -408,7 +415,8 @@ class LedgerProcessor:
                 )
             changes = self._produce_changes(batch)
             if batch.next:
-                self._producer.send_offsets_to_transaction(
+                # On a thread with a deadline: librdkafka may never return from this call.
+                self._transactions_now().send_offsets(
                     [KafkaPartition(topic, partition, offset) for (topic, partition), offset in batch.next.items()],
                     self._consumer.consumer_group_metadata(),
                     coordinator_call_timeout_s(self.settings),
@@ -419,7 +427,8 @@ class LedgerProcessor:
         except KafkaException as exception:
             self._abandon(batch, exception.args[0])
             return
-        except CommitOutcomeUnknown as unknown:
+        except (CommitOutcomeUnknown, ProducerStuck) as unknown:
+            # The transaction's fate is unknown, or its producer hangs: a new producer fences it.
             self._recover(str(unknown))
             return
         self._apply(changes)

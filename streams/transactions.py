@@ -24,7 +24,16 @@ librdkafka sorts transaction errors into three kinds, and the loop answers each 
   and that must not count against the worker (a count of replacements did: ten in five
   minutes stopped both workers during one broker restart on a loaded machine).
 
-Two facts of librdkafka 2.16 against Kafka 4.1 shape the code (both shown by
+A third: `send_offsets_to_transaction` may never return, whatever its timeout, when the
+group coordinator it had cached is lost (librdkafka issues #5456 and #5511: the coordinator
+request's deadline is never checked, and a broker gone from the metadata never re-triggers
+the lookup). Both workers hung there for good after a broker was killed
+(tests/integration/test_broker_loss.py). So that call runs on a thread of its own with a
+deadline (`send_offsets`); past it the producer counts as failed and is replaced, which fences
+the stuck instance: its transaction is aborted by the new instance's init_transactions, and
+whatever it sends later carries the old epoch, which the brokers refuse.
+
+Two more facts of librdkafka 2.16 against Kafka 4.1 shape the code (both shown by
 tests/integration/test_transaction_abort.py):
 * an abort issued while the transaction's first AddPartitionsToTxn is still in flight
   can end in a fatal INVALID_TXN_STATE (librdkafka issue #4849); flushing before aborting
@@ -36,6 +45,7 @@ tests/integration/test_transaction_abort.py):
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -47,6 +57,8 @@ from foundation.consuming import is_transient
 log = logging.getLogger(__name__)
 
 ABORT_FLUSH_S_MAX = 5.0
+# How long past its own timeout a coordinator call may run before the producer counts as stuck.
+STUCK_CALL_GRACE_S = 5.0
 RETRY_BACKOFF_S = 0.1
 RETRY_BACKOFF_S_MAX = 2.0
 
@@ -67,6 +79,10 @@ class WorkerFenced(RuntimeError):
 
 class CommitOutcomeUnknown(RuntimeError):
     """A commit failed in a way that does not say whether it landed."""
+
+
+class ProducerStuck(RuntimeError):
+    """A producer call outlived its timeout by STUCK_CALL_GRACE_S: the producer is replaced."""
 
 
 class ProducerFailing(RuntimeError):
@@ -139,6 +155,32 @@ class TransactionalProducer:
         partition registration they started has finished (see the module's note)."""
         self.producer.flush(ABORT_FLUSH_S_MAX)
         self._retrying("abort_transaction", lambda: self.producer.abort_transaction(timeout_s))
+
+    def send_offsets(self, offsets: list[Any], group_metadata: Any, timeout_s: float) -> None:
+        """send_offsets_to_transaction, on a thread of its own with a deadline (see the module's
+        note): its errors are raised as they are; a call still running STUCK_CALL_GRACE_S past
+        `timeout_s` raises ProducerStuck and is left behind (a daemon thread: it holds no lock
+        of ours and ends when librdkafka answers it, with the fenced epoch's refusal)."""
+        outcome: list[BaseException | None] = []
+        producer = self.producer
+
+        def call() -> None:
+            try:
+                producer.send_offsets_to_transaction(offsets, group_metadata, timeout_s)
+                outcome.append(None)
+            except BaseException as exception:  # noqa: BLE001  (handed to the caller's thread, raised there)
+                outcome.append(exception)
+
+        caller = threading.Thread(target=call, name="send-offsets", daemon=True)
+        caller.start()
+        caller.join(timeout_s + STUCK_CALL_GRACE_S)
+        if not outcome:
+            raise ProducerStuck(
+                f"send_offsets_to_transaction did not return within {timeout_s + STUCK_CALL_GRACE_S:.0f}s "
+                f"(its timeout is {timeout_s:.0f}s; librdkafka issues #5456, #5511)"
+            )
+        if outcome[0] is not None:
+            raise outcome[0]
 
     def commit(self, timeout_s: float) -> None:
         """Commit, retrying what librdkafka says may be retried. An abortable error is

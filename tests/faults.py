@@ -213,6 +213,14 @@ def transaction_coordinator(bootstrap_servers: str, transactional_id: str) -> in
     return partition_leader(bootstrap_servers, "__transaction_state", partition)
 
 
+def group_coordinator(bootstrap_servers: str, group: str) -> int:
+    """The broker coordinating a consumer group (its offsets and its members)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})  # kept alive until the answer
+    described = admin.describe_consumer_groups([group], request_timeout=30)[group]
+    node: int = described.result().coordinator.id
+    return node
+
+
 def partition_leader(bootstrap_servers: str, topic: str, partition: int) -> int:
     metadata = AdminClient({"bootstrap.servers": bootstrap_servers}).list_topics(topic, timeout=10)
     leader: int = metadata.topics[topic].partitions[partition].leader

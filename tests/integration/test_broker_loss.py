@@ -25,7 +25,7 @@ from codec import Codec
 from deploy.local import kafka
 from foundation.settings import Settings
 from sinks.commands import EXIT_OK, reconcile_command
-from streams.clients import transactional_id
+from streams.clients import consumer_group, transactional_id
 from streamwallet.stack import ManagedProcess, Stack
 from tests.checker import check_ledger
 from tests.conftest import fresh_settings
@@ -35,6 +35,7 @@ from tests.faults import (
     active_controller,
     dump_stacks,
     funded_mixed_workload,
+    group_coordinator,
     partition_leader,
     pause_broker,
     transaction_coordinator,
@@ -45,6 +46,7 @@ pytestmark = pytest.mark.kafka
 BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_FAULTS_PORT", "29800"))  # below the ephemeral range
 DOWN_S = 6.0  # how long a killed broker stays down: past its session (4 s), so the cluster fences it
 RECOVERY_TIMEOUT_S = 240.0  # a restarted broker rejoins in ~20 s on a quiet machine; far longer on a loaded one
+BETWEEN_FAULTS_S = 3.0  # the cluster whole again (wait_ready) and the ledger answering before the next
 BROKER_SESSION_S = 4.0  # broker.session.timeout.ms of the local clusters (deploy/local/kafka.py)
 
 
@@ -87,6 +89,21 @@ class BrokerFaults:
         fault.ended_s = time.monotonic()
         self.done.append(fault)
 
+    KINDS = ("leader", "coordinator", "group coordinator", "controller", "frozen")
+
+    def fault(self, kind: str, rng: random.Random) -> None:
+        """One fault of `kind` (KINDS): its broker killed and restarted, or one frozen."""
+        if kind == "frozen":
+            self.freeze(rng.randint(1, len(self.cluster.nodes)))
+            return
+        choose: dict[str, Callable[[], int]] = {
+            "leader": self.leader,
+            "coordinator": self.coordinator,
+            "group coordinator": self.group_coordinator,
+            "controller": self.controller,
+        }
+        self.kill_and_restart(f"{kind} killed", choose[kind]())
+
     def leader(self) -> int:
         return partition_leader(self.settings.bootstrap_servers, f"{self.settings.topic_prefix}.commands", 0)
 
@@ -94,21 +111,18 @@ class BrokerFaults:
         worker = dataclasses.replace(self.settings, worker_id="worker-1")
         return transaction_coordinator(self.settings.bootstrap_servers, transactional_id(worker))
 
+    def group_coordinator(self) -> int:
+        return group_coordinator(self.settings.bootstrap_servers, consumer_group(self.settings))
+
     def controller(self) -> int:
         return active_controller(self.cluster)
 
-    def random_fault(self, rng: random.Random) -> None:
-        kind = rng.choice(["leader", "coordinator", "controller", "frozen"])
-        if kind == "frozen":
-            self.freeze(rng.randint(1, len(self.cluster.nodes)))
-            return
-        choose: Callable[[], int] = {"leader": self.leader, "coordinator": self.coordinator}.get(kind, self.controller)
-        self.kill_and_restart(f"{kind} killed", choose())
-
 
 def run_broker_faults(
-    cluster: kafka.Cluster, tmp_path: Any, *, commands: int, rate_per_s: float, random_faults: bool, seed: int
+    cluster: kafka.Cluster, tmp_path: Any, *, commands: int, rate_per_s: float, sequence: list[str] | None, seed: int
 ) -> None:
+    """The ledger under `sequence` (kinds of BrokerFaults.KINDS, in order, results flowing in
+    between), or under random faults until the stream ends (`sequence` None)."""
     settings = fresh_settings(
         cluster.bootstrap_servers, tmp_path, prefix="b", replication_factor=3, min_insync_replicas=2
     )
@@ -127,17 +141,13 @@ def run_broker_faults(
         workload, _ = funded_mixed_workload(settings, accounts=200, count=commands, seed=seed)
         streamer = Streamer(settings, workload, rate_per_s=rate_per_s).start()
         time.sleep(5)
-        if not random_faults:  # the fixed sequence: each kind once
-            injector.kill_and_restart("leader of a commands partition killed", injector.leader())
-            time.sleep(5)
-            injector.kill_and_restart("transaction coordinator killed", injector.coordinator())
-            time.sleep(5)
-            injector.kill_and_restart("active controller killed", injector.controller())
-            time.sleep(5)
-            injector.freeze(rng.randint(1, 3))
+        if sequence is not None:
+            for kind in sequence:
+                injector.fault(kind, rng)
+                time.sleep(BETWEEN_FAULTS_S)
         else:
             while not streamer.done:
-                injector.random_fault(rng)
+                injector.fault(rng.choice(BrokerFaults.KINDS), rng)
                 time.sleep(rng.uniform(2.0, 5.0))
         streamer.join()
         report = check_ledger(settings, codec, workload, settle_s=3 * settings.tick_interval_ms / 1000 + 3)
@@ -163,10 +173,29 @@ def run_broker_faults(
 def test_the_ledger_rides_out_the_loss_of_a_leader_the_coordinator_and_the_controller(
     cluster: kafka.Cluster, tmp_path: Any
 ) -> None:
-    run_broker_faults(cluster, tmp_path, commands=30_000, rate_per_s=400, random_faults=False, seed=31)
+    run_broker_faults(
+        cluster,
+        tmp_path,
+        commands=30_000,
+        rate_per_s=400,
+        sequence=["leader", "coordinator", "controller", "frozen"],
+        seed=31,
+    )
+
+
+@pytest.mark.timeout(1200)
+def test_the_ledger_rides_out_the_loss_of_its_consumer_groups_coordinator(
+    cluster: kafka.Cluster, tmp_path: Any
+) -> None:
+    """The group coordinator of the workers' consumer group killed, twice (defect: both workers
+    hung for good in send_offsets_to_transaction, whose timeout librdkafka does not apply
+    while it looks for a group coordinator it lost, librdkafka issues #5456 and #5511)."""
+    run_broker_faults(
+        cluster, tmp_path, commands=12_000, rate_per_s=400, sequence=["group coordinator", "group coordinator"], seed=33
+    )
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(7200)
 def test_broker_loss_soak(cluster: kafka.Cluster, tmp_path: Any) -> None:
-    run_broker_faults(cluster, tmp_path, commands=300_000, rate_per_s=800, random_faults=True, seed=32)
+    run_broker_faults(cluster, tmp_path, commands=300_000, rate_per_s=800, sequence=None, seed=32)

@@ -2,7 +2,8 @@
 service on a three-broker cluster, with a fault every few seconds, of every kind we can
 produce on one machine — a worker killed (kill -9; its supervisor restarts it), a worker
 frozen past its session (a zombie), a broker killed (the leader of a commands partition,
-a worker's transaction coordinator, the active controller) and restarted, a broker
+a worker's transaction coordinator, the workers' group coordinator, the active controller)
+and restarted, a broker
 frozen past its session. Then the checker and reconcile, as after every fault test, and
 the figures: commands, faults by kind, lost, doubled, conservation error, and the longest
 gap in results per fault kind.
@@ -37,7 +38,7 @@ SOAK_COMMANDS = int(os.environ.get("STREAMWALLET_SOAK_COMMANDS", "1000000"))
 SOAK_RATE_PER_S = float(os.environ.get("STREAMWALLET_SOAK_RATE", "1500"))
 FAULT_EVERY_S = (2.0, 6.0)
 WORKER_FAULTS = ("worker killed", "worker frozen")
-BROKER_FAULTS = ("leader", "coordinator", "controller", "frozen")
+BROKER_FAULTS = BrokerFaults.KINDS
 
 
 @pytest.fixture
@@ -84,13 +85,7 @@ def test_a_million_commands_through_every_kind_of_fault(cluster: kafka.Cluster, 
                 faults.append(fault)
             else:
                 before = len(brokers.done)
-                if kind == "frozen":
-                    brokers.freeze(rng.randint(1, len(cluster.nodes)))
-                else:
-                    choose = {"leader": brokers.leader, "coordinator": brokers.coordinator}.get(
-                        kind, brokers.controller
-                    )
-                    brokers.kill_and_restart(f"{kind} killed", choose())
+                brokers.fault(kind, rng)
                 faults.extend(brokers.done[before:])
         streamer.join()
         report = check_ledger(

@@ -6,6 +6,7 @@ applied twice."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import random
 import threading
 import time
@@ -142,4 +143,57 @@ def test_an_abort_in_the_middle_of_a_batch_loses_no_message_of_any_partition(set
         stop.set()
         thread.join(30)
     print(f"\n{report.summary()}; aborts {processor.metrics.aborts}")
+    assert report.problems() == []
+
+
+class HangingSendOffsets:
+    """The worker's real transactional producer, whose chosen send_offsets_to_transaction calls
+    never return until the test ends, as librdkafka's did after a group coordinator was lost
+    (issues #5456, #5511); the transaction really is open when it hangs."""
+
+    def __init__(self, producer: Any, hang_at: tuple[int, ...], released: threading.Event) -> None:
+        self._producer = producer
+        self.hang_at = hang_at
+        self.calls = 0
+        self.hung = 0
+        self.released = released
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    def send_offsets_to_transaction(self, *args: Any) -> None:
+        self.calls += 1
+        if self.calls in self.hang_at:
+            self.hung += 1
+            self.released.wait()
+            raise KafkaException(KafkaError(KafkaError._FENCED, "released after the test", fatal=True))
+        self._producer.send_offsets_to_transaction(*args)
+
+
+def test_a_send_offsets_call_that_never_returns_replaces_the_producer_and_loses_nothing(settings: Settings) -> None:
+    """Defect: a worker hung for good in send_offsets_to_transaction (its timeout not applied
+    by librdkafka) and every command of its partitions waited forever. Now the call has a
+    deadline, the stuck producer is replaced (fenced) and the batch decided again."""
+    codec = Codec()
+    quick = dataclasses.replace(settings, transaction_timeout_ms=3000)
+    processor = LedgerProcessor(quick)
+    stop = threading.Event()
+    thread = threading.Thread(target=processor.run, args=(stop,))
+    thread.start()
+    released = threading.Event()
+    try:
+        assert processor.ready.wait(60)
+        hanging = HangingSendOffsets(processor._producer, hang_at=(20,), released=released)
+        processor._producer = hanging  # between transactions: the loop is idle, waiting for input
+        workload, _ = funded_mixed_workload(quick, accounts=20, count=1500, seed=13)
+        Streamer(quick, workload, rate_per_s=300).start().join()
+        report = check_ledger(quick, codec, workload, results_timeout_s=120, settle_s=3)
+        assert hanging.hung == 1, "the injected hang did not happen"
+        assert processor.metrics.producers_replaced >= 1
+        assert thread.is_alive(), "the worker stopped"
+    finally:
+        released.set()
+        stop.set()
+        thread.join(30)
+    print(f"\n{report.summary()}; producers replaced {processor.metrics.producers_replaced}")
     assert report.problems() == []
