@@ -80,6 +80,7 @@ class Ownership:
         self.generation = 0  # bumped on every change of the assignment
         self.rebalances = 0
         self.last_restore_s = 0.0
+        self.last_phases = ""
         self.on_ready: Callable[[], None] = lambda: None
 
     def current_generation(self) -> int:
@@ -100,7 +101,7 @@ class Ownership:
         consumer.assign(self._take(consumer, numbers))
         self.rebalances += 1
         self.last_restore_s = time.monotonic() - started
-        log.info("assigned partitions %s (restored in %.2fs)", numbers, self.last_restore_s)
+        log.info("assigned partitions %s (restored in %.2fs: %s)", numbers, self.last_restore_s, self.last_phases)
         self.on_ready()
 
     def reload(self, consumer: Any) -> None:
@@ -113,14 +114,20 @@ class Ownership:
         self.shards.clear()
         for start in self._take(consumer, numbers):
             consumer.seek(start)
-        log.info("partitions %s reloaded from the changelog", numbers)
+        log.info("partitions %s reloaded from the changelog (%s)", numbers, self.last_phases)
 
     def _take(self, consumer: Any, numbers: list[int]) -> list[KafkaPartition]:
         """The three steps of taking partitions (see the module's note); returns where the
         consumer must start on each."""
         assigned = [KafkaPartition(topic, n) for n in numbers for topic in (self.commands_topic, self.legs_topic)]
+        started = time.monotonic()
         committed = self._stable_committed(consumer, assigned)  # 1. the barrier
+        barrier_done = time.monotonic()
         self.restorer.restore(numbers)  # 2. restore
+        # Where a slow take-over spends its time, for the log line that reports it.
+        self.last_phases = (
+            f"offsets stable after {barrier_done - started:.2f}s, restore {time.monotonic() - barrier_done:.2f}s"
+        )
         starts: list[KafkaPartition] = []
         for partition in numbers:  # 3. start where the state is
             positions = self._positions(partition, committed)
