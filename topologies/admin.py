@@ -54,10 +54,18 @@ def ensure_topics(client_config: Mapping[str, Any], topology: Topology) -> list[
     admin = AdminClient(dict(client_config))
     return _asking_again(
         lambda: _ensure_topics(admin, topology),
-        again=lambda error: error.retriable() or error.code() in _UNANSWERED,
+        again=lambda error: error.retriable() or error.code() in _UNANSWERED or _all_brokers_fenced(error),
         budget_s=UNANSWERED_RETRY_S_MAX,
         backoff_s=UNANSWERED_BACKOFF_S,
     )
+
+
+def _all_brokers_fenced(error: KafkaError) -> bool:
+    """A broker back from a pause is fenced by the controller until its next heartbeat, and a
+    topic created meanwhile is refused as INVALID_REPLICATION_FACTOR, "All brokers are currently
+    fenced" (seen in CI after test_worker_faults froze the broker for 35 s): an outage like the
+    others, asked again. A replication factor above the broker count is refused at once."""
+    return error.code() == KafkaError.INVALID_REPLICATION_FACTOR and "fenced" in error.str()
 
 
 def _asking_again(
