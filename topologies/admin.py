@@ -42,7 +42,10 @@ class AccessError(RuntimeError):
 # A cluster that does not answer yet (the controller busy or moving, a loaded machine): asked
 # again, within a bound, since creating topics is idempotent (TOPIC_ALREADY_EXISTS is success).
 _UNANSWERED = frozenset({KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError.NOT_CONTROLLER})
-UNANSWERED_RETRY_S_MAX = 2 * ADMIN_TIMEOUT_S
+# As long as a worker waits for a broker (streams/processor.py BROKER_OUTAGE_S_MAX): one ask may
+# take ADMIN_TIMEOUT_S itself, and a broker back from a pause can stay fenced for tens of seconds
+# while its controller moves thousands of partitions (CI: 60 s left one attempt after the pause).
+UNANSWERED_RETRY_S_MAX = 4 * ADMIN_TIMEOUT_S
 UNANSWERED_BACKOFF_S = 0.5
 # How long a check waits for topics the metadata does not show yet: a broker learns of topics
 # another has just created moments later (seen in CI right after a three-broker cluster's start).

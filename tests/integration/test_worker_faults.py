@@ -34,7 +34,7 @@ from foundation.settings import Settings
 from ledger import commands
 from ledger.accounts import Account, AccountStatus
 from ledger.state import Table
-from streams.processor import LedgerProcessor, consumer_group, transactional_id
+from streams.processor import BROKER_OUTAGE_S_MAX, LedgerProcessor, consumer_group, transactional_id
 from streams.reads import committed_account
 from streams.store import changelog_key
 from tests.checker import check_ledger, wait_for_results
@@ -42,7 +42,7 @@ from tests.conftest import TEST_KAFKA_PORT
 from tests.faults import Streamer
 from tests.principals import TESTER
 from topologies import partition_for
-from topologies.admin import ADMIN_TIMEOUT_S, ensure_topics
+from topologies.admin import ADMIN_TIMEOUT_S, UNANSWERED_RETRY_S_MAX, ensure_topics
 from topologies.topics import Topology
 
 pytestmark = pytest.mark.kafka
@@ -71,7 +71,8 @@ class Running:
 
     def stop(self) -> None:
         self.stop_event.set()
-        self.thread.join(60)
+        # A worker inside a retry for a broker that is away finishes it first (within its budget).
+        self.thread.join(BROKER_OUTAGE_S_MAX + ADMIN_TIMEOUT_S)
         assert not self.thread.is_alive(), "the worker did not stop"
 
 
@@ -406,7 +407,7 @@ def test_a_worker_started_while_the_broker_does_not_answer_waits_for_it(settings
         os.kill(pid, signal.SIGCONT)
     try:
         assert running.processor.ready.wait(120), f"the worker did not become ready: {running.failure!r}"
-        creator.join(120)
+        creator.join(UNANSWERED_RETRY_S_MAX + ADMIN_TIMEOUT_S)  # its budget, and one ask in flight
         assert created and sorted(created[0]) == sorted(spec.name for spec in other.all()), "topics not created"
     finally:
         running.stop()
