@@ -69,6 +69,8 @@ class Fault:
 
 
 class BrokerFaults:
+    KINDS = ("leader", "coordinator", "group coordinator", "controller", "frozen")
+
     def __init__(self, cluster: kafka.Cluster, settings: Settings) -> None:
         self.cluster = cluster
         self.settings = settings
@@ -89,8 +91,6 @@ class BrokerFaults:
         kafka.wait_ready(self.cluster, timeout_s=RECOVERY_TIMEOUT_S)
         fault.ended_s = time.monotonic()
         self.done.append(fault)
-
-    KINDS = ("leader", "coordinator", "group coordinator", "controller", "frozen")
 
     def fault(self, kind: str, rng: random.Random) -> None:
         """One fault of `kind` (KINDS): its broker killed and restarted, or one frozen."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import threading
 import time
 import uuid
 from typing import Any
@@ -23,12 +22,11 @@ from foundation.settings import Settings
 from ledger import commands
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, ResultStatus
-from streams.processor import LedgerProcessor
 from streamwallet.stack import Stack
 from tests.checker import check_ledger, wait_for_results
 from tests.faults import Streamer, funded_mixed_workload
 from tests.principals import TESTER
-from tests.support import read_decoded
+from tests.support import read_decoded, running_processor
 from topologies import partition_for
 
 pytestmark = pytest.mark.kafka
@@ -94,22 +92,22 @@ def wait_until_quiet(settings: Settings, topic: str) -> None:
         consumer.close()
 
 
-class Running:
-    """A LedgerProcessor on a thread of this process."""
+def opening(command_id: str, account: str, currency: str = "USD") -> commands.OpenAccount:
+    """The tester opens `account` (each account's first command, dedup id "open")."""
+    return commands.OpenAccount(
+        principal=TESTER,
+        owner=TESTER.principal_id,
+        command_id=command_id,
+        dedup_id="open",
+        account_id=account,
+        currency=currency,
+    )
 
-    def __init__(self, settings: Settings) -> None:
-        self.processor = LedgerProcessor(settings)
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self.processor.run, args=(self.stop_event,), daemon=True)
 
-    def __enter__(self) -> Running:
-        self.thread.start()
-        assert self.processor.ready.wait(90), "the worker did not become ready"
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop_event.set()
-        self.thread.join(60)
+def deposit(command_id: str, account: str, amount: int) -> commands.Deposit:
+    return commands.Deposit(
+        principal=TESTER, command_id=command_id, dedup_id="d1", account_id=account, amount=amount, currency="USD"
+    )
 
 
 def produce_bundle(settings: Settings, codec: Codec, bundle: CommandBundle, key: str) -> None:
@@ -134,25 +132,9 @@ def test_bundles_are_decided_command_by_command_and_a_resent_bundle_changes_noth
     run = uuid.uuid4().hex[:6]
     alice, bob = accounts_on(3, settings, run, 2)
     setup: list[commands.Command] = [
-        commands.OpenAccount(
-            principal=TESTER,
-            owner=TESTER.principal_id,
-            command_id=f"{run}-o1",
-            dedup_id="open",
-            account_id=alice,
-            currency="USD",
-        ),
-        commands.OpenAccount(
-            principal=TESTER,
-            owner=TESTER.principal_id,
-            command_id=f"{run}-o2",
-            dedup_id="open",
-            account_id=bob,
-            currency="USD",
-        ),
-        commands.Deposit(
-            principal=TESTER, command_id=f"{run}-d1", dedup_id="d1", account_id=alice, amount=1_000, currency="USD"
-        ),
+        opening(f"{run}-o1", alice),
+        opening(f"{run}-o2", bob),
+        deposit(f"{run}-d1", alice, 1_000),
     ]
     transfers: list[commands.Command] = [
         commands.Transfer(
@@ -167,7 +149,7 @@ def test_bundles_are_decided_command_by_command_and_a_resent_bundle_changes_noth
         for index in range(12)  # the last two find too little money
     ]
     bundle = bundle_of(codec, f"{run}-bundle", [*setup, *transfers])
-    with Running(settings):
+    with running_processor(settings):
         produce_bundle(settings, codec, bundle, alice)
         first = wait_for_results(settings, codec, {command.command_id for command in [*setup, *transfers]})
         produce_bundle(settings, codec, bundle, alice)  # a client resends the whole bundle
@@ -198,29 +180,10 @@ def test_a_bundle_that_cannot_be_decided_here_is_refused_whole_and_dead_lettered
     run = uuid.uuid4().hex[:6]
     alice, other = accounts_on(2, settings, run, 2)
     (elsewhere,) = accounts_on(5, settings, f"{run}x", 1)
-    good = [
-        commands.OpenAccount(
-            principal=TESTER,
-            owner=TESTER.principal_id,
-            command_id=f"{run}-o1",
-            dedup_id="open",
-            account_id=alice,
-            currency="USD",
-        ),
-        commands.Deposit(
-            principal=TESTER, command_id=f"{run}-d1", dedup_id="d1", account_id=alice, amount=500, currency="USD"
-        ),
-    ]
+    good = [opening(f"{run}-o1", alice), deposit(f"{run}-d1", alice, 500)]
     parts = [codec.encode(command) for command in good]
     if fault == "misrouted":
-        stray = commands.OpenAccount(
-            principal=TESTER,
-            owner=TESTER.principal_id,
-            command_id=f"{run}-o2",
-            dedup_id="open",
-            account_id=elsewhere,
-            currency="USD",
-        )
+        stray = opening(f"{run}-o2", elsewhere)
         parts.append(codec.encode(stray))
         code = BundleRefusalCode.MISROUTED_BUNDLE
     elif fault == "undecodable":
@@ -229,17 +192,10 @@ def test_a_bundle_that_cannot_be_decided_here_is_refused_whole_and_dead_lettered
     else:
         parts.append(codec.encode(CommandBundle(bundle_id="inner", commands=parts[:1])))
         code = BundleRefusalCode.UNDECODABLE_COMMAND
-    with Running(settings):
+    with running_processor(settings):
         produce_bundle(settings, codec, CommandBundle(bundle_id=f"{run}-bad", commands=parts), alice)
         # A good bundle after it: once its results are in, the bad one has been decided too.
-        probe = commands.OpenAccount(
-            principal=TESTER,
-            owner=TESTER.principal_id,
-            command_id=f"{run}-probe",
-            dedup_id="open",
-            account_id=other,
-            currency="EUR",
-        )
+        probe = opening(f"{run}-probe", other, "EUR")
         produce_bundle(settings, codec, bundle_of(codec, f"{run}-probe", [probe]), other)
         results = wait_for_results(settings, codec, {probe.command_id})
     assert [result.command_id for result in results if result.command_id.startswith(run)] == [probe.command_id]

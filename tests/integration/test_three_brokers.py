@@ -22,7 +22,7 @@ BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_PORT", "29300"))  # bel
 
 # Both are soak variants: the default suite's broker-loss test (test_broker_loss.py) starts the
 # same three-broker mode, writes with acks=all at RF 3 / min.insync.replicas 2 and loses a broker
-# four times under the ledger; the secured single broker runs in the default suite (kill -9, end
+# five times under the ledger; the secured single broker runs in the default suite (kill -9, end
 # to end, ACLs). Each variant here starts three more brokers: half a minute to a minute.
 @pytest.mark.slow
 @pytest.mark.parametrize("secured", [False, True], ids=["plaintext", "secured"])
