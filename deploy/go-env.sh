@@ -21,3 +21,12 @@ go_env=(
     GOTOOLCHAIN=local
     CGO_ENABLED=0
 )
+
+# One build of a tool at a time: `./sw test` builds the tools in the background while the tests
+# run (sw, prebuild_go_tools), and a test may ask for the same tool meanwhile. The second caller
+# waits here for the first, then finds the tool built. Held until the script exits (or `exec 9>&-`).
+hold_build_lock() {
+    mkdir -p "$bin_dir"
+    exec 9>"$bin_dir/.$1.lock"
+    flock 9
+}

@@ -13,6 +13,7 @@ set -euo pipefail
 HELM_VERSION="${HELM_VERSION:-v3.19.0}"
 source "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 helm="$bin_dir/helm"
+hold_build_lock helm
 
 if [[ -x "$helm" && "$("$helm" version --template '{{.Version}}' 2>/dev/null || true)" == "$HELM_VERSION" ]]; then
     echo "$helm"

@@ -88,10 +88,12 @@ convert_schemas() {
     echo "kubeconform-tool: schemas of $release ready in $((SECONDS - started))s" >&2
 }
 
+hold_build_lock kubeconform
 build_kubeconform
 for release in $KUBERNETES_VERSIONS $KUBERNETES_VERSION; do
     convert_schemas "$release"
 done
+exec 9>&-  # built: checks need no lock
 
 if [[ "${1:-}" == "check" ]]; then
     shift

@@ -19,6 +19,7 @@ build_tags="remove_all_sd"
 source "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 promtool="$bin_dir/promtool"
 stamp="$bin_dir/promtool.version"
+hold_build_lock promtool
 
 if [[ -x "$promtool" && -f "$stamp" && "$(cat "$stamp")" == "$PROMETHEUS_VERSION $build_tags" ]]; then
     echo "$promtool"

@@ -303,8 +303,9 @@ def promtool() -> Path:
     return built_promtool()
 
 
+# promtool before the deployment: a build still running is waited for with the CPU to itself.
 def test_every_process_serves_prometheus_metrics_that_count_what_happened(
-    deployment: Deployment, promtool: Path
+    promtool: Path, deployment: Deployment
 ) -> None:
     settings, urls = deployment.settings, deployment.urls
     account = f"metrics-{uuid.uuid4().hex[:8]}"
