@@ -94,18 +94,22 @@ def read_topic(source: str | Settings, topic: str, *, timeout_s: float = READ_TO
         consumer.close()
 
 
-def read_decoded(source: str | Settings, topic: str, codec: Codec) -> list[Any]:
-    return [codec.decode(message.value()) for message in read_topic(source, topic)]
+def read_decoded(
+    source: str | Settings, topic: str, codec: Codec, *, timeout_s: float = READ_TO_END_TIMEOUT_S
+) -> list[Any]:
+    return [codec.decode(message.value()) for message in read_topic(source, topic, timeout_s=timeout_s)]
 
 
 _TABLE_LETTERS = frozenset(table.value for table in Table)
 
 
-def changelog_state(settings: Settings, codec: Codec) -> dict[Table, dict[str, Any]]:
+def changelog_state(
+    settings: Settings, codec: Codec, *, timeout_s: float = READ_TO_END_TIMEOUT_S
+) -> dict[Table, dict[str, Any]]:
     """The shards' tables as the changelog holds them (latest value per key): what a
     worker restores, and so what the tables hold."""
     tables: dict[Table, dict[str, Any]] = collections.defaultdict(dict)
-    for message in read_topic(settings.bootstrap_servers, f"{settings.topic_prefix}.changelog"):
+    for message in read_topic(settings.bootstrap_servers, f"{settings.topic_prefix}.changelog", timeout_s=timeout_s):
         raw_key = message.key().decode()
         if raw_key[0] not in _TABLE_LETTERS:
             continue  # the loop's own records (input positions), not a ledger table

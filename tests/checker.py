@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from bench.topics import changelog_state
+from bench.topics import READ_TO_END_TIMEOUT_S, changelog_state
 from codec import Codec
 from foundation.settings import Settings
 from ledger.accounts import Account, Hold, HoldStatus
@@ -90,13 +90,18 @@ class Report:
 
 
 def wait_for_results(
-    settings: Settings, codec: Codec, command_ids: set[str], *, timeout_s: float = RESULTS_WAIT_S_DEFAULT
+    settings: Settings,
+    codec: Codec,
+    command_ids: set[str],
+    *,
+    timeout_s: float = RESULTS_WAIT_S_DEFAULT,
+    read_timeout_s: float = READ_TO_END_TIMEOUT_S,
 ) -> list[CommandResult]:
     """The results topic once it holds a result for every id (or the timeout passed)."""
     deadline = time.monotonic() + timeout_s
     while True:
         results: list[CommandResult] = read_decoded(
-            settings.bootstrap_servers, f"{settings.topic_prefix}.results", codec
+            settings.bootstrap_servers, f"{settings.topic_prefix}.results", codec, timeout_s=read_timeout_s
         )
         if command_ids <= {result.command_id for result in results} or time.monotonic() > deadline:
             return results
@@ -110,12 +115,16 @@ def check_ledger(
     *,
     results_timeout_s: float = RESULTS_WAIT_S_DEFAULT,
     settle_s: float = 0.0,
+    read_timeout_s: float = READ_TO_END_TIMEOUT_S,
 ) -> Report:
-    """Wait for every command's result, let ticks run for `settle_s`, then check everything."""
+    """Wait for every command's result, let ticks run for `settle_s`, then check everything.
+    `read_timeout_s`: how long reading one topic to its end may take (the soak's hold millions)."""
     commands = list(workload)
     wanted = {command.command_id for command in commands}
     report = Report(commands=len(commands))
-    report.results = wait_for_results(settings, codec, wanted, timeout_s=results_timeout_s)
+    report.results = wait_for_results(
+        settings, codec, wanted, timeout_s=results_timeout_s, read_timeout_s=read_timeout_s
+    )
     if settle_s:
         time.sleep(settle_s)
     _check_results(report, wanted)
@@ -123,8 +132,10 @@ def check_ledger(
     # transaction, so events read later hold every state the changelog read saw, and perhaps
     # more (ticks go on while we read). Each stored state is compared with the event of its
     # own sequence, never with "the latest event", which may be newer than the state read.
-    tables = changelog_state(settings, codec)
-    report.events = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.events", codec)
+    tables = changelog_state(settings, codec, timeout_s=read_timeout_s)
+    report.events = read_decoded(
+        settings.bootstrap_servers, f"{settings.topic_prefix}.events", codec, timeout_s=read_timeout_s
+    )
     history = _check_events(report)
     _check_changelog(report, tables, history)
     return report
