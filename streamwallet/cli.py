@@ -58,7 +58,10 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
         return cmd_kafka_acls(args, settings)
     port = int(settings.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
     if args.action == "start":
-        cluster = kafka.start(name=args.name, brokers=args.brokers, base_port=port)
+        try:
+            cluster = kafka.start(name=args.name, brokers=args.brokers, base_port=port)
+        except (RuntimeError, TimeoutError) as refused:  # a port in use, a stopped broker, no answer
+            raise CommandError(str(refused)) from refused
         print(f"Kafka {kafka.KAFKA_VERSION} ready at {cluster.bootstrap_servers}")
     elif args.action == "stop":
         kafka.stop(name=args.name, wipe=args.wipe)

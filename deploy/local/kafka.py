@@ -246,11 +246,7 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A zombie child still answers kill(0); look at its state.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return process_state(pid) not in (None, "Z")
 
 
 def _read_pid(node: Node) -> int | None:
@@ -259,6 +255,29 @@ def _read_pid(node: Node) -> int | None:
     except (FileNotFoundError, ValueError):
         return None
     return pid if _pid_alive(pid) else None
+
+
+def _refuse_stopped(cluster: Cluster) -> None:
+    """A broker of this cluster that is running but stopped (SIGSTOP: a fault test's frozen broker,
+    left so by a test run killed mid-freeze) would be reused and never answer; say so at once.
+    It is left as it is: whoever froze it may still mean to resume it."""
+    for node in cluster.nodes:
+        pid = _read_pid(node)
+        if pid is not None and process_state(pid) == "T":
+            raise RuntimeError(
+                f"broker {node.node_id} (pid {pid}) is stopped (SIGSTOP, e.g. by a fault test interrupted "
+                f"while it froze the broker): resume it with `kill -CONT {pid}`, or stop the cluster "
+                f"with `python -m deploy.local.kafka stop --name {cluster.name}`"
+            )
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat (R, S, T, Z, ...), or None once the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def _port_open(port: int) -> bool:
@@ -343,6 +362,7 @@ def start(
     timeouts the local clusters shorten, to measure fail-over as a stock broker gives it)."""
     cluster = cluster_layout(name=name, brokers=brokers, base_port=base_port, secured=secured)
     _check_mode(cluster)
+    _refuse_stopped(cluster)
     if all(_read_pid(node) is not None for node in cluster.nodes):
         wait_ready(cluster)
         return cluster
