@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +57,20 @@ def changelog_key(table: Table, key: str) -> bytes:
     return table.value.encode() + key.encode()
 
 
-def _bounded_to(prefix: bytes) -> ReadOptions:
-    """Iterators that end with `prefix`: past it, a seek would step over the tombstones of
-    whatever follows until it met a live key."""
-    options = ReadOptions()
+def _keys_under(db: Rdict, prefix: bytes, start: bytes = b"") -> Iterator[bytes]:
+    """The keys under `prefix`, from `prefix + start` on, in order, without the prefix. The
+    iterator ends with the prefix: past it, a seek would step over the tombstones of whatever
+    follows until it met a live key. Its bound is held here while it lives: rocksdict reads
+    the bound in place, and a freed one ended iteration early."""
+    bounds = ReadOptions()
     stem = prefix.rstrip(b"\xff")
     if stem:  # the smallest key past every key that starts with `prefix`
-        options.set_iterate_upper_bound(stem[:-1] + bytes([stem[-1] + 1]))
-    return options
+        bounds.set_iterate_upper_bound(stem[:-1] + bytes([stem[-1] + 1]))
+    iterator = db.iter(bounds)
+    iterator.seek(prefix + start)
+    while iterator.valid():
+        yield iterator.key()[len(prefix) :]
+        iterator.next()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,24 +156,14 @@ class LocalState:
 
     def has_state(self, partition: int) -> bool:
         """Whether RocksDB holds any record of the partition's shard."""
-        prefix = partition_prefix(partition)
-        iterator = self.db.iter()
-        iterator.seek(prefix)
-        return bool(iterator.valid() and iterator.key().startswith(prefix))
+        return next(_keys_under(self.db, partition_prefix(partition)), None) is not None
 
     def keys_of(self, partition: int) -> int:
         """How many state records a partition has (tests and diagnostics)."""
         return self.keys_under(partition_prefix(partition))
 
     def keys_under(self, prefix: bytes) -> int:
-        count = 0
-        bounds = _bounded_to(prefix)  # held while the iterator lives: it reads the bound in place
-        iterator = self.db.iter(bounds)
-        iterator.seek(prefix)
-        while iterator.valid() and iterator.key().startswith(prefix):
-            count += 1
-            iterator.next()
-        return count
+        return sum(1 for _ in _keys_under(self.db, prefix))
 
 
 class PartitionStore:
@@ -193,7 +190,7 @@ class PartitionStore:
         self._cursors: dict[Table, str | None] = {}
         self._staged_live: dict[Table, set[str]] = collections.defaultdict(set)
         for table in HEAD_READ_TABLES:
-            self._floors[table] = self._first_in_rocksdb(table, None)
+            self._floors[table] = self._scan(table, None)[0]
 
     # -- the Store port -------------------------------------------------------------------
 
@@ -225,33 +222,31 @@ class PartitionStore:
         """Smallest key of a table, merging staged writes over RocksDB. Steps over each
         key deleted since the last call once, not over every key the table ever held."""
         if table not in self._floors:
-            self._floors[table] = self._first_in_rocksdb(table, None)
+            self._floors[table] = self._scan(table, None)[0]
         if table in self._cursors:
-            start = self._cursors[table]
+            cursor = self._cursors[table]
+            committed = None if cursor is None else self._scan(table, cursor)[1]
         else:
             # The first key RocksDB holds from the floor on is the new floor: the keys deleted
             # since the floor was learnt are stepped over now, and never again.
             floor = self._floors[table]
-            start = self._floors[table] = None if floor is None else self._first_in_rocksdb(table, floor)
-        committed = None if start is None else self._first_in_rocksdb(table, start, skip_staged=True)
+            self._floors[table], committed = (None, None) if floor is None else self._scan(table, floor)
         self._cursors[table] = committed
         staged = min(self._staged_live[table], default=None)
         best = committed if staged is None or (committed is not None and committed < staged) else staged
         return None if best is None else (best, self.get(table, best))
 
-    def _first_in_rocksdb(self, table: Table, start: str | None, *, skip_staged: bool = False) -> str | None:
-        """The smallest key of `table` in RocksDB at or past `start` (the table's start if
-        None), passing over the keys this transaction deleted if `skip_staged`."""
-        prefix = self._prefix + table.value.encode()
-        bounds = _bounded_to(prefix)  # held while the iterator lives: it reads the bound in place
-        iterator = self._db.iter(bounds)
-        iterator.seek(prefix if start is None else prefix + start.encode())
-        while iterator.valid():
-            key: str = iterator.key()[len(prefix) :].decode()
-            if not skip_staged or self._staged.get((table, key)) is not _DELETED:
-                return key
-            iterator.next()
-        return None
+    def _scan(self, table: Table, start: str | None) -> tuple[str | None, str | None]:
+        """In one pass over `table` in RocksDB from `start` on (the table's start if None): the
+        first key it holds, and the first this transaction has not deleted."""
+        head: str | None = None
+        for raw in _keys_under(self._db, self._prefix + table.value.encode(), b"" if start is None else start.encode()):
+            key = raw.decode()
+            if head is None:
+                head = key
+            if self._staged.get((table, key)) is not _DELETED:
+                return head, key
+        return head, None
 
     # -- transaction boundaries -------------------------------------------------------------
 

@@ -3,9 +3,9 @@ service on a three-broker cluster, with a fault every few seconds, of every kind
 produce on one machine — a worker killed (kill -9; its supervisor restarts it), a worker
 frozen past its session (a zombie), a broker killed (the leader of a commands partition,
 a worker's transaction coordinator, the workers' group coordinator, the active controller)
-and restarted, a broker frozen past its session. Faults go on until every command is answered, not only while the
-stream arrives: on a small machine the ledger falls behind, and the backlog is answered under
-faults too. Then the checker and reconcile, as after every fault test, and the figures:
+and restarted, a broker frozen past its session. Faults go on until every command is
+answered, not only while the stream arrives: on a small machine the ledger falls behind, and
+the backlog is answered under faults too. Then the checker and reconcile, as after every fault test, and the figures:
 commands, faults by kind, lost, doubled, conservation error, and the longest gap in results
 per fault kind. A progress line each minute says how far the stream and the answers are.
 
