@@ -556,10 +556,12 @@ class LedgerProcessor:
         ownership = self._ownership
         if ownership is None:
             raise RuntimeError("the processor is not running")
-        self._forget_staged()
-        self._carried = []  # the reload consumes every owned partition again from its state
         transactions.replace(reason)
         self._producer = transactions.producer
+        # After the replacement, which serves the failed instance's queued delivery reports:
+        # none of them may count as a committed changelog write.
+        self._forget_staged()
+        self._carried = []  # the reload consumes every owned partition again from its state
         ownership.reload(self._consumer)
         self.metrics.producers_replaced = transactions.replaced
 

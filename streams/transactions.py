@@ -145,7 +145,20 @@ class TransactionalProducer:
         self.failing.failed(time.monotonic(), reason)
         self.replaced += 1
         log.error("the transactional producer failed (%s); replacing it (%d so far)", reason, self.replaced)
+        self._serve_last_words(self.producer)
         self.producer = self._new()
+
+    @staticmethod
+    def _serve_last_words(failed: Any) -> None:
+        """librdkafka's own account of a failure (its TXNERR and FATAL lines: fenced, epoch
+        bumped, coordinator lost) waits in the instance's queue until it is polled; the worker
+        meets it as produce()'s bare "Local: Fatal error". Polled once here, so the log says
+        why; the poll then raises the fatal error itself. This also serves the instance's last
+        delivery reports: the caller forgets what it staged after the replacement, not before."""
+        try:
+            failed.poll(0)
+        except KafkaException as exception:
+            log.error("librdkafka's reason: %s", exception.args[0])
 
     def begin(self) -> None:
         self.producer.begin_transaction()
