@@ -93,7 +93,12 @@ def test_aborted_transactions_are_decided_again_and_nothing_is_lost_or_doubled(s
             producer.produce(f"{settings.topic_prefix}.commands", codec.encode(command), command.routing_key.encode())
             if index % 100 == 0:
                 producer.flush(10)
-                time.sleep(0.05)  # spread the stream over many transactions
+                # Spread the stream over many transactions, each chunk after a commit: on a loaded
+                # machine the worker took the whole stream in 6 transactions, and commits 7 and 8,
+                # the ones that fail, never came.
+                committed, deadline = failing.commits, time.monotonic() + 10
+                while failing.commits == committed and time.monotonic() < deadline:
+                    time.sleep(0.01)
         producer.flush(10)
         results = wait_for_results(settings, codec, set(expected))
         # librdkafka may add aborts of its own: after an abort purges produced messages, the
