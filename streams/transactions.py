@@ -57,8 +57,9 @@ from foundation.consuming import is_transient
 log = logging.getLogger(__name__)
 
 ABORT_FLUSH_S_MAX = 5.0
-# How long past its own timeout a coordinator call may run before the producer counts as stuck.
-STUCK_CALL_GRACE_S = 5.0
+# How long past its own timeout a coordinator call may run before the producer counts as stuck
+# (librdkafka applies a timeout on its own timer thread, within a few hundred ms when it does).
+STUCK_CALL_GRACE_S = 2.0
 RETRY_BACKOFF_S = 0.1
 RETRY_BACKOFF_S_MAX = 2.0
 
