@@ -41,6 +41,7 @@ from codec.confluent import (
     confluent_header,
     register_schemas,
 )
+from codec.reader import ReaderBuilder, ReadError, RecordReader
 from codec.registry import RECORD_TYPES
 from codec.schemas import SCHEMA_ROOT, LoadedSchema, full_name, load_all, schema_fingerprint, strip_logical_types
 from codec.writer import EncodeError, Writer, WriterBuilder
@@ -84,6 +85,7 @@ class _Reader:
     writer_schema: dict[str, Any]
     reader_schema: dict[str, Any] | None  # None when the writer is the current version
     record: _RecordCodec
+    read: RecordReader | None = None  # the generated reader (codec/reader.py), for the current version
 
 
 class Codec:
@@ -121,6 +123,7 @@ class Codec:
             )
         self._by_name = {codec.schema.full_name: codec for codec in self._by_class.values()}
         self._by_fingerprint: dict[bytes, _Reader] = {}
+        readers = ReaderBuilder()
         for loaded in every:
             record = self._by_name.get(loaded.full_name)
             if record is None:
@@ -134,6 +137,7 @@ class Codec:
                 writer_schema=loaded.parsed_plain,
                 reader_schema=None if is_current else record.schema.parsed_plain,
                 record=record,
+                read=readers.record_reader(loaded.parsed_plain) if is_current else None,
             )
         # Schema ids: ours (registered above) for good, others fetched once, at most WRITER_SCHEMAS_CACHED_MAX.
         self._own_schema_ids = {schema_id: self._by_fingerprint[print_] for print_, schema_id in schema_ids.items()}
@@ -190,7 +194,24 @@ class Codec:
         _, raw = self._read(data, expected)
         return raw
 
+    def decode_values(self, data: bytes, *, expected: tuple[type, ...] | None = None) -> list[Any]:
+        """Bytes to the values of the plain Avro record in the order of the current schema's
+        fields, without building the dict: for readers that copy fields into rows (the sink).
+        Same checks as `decode`."""
+        reader, start = self._framing(data, expected)
+        if reader.read is not None:
+            return self._generated(reader, reader.read.values, data, start)  # type: ignore[no-any-return]
+        raw = self._resolved(reader, data, start)
+        return [raw[field["name"]] for field in reader.record.schema.parsed_plain["fields"]]
+
     def _read(self, data: bytes, expected: tuple[type, ...] | None) -> tuple[_Reader, dict[str, Any]]:
+        reader, start = self._framing(data, expected)
+        if reader.read is not None:  # the current version: the generated reader
+            return reader, self._generated(reader, reader.read.read, data, start)
+        return reader, self._resolved(reader, data, start)
+
+    def _framing(self, data: bytes, expected: tuple[type, ...] | None) -> tuple[_Reader, int]:
+        """The reader of the record's writer schema, and where the record's body starts."""
         first_byte = data[0] if data else None
         if first_byte == SINGLE_OBJECT_FIRST_BYTE:
             reader, start = self._single_object_reader(data), HEADER_LENGTH
@@ -204,6 +225,18 @@ class Codec:
             raise DecodeError(
                 DecodeErrorCode.UNEXPECTED_TYPE, f"{reader.record.schema.full_name} does not belong on this topic"
             )
+        return reader, start
+
+    @staticmethod
+    def _generated(reader: _Reader, read: Callable[[bytes, int], Any], data: bytes, start: int) -> Any:
+        try:
+            return read(data if type(data) is bytes else bytes(data), start)
+        except ReadError as error:
+            raise DecodeError(DecodeErrorCode.UNDECODABLE, f"{reader.record.schema.full_name}: {error}") from None
+
+    @staticmethod
+    def _resolved(reader: _Reader, data: bytes, start: int) -> dict[str, Any]:
+        """fastavro's reader, resolving an older writer schema into the current one."""
         buffer = io.BytesIO(data)
         buffer.seek(start)
         try:
@@ -217,7 +250,7 @@ class Codec:
                 DecodeErrorCode.UNDECODABLE,
                 f"{reader.record.schema.full_name}: {len(data) - buffer.tell()} bytes after the record",
             )
-        return reader, raw
+        return raw
 
     def _single_object_reader(self, data: bytes) -> _Reader:
         if len(data) < HEADER_LENGTH or data[:2] != MAGIC:

@@ -7,7 +7,7 @@ each record type gets one Python function, generated once from its schema and it
 dataclass's type hints (as `dataclasses` generates `__init__`), that appends the Avro
 binary encoding of an object's attributes to a bytearray. The bytes are the Avro
 specification's, identical to fastavro's (tests/unit/codec/test_writer.py compares
-them on every record type); reading stays with fastavro.
+them on every record type); `codec/reader.py` generates the readers alike.
 
 Values are checked as they are written: a long outside 64 bits, an int outside 32 bits,
 a value of the wrong type, a fixed of the wrong size or an unknown enum member raises

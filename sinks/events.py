@@ -108,22 +108,27 @@ class MessageLike(Protocol):
 
 
 class EventDecoder:
-    """AccountEvent bytes -> a table row, from the plain Avro record (Codec.decode_record):
-    the sink copies fields and needs no domain object, which matters when a rebuild
-    replays the whole topic. Bad bytes raise DecodeError, as Codec.decode does."""
+    """AccountEvent bytes -> a table row, from the values of the plain Avro record
+    (Codec.decode_values): the sink copies fields and needs no domain object, nor the
+    record's dict, which matters when a rebuild replays the whole topic. Bad bytes raise
+    DecodeError, as Codec.decode does."""
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
+        names = [field["name"] for field in codec.schema(AccountEvent).parsed_plain["fields"]]
+        if names[: len(EVENT_FIELDS)] != EVENT_FIELDS:  # the row takes the record's leading fields as they are
+            raise RuntimeError(f"AccountEvent's fields {names} do not start with the table's {EVENT_FIELDS}")
+        self._owner, self._principal = names.index("owner"), names.index("principal")
 
     def row(self, data: bytes, partition: int, offset: int) -> list[Any]:
-        record = self.codec.decode_record(data, expected=(AccountEvent,))
-        row = [record[name] for name in EVENT_FIELDS]
+        values = self.codec.decode_values(data, expected=(AccountEvent,))
+        row = values[: len(EVENT_FIELDS)]
         if row[_METADATA] is None:  # Map columns are not Nullable
             row[_METADATA] = {}
         row.append(partition)
         row.append(offset)
-        row.append(record["owner"])
-        row.append(record["principal"]["principal_id"])
+        row.append(values[self._owner])
+        row.append(values[self._principal]["principal_id"])
         return row
 
 
