@@ -766,7 +766,5 @@ def send_offsets_timeout_s(settings: Settings) -> float:
     """How long send_offsets_to_transaction may wait before the batch is given up (aborted
     and decided again; replaced, if the call does not return at all). Waiting longer than
     the transaction timeout gains nothing: the coordinator aborts a transaction open that
-    long and bumps the producer's epoch, so its commit could not land anyway. (It was 10 s;
-    after a coordinator moved, calls that librdkafka never answers then held the partitions
-    for 15 s each, 11 times in 40 minutes of the million-command soak.)"""
+    long and bumps the producer's epoch, so its commit could not land anyway."""
     return settings.transaction_timeout_ms / 1000

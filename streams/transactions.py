@@ -57,8 +57,10 @@ from foundation.consuming import is_transient
 log = logging.getLogger(__name__)
 
 ABORT_FLUSH_S_MAX = 5.0
-# How long past its own timeout a coordinator call may run before the producer counts as stuck
-# (librdkafka applies a timeout on its own timer thread, within a few hundred ms when it does).
+# How long past its own timeout a coordinator call may run before the producer counts as stuck:
+# librdkafka applies the timeout on its own threads, so a call that honours it may return a
+# little late; 2 s past it the call is taken as one librdkafka will not answer (in the soaks,
+# such calls waited on a coordinator that had moved), and the producer is replaced.
 STUCK_CALL_GRACE_S = 2.0
 RETRY_BACKOFF_S = 0.1
 RETRY_BACKOFF_S_MAX = 2.0
