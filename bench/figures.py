@@ -97,6 +97,7 @@ class Run:
     seconds: float
     latencies_ms: list[float]
     rejected: int = 0
+    rejected_codes: dict[str, int] = dataclasses.field(default_factory=dict)  # error code -> how many
     cpu_s: dict[str, float] = dataclasses.field(default_factory=dict)  # process -> user+system s in the run
 
     @property
@@ -135,6 +136,7 @@ def completed_run(
     started: float,
     waited_s: float | None = None,
     rejected: int = 0,
+    rejected_codes: Mapping[str, int] | None = None,
 ) -> Run:
     """The run of the commands in `sent` (key -> send time), each answered at `received[key]`
     (other keys in `received`, such as a readiness probe, are not the run's). Fails with
@@ -159,12 +161,19 @@ def completed_run(
         seconds=max(received[key] for key in sent) - started,
         latencies_ms=[(received[key] - at) * 1000 for key, at in sent.items()],
         rejected=rejected,
+        rejected_codes=dict(rejected_codes or {}),
     )
 
 
 def require_accepted(run: Run) -> None:
     if run.rejected:
         raise RejectedCommands(
-            f"{run.name}: {run.rejected} of {run.commands} commands were rejected; "
+            f"{run.name}: {run.rejected} of {run.commands} commands were rejected"
+            + (
+                f" ({', '.join(f'{code} {count}' for code, count in sorted(run.rejected_codes.items()))})"
+                if run.rejected_codes
+                else ""
+            )
+            + "; "
             "a benchmark workload must be accepted in full, or it measures the rejection path"
         )

@@ -9,6 +9,7 @@ stalled system cannot hide its queueing (no coordinated omission).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import threading
 import time
@@ -120,13 +121,16 @@ class Driver:
             done = {command_id: self._done.pop(command_id) for command_id in intended if command_id in self._done}
             for command_id in intended:
                 self._sent.pop(command_id, None)
+        results = [self.codec.decode_record(value) for _, value in done.values()]
+        codes = collections.Counter(str(result["code"]) for result in results if result["status"] == "REJECTED")
         run = completed_run(
             name,
             sent=intended,
             received={command_id: at for command_id, (at, _) in done.items()},
             started=started,
             waited_s=timeout_s,
-            rejected=sum(self.codec.decode_record(value)["status"] == "REJECTED" for _, value in done.values()),
+            rejected=codes.total(),
+            rejected_codes=codes,
         )
         return dataclasses.replace(run, cpu_s=cpu_used(processes or {}, since=cpu_before))
 

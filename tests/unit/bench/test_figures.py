@@ -53,9 +53,19 @@ def test_a_complete_run_counts_what_was_sent_and_times_to_the_last_result() -> N
     assert sorted(run.latencies_ms) == [250.0, 1500.0]
 
 
-def test_rejected_commands_fail_a_measured_run() -> None:
-    run = Run(name="ledger: same", commands=100, seconds=1.0, latencies_ms=[1.0] * 100, rejected=3)
-    with pytest.raises(RejectedCommands, match=r"ledger: same: 3 of 100 commands were rejected"):
+def test_rejected_commands_fail_a_measured_run_and_say_why() -> None:
+    run = Run(
+        name="ledger: same",
+        commands=100,
+        seconds=1.0,
+        latencies_ms=[1.0] * 100,
+        rejected=3,
+        rejected_codes={"INSUFFICIENT_FUNDS": 1, "BATCH_TIMEOUT": 2},
+    )
+    with pytest.raises(
+        RejectedCommands,
+        match=r"ledger: same: 3 of 100 commands were rejected \(BATCH_TIMEOUT 2, INSUFFICIENT_FUNDS 1\)",
+    ):
         require_accepted(run)
     require_accepted(Run(name="ok", commands=1, seconds=1.0, latencies_ms=[1.0]))
 
