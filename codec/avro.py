@@ -162,6 +162,12 @@ class Codec:
         record: dict[str, Any] = self._by_class[type(value)].to_record(value)
         return record
 
+    def header(self, cls: type) -> bytes:
+        """The bytes every record of `cls` written now starts with, before its Avro body: a
+        record that starts with them is of the current schema (the sink hands such bodies to
+        ClickHouse as they are)."""
+        return self._by_class[cls].header
+
     def fingerprint(self, cls: type) -> bytes:
         return self._by_class[cls].schema.fingerprint
 

@@ -3,8 +3,10 @@
 Commit order, written down once (`EventSink.write`):
 
     1. consume a bounded batch (read_committed: aborted transactions never show)
-    2. insert its events, then the newest state of each account it touched, then the
-       hierarchy edges it revealed        (tables keyed by what a row describes)
+    2. hand ClickHouse the batch to decode (account_events_incoming, emptied first;
+       sinks/incoming.py), then insert from there its events, the newest state of each
+       account it touched and the hierarchy edges it revealed
+                                          (tables keyed by what a row describes)
     3. tell the readers waiting for these accounts (read-your-writes): it is visible now
     4. flush the dead letters of events that could not be decoded
     5. insert the next offset per partition into sink_progress
@@ -31,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -49,6 +52,19 @@ from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
+from sinks.incoming import (
+    INCOMING_TABLE,
+    OVERLONG_VARINT,
+    POSITION_FIELDS,
+    Container,
+    Sent,
+    events_sql,
+    latest_sql,
+    mismatch,
+    newest_sql,
+    received_sql,
+    tree_sql,
+)
 
 if TYPE_CHECKING:
     from sinks.telemetry import SinkTelemetry
@@ -83,10 +99,11 @@ EVENT_FIELDS = [
 # After the Kafka position: columns added by migration 3 (the account's owner, who caused the event).
 EVENT_COLUMNS = [*EVENT_FIELDS[:-1], "occurred_at", "kafka_partition", "kafka_offset", "owner", "principal_id"]
 LATEST_COLUMNS = [*views.STATE_COLUMNS, "updated_at"]  # account_latest: an account after its newest event
-_LATEST_INDEXES = [EVENT_COLUMNS.index(name if name != "updated_at" else "occurred_at") for name in LATEST_COLUMNS]
-_ACCOUNT, _SEQUENCE, _PARENT = (EVENT_COLUMNS.index(name) for name in ("account_id", "sequence", "parent_account_id"))
-_OCCURRED_AT = EVENT_COLUMNS.index("occurred_at")
-_METADATA = EVENT_FIELDS.index("metadata")
+# An EventDecoder row's values, as the incoming table names them.
+INCOMING_ROW_COLUMNS = [*EVENT_FIELDS, *POSITION_FIELDS, "owner", "principal.principal_id"]
+# ClickHouse reads the container's fields by name; those it has no column for (none today) it skips.
+INCOMING_SETTINGS = {"input_format_skip_unknown_fields": 1, "input_format_avro_allow_missing_fields": 0}
+_METADATA, _SEQUENCE = EVENT_FIELDS.index("metadata"), EVENT_FIELDS.index("sequence")
 
 LAG_REFRESH_S = 0.5  # how often the lag and the consistent cut are refreshed
 SINK_LINGER_MS = 2  # after a batch's first message, how long more may join it (writing takes longer)
@@ -94,6 +111,7 @@ SINK_PREFETCH_KBYTES = 32 * 1024  # librdkafka's queue of prefetched messages, a
 CUTS_PENDING_MAX = 16  # last-stable-offset snapshots waiting for the sink to pass them
 METADATA_TIMEOUT_S = 10.0
 DEAD_LETTER_FLUSH_TIMEOUT_S = 30.0
+ERROR_TEXT_MAX = 500  # of ClickHouse's refusal, in the log (it may quote the bytes it read)
 
 
 class MessageLike(Protocol):
@@ -122,6 +140,8 @@ class EventDecoder:
 
     def row(self, data: bytes, partition: int, offset: int) -> list[Any]:
         values = self.codec.decode_values(data, expected=(AccountEvent,))
+        if values[_SEQUENCE] < 0:  # the view's sequence is a UInt64, and a sequence starts at 1
+            raise DecodeError(DecodeErrorCode.UNDECODABLE, f"AccountEvent: a negative sequence, {values[_SEQUENCE]}")
         row = values[: len(EVENT_FIELDS)]
         if row[_METADATA] is None:  # Map columns are not Nullable
             row[_METADATA] = {}
@@ -189,6 +209,7 @@ class SinkMetrics:
     dead_letters: int = 0
     last_batch_events: int = 0
     last_batch_seconds: float = 0.0
+    codec_batches: int = 0  # batches ClickHouse read otherwise than the codec would: decoded by the codec
     events_per_second: float = 0.0  # over the last LAG_REFRESH_S
     positions: dict[int, int] = dataclasses.field(default_factory=dict)  # partition -> next offset to write
     lag: dict[int, int] = dataclasses.field(default_factory=dict)  # partition -> offsets below the stable end
@@ -205,6 +226,17 @@ class Written:
 
     newest: dict[str, int]
     events: int
+
+
+@dataclasses.dataclass(slots=True)
+class _Split:
+    """A batch, split between ClickHouse's decoding and the codec's (`EventSink._split`)."""
+
+    in_container: list[MessageLike] = dataclasses.field(default_factory=list)
+    container: bytes = b""  # their bodies and masked positions, for ClickHouse
+    sent: Sent = dataclasses.field(default_factory=Sent)
+    for_codec: list[MessageLike] = dataclasses.field(default_factory=list)  # older versions, registry ids not ours
+    next_offsets: dict[int, int] = dataclasses.field(default_factory=dict)  # partition -> past its last message
 
 
 class EventSink:
@@ -224,6 +256,9 @@ class EventSink:
         self.database = database or settings.clickhouse_database
         self.codec = codec or codec_for(settings)
         self.decoder = EventDecoder(self.codec)
+        self._header = self.codec.header(AccountEvent)
+        self._container = Container(self.codec.schema(AccountEvent).expanded)
+        self._incoming = f"{self.database}.{INCOMING_TABLE}"
         self.on_written = on_written
         self.commit_offsets = commit_offsets
         self.telemetry = telemetry  # batch metrics and the events' spans (sinks/telemetry.py)
@@ -255,6 +290,7 @@ class EventSink:
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": 20,
+                "check.crcs": True,  # bytes damaged on the wire or disk never reach ClickHouse's reader
                 "queued.max.messages.kbytes": SINK_PREFETCH_KBYTES,
             }
         )
@@ -322,50 +358,37 @@ class EventSink:
     ) -> Written:
         """Steps 2-6 of the commit order for one consumed batch."""
         started = time.monotonic()
-        rows: list[list[Any]] = []
-        newest_row: dict[str, list[Any]] = {}
-        next_offsets: dict[int, int] = {}
-        letters = 0
-        for message in messages:
-            position = consumed_position(message)
-            if position is None:
-                continue
-            partition, offset = position
-            next_offsets[partition] = offset + 1
-            try:
-                row = self.decoder.row(message.value() or b"", partition, offset)
-            except DecodeError as decode_error:
-                self._dead_letter(dead_letters, message, decode_error)
-                letters += 1
-                continue
-            rows.append(row)
-            known = newest_row.get(row[_ACCOUNT])
-            if known is None or row[_SEQUENCE] > known[_SEQUENCE]:
-                newest_row[row[_ACCOUNT]] = row
-        table = f"{self.database}."
+        messages = list(messages)
+        split = self._split(messages, screen=False)
+        if split.in_container and OVERLONG_VARINT.search(split.container):  # rare: look at each body
+            split = self._split(messages, screen=True)
+        in_container, for_codec, sent = split.in_container, split.for_codec, split.sent
+        self.client.command(f"TRUNCATE TABLE {self._incoming}")  # what a crashed batch left behind
+        if in_container and not self._decoded_by_clickhouse(split.container, sent):
+            for_codec.extend(in_container)
+            in_container = []
+        rows, letters = self._decoded_by_codec(for_codec, dead_letters)
         if rows:
-            self.client.insert(
-                table + "account_events",
-                list(zip(*rows, strict=True)),
-                column_names=EVENT_COLUMNS,
-                column_oriented=True,
-            )
-            latest = [[row[index] for index in _LATEST_INDEXES] for row in newest_row.values()]
-            self.client.insert(
-                table + "account_latest",
-                list(zip(*latest, strict=True)),
-                column_names=LATEST_COLUMNS,
-                column_oriented=True,
-            )
-            edges = [[row[_PARENT], row[_ACCOUNT]] for row in newest_row.values() if row[_PARENT] is not None]
-            if edges:
-                self.client.insert(table + "account_tree", edges, column_names=["parent_account_id", "account_id"])
-        written = Written(newest={account: row[_SEQUENCE] for account, row in newest_row.items()}, events=len(rows))
+            rows = [sent.masked(row) for row in rows]
+            self.client.insert(self._incoming, rows, column_names=INCOMING_ROW_COLUMNS)
+        events = len(in_container) + len(rows)
+        newest: dict[str, int] = {}
+        newest_ms = None
+        if events:
+            database = self.database
+            self.client.command(events_sql(database, EVENT_COLUMNS, sent.mask))
+            self.client.command(latest_sql(database, LATEST_COLUMNS))
+            self.client.command(tree_sql(database))
+            for account, sequence, occurred_at_ms in self.client.query(newest_sql(database)).result_rows:
+                newest[account] = int(sequence)
+                newest_ms = occurred_at_ms if newest_ms is None else max(newest_ms, occurred_at_ms)
+        written = Written(newest=newest, events=events)
         self.on_written(written)
         if letters and dead_letters is not None:
             remaining = dead_letters.flush(DEAD_LETTER_FLUSH_TIMEOUT_S)
             if remaining:
                 raise RuntimeError(f"{remaining} dead letters not acknowledged: the batch is not done")
+        next_offsets = split.next_offsets
         self._store_progress(next_offsets)
         if consumer is not None and self.commit_offsets and next_offsets:
             consumer.commit(
@@ -373,19 +396,71 @@ class EventSink:
                 asynchronous=True,
             )
         metrics = self.metrics
-        metrics.events_written += len(rows)
+        metrics.events_written += events
         metrics.dead_letters += letters
         metrics.batches += 1
-        metrics.last_batch_events = len(rows)
+        metrics.last_batch_events = events
         metrics.last_batch_seconds = time.monotonic() - started
-        if rows:
-            newest_ms = max(row[_OCCURRED_AT] for row in newest_row.values())
-            metrics.newest_event_age_ms = max(0, int(time.time() * 1000) - newest_ms)
+        if newest_ms is not None:
+            metrics.newest_event_age_ms = max(0, int(time.time() * 1000) - int(newest_ms))
         if self.telemetry is not None:
             self.telemetry.batch_written(
-                messages, events=len(rows), dead_letters=letters, seconds=metrics.last_batch_seconds
+                messages, events=events, dead_letters=letters, seconds=metrics.last_batch_seconds
             )
         return written
+
+    def _split(self, messages: list[MessageLike], *, screen: bool) -> _Split:
+        """Which messages ClickHouse decodes (in one container) and which the codec does.
+        `screen`: send to the codec also each body with the bytes of an overlong varint."""
+        split = _Split()
+        header, cut = self._header, len(self._header)
+        parts: list[bytes] = []  # each body of the current schema, then its position
+        for message in messages:
+            position = consumed_position(message)
+            if position is None:
+                continue
+            partition, offset = position
+            split.next_offsets[partition] = offset + 1
+            value = message.value() or b""
+            if value[:cut] == header and not (screen and OVERLONG_VARINT.search(value, cut)):
+                parts.append(value[cut:])
+                split.sent.append(parts, partition, offset)
+                split.in_container.append(message)
+            else:
+                split.for_codec.append(message)
+        if split.in_container:
+            split.container = self._container.of(parts, len(split.in_container))
+        return split
+
+    def _decoded_by_clickhouse(self, container: bytes, sent: Sent) -> bool:
+        """Whether ClickHouse read the container into the incoming table as exactly the
+        records sent, each as the codec would read it (sinks/incoming.py). If not, the table
+        is emptied again and the codec decodes those messages instead."""
+        try:
+            self.client.raw_insert(self._incoming, None, insert_block=container, fmt="Avro", settings=INCOMING_SETTINGS)
+            problem = mismatch(sent, self.client.query(received_sql(self._incoming, sent.mask)).result_rows)
+        except DatabaseError as error:  # bytes ClickHouse refuses; an unreachable store fails again below
+            problem = f"ClickHouse refused them: {str(error)[:ERROR_TEXT_MAX]}"
+        if problem is None:
+            return True
+        log.warning("a batch of events is decoded by the codec instead of ClickHouse: %s", problem)
+        self.metrics.codec_batches += 1
+        self.client.command(f"TRUNCATE TABLE {self._incoming}")
+        return False
+
+    def _decoded_by_codec(
+        self, messages: list[MessageLike], dead_letters: Producer | None
+    ) -> tuple[list[list[Any]], int]:
+        """Rows of the incoming table for what the codec decodes; dead letters for the rest."""
+        rows: list[list[Any]] = []
+        letters = 0
+        for message in messages:
+            try:
+                rows.append(self.decoder.row(message.value() or b"", message.partition() or 0, message.offset() or 0))
+            except DecodeError as decode_error:
+                self._dead_letter(dead_letters, message, decode_error)
+                letters += 1
+        return rows, letters
 
     def _store_progress(self, next_offsets: Mapping[int, int]) -> None:
         if not next_offsets:
