@@ -164,11 +164,10 @@ _PRIMITIVES: dict[str, Reader] = {
 class RecordReader:
     """Reads whole framed records of one type: the body from `start`, nothing after it."""
 
-    __slots__ = ("_read", "_read_values", "fields", "name")
+    __slots__ = ("_read", "_read_values", "name")
 
-    def __init__(self, name: str, fields: list[str], read: Reader, read_values: Reader) -> None:
+    def __init__(self, name: str, read: Reader, read_values: Reader) -> None:
         self.name = name
-        self.fields = fields
         self._read = read
         self._read_values = read_values
 
@@ -178,7 +177,7 @@ class RecordReader:
         return record
 
     def values(self, data: bytes, start: int) -> list[Any]:
-        """The record's top-level values in the order of `fields`, without building the dict
+        """The record's top-level values in the schema's field order, without building the dict
         (the sink copies them into table rows); nested records are dicts."""
         values: list[Any] = _whole(self._read_values, data, start)
         return values
@@ -211,8 +210,7 @@ class ReaderBuilder:
     def record_reader(self, schema: dict[str, Any]) -> RecordReader:
         read = self._record(schema)
         fields = self._fields[schema["name"]]
-        names = [field for field, _ in fields]
-        return RecordReader(schema["name"], names, read, _generate(schema["name"], fields, as_list=True))
+        return RecordReader(schema["name"], read, _generate(schema["name"], fields, as_list=True))
 
     def _record(self, schema: dict[str, Any]) -> Reader:
         name = schema["name"]

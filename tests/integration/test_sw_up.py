@@ -27,6 +27,8 @@ from streamwallet import up as up_registry
 from tests.conftest import TEST_REGISTRY_PORTS, fresh_settings
 
 START_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 120.0
+PIPE_CLOSE_TIMEOUT_S = 10.0
 
 
 class Up:
@@ -42,14 +44,22 @@ class Up:
         )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
+        self._errors: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        self._errors_reader = threading.Thread(target=self._read_errors, daemon=True)
+        self._errors_reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.put(line)
         self.lines.put(None)
+
+    def _read_errors(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._errors.append(line)
 
     def wait_for(self, phrase: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -67,13 +77,30 @@ class Up:
         raise AssertionError(f"{phrase!r} not printed; got {''.join(self.output)!r}, stderr {errors!r}")
 
     def finish(self) -> tuple[str, str]:
-        """Wait for the exit; (all of stdout, all of stderr)."""
-        assert self.process.stderr is not None
-        errors = self.process.stderr.read()
-        self.process.wait(120)
-        while (line := self.lines.get(timeout=10)) is not None:  # the reader ends with None at EOF
-            self.output.append(line)
-        return "".join(self.output), errors
+        """Wait for the exit; (all of stdout, all of stderr). Each wait has a deadline, so a
+        stack that does not stop (or a child that outlives it, holding its pipes) fails the
+        test with what it printed, instead of hanging the suite."""
+        try:
+            self.process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(
+                f"`up` did not exit within {STOP_TIMEOUT_S} s; printed {''.join(self.output)!r}, "
+                f"stderr {''.join(self._errors)!r}"
+            ) from None
+        self._errors_reader.join(PIPE_CLOSE_TIMEOUT_S)
+        try:
+            while (line := self.lines.get(timeout=PIPE_CLOSE_TIMEOUT_S)) is not None:  # None: the reader hit EOF
+                self.output.append(line)
+        except queue.Empty:
+            raise AssertionError(
+                f"`up` exited, but its stdout stayed open for {PIPE_CLOSE_TIMEOUT_S} s: a child outlived it"
+            ) from None
+        if self._errors_reader.is_alive():
+            raise AssertionError(
+                f"`up` exited, but its stderr stayed open for {PIPE_CLOSE_TIMEOUT_S} s: a child outlived it"
+            )
+        return "".join(self.output), "".join(self._errors)
 
     def kill(self) -> None:
         if self.process.poll() is None:
