@@ -41,7 +41,7 @@ def _append_varint(out: bytearray, value: int) -> None:
     out.append(number)
 
 
-def zigzag_varint(value: int) -> bytes:
+def _varint_bytes(value: int) -> bytes:
     out = bytearray()
     _append_varint(out, value)
     return bytes(out)
@@ -49,7 +49,19 @@ def zigzag_varint(value: int) -> bytes:
 
 # Most lengths and many longs are small: their encodings are looked up, not computed.
 _SMALL_LOW, _SMALL_HIGH = -64, 8192
-_SMALL = tuple(zigzag_varint(value) for value in range(_SMALL_LOW, _SMALL_HIGH))
+_SMALL = tuple(_varint_bytes(value) for value in range(_SMALL_LOW, _SMALL_HIGH))
+_THREE_BYTES_HIGH = 2**20  # up to here a non-negative long takes at most three bytes
+
+
+def zigzag_varint(value: int) -> bytes:
+    """An Avro long's bytes; small ones looked up, offsets of a young topic computed inline
+    (the events sink appends one to every event it hands ClickHouse)."""
+    if _SMALL_LOW <= value < _SMALL_HIGH:
+        return _SMALL[value - _SMALL_LOW]
+    if _SMALL_HIGH <= value < _THREE_BYTES_HIGH:
+        number = value << 1
+        return bytes((number & 0x7F | 0x80, (number >> 7) & 0x7F | 0x80, number >> 14))
+    return _varint_bytes(value)
 
 
 def write_long(out: bytearray, value: int, low: int = LONG_MIN, high: int = LONG_MAX) -> None:

@@ -54,7 +54,6 @@ from ledger.events import AccountEvent
 from sinks import views
 from sinks.incoming import (
     INCOMING_TABLE,
-    OVERLONG_VARINT,
     POSITION_FIELDS,
     Container,
     Sent,
@@ -62,6 +61,7 @@ from sinks.incoming import (
     latest_sql,
     mismatch,
     newest_sql,
+    overlong_varint,
     received_sql,
     tree_sql,
 )
@@ -127,9 +127,10 @@ class MessageLike(Protocol):
 
 class EventDecoder:
     """AccountEvent bytes -> a table row, from the values of the plain Avro record
-    (Codec.decode_values): the sink copies fields and needs no domain object, nor the
-    record's dict, which matters when a rebuild replays the whole topic. Bad bytes raise
-    DecodeError, as Codec.decode does."""
+    (Codec.decode_values), without a domain object or the record's dict: the sink's rows for
+    what ClickHouse does not decode (sinks/incoming.py), and the reconciliation's replay.
+    Bad bytes raise DecodeError, as Codec.decode does; so does a negative sequence, which
+    the view's UInt64 cannot hold."""
 
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
@@ -233,7 +234,7 @@ class _Split:
     """A batch, split between ClickHouse's decoding and the codec's (`EventSink._split`)."""
 
     in_container: list[MessageLike] = dataclasses.field(default_factory=list)
-    container: bytes = b""  # their bodies and masked positions, for ClickHouse
+    container: bytes = b""  # their bodies, each followed by the batch's check and its position
     sent: Sent = dataclasses.field(default_factory=Sent)
     for_codec: list[MessageLike] = dataclasses.field(default_factory=list)  # older versions, registry ids not ours
     next_offsets: dict[int, int] = dataclasses.field(default_factory=dict)  # partition -> past its last message
@@ -360,7 +361,7 @@ class EventSink:
         started = time.monotonic()
         messages = list(messages)
         split = self._split(messages, screen=False)
-        if split.in_container and OVERLONG_VARINT.search(split.container):  # rare: look at each body
+        if split.in_container and overlong_varint(split.container):  # rare: look at each body
             split = self._split(messages, screen=True)
         in_container, for_codec, sent = split.in_container, split.for_codec, split.sent
         self.client.command(f"TRUNCATE TABLE {self._incoming}")  # what a crashed batch left behind
@@ -369,14 +370,13 @@ class EventSink:
             in_container = []
         rows, letters = self._decoded_by_codec(for_codec, dead_letters)
         if rows:
-            rows = [sent.masked(row) for row in rows]
             self.client.insert(self._incoming, rows, column_names=INCOMING_ROW_COLUMNS)
         events = len(in_container) + len(rows)
         newest: dict[str, int] = {}
         newest_ms = None
         if events:
             database = self.database
-            self.client.command(events_sql(database, EVENT_COLUMNS, sent.mask))
+            self.client.command(events_sql(database, EVENT_COLUMNS))
             self.client.command(latest_sql(database, LATEST_COLUMNS))
             self.client.command(tree_sql(database))
             for account, sequence, occurred_at_ms in self.client.query(newest_sql(database)).result_rows:
@@ -422,7 +422,7 @@ class EventSink:
             partition, offset = position
             split.next_offsets[partition] = offset + 1
             value = message.value() or b""
-            if value[:cut] == header and not (screen and OVERLONG_VARINT.search(value, cut)):
+            if value[:cut] == header and not (screen and overlong_varint(value, cut)):
                 parts.append(value[cut:])
                 split.sent.append(parts, partition, offset)
                 split.in_container.append(message)
@@ -438,7 +438,7 @@ class EventSink:
         is emptied again and the codec decodes those messages instead."""
         try:
             self.client.raw_insert(self._incoming, None, insert_block=container, fmt="Avro", settings=INCOMING_SETTINGS)
-            problem = mismatch(sent, self.client.query(received_sql(self._incoming, sent.mask)).result_rows)
+            problem = mismatch(sent, self.client.query(received_sql(self._incoming, sent.check)).result_rows)
         except DatabaseError as error:  # bytes ClickHouse refuses; an unreachable store fails again below
             problem = f"ClickHouse refused them: {str(error)[:ERROR_TEXT_MAX]}"
         if problem is None:

@@ -3,11 +3,12 @@
 Decoding each event in Python and serializing it again into ClickHouse's Native format
 took four fifths of the sink's CPU. Here the sink hands ClickHouse the events' own Avro
 bodies instead: one Avro object container whose schema is the AccountEvent's current
-schema plus two longs, the record's Kafka partition and offset, which the sink appends to
-each body (an Avro record's encoding is its fields' encodings in order, so a body followed
-by two longs is a record of the extended schema). ClickHouse reads it into the table
-`account_events_incoming` (a Memory table, emptied before each batch), and from there
-plain SQL fills account_events, account_latest and account_tree.
+schema plus three longs — a check drawn per batch, the record's Kafka partition and
+offset — which the sink appends to each body (an Avro record's encoding is its fields'
+encodings in order, so a body followed by three longs is a record of the extended
+schema). ClickHouse reads it into the table `account_events_incoming` (a Memory table,
+emptied before each batch), and from there plain SQL fills account_events, account_latest
+and account_tree.
 
 Only bodies of the current writer schema take this path: a record framed with an older
 schema version, or a registry id not ours, is decoded by the codec (which resolves it) and
@@ -19,13 +20,13 @@ whose rows are not exactly the records the sink sent, or that holds a string the
 would refuse, is not written: the sink empties the table and decodes those messages with
 the codec, which dead-letters what it refuses (`EventSink.write`).
 
-    bytes after a body           ClickHouse reads them as the record's position, or as the
-                                 next record: the positions it reads back are not those
-                                 sent (`Sent`)
+    bytes after a body           ClickHouse reads them as the check, or the record's
+                                 position, or the next record: no row holds the wrong
+                                 bytes with the right check (`Sent`)
     invalid UTF-8                ClickHouse stores bytes: `VALID_UTF8` over every string
     a negative sequence          it would wrap in the view's UInt64 (EventDecoder refuses it)
     a ten-byte varint past       ClickHouse drops the high bits: a body with such bytes
-    64 bits                      (`OVERLONG_VARINT`, found in strings too) goes to the codec
+    64 bits                      (`overlong_varint`, found in strings too) goes to the codec
     an enum index, a union
     branch, a length out of range   ClickHouse refuses the container
 
@@ -44,18 +45,22 @@ short) found no other difference.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
 from codec.schemas import strip_logical_types
+from codec.writer import zigzag_varint
 
 INCOMING_TABLE = "account_events_incoming"
-# Nine bytes with the continuation bit, then one with more than the 64th bit of a long.
-OVERLONG_VARINT = re.compile(rb"[\x80-\xff]{9}[\x02-\x7f]")
+# A ten-byte varint past 64 bits: nine bytes with the continuation bit, then one above 1.
+# Found by mapping each byte to its class (1: continuation, 2: a last byte above 1, 0: 0
+# or 1) and searching the classes, two passes in C (a regular expression took 17% of the sink).
+_VARINT_CLASSES = bytes(1 if byte >= 0x80 else 2 if byte >= 0x02 else 0 for byte in range(256))
+_OVERLONG = b"\x01" * 9 + b"\x02"
 PRIMITIVE_TYPES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
-POSITION_FIELDS = ["kafka_partition", "kafka_offset"]  # appended to each body by the sink
+POSITION_FIELDS = ["kafka_partition", "kafka_offset"]
+APPENDED_FIELDS = ["batch_check", *POSITION_FIELDS]  # appended to each body by the sink, in this order
 SYNC_MARKER = b"streamwallet.snk"  # an object container's 16-byte block separator
 
 # The columns of the incoming table whose values are strings, as ClickHouse must check them.
@@ -103,20 +108,14 @@ def _types(schema: Any) -> set[str]:
     return found
 
 
-def long_bytes(value: int) -> bytes:
-    """An Avro long: zig-zag, then a base-128 varint."""
-    number = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while number > 0x7F:
-        out.append((number & 0x7F) | 0x80)
-        number >>= 7
-    out.append(number)
-    return bytes(out)
+def overlong_varint(data: bytes, start: int = 0) -> bool:
+    """Whether `data` from `start` holds the bytes of a ten-byte varint past 64 bits."""
+    return data.translate(_VARINT_CLASSES).find(_OVERLONG, start) >= 0
 
 
 def _string_bytes(text: str) -> bytes:
     data = text.encode()
-    return long_bytes(len(data)) + data
+    return zigzag_varint(len(data)) + data
 
 
 class Container:
@@ -130,73 +129,62 @@ class Container:
                 f"{schema['name']} has Avro types {sorted(unchecked)}: where ClickHouse's reader and the codec's "
                 f"differ on them is not checked (sinks/incoming.py); check it before the sink hands them over"
             )
-        schema["fields"] = [*schema["fields"], *({"name": name, "type": "long"} for name in POSITION_FIELDS)]
-        metadata = long_bytes(2)  # a map block of two entries, then the empty block
+        schema["fields"] = [*schema["fields"], *({"name": name, "type": "long"} for name in APPENDED_FIELDS)]
+        metadata = zigzag_varint(2)  # a map block of two entries, then the empty block
         metadata += _string_bytes("avro.schema") + _string_bytes(json.dumps(schema))
-        metadata += _string_bytes("avro.codec") + _string_bytes("null") + long_bytes(0)
+        metadata += _string_bytes("avro.codec") + _string_bytes("null") + zigzag_varint(0)
         self.head = b"Obj\x01" + metadata + SYNC_MARKER
         self.schema = schema
 
     def of(self, parts: list[bytes], records: int) -> bytes:
         """The container of `records` records whose bytes are `parts`, joined."""
         data = b"".join(parts)
-        return b"".join((self.head, long_bytes(records), long_bytes(len(data)), data, SYNC_MARKER))
+        return b"".join((self.head, zigzag_varint(records), zigzag_varint(len(data)), data, SYNC_MARKER))
 
 
 class Sent:
-    """The positions the sink appends to a batch's bodies, and what it must read back.
+    """What the sink appends to each body of a batch, and what it must read back.
 
-    Each position is written masked (plus a random number drawn per batch, below 2**62), so
-    an event's bytes cannot hold one: a record boundary ClickHouse places anywhere but where
-    the sink put it — bytes after a body, a body cut short — reads a position that was not
-    sent, even for the last record, whose trailing bytes ClickHouse would otherwise ignore.
-    ClickHouse's rows must then give, per partition, as many records and the same sum of
-    offsets as were sent."""
+    Before each record's position the sink writes `check`, a random number drawn per batch
+    (below 2**62) that an event's bytes cannot know. ClickHouse reads the container from the
+    start, so a row whose check is right was read exactly where the sink put it: its record
+    ended where the body did, and the position after the check is the one sent; by
+    induction every row is. Bytes after a body, a body cut short — ClickHouse reads the check
+    from the wrong bytes — and the last record's trailing bytes, which ClickHouse would
+    otherwise ignore, show as a wrong check. With as many rows as records sent, the rows are
+    exactly the records sent."""
 
-    def __init__(self, mask: int | None = None) -> None:
-        self.mask = secrets.randbits(62) if mask is None else mask
-        self.partitions: dict[int, list[int]] = {}  # partition -> [records, sum of offsets]
-        self._partition_bytes: dict[int, bytes] = {}
+    def __init__(self, check: int | None = None) -> None:
+        self.check = secrets.randbits(62) if check is None else check
+        self.records = 0
+        self._prefixes: dict[int, bytes] = {}  # partition -> the check and the partition, encoded
 
     def append(self, parts: list[bytes], partition: int, offset: int) -> None:
-        """Append a record's masked position to the container's parts, and count it."""
-        masked_partition = self._partition_bytes.get(partition)
-        if masked_partition is None:
-            masked_partition = self._partition_bytes[partition] = long_bytes(partition + self.mask)
-        parts.append(masked_partition)
-        parts.append(long_bytes(offset + self.mask))
-        known = self.partitions.get(partition)
-        if known is None:
-            self.partitions[partition] = [1, offset]
-        else:
-            known[0] += 1
-            known[1] += offset
-
-    def masked(self, row: list[Any]) -> list[Any]:
-        """A row the codec decoded, its position (the last fields but two) masked as the container's."""
-        row[-4] += self.mask
-        row[-3] += self.mask
-        return row
+        """Append a record's check and position to the container's parts (after its body)."""
+        prefix = self._prefixes.get(partition)
+        if prefix is None:
+            prefix = self._prefixes[partition] = zigzag_varint(self.check) + zigzag_varint(partition)
+        parts.append(prefix)
+        parts.append(zigzag_varint(offset))
+        self.records += 1
 
 
-def received_sql(table: str, mask: int) -> str:
-    """Per partition: rows, the sum of their offsets, and the rows with a string the codec
-    would refuse or a sequence the view cannot hold (as `Sent` and `VALID_UTF8` describe)."""
-    return (
-        f"SELECT kafka_partition - {mask}, count(), sum(kafka_offset - {mask}), "
-        f"countIf(sequence < 0 OR NOT ({VALID_UTF8})) "
-        f"FROM {table} GROUP BY kafka_partition"
-    )
+def received_sql(table: str, check: int) -> str:
+    """The rows, and those not read where the sink put them, holding a string the codec
+    would refuse, or a sequence the view cannot hold (as `Sent` and `VALID_UTF8` describe)."""
+    return f"SELECT count(), countIf(batch_check != {check} OR sequence < 0 OR NOT ({VALID_UTF8})) FROM {table}"
 
 
 def mismatch(sent: Sent, received: list[tuple[Any, ...]]) -> str | None:
-    """Why ClickHouse's rows are not the records sent, or None."""
-    got = {int(partition): [int(count), int(total)] for partition, count, total, _ in received}
-    invalid = sum(int(row[3]) for row in received)
-    if invalid:
-        return f"{invalid} records hold strings that are not UTF-8 or a negative sequence"
-    if got != sent.partitions:
-        return f"ClickHouse read {got} (partition: [records, sum of offsets]), the sink sent {sent.partitions}"
+    """Why ClickHouse's rows are not the records sent, each as the codec reads it, or None."""
+    rows, wrong = (int(value) for value in received[0])
+    if rows != sent.records:
+        return f"ClickHouse read {rows} records, the sink sent {sent.records}"
+    if wrong:
+        return (
+            f"{wrong} records were not read where the sink put them (bytes after a body), or hold a string "
+            f"that is not UTF-8 or a negative sequence"
+        )
     return None
 
 
@@ -215,10 +203,9 @@ _SOURCES = {
 }
 
 
-def events_sql(database: str, columns: list[str], mask: int) -> str:
-    """The incoming rows into account_events, their positions unmasked (`Sent`)."""
-    sources = {**_SOURCES, "kafka_partition": f"kafka_partition - {mask}", "kafka_offset": f"kafka_offset - {mask}"}
-    selected = ", ".join(sources.get(column, column) for column in columns)
+def events_sql(database: str, columns: list[str]) -> str:
+    """The incoming rows into account_events."""
+    selected = ", ".join(_SOURCES.get(column, column) for column in columns)
     return (
         f"INSERT INTO {database}.account_events ({', '.join(columns)}) "
         f"SELECT {selected} FROM {database}.{INCOMING_TABLE}"

@@ -216,6 +216,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 owner String,
                 `principal.principal_id` String,
                 `principal.roles` Array(String) DEFAULT [],
+                batch_check Int64 DEFAULT 0,
                 kafka_partition Int64,
                 kafka_offset Int64
             )

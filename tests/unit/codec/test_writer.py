@@ -81,3 +81,20 @@ def test_a_str_enum_field_given_its_symbol_as_plain_text_writes_the_member() -> 
     as_text = dataclasses.replace(RESULT, status=str(RESULT.status.value))  # type: ignore[arg-type]
     assert type(as_text.status) is str
     assert CODEC.encode(as_text) == CODEC.encode(RESULT)
+
+
+@pytest.mark.parametrize(
+    "value", [-(2**63), -65, -64, -1, 0, 63, 64, 8191, 8192, 2**14, 2**20 - 1, 2**20, 2**21, 2**63 - 1]
+)
+def test_zigzag_varint_is_exactly_avros_long_at_each_boundary(value: int) -> None:
+    """The lookup table, the three-byte path and the general loop each meet the next exactly."""
+    out = io.BytesIO()
+    schemaless_writer(out, "long", value)
+    assert zigzag_varint(value) == out.getvalue()
+
+
+@given(st.integers(min_value=-(2**21), max_value=2**21))
+def test_zigzag_varint_is_exactly_avros_long_near_zero(value: int) -> None:
+    out = io.BytesIO()
+    schemaless_writer(out, "long", value)
+    assert zigzag_varint(value) == out.getvalue()

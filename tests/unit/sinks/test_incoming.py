@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 from typing import Any
 
 import fastavro
@@ -16,9 +17,10 @@ from hypothesis import strategies as st
 from bench.event_workload import generate
 from codec import Codec, DecodeError
 from codec.schemas import RELEASED_DIR, SCHEMA_ROOT, load_folder
+from codec.writer import zigzag_varint
 from ledger.events import AccountEvent
 from sinks.events import EVENT_FIELDS, EventSink
-from sinks.incoming import Container, long_bytes
+from sinks.incoming import Container, overlong_varint
 from tests.unit.codec.test_reader import corrupt, corruptions
 from tests.unit.sinks.support import FakeMessage, messages, sink
 
@@ -112,12 +114,12 @@ def test_bytes_after_a_body_are_dead_lettered_never_read_as_a_position_or_a_reco
     clickhouse: Any, database: str, index: int
 ) -> None:
     """The extra bytes are what the sink would append (the message's own position) and one
-    more event: without the mask ClickHouse would read the last message as valid, and ignore
+    more event: without the check ClickHouse would read the last message as valid, and ignore
     what is left of the block (the codec refuses bytes after a record)."""
     events = generate(3, accounts=4, events=12)
     batch = messages(events, CODEC)
     message = batch[index]
-    smuggled = long_bytes(message.partition()) + long_bytes(message.offset()) + body_of(events[0])
+    smuggled = zigzag_varint(message.partition()) + zigzag_varint(message.offset()) + body_of(events[0])
     target = written_as_the_codec_would(clickhouse, database, replaced(batch, index, body_of(events[index]) + smuggled))
     assert target.metrics.codec_batches == 1
     assert target.metrics.dead_letters == 1
@@ -157,16 +159,17 @@ def test_events_of_an_older_schema_version_are_resolved_by_the_codec_beside_clic
 
 def test_the_container_is_an_avro_object_container_of_the_extended_schema() -> None:
     """fastavro reads what the sink hands ClickHouse: each body followed by its position is a
-    record of the AccountEvent schema with kafka_partition and kafka_offset appended."""
+    record of the AccountEvent schema with batch_check, kafka_partition and kafka_offset appended."""
     events = generate(6, accounts=3, events=5)
     container = Container(CODEC.schema(AccountEvent).expanded)
     parts = []
     for offset, event in enumerate(events):
-        parts += [body_of(event), long_bytes(2), long_bytes(offset + 2**40)]
+        parts += [body_of(event), zigzag_varint(77), zigzag_varint(2), zigzag_varint(offset + 2**40)]
     records: list[Any] = list(fastavro.reader(io.BytesIO(container.of(parts, len(events)))))
-    assert [(record["account_id"], record["kafka_partition"], record["kafka_offset"]) for record in records] == [
-        (event.account_id, 2, offset + 2**40) for offset, event in enumerate(events)
-    ]
+    assert [
+        (record["account_id"], record["batch_check"], record["kafka_partition"], record["kafka_offset"])
+        for record in records
+    ] == [(event.account_id, 77, 2, offset + 2**40) for offset, event in enumerate(events)]
 
 
 def test_a_long_past_64_bits_is_dead_lettered_though_clickhouse_would_drop_its_high_bits(
@@ -196,6 +199,19 @@ def test_a_negative_sequence_is_dead_lettered_not_wrapped_into_the_views_uint64(
     body = body_of(events[4])
     sequence_at = 1 + len(events[4].account_id)
     target = written_as_the_codec_would(
-        clickhouse, database, replaced(batch, 4, body[:sequence_at] + long_bytes(-1) + body[sequence_at + 1 :])
+        clickhouse, database, replaced(batch, 4, body[:sequence_at] + zigzag_varint(-1) + body[sequence_at + 1 :])
     )
     assert target.metrics.dead_letters == 1
+
+
+@given(data=st.binary(max_size=64), start=st.integers(0, 8))
+def test_overlong_varints_are_found_wherever_their_bytes_are(data: bytes, start: int) -> None:
+    """The byte-class search finds what the plain pattern does: nine bytes with the
+    continuation bit, then one above 1."""
+    assert overlong_varint(data, start) == (re.search(rb"[\x80-\xff]{9}[\x02-\x7f]", data[start:]) is not None)
+
+
+def test_an_overlong_varint_is_found_among_other_bytes() -> None:
+    assert overlong_varint(b"abc" + b"\x80" * 9 + b"\x02" + b"xyz")
+    assert not overlong_varint(b"abc" + b"\x80" * 9 + b"\x01" + b"xyz")  # the 64th bit, and no more
+    assert not overlong_varint(b"\x80" * 8 + b"\x7f")
