@@ -203,38 +203,40 @@ _SOURCES = {
 }
 
 
+# Rows of one batch are unique per key already (an account's sequence, an account): sorting
+# them for duplicates on insert is wasted (FINAL and merges collapse across batches). The
+# events insert took 40 ms per 20,000 events with it, 26 ms without.
+_INSERT_SETTINGS = " SETTINGS optimize_on_insert = 0"
+
+
 def events_sql(database: str, columns: list[str]) -> str:
     """The incoming rows into account_events."""
     selected = ", ".join(_SOURCES.get(column, column) for column in columns)
     return (
         f"INSERT INTO {database}.account_events ({', '.join(columns)}) "
-        f"SELECT {selected} FROM {database}.{INCOMING_TABLE}"
+        f"SELECT {selected} FROM {database}.{INCOMING_TABLE}{_INSERT_SETTINGS}"
     )
 
 
 def latest_sql(database: str, columns: list[str]) -> str:
-    """Each account's newest incoming row into account_latest. argMax of a one-element tuple
-    keeps a NULL (a bare argMax would skip it and take an older row's value)."""
-
-    def newest(column: str) -> str:
-        if column == "account_id":
-            return column
-        return f"argMax(tuple({_SOURCES.get(column, column)}), sequence).1"
-
+    """Each account's newest incoming row into account_latest: the row itself (LIMIT 1 BY),
+    NULLs included (95 ms per 20,000 events with an argMax per column, 21 ms so)."""
+    selected = ", ".join(_SOURCES.get(column, column) for column in columns)
     return (
         f"INSERT INTO {database}.account_latest ({', '.join(columns)}) "
-        f"SELECT {', '.join(newest(column) for column in columns)} "
-        f"FROM {database}.{INCOMING_TABLE} GROUP BY account_id"
+        f"SELECT {selected} FROM {database}.{INCOMING_TABLE} "
+        f"ORDER BY account_id, sequence DESC LIMIT 1 BY account_id{_INSERT_SETTINGS}"
     )
 
 
 def tree_sql(database: str) -> str:
-    """Each account's parent, as its newest incoming row says, into account_tree."""
+    """Each account's parent, as its newest incoming row says, into account_tree. argMax of
+    a one-element tuple keeps a NULL (a bare argMax would skip it and take an older row's)."""
     return (
         f"INSERT INTO {database}.account_tree (parent_account_id, account_id) "
         f"SELECT assumeNotNull(parent), account_id FROM ("
         f"SELECT account_id, argMax(tuple(parent_account_id), sequence).1 AS parent "
-        f"FROM {database}.{INCOMING_TABLE} GROUP BY account_id) WHERE parent IS NOT NULL"
+        f"FROM {database}.{INCOMING_TABLE} GROUP BY account_id) WHERE parent IS NOT NULL{_INSERT_SETTINGS}"
     )
 
 
