@@ -44,6 +44,7 @@ short) found no other difference.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from collections.abc import Mapping
@@ -170,22 +171,47 @@ class Sent:
 
 
 def received_sql(table: str, check: int) -> str:
-    """The rows, and those not read where the sink put them, holding a string the codec
-    would refuse, or a sequence the view cannot hold (as `Sent` and `VALID_UTF8` describe)."""
-    return f"SELECT count(), countIf(batch_check != {check} OR sequence < 0 OR NOT ({VALID_UTF8})) FROM {table}"
+    """Per account: its newest sequence and that event's time (for read-your-writes); and on
+    every row the batch's totals: the rows, those not read where the sink put them or holding
+    a string the codec would refuse or a sequence the view cannot hold (as `Sent` and
+    `VALID_UTF8` describe), and those with a parent. One query, where two cost a round trip
+    more per batch (a lone event's batch is all round trips)."""
+    totals = (
+        f"SELECT tuple(count(), countIf(batch_check != {check} OR sequence < 0 OR NOT ({VALID_UTF8})), "
+        f"countIf(parent_account_id IS NOT NULL)) FROM {table}"
+    )
+    return f"SELECT account_id, max(sequence), max(occurred_at_ms), ({totals}) FROM {table} GROUP BY account_id"
 
 
-def mismatch(sent: Sent, received: list[tuple[Any, ...]]) -> str | None:
-    """Why ClickHouse's rows are not the records sent, each as the codec reads it, or None."""
-    rows, wrong = (int(value) for value in received[0])
-    if rows != sent.records:
-        return f"ClickHouse read {rows} records, the sink sent {sent.records}"
+@dataclasses.dataclass(slots=True)
+class Received:
+    """What a batch put into the incoming table."""
+
+    newest: dict[str, int] = dataclasses.field(default_factory=dict)  # account -> its newest sequence
+    newest_ms: int | None = None  # the newest event's time
+    parented: int = 0  # rows with a parent account (account_tree has nothing to learn without)
+
+    def add(self, account_id: str, sequence: int, occurred_at_ms: int, parented: bool) -> None:
+        """A row the codec decoded."""
+        self.newest[account_id] = max(sequence, self.newest.get(account_id, sequence))
+        self.newest_ms = occurred_at_ms if self.newest_ms is None else max(self.newest_ms, occurred_at_ms)
+        self.parented += parented
+
+
+def read_back(sent: Sent, rows: list[tuple[Any, ...]]) -> Received | str:
+    """What ClickHouse read (`received_sql`'s rows), or why it is not the records sent, each
+    as the codec reads it."""
+    records, wrong, parented = (int(value) for value in rows[0][3]) if rows else (0, 0, 0)
+    if records != sent.records:
+        return f"ClickHouse read {records} records, the sink sent {sent.records}"
     if wrong:
         return (
             f"{wrong} records were not read where the sink put them (bytes after a body), or hold a string "
             f"that is not UTF-8 or a negative sequence"
         )
-    return None
+    received = Received(newest={account: int(sequence) for account, sequence, _, _ in rows}, parented=parented)
+    received.newest_ms = max(int(occurred_at_ms) for _, _, occurred_at_ms, _ in rows)
+    return received
 
 
 # -- from the incoming table into the views --------------------------------------------------
@@ -238,8 +264,3 @@ def tree_sql(database: str) -> str:
         f"SELECT account_id, argMax(tuple(parent_account_id), sequence).1 AS parent "
         f"FROM {database}.{INCOMING_TABLE} GROUP BY account_id) WHERE parent IS NOT NULL{_INSERT_SETTINGS}"
     )
-
-
-def newest_sql(database: str) -> str:
-    """Per account: its newest sequence and that event's time (for read-your-writes)."""
-    return f"SELECT account_id, max(sequence), max(occurred_at_ms) FROM {database}.{INCOMING_TABLE} GROUP BY account_id"

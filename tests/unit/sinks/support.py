@@ -52,8 +52,12 @@ def messages(events: list[AccountEvent], codec: Codec, partitions: int = PARTITI
     return result
 
 
-def sink(client: Any, database: str, codec: Codec) -> EventSink:
-    return EventSink(Settings(partitions=PARTITIONS), client, database=database, codec=codec)
+def sink(client: Any, database: str, codec: Codec, *, small_batch_events: int | None = None) -> EventSink:
+    """The sink of the tests; `small_batch_events=0` sends every batch through ClickHouse's decoding."""
+    settings = Settings(partitions=PARTITIONS)
+    if small_batch_events is None:
+        return EventSink(settings, client, database=database, codec=codec)
+    return EventSink(settings, client, database=database, codec=codec, small_batch_events=small_batch_events)
 
 
 def write_in_batches(target: EventSink, batch: list[FakeMessage], size: int) -> None:

@@ -68,7 +68,7 @@ def codec_view(
 
 
 def written_as_the_codec_would(client: Any, database: str, batch: list[FakeMessage]) -> EventSink:
-    target = sink(client, database, CODEC)
+    target = sink(client, database, CODEC, small_batch_events=0)  # every batch through ClickHouse's decoding
     expected_rows, expected_letters, expected_newest, lenient = codec_view(target, batch)
     written = target.write(batch)
     stored = stored_rows(client, database)

@@ -13,6 +13,7 @@ from codec import Codec, DecodeError
 from ledger.events import AccountEvent
 from sinks import views
 from sinks.events import EVENT_COLUMNS, EventDecoder, event_row
+from sinks.schema import migrate
 from tests.unit.sinks import oracle
 from tests.unit.sinks.support import FakeMessage, messages, sink, write_in_batches
 
@@ -48,6 +49,25 @@ def test_redelivered_batches_change_no_answer(clickhouse: Any, database: str) ->
     write_in_batches(target, batch, 1234)
     # The duplicates sit in the table until a background merge collapses them; no answer shows them.
     assert snapshot(clickhouse, database, accounts) == before
+
+
+def test_small_batches_and_large_ones_write_the_same_views(clickhouse: Any, database: str) -> None:
+    """A few events go through the codec straight into the views, many through ClickHouse's
+    decoding and SQL (sinks/incoming.py): the two must write the same answers."""
+    codec = Codec()
+    events = generate(17, accounts=40, events=3000)
+    batch = messages(events, codec)
+    accounts = sorted({event.account_id for event in events})
+    small = f"{database}_small"
+    migrate(clickhouse, small)
+    try:
+        write_in_batches(sink(clickhouse, database, codec, small_batch_events=0), batch, 500)
+        write_in_batches(sink(clickhouse, small, codec, small_batch_events=10**9), batch, 500)
+        large_answers = snapshot(clickhouse, database, accounts)
+        assert large_answers["events"] == len(events) and not large_answers["latest_mismatches"]
+        assert snapshot(clickhouse, small, accounts) == large_answers
+    finally:
+        clickhouse.command(f"DROP DATABASE IF EXISTS {small} SYNC")
 
 
 def test_progress_is_stored_with_the_data_and_never_moves_back(clickhouse: Any, database: str) -> None:
