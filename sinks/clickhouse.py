@@ -36,8 +36,10 @@ class StoreInUseError(RuntimeError):
     """This process already opened another chDB folder."""
 
 
-def connect(dsn: str, *, database: str | None = None) -> Any:
-    """A clickhouse-connect client for `dsn`; chDB clients of one process share its store."""
+def connect(dsn: str, *, database: str | None = None, session: bool = False) -> Any:
+    """A clickhouse-connect client for `dsn`; chDB clients of one process share its store.
+    `session`: a server client keeps one session, for temporary tables (the events sink's
+    incoming batch); it must then run one query at a time (a chDB client always has one)."""
     if dsn.startswith("chdb://"):
         folder = dsn.removeprefix("chdb://")
         if folder:
@@ -55,7 +57,7 @@ def connect(dsn: str, *, database: str | None = None) -> Any:
         password=url.password or "",
         secure=url.scheme == "https",
         database=database or "default",
-        autogenerate_session_id=False,  # a session refuses concurrent queries; nothing here needs one
+        autogenerate_session_id=session,  # a session refuses concurrent queries: only for one thread's client
     )
 
 

@@ -54,7 +54,7 @@ def _use_service(settings: Settings, via: str) -> bool | None:
 
 def _open_store(settings: Settings) -> Any:
     try:
-        client = connect(settings.clickhouse_dsn)
+        client = connect(settings.clickhouse_dsn, session=True)  # the sink's temporary table
     except (StoreLockedError, StoreInUseError) as error:
         print(f"cannot open the store: {error}", file=sys.stderr)
         return None

@@ -3,9 +3,10 @@
 Commit order, written down once (`EventSink.write`):
 
     1. consume a bounded batch (read_committed: aborted transactions never show)
-    2. hand ClickHouse the batch to decode (account_events_incoming, emptied first;
-       sinks/incoming.py), then insert from there its events, the newest state of each
-       account it touched and the hierarchy edges it revealed
+    2. hand ClickHouse the batch to decode (account_events_incoming, a temporary table
+       emptied first; sinks/incoming.py), then insert from there its events, the newest
+       state of each account it touched and the hierarchy edges it revealed (a batch of a
+       few events: the codec decodes it, and its rows go straight in)
                                           (tables keyed by what a row describes)
     3. tell the readers waiting for these accounts (read-your-writes): it is visible now
     4. flush the dead letters of events that could not be decoded
@@ -53,6 +54,7 @@ from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
 from sinks.incoming import (
+    CREATE_INCOMING_SQL,
     INCOMING_TABLE,
     POSITION_FIELDS,
     Container,
@@ -265,7 +267,7 @@ class EventSink:
         self.small_batch_events = small_batch_events  # batches of fewer messages skip the incoming table
         self._header = self.codec.header(AccountEvent)
         self._container = Container(self.codec.schema(AccountEvent).expanded)
-        self._incoming = f"{self.database}.{INCOMING_TABLE}"
+        self._incoming = INCOMING_TABLE  # a temporary table of this client's session
         self.on_written = on_written
         self.commit_offsets = commit_offsets
         self.telemetry = telemetry  # batch metrics and the events' spans (sinks/telemetry.py)
@@ -407,7 +409,8 @@ class EventSink:
         """Step 2 for a batch of many events: ClickHouse decodes what it can into the incoming
         table, the codec the rest, and SQL writes the views from there. (received, events, dead letters)"""
         in_container, for_codec = split.in_container, split.for_codec
-        self.client.command(f"TRUNCATE TABLE {self._incoming}")  # what a crashed batch left behind
+        self.client.command(CREATE_INCOMING_SQL)  # a new session (a restarted server, one expired) has none
+        self.client.command(f"TRUNCATE TABLE {self._incoming}")  # the last batch's
         received = Received()
         if in_container:
             read = self._decoded_by_clickhouse(split.container, split.sent)

@@ -6,9 +6,10 @@ bodies instead: one Avro object container whose schema is the AccountEvent's cur
 schema plus three longs — a check drawn per batch, the record's Kafka partition and
 offset — which the sink appends to each body (an Avro record's encoding is its fields'
 encodings in order, so a body followed by three longs is a record of the extended
-schema). ClickHouse reads it into the table `account_events_incoming` (a Memory table,
-emptied before each batch), and from there plain SQL fills account_events, account_latest
-and account_tree.
+schema). ClickHouse reads it into `account_events_incoming`, a temporary table of the sink's own
+session (emptied before each batch, and no other sink's: sinks of several query services
+on one ClickHouse server never see each other's), and from there plain SQL fills
+account_events, account_latest and account_tree.
 
 Only bodies of the current writer schema take this path: a record framed with an older
 schema version, or a registry id not ours, is decoded by the codec (which resolves it) and
@@ -53,7 +54,45 @@ from typing import Any
 from codec.schemas import strip_logical_types
 from codec.writer import zigzag_varint
 
+# A temporary table: one per client session (each sink has its own), gone with it.
 INCOMING_TABLE = "account_events_incoming"
+# The AccountEvent's fields under their Avro names, as Avro longs and strings; emptied before
+# each batch, so nothing here outlives one batch.
+CREATE_INCOMING_SQL = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {INCOMING_TABLE} (
+    account_id String,
+    sequence Int64,
+    kind String,
+    amount Int64,
+    held_change Int64,
+    currency String,
+    balance Int64,
+    held Int64,
+    available Int64,
+    pending_in Int64,
+    pending_out Int64,
+    lower_limit Int64,
+    upper_limit Int64,
+    status String,
+    parent_account_id Nullable(String),
+    metadata Map(String, String),
+    command_id String,
+    dedup_id String,
+    correlation_id Nullable(String),
+    counterparty_account_id Nullable(String),
+    code Nullable(String),
+    occurred_at_ms Int64,
+    previous_hash String DEFAULT '',
+    hash String DEFAULT '',
+    owner String,
+    `principal.principal_id` String,
+    `principal.roles` Array(String) DEFAULT [],
+    batch_check Int64 DEFAULT 0,
+    kafka_partition Int64,
+    kafka_offset Int64
+)
+ENGINE = Memory
+"""
 # A ten-byte varint past 64 bits: nine bytes with the continuation bit, then one above 1.
 # Found by mapping each byte to its class (1: continuation, 2: a last byte above 1, 0: 0
 # or 1) and searching the classes, two passes in C (a regular expression took 17% of the sink).
@@ -240,7 +279,7 @@ def events_sql(database: str, columns: list[str]) -> str:
     selected = ", ".join(_SOURCES.get(column, column) for column in columns)
     return (
         f"INSERT INTO {database}.account_events ({', '.join(columns)}) "
-        f"SELECT {selected} FROM {database}.{INCOMING_TABLE}{_INSERT_SETTINGS}"
+        f"SELECT {selected} FROM {INCOMING_TABLE}{_INSERT_SETTINGS}"
     )
 
 
@@ -250,7 +289,7 @@ def latest_sql(database: str, columns: list[str]) -> str:
     selected = ", ".join(_SOURCES.get(column, column) for column in columns)
     return (
         f"INSERT INTO {database}.account_latest ({', '.join(columns)}) "
-        f"SELECT {selected} FROM {database}.{INCOMING_TABLE} "
+        f"SELECT {selected} FROM {INCOMING_TABLE} "
         f"ORDER BY account_id, sequence DESC LIMIT 1 BY account_id{_INSERT_SETTINGS}"
     )
 
@@ -262,5 +301,5 @@ def tree_sql(database: str) -> str:
         f"INSERT INTO {database}.account_tree (parent_account_id, account_id) "
         f"SELECT assumeNotNull(parent), account_id FROM ("
         f"SELECT account_id, argMax(tuple(parent_account_id), sequence).1 AS parent "
-        f"FROM {database}.{INCOMING_TABLE} GROUP BY account_id) WHERE parent IS NOT NULL{_INSERT_SETTINGS}"
+        f"FROM {INCOMING_TABLE} GROUP BY account_id) WHERE parent IS NOT NULL{_INSERT_SETTINGS}"
     )

@@ -14,9 +14,6 @@ background merge:
     audit            one row per AuditEvent (sinks/audit.py), key (kafka_partition, kafka_offset);
                      since version 4, with audit_progress (its sink's next offsets)
 
-and one table that is not a view: account_events_incoming (version 5), a Memory table
-holding the batch the events sink is writing, as ClickHouse decoded it (sinks/incoming.py).
-
 Applied migrations are never edited: a change is a new version.
 """
 
@@ -181,53 +178,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             """,
         ],
     ),
-    (
-        5,
-        "the events sink's batch, decoded by ClickHouse from the events' Avro (sinks/incoming.py)",
-        [
-            # The AccountEvent's fields under their Avro names, as Avro longs and strings; the
-            # sink empties it before each batch, so nothing here outlives one batch.
-            """
-            CREATE TABLE IF NOT EXISTS {db}.account_events_incoming (
-                account_id String,
-                sequence Int64,
-                kind String,
-                amount Int64,
-                held_change Int64,
-                currency String,
-                balance Int64,
-                held Int64,
-                available Int64,
-                pending_in Int64,
-                pending_out Int64,
-                lower_limit Int64,
-                upper_limit Int64,
-                status String,
-                parent_account_id Nullable(String),
-                metadata Map(String, String),
-                command_id String,
-                dedup_id String,
-                correlation_id Nullable(String),
-                counterparty_account_id Nullable(String),
-                code Nullable(String),
-                occurred_at_ms Int64,
-                previous_hash String DEFAULT '',
-                hash String DEFAULT '',
-                owner String,
-                `principal.principal_id` String,
-                `principal.roles` Array(String) DEFAULT [],
-                batch_check Int64 DEFAULT 0,
-                kafka_partition Int64,
-                kafka_offset Int64
-            )
-            ENGINE = Memory
-            """,
-        ],
-    ),
 ]
-# Tables a rebuild of the views from the events topic leaves as they are: not made from events
-# (the audit trail), or the live sink's batch in flight (account_events_incoming).
-NOT_REBUILT_TABLES = frozenset({"audit", "audit_progress", "account_events_incoming"})
+# Tables a rebuild of the views from the events topic leaves as they are: not made from events.
+NOT_REBUILT_TABLES = frozenset({"audit", "audit_progress"})
 
 
 def migrate(client: Any, database: str) -> list[int]:

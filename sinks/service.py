@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -96,7 +97,10 @@ class QueryService:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        sink_client = await self._loop.run_in_executor(None, connect, self.settings.clickhouse_dsn)
+        sink_client = await self._loop.run_in_executor(
+            None,
+            functools.partial(connect, self.settings.clickhouse_dsn, session=True),  # the sink's temporary table
+        )
         if self.read_only:
             version = await self._loop.run_in_executor(None, check_schema, sink_client, self.database)
             log.info("serving reads only, of a store at schema version %d written by another process", version)
@@ -282,7 +286,7 @@ class QueryService:
         return report.to_json()
 
     def run_rebuild(self) -> None:
-        client = connect(self.settings.clickhouse_dsn)
+        client = connect(self.settings.clickhouse_dsn, session=True)  # its sink's temporary table
 
         def exchange(swap: Callable[[], None]) -> None:
             self.pause_sink()

@@ -19,8 +19,9 @@ from codec import Codec, DecodeError
 from codec.schemas import RELEASED_DIR, SCHEMA_ROOT, load_folder
 from codec.writer import zigzag_varint
 from ledger.events import AccountEvent
+from sinks.clickhouse import connect
 from sinks.events import EVENT_FIELDS, EventSink
-from sinks.incoming import Container, overlong_varint
+from sinks.incoming import INCOMING_TABLE, Container, overlong_varint
 from tests.unit.codec.test_reader import corrupt, corruptions
 from tests.unit.sinks.support import FakeMessage, messages, sink
 
@@ -215,3 +216,17 @@ def test_an_overlong_varint_is_found_among_other_bytes() -> None:
     assert overlong_varint(b"abc" + b"\x80" * 9 + b"\x02" + b"xyz")
     assert not overlong_varint(b"abc" + b"\x80" * 9 + b"\x01" + b"xyz")  # the 64th bit, and no more
     assert not overlong_varint(b"\x80" * 8 + b"\x7f")
+
+
+def test_each_sink_has_its_own_incoming_table(clickhouse_dsn: str, database: str) -> None:
+    """Query services scaled out on one ClickHouse server each run a sink: none may empty or
+    read another's batch in flight. The incoming table is a temporary table of each client's
+    session (each sink's batch stays in it until its next batch begins)."""
+    events = generate(9, accounts=6, events=200)
+    batch = messages(events, CODEC)
+    first, second = connect(clickhouse_dsn, session=True), connect(clickhouse_dsn, session=True)
+    sink(first, database, CODEC, small_batch_events=0).write(batch[:120])
+    sink(second, database, CODEC, small_batch_events=0).write(batch[120:])
+    assert first.query(f"SELECT count() FROM {INCOMING_TABLE}").result_rows == [(120,)]
+    assert second.query(f"SELECT count() FROM {INCOMING_TABLE}").result_rows == [(len(batch) - 120,)]
+    assert len(stored_rows(first, database)) == len(batch)
