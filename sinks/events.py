@@ -57,6 +57,7 @@ from sinks.incoming import (
     CREATE_INCOMING_SQL,
     INCOMING_TABLE,
     POSITION_FIELDS,
+    TRUNCATE_INCOMING_SQL,
     Container,
     Received,
     Sent,
@@ -267,7 +268,6 @@ class EventSink:
         self.small_batch_events = small_batch_events  # batches of fewer messages skip the incoming table
         self._header = self.codec.header(AccountEvent)
         self._container = Container(self.codec.schema(AccountEvent).expanded)
-        self._incoming = INCOMING_TABLE  # a temporary table of this client's session
         self.on_written = on_written
         self.commit_offsets = commit_offsets
         self.telemetry = telemetry  # batch metrics and the events' spans (sinks/telemetry.py)
@@ -410,7 +410,7 @@ class EventSink:
         table, the codec the rest, and SQL writes the views from there. (received, events, dead letters)"""
         in_container, for_codec = split.in_container, split.for_codec
         self.client.command(CREATE_INCOMING_SQL)  # a new session (a restarted server, one expired) has none
-        self.client.command(f"TRUNCATE TABLE {self._incoming}")  # the last batch's
+        self.client.command(TRUNCATE_INCOMING_SQL)  # the last batch's
         received = Received()
         if in_container:
             read = self._decoded_by_clickhouse(split.container, split.sent)
@@ -421,7 +421,7 @@ class EventSink:
                 received = read
         rows, letters = self._decoded_by_codec(for_codec, dead_letters)
         if rows:
-            self.client.insert(self._incoming, rows, column_names=INCOMING_ROW_COLUMNS)
+            self.client.insert(INCOMING_TABLE, rows, column_names=INCOMING_ROW_COLUMNS)
             for row in rows:
                 received.add(row[0], row[_SEQUENCE], row[_OCCURRED_AT_MS], row[_PARENT] is not None)
         events = len(in_container) + len(rows)
@@ -483,15 +483,15 @@ class EventSink:
         the records sent, each as the codec would read it (sinks/incoming.py). If not, None:
         the table is emptied again and the codec decodes those messages instead."""
         try:
-            self.client.raw_insert(self._incoming, None, insert_block=container, fmt="Avro", settings=INCOMING_SETTINGS)
-            read = read_back(sent, self.client.query(received_sql(self._incoming, sent.check)).result_rows)
+            self.client.raw_insert(INCOMING_TABLE, None, insert_block=container, fmt="Avro", settings=INCOMING_SETTINGS)
+            read = read_back(sent, self.client.query(received_sql(sent.check)).result_rows)
         except DatabaseError as error:  # bytes ClickHouse refuses; an unreachable store fails again below
             read = f"ClickHouse refused them: {str(error)[:ERROR_TEXT_MAX]}"
         if isinstance(read, Received):
             return read
         log.warning("a batch of events is decoded by the codec instead of ClickHouse: %s", read)
         self.metrics.codec_batches += 1
-        self.client.command(f"TRUNCATE TABLE {self._incoming}")
+        self.client.command(TRUNCATE_INCOMING_SQL)
         return None
 
     def _decoded_by_codec(

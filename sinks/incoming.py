@@ -52,10 +52,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from codec.schemas import strip_logical_types
-from codec.writer import zigzag_varint
+from codec.writer import write_long, write_string, zigzag_varint
 
 # A temporary table: one per client session (each sink has its own), gone with it.
 INCOMING_TABLE = "account_events_incoming"
+TRUNCATE_INCOMING_SQL = f"TRUNCATE TABLE {INCOMING_TABLE}"
 # The AccountEvent's fields under their Avro names, as Avro longs and strings; emptied before
 # each batch, so nothing here outlives one batch.
 CREATE_INCOMING_SQL = f"""
@@ -153,16 +154,11 @@ def overlong_varint(data: bytes, start: int = 0) -> bool:
     return data.translate(_VARINT_CLASSES).find(_OVERLONG, start) >= 0
 
 
-def _string_bytes(text: str) -> bytes:
-    data = text.encode()
-    return zigzag_varint(len(data)) + data
-
-
 class Container:
     """Avro object containers of one writer schema, extended by the Kafka position."""
 
     def __init__(self, writer_schema: Mapping[str, Any]) -> None:
-        schema = strip_logical_types(json.loads(json.dumps(writer_schema)))
+        schema = strip_logical_types(writer_schema)  # a copy
         unchecked = _types(schema) - CHECKED_TYPES
         if unchecked:
             raise RuntimeError(
@@ -170,11 +166,12 @@ class Container:
                 f"differ on them is not checked (sinks/incoming.py); check it before the sink hands them over"
             )
         schema["fields"] = [*schema["fields"], *({"name": name, "type": "long"} for name in APPENDED_FIELDS)]
-        metadata = zigzag_varint(2)  # a map block of two entries, then the empty block
-        metadata += _string_bytes("avro.schema") + _string_bytes(json.dumps(schema))
-        metadata += _string_bytes("avro.codec") + _string_bytes("null") + zigzag_varint(0)
-        self.head = b"Obj\x01" + metadata + SYNC_MARKER
-        self.schema = schema
+        head = bytearray(b"Obj\x01")
+        write_long(head, 2)  # a map block of two entries, then the empty block
+        for text in ("avro.schema", json.dumps(schema), "avro.codec", "null"):
+            write_string(head, text)
+        write_long(head, 0)
+        self.head = bytes(head + SYNC_MARKER)
 
     def of(self, parts: list[bytes], records: int) -> bytes:
         """The container of `records` records whose bytes are `parts`, joined."""
@@ -209,7 +206,7 @@ class Sent:
         self.records += 1
 
 
-def received_sql(table: str, check: int) -> str:
+def received_sql(check: int) -> str:
     """Per account: its newest sequence and that event's time (for read-your-writes); and on
     every row the batch's totals: the rows, those not read where the sink put them or holding
     a string the codec would refuse or a sequence the view cannot hold (as `Sent` and
@@ -217,9 +214,11 @@ def received_sql(table: str, check: int) -> str:
     more per batch (a lone event's batch is all round trips)."""
     totals = (
         f"SELECT tuple(count(), countIf(batch_check != {check} OR sequence < 0 OR NOT ({VALID_UTF8})), "
-        f"countIf(parent_account_id IS NOT NULL)) FROM {table}"
+        f"countIf(parent_account_id IS NOT NULL)) FROM {INCOMING_TABLE}"
     )
-    return f"SELECT account_id, max(sequence), max(occurred_at_ms), ({totals}) FROM {table} GROUP BY account_id"
+    return (
+        f"SELECT account_id, max(sequence), max(occurred_at_ms), ({totals}) FROM {INCOMING_TABLE} GROUP BY account_id"
+    )
 
 
 @dataclasses.dataclass(slots=True)
