@@ -1,11 +1,14 @@
 """The query side with 1,000,000 events: sink throughput into chDB, query latency over
 HTTP, read-your-writes latency, and a full rebuild from offset zero.
 
-    python -m bench.query [--events 1000000] [--accounts 10000] [--partitions 8] [--queries 2000]
+    python -m bench.query [--source ledger|topic] [--events 1000000] [--accounts 10000]
+                          [--partitions 8] [--queries 2000] [--workers 2]
 
-1. writes the events (the test suite's seeded generator: opens with a hierarchy, deposits,
-   withdrawals, holds, transfers within and across partitions, batches) straight to a
-   fresh events topic;
+1. fills a fresh events topic (`bench/query_sources.py`): with `--source ledger` (the
+   default) ledger workers decide a mix of deposits, withdrawals and transfers within and
+   across partitions, and are stopped before the sink starts; with `--source topic` the
+   test suite's seeded generator (a hierarchy, holds, batches too) writes the events
+   straight to the topic, without transactions;
 2. starts the query service (its own process, a fresh chDB folder) and times its sink
    from start until the view holds every event;
 3. times queries over HTTP, one client, sequentially: the balance, a 100-event history
@@ -40,21 +43,19 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from bench.event_workload import Workload
+from bench import query_sources
 from bench.figures import latency_summary
 from bench.processes import cpu_seconds, peak_rss_mb
 from codec import Codec
 from deploy.local import kafka
-from foundation.producing import produce_when_room
+from foundation.clients import kafka_config
 from foundation.settings import Settings
 from ledger.accounts import AccountStatus
 from ledger.events import AccountEvent, EventKind
 from streamwallet.stack import Stack
-from topologies import Topology
 from topologies.admin import ensure_topics
 
 CATCH_UP_TIMEOUT_S = 1800.0
-PRODUCE_PROGRESS_EVERY = 100_000
 READ_YOUR_WRITES_RUNS = 1_000  # p99 needs 1,000 samples (bench/figures.py)
 TOTALS_RUNS = 20  # the median needs 20
 
@@ -71,42 +72,6 @@ def get(url: str) -> tuple[int, Any]:
         return error.code, json.loads(error.read() or b"null")
 
 
-@dataclasses.dataclass
-class Loaded:
-    events: int
-    accounts: dict[str, tuple[int, int, int]]  # account -> (last sequence, first time, last time)
-    seconds: float
-
-
-def produce(settings: Settings, *, events: int, accounts: int, seed: int) -> Loaded:
-    codec = Codec()
-    producer = Producer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "partitioner": "murmur2_random",
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 20,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 500_000,
-        }
-    )
-    topic = f"{settings.topic_prefix}.events"
-    seen: dict[str, tuple[int, int, int]] = {}
-    started = time.monotonic()
-    count = 0
-    for event in Workload(seed, accounts=accounts, partitions=settings.partitions, prefix="bench").events(events):
-        produce_when_room(producer, topic, codec.encode(event), event.account_id.encode(), wait_s=0.05)
-        first = seen.get(event.account_id, (0, event.occurred_at_ms, 0))[1]
-        seen[event.account_id] = (event.sequence, first, event.occurred_at_ms)
-        count += 1
-        if count % PRODUCE_PROGRESS_EVERY == 0:
-            producer.poll(0)
-            print(f"  produced {count:,} events ({time.monotonic() - started:.0f}s)", flush=True)
-    producer.flush(120)
-    return Loaded(events=count, accounts=seen, seconds=time.monotonic() - started)
-
-
 def time_queries(label: str, count: int, make_url: Callable[[], str]) -> dict[str, Any]:
     latencies = []
     for _ in range(count):
@@ -119,7 +84,7 @@ def time_queries(label: str, count: int, make_url: Callable[[], str]) -> dict[st
     return {"query": label, **latency_summary(latencies)}
 
 
-def read_your_writes(settings: Settings, loaded: Loaded, runs: int, rng: random.Random) -> dict[str, Any]:
+def read_your_writes(settings: Settings, loaded: query_sources.Loaded, runs: int, rng: random.Random) -> dict[str, Any]:
     """Produce one more event for an account and read it at once with min_seq."""
     codec = Codec()
     producer = Producer(
@@ -171,6 +136,10 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument(
+        "--source", choices=("ledger", "topic"), default="ledger", help="who writes the events (see above)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="ledger workers deciding the events (--source ledger)")
     args = parser.parse_args()
     base = Settings.from_environment()
     if "STREAMWALLET_BOOTSTRAP_SERVERS" not in os.environ:
@@ -184,15 +153,22 @@ def main() -> None:
         query_port=16181,
         query_url="http://127.0.0.1:16181",
     )
-    ensure_topics(
-        {"bootstrap.servers": settings.bootstrap_servers},
-        Topology(prefix=settings.topic_prefix, partitions=args.partitions),
-    )
+    ensure_topics(kafka_config(settings), settings.topology())
     rng = random.Random(args.seed)
-    figures: dict[str, Any] = {"events": args.events, "accounts": args.accounts, "partitions": args.partitions}
+    figures: dict[str, Any] = {
+        "source": args.source,
+        "events": args.events,
+        "accounts": args.accounts,
+        "partitions": args.partitions,
+    }
 
-    print(f"producing {args.events:,} events over {args.accounts:,} accounts ...", flush=True)
-    loaded = produce(settings, events=args.events, accounts=args.accounts, seed=args.seed)
+    print(f"producing {args.events:,} events over {args.accounts:,} accounts ({args.source}) ...", flush=True)
+    if args.source == "ledger":
+        loaded = query_sources.through_ledger(
+            settings, run_dir, events=args.events, accounts=args.accounts, workers=args.workers, seed=args.seed
+        )
+    else:
+        loaded = query_sources.straight_to_topic(settings, events=args.events, accounts=args.accounts, seed=args.seed)
     figures["produced"] = {"events": loaded.events, "seconds": round(loaded.seconds, 1)}
 
     stack = Stack(settings, run_dir)
@@ -248,7 +224,6 @@ def main() -> None:
             account_id = rng.choice(accounts)
             return f"{url}/accounts/{account_id}/as-of?sequence={rng.randint(1, loaded.accounts[account_id][0])}"
 
-        rollup_roots = [f"bench-{index:05d}" for index in range(6)]
         figures["queries"] = [
             time_queries("balance", args.queries, lambda: f"{url}/accounts/{rng.choice(accounts)}"),
             time_queries("history page, 100 events", args.queries, history_page),
@@ -259,7 +234,7 @@ def main() -> None:
                 args.queries // 10,
                 lambda: f"{url}/accounts/{rng.choice(accounts)}/turnover",
             ),
-            time_queries("hierarchy roll-up", 50, lambda: f"{url}/accounts/{rng.choice(rollup_roots)}/rollup"),
+            time_queries("hierarchy roll-up", 50, lambda: f"{url}/accounts/{rng.choice(loaded.roots)}/rollup"),
             time_queries("per-currency totals (all events)", TOTALS_RUNS, lambda: f"{url}/totals"),
             read_your_writes(settings, loaded, READ_YOUR_WRITES_RUNS, rng),
         ]
