@@ -33,7 +33,6 @@ from sinks.events import MessageLike, consumed_position
 
 log = logging.getLogger(__name__)
 
-AUDIT_BATCH_RECORDS_MAX = 1000  # records consumed and inserted at once
 AUDIT_POLL_S = 0.2  # how long the sink waits for a first record
 AUDIT_PAGE_ROWS_DEFAULT = 100
 AUDIT_PAGE_ROWS_MAX = 1000
@@ -85,7 +84,11 @@ class AuditSink:
             while not stop.is_set():
                 first = consumer.poll(AUDIT_POLL_S)
                 if first is not None:
-                    self.write([first, *consumer.consume(AUDIT_BATCH_RECORDS_MAX - 1, timeout=0)])
+                    # As many as the events sink takes at once (`sink_batch_events`): while it
+                    # catches up, each batch's two inserts cost ClickHouse more than its rows
+                    # (1,000 at a time, the audit trail took the GIL from the events sink).
+                    rest = consumer.consume(self.settings.sink_batch_events - 1, timeout=0)
+                    self.write([first, *rest])
         finally:
             consumer.close()
 
