@@ -26,6 +26,7 @@ latency percentiles against offered load.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib.metadata
 import itertools
@@ -37,7 +38,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,9 +207,26 @@ def open_loop_rates(peak: Run) -> list[float]:
     return sorted({float(round(peak.throughput * fraction)) for fraction in LOAD_FRACTIONS} | {FIXED_RATE_PER_S})
 
 
-def measure_workers(
-    base: Settings, *, name: str, scenario: str, workers: int, scale: Scale, run_dir: Path, module: str
-) -> Measured:
+@dataclasses.dataclass
+class ReadyStack:
+    """A ledger (or pass-through) stack ready for measured runs: accounts open, funded and
+    warmed up with the scenario's own commands."""
+
+    driver: Driver
+    accounts: Accounts
+    ids: Ids
+    rng: random.Random
+    processes: dict[str, int]  # what each run measures the CPU of: the brokers, each worker, this process
+    worker_pids: list[int]
+
+    def commands(self, scenario: str, count: int) -> list[Any]:
+        return scenario_commands(scenario, self.accounts, self.ids, self.rng, count)
+
+
+@contextlib.contextmanager
+def loaded_stack(
+    base: Settings, *, scenario: str, workers: int, scale: Scale, run_dir: Path, module: str, name: str
+) -> Iterator[ReadyStack]:
     settings = dataclasses.replace(base, topic_prefix=f"b{uuid.uuid4().hex[:8]}", data_dir=run_dir / "data" / name)
     ensure_topics(kafka_config(settings), settings.topology())
     stack = Stack(settings, run_dir / name)
@@ -226,41 +244,43 @@ def measure_workers(
         accepted(driver.run("fund", funding))
         accepted(driver.run("warm-up", scenario_commands(scenario, accounts, ids, rng, scale.warmup_commands)))
         time.sleep(scale.settle_seconds)
+        worker_pids = [process.process.pid for process in processes if process.process is not None]
         measured = {
             **broker_processes(settings.bootstrap_servers),
-            **{
-                f"worker {index}": process.process.pid
-                for index, process in enumerate(processes, start=1)
-                if process.process is not None
-            },
+            **{f"worker {index}": pid for index, pid in enumerate(worker_pids, start=1)},
             **this_process(),
         }
+        yield ReadyStack(driver, accounts, ids, rng, measured, worker_pids)
+        driver.close()
+    finally:
+        stack.stop_all()
+
+
+def measure_workers(
+    base: Settings, *, name: str, scenario: str, workers: int, scale: Scale, run_dir: Path, module: str
+) -> Measured:
+    with loaded_stack(
+        base, scenario=scenario, workers=workers, scale=scale, run_dir=run_dir, module=module, name=name
+    ) as loaded:
+        driver = loaded.driver
         peak = accepted(
-            driver.run(
-                f"{name} peak",
-                scenario_commands(scenario, accounts, ids, rng, scale.peak_commands),
-                processes=measured,
-            )
+            driver.run(f"{name} peak", loaded.commands(scenario, scale.peak_commands), processes=loaded.processes)
         )
         time.sleep(scale.settle_seconds)  # settles and refunds of the last flows land before the next run
         open_loop = []
         for rate in open_loop_rates(peak):
             seconds = scale.fixed_rate_seconds if rate == FIXED_RATE_PER_S else scale.sweep_seconds
-            count = max(OPEN_LOOP_COMMANDS_MIN, int(rate * seconds))
-            workload = scenario_commands(scenario, accounts, ids, rng, count)
-            run = driver.run(f"{name} at {rate:.0f}/s", workload, rate_per_s=rate, processes=measured)
+            workload = loaded.commands(scenario, max(OPEN_LOOP_COMMANDS_MIN, int(rate * seconds)))
+            run = driver.run(f"{name} at {rate:.0f}/s", workload, rate_per_s=rate, processes=loaded.processes)
             open_loop.append((rate, accepted(run)))
-        driver.close()
         return Measured(
             name=name,
             workers=workers,
             peak=peak,
             fixed_rate=next(run for rate, run in open_loop if rate == FIXED_RATE_PER_S),
             open_loop=open_loop,
-            peak_rss_mb=[peak_rss_mb(pid) for process, pid in measured.items() if process.startswith("worker")],
+            peak_rss_mb=[peak_rss_mb(pid) for pid in loaded.worker_pids],
         )
-    finally:
-        stack.stop_all()
 
 
 # -- baselines that are not ledger workers ----------------------------------------------------------

@@ -121,3 +121,22 @@ def test_route_experiment_treats_both_routes_alike(settings: Settings, tmp_path:
         ours["accounts whose table balance is wrong"],
         ours["table total minus deposits"],
     ) == (0, 0, 0, 0, 0)
+
+
+def test_sustained_search_smoke_run(settings: Settings, tmp_path: Path) -> None:
+    """bench.sustained runs its peak and its open-loop probes end to end, and every probe
+    it reports has a result for each command it offered."""
+    completed = run_module(
+        "bench.sustained", "--quick", "--scenarios", "same", "--workers", "1", "--out", str(tmp_path), settings=settings
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    (report_path,) = tmp_path.glob("sustained-*.json")
+    (result,) = json.loads(report_path.read_text())["results"]
+    assert (result["scenario"], result["workers"]) == ("same", 1)
+    assert 1 <= len(result["probes"]) <= 2
+    for probe in result["probes"]:
+        assert probe["samples"] == probe["commands"] >= 50
+        assert probe["held"] == (probe["p99_ms"] is not None and probe["p99_ms"] <= 250)
+    held = [probe["offered_per_s"] for probe in result["probes"] if probe["held"]]
+    assert result["sustained_per_s"] == (max(held) if held else None)
+    assert "sustained: the highest offered rate" in completed.stdout
