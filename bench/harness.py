@@ -10,10 +10,12 @@ stalled system cannot hide its queueing (no coordinated omission).
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import gc
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -30,6 +32,27 @@ from topologies import partition_for
 OPEN_LOOP_TICK_S = 0.001
 RESULTS_TIMEOUT_S = 300.0
 RESULTS_POLL_S = 0.01
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in this process while a run is timed. A full collection over
+    what the load generator holds (the run's commands, tens of thousands) paused its sending
+    and its reading of results for up to half a second, and every result it held back was
+    timed as the system's latency: in 40 s at 1,200 same-partition transfers/s, p99 128 ms
+    and a maximum of 471 with the collector, 73 and 98 ms without it. What exists at the
+    start is frozen (never scanned again) and the collector stays off until the run ends;
+    reference counting still frees what the run drops (its objects hold no cycles)."""
+    gc.collect()
+    gc.freeze()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.unfreeze()
 
 
 class Driver:
@@ -107,16 +130,17 @@ class Driver:
         still timed and checked on its own. Fails with MissingResults unless every command
         has its result."""
         encoded = self._messages(commands, bundle_size)
-        cpu_before = cpu_snapshot(processes or {})
-        started = time.perf_counter()
-        intended = self._send(encoded, started=started, rate_per_s=rate_per_s)
-        self._producer.flush(timeout_s)
-        deadline = time.perf_counter() + timeout_s
-        while time.perf_counter() < deadline:
-            with self._lock:
-                if all(command_id in self._done for command_id in intended):
-                    break
-            time.sleep(RESULTS_POLL_S)
+        with collector_paused():
+            cpu_before = cpu_snapshot(processes or {})
+            started = time.perf_counter()
+            intended = self._send(encoded, started=started, rate_per_s=rate_per_s)
+            self._producer.flush(timeout_s)
+            deadline = time.perf_counter() + timeout_s
+            while time.perf_counter() < deadline:
+                with self._lock:
+                    if all(command_id in self._done for command_id in intended):
+                        break
+                time.sleep(RESULTS_POLL_S)
         with self._lock:
             done = {command_id: self._done.pop(command_id) for command_id in intended if command_id in self._done}
             for command_id in intended:

@@ -3,15 +3,19 @@ are missing (figures are not asserted: tests check correctness, benchmarks print
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench import harness
 from bench.figures import GENERATOR, MissingResults
 from bench.harness import Driver
 from bench.processes import broker_processes
@@ -79,9 +83,20 @@ def test_harness_smoke_run(settings: Settings, tmp_path: Path) -> None:
     assert "CPU seconds per 1,000 commands, per process" in completed.stdout
 
 
-def test_a_run_whose_results_do_not_come_fails_loudly(settings: Settings) -> None:
+def test_a_run_whose_results_do_not_come_fails_loudly(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     """No worker runs: the driver (every ledger scenario and the pass-through baseline go
-    through it) fails with MissingResults instead of reporting figures."""
+    through it) fails with MissingResults instead of reporting figures. It times the run
+    with the garbage collector paused, and the failed run leaves the collector as it was."""
+    paused: list[bool] = []
+    real_collector_paused = harness.collector_paused
+
+    @contextlib.contextmanager
+    def recorded() -> Iterator[None]:
+        with real_collector_paused():
+            paused.append(not gc.isenabled())
+            yield
+
+    monkeypatch.setattr(harness, "collector_paused", recorded)
     driver = Driver(settings)
     try:
         deposit = commands.Deposit(
@@ -91,6 +106,8 @@ def test_a_run_whose_results_do_not_come_fails_loudly(settings: Settings) -> Non
             driver.run("unanswered", [deposit], timeout_s=2.0)
     finally:
         driver.close()
+    assert paused == [True]
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_the_broker_process_is_found_for_its_cpu(settings: Settings) -> None:
