@@ -25,7 +25,7 @@ from bench.event_workload import Workload
 from bench.figures import require_accepted
 from bench.harness import Driver
 from bench.principal import BENCH_PRINCIPAL
-from bench.workloads import CURRENCIES, Accounts, Ids, deposits_to_each, make_accounts, transfer
+from bench.workloads import CURRENCIES, Accounts, Ids, deposits_to_each, make_accounts, openings, transfer
 from codec import Codec
 from foundation.consuming import take_available
 from foundation.producing import produce_when_room
@@ -94,7 +94,8 @@ def through_ledger(settings: Settings, run_dir: Path, *, events: int, accounts: 
         ids = Ids(f"q{uuid.uuid4().hex[:6]}")
         opened = make_accounts("benchl", accounts, partitions=settings.partitions)
         roots = opened.ids[: ROOTS_PER_CURRENCY * len(CURRENCIES)]
-        require_accepted(driver.run("open", _openings(opened, ids, roots), bundle_size=BUNDLE_SIZE))
+        opening = openings(opened, ids, parents=_parents(opened, roots))
+        require_accepted(driver.run("open", opening, bundle_size=BUNDLE_SIZE))
         funding = deposits_to_each(opened, ids, amount=FUNDING, dedup_id="fund")
         require_accepted(driver.run("fund", funding, bundle_size=BUNDLE_SIZE))
         mix = _Mix(opened, ids, rng)
@@ -122,21 +123,14 @@ def _remember(seen: dict[str, tuple[int, int, int]], event: AccountEvent) -> Non
     seen[event.account_id] = (event.sequence, first, event.occurred_at_ms)
 
 
-def _openings(accounts: Accounts, ids: Ids, roots: list[str]) -> list[commands.Command]:
-    """Every account; the roots first, each other account under a root of its currency."""
+def _parents(accounts: Accounts, roots: list[str]) -> dict[str, str]:
+    """Each account but the roots under a root of its currency."""
     by_currency = {currency: [root for root in roots if accounts.currency[root] == currency] for currency in CURRENCIES}
-    return [
-        commands.OpenAccount(
-            principal=BENCH_PRINCIPAL,
-            owner=BENCH_PRINCIPAL.principal_id,
-            command_id=ids(),
-            dedup_id="open",
-            account_id=account,
-            currency=accounts.currency[account],
-            parent_account_id=None if index < len(roots) else by_currency[accounts.currency[account]][index % 3],
-        )
+    return {
+        account: by_currency[accounts.currency[account]][index % ROOTS_PER_CURRENCY]
         for index, account in enumerate(accounts.ids)
-    ]
+        if account not in roots
+    }
 
 
 class _Mix:
@@ -166,22 +160,14 @@ class _Mix:
         account = rng.choice(accounts.ids)
         currency = accounts.currency[account]
         roll = rng.random()
-        if roll < 0.15:
-            return commands.Deposit(
+        if roll < 0.25:  # a deposit (15%) or a withdrawal (10%)
+            kind, most = (commands.Deposit, 20_000) if roll < 0.15 else (commands.Withdraw, 1_000)
+            return kind(
                 principal=BENCH_PRINCIPAL,
                 command_id=self.ids(),
                 dedup_id=self.ids("d"),
                 account_id=account,
-                amount=rng.randint(1, 20_000),
-                currency=currency,
-            )
-        if roll < 0.25:
-            return commands.Withdraw(
-                principal=BENCH_PRINCIPAL,
-                command_id=self.ids(),
-                dedup_id=self.ids("d"),
-                account_id=account,
-                amount=rng.randint(1, 1_000),
+                amount=rng.randint(1, most),
                 currency=currency,
             )
         group = self.same[(accounts.partition[account], currency)] if roll < 0.70 else self.by_currency[currency]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bench.principal import BENCH_PRINCIPAL
 from ledger import commands
@@ -62,8 +62,15 @@ class Ids:
         return f"{self.prefix}-{kind}{self.counter}"
 
 
-def openings(accounts: Accounts, ids: Ids, *, rng: random.Random | None = None) -> list[commands.Command]:
-    """Open every account; with an rng, some get a credit line or a ceiling."""
+def openings(
+    accounts: Accounts,
+    ids: Ids,
+    *,
+    rng: random.Random | None = None,
+    parents: Mapping[str, str] | None = None,
+) -> list[commands.Command]:
+    """Open every account; with an rng, some get a credit line or a ceiling; `parents`
+    (account -> parent) puts accounts in a hierarchy (a parent must come first)."""
     opened: list[commands.Command] = []
     for account in accounts.ids:
         lower, upper = 0, 2**63 - 1
@@ -81,6 +88,7 @@ def openings(accounts: Accounts, ids: Ids, *, rng: random.Random | None = None) 
                 currency=accounts.currency[account],
                 lower_limit=lower,
                 upper_limit=upper,
+                parent_account_id=None if parents is None else parents.get(account),
             )
         )
     return opened
