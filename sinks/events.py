@@ -10,13 +10,12 @@ Commit order, written down once (`EventSink.write`):
                                           (tables keyed by what a row describes)
     3. tell the readers waiting for these accounts (read-your-writes): it is visible now
     4. flush the dead letters of events that could not be decoded
-    5. insert the next offset per partition into sink_progress (after a batch of a few
-       events, at most every PROGRESS_INTERVAL_S, and when the sink idles or stops)
+    5. insert the next offset per partition into sink_progress
     6. commit the offsets to Kafka
 
 The view's position lives in ClickHouse (step 5), next to what it describes: at start the
 sink assigns itself every partition at the offsets sink_progress holds, or from the
-beginning. So a crash at any step only repeats batches whose rows collapse onto the ones
+beginning. So a crash at any step only repeats a batch whose rows collapse onto the ones
 already written (ReplacingMergeTree, read with FINAL), and a store that was wiped or
 rebuilt resumes exactly where its own data ends, whatever Kafka's group offsets say. The
 Kafka commit (step 6) is for the operators' tools (consumer-group lag), never read back.
@@ -115,7 +114,6 @@ _LATEST_INDEXES = [EVENT_COLUMNS.index("occurred_at" if name == "updated_at" els
 LAG_REFRESH_S = 0.5  # how often the lag and the consistent cut are refreshed
 SMALL_BATCH_EVENTS = 64  # below: the codec decodes, rows go straight into the views (fewer round trips)
 SINK_LINGER_MS = 2  # after a batch's first message, how long more may join it (writing takes longer)
-PROGRESS_INTERVAL_S = 1.0  # small batches' positions reach sink_progress at most this often (`_note_progress`)
 SINK_PREFETCH_KBYTES = 32 * 1024  # librdkafka's queue of prefetched messages, at most
 CUTS_PENDING_MAX = 16  # last-stable-offset snapshots waiting for the sink to pass them
 METADATA_TIMEOUT_S = 10.0
@@ -261,7 +259,6 @@ class EventSink:
         commit_offsets: bool = True,
         telemetry: SinkTelemetry | None = None,
         small_batch_events: int = SMALL_BATCH_EVENTS,
-        progress_interval_s: float = PROGRESS_INTERVAL_S,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -279,9 +276,6 @@ class EventSink:
         self.metrics = SinkMetrics()
         self._cuts: list[tuple[dict[int, int], int]] = []
         self._rate_mark = (time.monotonic(), 0)
-        self._progress_pending: dict[int, int] = {}  # positions written to the views, not yet to sink_progress
-        self.progress_interval_s = progress_interval_s
-        self._progress_stored_at = -progress_interval_s  # monotonic; the first batch's progress is stored at once
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -328,7 +322,6 @@ class EventSink:
                 if messages:
                     self.write(messages, dead_letters=dead_letters, consumer=consumer)
                 else:
-                    self.store_progress()  # idle: what small batches left pending
                     self._advance_past_markers(consumer)
                 if until is not None and self._reached(until, consumer):
                     self._advance_past_markers(consumer)
@@ -338,7 +331,6 @@ class EventSink:
                     self._refresh_lag(admin, partitions)
                     if report is not None:
                         report(self.metrics)
-            self.store_progress()  # stopped, paused for an exchange, or at the rebuild's cut: nothing pending
             self._refresh_lag(admin, partitions)
             if report is not None:
                 report(self.metrics)
@@ -393,7 +385,7 @@ class EventSink:
             if remaining:
                 raise RuntimeError(f"{remaining} dead letters not acknowledged: the batch is not done")
         next_offsets = split.next_offsets
-        self._note_progress(next_offsets, store=len(messages) >= self.small_batch_events)
+        self._store_progress(next_offsets)
         if consumer is not None and self.commit_offsets and next_offsets:
             consumer.commit(
                 offsets=[TopicPartition(self.topic, partition, offset) for partition, offset in next_offsets.items()],
@@ -516,34 +508,17 @@ class EventSink:
                 letters += 1
         return rows, letters
 
-    def _note_progress(self, next_offsets: Mapping[int, int], *, store: bool) -> None:
-        """Step 5. The sink's positions (lag, consistent cuts) move now. The row in
-        sink_progress is inserted at once after a large batch (`store`), and after small ones
-        at most every `progress_interval_s`, or when the sink idles or stops. A lone event's
-        batch is three inserts, and a fourth for its position held chDB's one lock just as
-        the readers it had woken asked for their rows. A crash before the row is stored
-        repeats those batches at restart, and their rows collapse onto the ones already
-        written, as after a crash between steps 2 and 5
-        (tests/unit/sinks/test_sink.py::test_a_restart_repeats_the_batches_whose_progress_was_pending)."""
-        positions, pending = self.metrics.positions, self._progress_pending
-        for partition, offset in next_offsets.items():
-            positions[partition] = max(positions.get(partition, 0), offset)
-            pending[partition] = max(pending.get(partition, 0), offset)
-        if store or time.monotonic() - self._progress_stored_at >= self.progress_interval_s:
-            self.store_progress()
-
-    def store_progress(self) -> None:
-        """Insert the positions written to the views since the last call into sink_progress."""
-        if not self._progress_pending:
+    def _store_progress(self, next_offsets: Mapping[int, int]) -> None:
+        if not next_offsets:
             return
         now_ms = int(time.time() * 1000)
         self.client.insert(
             f"{self.database}.sink_progress",
-            [[partition, offset, now_ms] for partition, offset in self._progress_pending.items()],
+            [[partition, offset, now_ms] for partition, offset in next_offsets.items()],
             column_names=["partition", "next_offset", "written_at"],
         )
-        self._progress_pending = {}
-        self._progress_stored_at = time.monotonic()
+        for partition, offset in next_offsets.items():
+            self.metrics.positions[partition] = max(self.metrics.positions.get(partition, 0), offset)
 
     def _advance_past_markers(self, consumer: Consumer) -> None:
         """A transaction's commit or abort marker takes an offset but is no message: when
@@ -554,7 +529,7 @@ class EventSink:
         for position in consumer.position(consumer.assignment()):
             if position.offset > self.metrics.positions.get(position.partition, 0):
                 moved[position.partition] = position.offset
-        self._note_progress(moved, store=True)
+        self._store_progress(moved)
 
     def _reached(self, until: Mapping[int, int], consumer: Consumer) -> bool:
         positions = {

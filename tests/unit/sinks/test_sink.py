@@ -10,13 +10,12 @@ import pytest
 
 from bench.event_workload import generate
 from codec import Codec, DecodeError
-from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
-from sinks.events import EVENT_COLUMNS, EventDecoder, EventSink, event_row
+from sinks.events import EVENT_COLUMNS, EventDecoder, event_row
 from sinks.schema import migrate
 from tests.unit.sinks import oracle
-from tests.unit.sinks.support import PARTITIONS, FakeMessage, messages, sink, write_in_batches
+from tests.unit.sinks.support import FakeMessage, messages, sink, write_in_batches
 
 
 def snapshot(client: Any, database: str, accounts: list[str]) -> dict[str, Any]:
@@ -77,7 +76,6 @@ def test_progress_is_stored_with_the_data_and_never_moves_back(clickhouse: Any, 
     batch = messages(events, codec)
     target = sink(clickhouse, database, codec)
     write_in_batches(target, batch, 100)
-    target.store_progress()  # as the sink does when it idles: a last small batch's progress may wait for it
     ends: dict[int, int] = {}
     for message in batch:
         ends[message.partition()] = message.offset() + 1
@@ -86,36 +84,6 @@ def test_progress_is_stored_with_the_data_and_never_moves_back(clickhouse: Any, 
     assert views.progress(clickhouse, database) == ends
     assert target.metrics.positions == ends
     assert target.metrics.events_written == len(events) + 50
-
-
-def test_a_restart_repeats_the_batches_whose_progress_was_pending(clickhouse: Any, database: str) -> None:
-    """Small batches store their progress at most every PROGRESS_INTERVAL_S (a lone event's
-    write is one insert shorter). A crash in between leaves sink_progress behind the views:
-    the restarted sink repeats those batches, and no answer changes."""
-    codec = Codec()
-    events = generate(23, accounts=12, events=600)
-    batch = messages(events, codec)
-    accounts = sorted({event.account_id for event in events})
-    settings = Settings(partitions=PARTITIONS)
-    first = EventSink(settings, clickhouse, database=database, codec=codec, progress_interval_s=3600)
-    first.write(batch[:400])  # a large batch: its progress is stored with it
-    stored = views.progress(clickhouse, database)
-    for message in batch[400:]:  # lone events, within one interval
-        first.write([message])
-    ends = {message.partition(): message.offset() + 1 for message in batch}
-    assert first.metrics.positions == ends  # the sink's own positions (lag, cuts) move at once
-    assert views.progress(clickhouse, database) == stored != ends, "the lone events' progress was stored at once"
-    before = snapshot(clickhouse, database, accounts)
-    assert before["events"] == len(events)
-
-    restarted = sink(clickhouse, database, codec)  # the crash: pending progress is lost
-    repeated = [message for message in batch if message.offset() >= stored.get(message.partition(), 0)]
-    assert len(repeated) == len(batch) - 400
-    for message in repeated:
-        restarted.write([message])
-    restarted.store_progress()  # as the sink does when it idles or stops
-    assert views.progress(clickhouse, database) == ends
-    assert snapshot(clickhouse, database, accounts) == before
 
 
 def test_undecodable_events_are_dead_lettered_and_passed(clickhouse: Any, database: str) -> None:
