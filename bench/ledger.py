@@ -261,17 +261,17 @@ def measure_workers(
 ) -> Measured:
     with loaded_stack(
         base, scenario=scenario, workers=workers, scale=scale, run_dir=run_dir, module=module, name=name
-    ) as loaded:
-        driver = loaded.driver
+    ) as ready:
+        driver = ready.driver
         peak = accepted(
-            driver.run(f"{name} peak", loaded.commands(scenario, scale.peak_commands), processes=loaded.processes)
+            driver.run(f"{name} peak", ready.commands(scenario, scale.peak_commands), processes=ready.processes)
         )
         time.sleep(scale.settle_seconds)  # settles and refunds of the last flows land before the next run
         open_loop = []
         for rate in open_loop_rates(peak):
             seconds = scale.fixed_rate_seconds if rate == FIXED_RATE_PER_S else scale.sweep_seconds
-            workload = loaded.commands(scenario, max(OPEN_LOOP_COMMANDS_MIN, int(rate * seconds)))
-            run = driver.run(f"{name} at {rate:.0f}/s", workload, rate_per_s=rate, processes=loaded.processes)
+            workload = ready.commands(scenario, max(OPEN_LOOP_COMMANDS_MIN, int(rate * seconds)))
+            run = driver.run(f"{name} at {rate:.0f}/s", workload, rate_per_s=rate, processes=ready.processes)
             open_loop.append((rate, accepted(run)))
         return Measured(
             name=name,
@@ -279,7 +279,7 @@ def measure_workers(
             peak=peak,
             fixed_rate=next(run for rate, run in open_loop if rate == FIXED_RATE_PER_S),
             open_loop=open_loop,
-            peak_rss_mb=[peak_rss_mb(pid) for pid in loaded.worker_pids],
+            peak_rss_mb=[peak_rss_mb(pid) for pid in ready.worker_pids],
         )
 
 
