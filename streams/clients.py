@@ -14,6 +14,8 @@ from typing import Any
 from foundation.clients import kafka_config
 from foundation.settings import Settings
 
+TRANSACTION_LINGER_MS = 50  # longer than a turn under load: the commit sends the records
+
 
 def consumer_group(settings: Settings) -> str:
     return f"{settings.topic_prefix}.ledger"
@@ -33,7 +35,12 @@ def producer_config(settings: Settings) -> dict[str, Any]:
             "enable.idempotence": True,
             "acks": "all",
             "partitioner": "murmur2_random",  # Kafka's default partitioner, as Java and Faust use
-            "linger.ms": 2,
+            # A transaction's records leave at its commit (which flushes) in one produce request
+            # per partition, not in a trickle of small ones while the batch is decided: each
+            # request costs the broker, on the same cores, more than the records in it.
+            # (1,800 transfers/s open loop, one worker: 3,091 produce requests/s and p99 772 ms
+            # with linger.ms=2; 1,895/s and 239 ms with this, the generator unchanged.)
+            "linger.ms": TRANSACTION_LINGER_MS,
             # The broker answers CONCURRENT_TRANSACTIONS until the previous commit's markers are
             # written (a few ms); librdkafka's default 100 ms back-off would add that to every batch.
             "retry.backoff.ms": 1,
