@@ -9,6 +9,7 @@ One stack serves the whole module.
 from __future__ import annotations
 
 import collections
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,9 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
+from confluent_kafka import Consumer
 
+import gateway.client
 from codec import EncodeError
 from gateway.client import LedgerClient
 from ledger import commands
@@ -409,3 +412,34 @@ def test_schemathesis_finds_no_5xx_no_answer_outside_the_document_and_no_leaked_
     assert total >= FUZZ_POSITIVE_EXAMPLES + FUZZ_NEGATIVE_EXAMPLES + 2 * FUZZ_COMMAND_EXAMPLES, ran
     status, counters, _ = api.call("GET", "/v1/status")
     assert status == 200 and counters["pending"] == 0, counters
+
+
+def test_an_idle_client_does_not_ask_the_broker_for_results_hundreds_of_times_a_second(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect (issue 15): the gateway's results consumer waited at most 5 ms for a fetch, so
+    an idle gateway asked the broker for results about 200 times a second, and every replica
+    did. The broker answers a waiting fetch as soon as a commit's markers make results
+    readable, so the wait bounds only the empty fetches: a longer one costs no latency."""
+    statistics: list[dict[str, Any]] = []
+
+    def counted(config: dict[str, Any]) -> Consumer:
+        return Consumer(
+            {**config, "statistics.interval.ms": 200, "stats_cb": lambda text: statistics.append(json.loads(text))}
+        )
+
+    def fetches_at(index: int) -> tuple[float, int]:
+        report = statistics[index]
+        return report["ts"] / 1e6, sum(broker["req"].get("Fetch", 0) for broker in report["brokers"].values())
+
+    monkeypatch.setattr(gateway.client, "Consumer", counted)
+    client = LedgerClient(api.settings)
+    try:
+        time.sleep(1.0)  # connected, assigned, fetching
+        first = len(statistics) - 1
+        time.sleep(2.0)
+        (started_s, before), (ended_s, after) = fetches_at(first), fetches_at(-1)
+        per_second = (after - before) / (ended_s - started_s)
+        assert per_second < 50, f"{per_second:.0f} fetch requests a second from an idle client"
+    finally:
+        client.close()
