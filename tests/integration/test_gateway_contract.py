@@ -432,13 +432,21 @@ def test_an_idle_client_does_not_ask_the_broker_for_results_hundreds_of_times_a_
         report = statistics[index]
         return report["ts"] / 1e6, sum(broker["req"].get("Fetch", 0) for broker in report["brokers"].values())
 
+    def reports_beyond(count: int) -> int:
+        deadline_s = time.monotonic() + 30
+        while len(statistics) <= count and time.monotonic() < deadline_s:
+            time.sleep(0.05)
+        assert len(statistics) > count, "librdkafka reported no statistics within 30 s"
+        return len(statistics) - 1
+
     monkeypatch.setattr(gateway.client, "Consumer", counted)
     client = LedgerClient(api.settings)
     try:
         time.sleep(1.0)  # connected, assigned, fetching
-        first = len(statistics) - 1
+        first = reports_beyond(0)
         time.sleep(2.0)
-        (started_s, before), (ended_s, after) = fetches_at(first), fetches_at(-1)
+        last = reports_beyond(first + 1)
+        (started_s, before), (ended_s, after) = fetches_at(first), fetches_at(last)
         per_second = (after - before) / (ended_s - started_s)
         assert per_second < 50, f"{per_second:.0f} fetch requests a second from an idle client"
     finally:

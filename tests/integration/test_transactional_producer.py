@@ -70,8 +70,10 @@ def test_a_transaction_reaches_the_broker_as_one_produce_request_per_partition(s
 
     def produce_requests() -> int:
         statistics.clear()
-        while not statistics:
+        deadline_s = time.monotonic() + 30
+        while not statistics and time.monotonic() < deadline_s:
             producer.poll(0.05)
+        assert statistics, "librdkafka reported no statistics within 30 s"
         return sum(broker["req"].get("Produce", 0) for broker in statistics[-1]["brokers"].values())
 
     before = produce_requests()
