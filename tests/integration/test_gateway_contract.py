@@ -9,7 +9,6 @@ One stack serves the whole module.
 from __future__ import annotations
 
 import collections
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import gateway.client
 from codec import EncodeError
 from gateway.client import LedgerClient
 from ledger import commands
+from tests.client_statistics import ClientStatistics
 from tests.gateway_api import Api, gateway_stack, open_with_balance, quoted
 from tests.principals import TESTER
 
@@ -421,32 +421,15 @@ def test_an_idle_client_does_not_ask_the_broker_for_results_hundreds_of_times_a_
     an idle gateway asked the broker for results about 200 times a second, and every replica
     did. The broker answers a waiting fetch as soon as a commit's markers make results
     readable, so the wait bounds only the empty fetches: a longer one costs no latency."""
-    statistics: list[dict[str, Any]] = []
-
-    def counted(config: dict[str, Any]) -> Consumer:
-        return Consumer(
-            {**config, "statistics.interval.ms": 200, "stats_cb": lambda text: statistics.append(json.loads(text))}
-        )
-
-    def fetches_at(index: int) -> tuple[float, int]:
-        report = statistics[index]
-        return report["ts"] / 1e6, sum(broker["req"].get("Fetch", 0) for broker in report["brokers"].values())
-
-    def reports_beyond(count: int) -> int:
-        deadline_s = time.monotonic() + 30
-        while len(statistics) <= count and time.monotonic() < deadline_s:
-            time.sleep(0.05)
-        assert len(statistics) > count, "librdkafka reported no statistics within 30 s"
-        return len(statistics) - 1
-
-    monkeypatch.setattr(gateway.client, "Consumer", counted)
+    statistics = ClientStatistics(interval_ms=200)
+    monkeypatch.setattr(gateway.client, "Consumer", lambda config: Consumer({**config, **statistics.options()}))
     client = LedgerClient(api.settings)
     try:
         time.sleep(1.0)  # connected, assigned, fetching
-        first = reports_beyond(0)
+        first = statistics.next_report(after=-1, serve=lambda: time.sleep(0.05))
         time.sleep(2.0)
-        last = reports_beyond(first + 1)
-        (started_s, before), (ended_s, after) = fetches_at(first), fetches_at(last)
+        last = statistics.next_report(after=first, serve=lambda: time.sleep(0.05))
+        (started_s, before), (ended_s, after) = statistics.requests(first, "Fetch"), statistics.requests(last, "Fetch")
         per_second = (after - before) / (ended_s - started_s)
         assert per_second < 50, f"{per_second:.0f} fetch requests a second from an idle client"
     finally:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
-from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -15,6 +13,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from foundation.settings import Settings
 from streams.clients import TRANSACTION_LINGER_MS, producer_config
 from streams.transactions import TransactionalProducer
+from tests.client_statistics import ClientStatistics
 
 pytestmark = pytest.mark.kafka
 
@@ -59,30 +58,30 @@ def test_a_transaction_reaches_the_broker_as_one_produce_request_per_partition(s
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
     for future in admin.create_topics([NewTopic(topic, partitions, 1)]).values():
         future.result()
-    statistics: list[dict[str, Any]] = []
-    config = {
-        **producer_config(settings),
-        "statistics.interval.ms": 100,
-        "stats_cb": lambda text: statistics.append(json.loads(text)),
-    }
-    transactions = TransactionalProducer(config, init_timeout_s=30, budget_s=60)
+    statistics = ClientStatistics(interval_ms=100)
+    transactions = TransactionalProducer(
+        {**producer_config(settings), **statistics.options()}, init_timeout_s=30, budget_s=60
+    )
     producer = transactions.producer
 
     def produce_requests() -> int:
-        statistics.clear()
-        deadline_s = time.monotonic() + 30
-        while not statistics and time.monotonic() < deadline_s:
-            producer.poll(0.05)
-        assert statistics, "librdkafka reported no statistics within 30 s"
-        return sum(broker["req"].get("Produce", 0) for broker in statistics[-1]["brokers"].values())
+        """As a report made from now on counts them."""
+        latest = statistics.next_report(after=len(statistics.reports) - 1, serve=lambda: producer.poll(0.05))
+        return statistics.requests(latest, "Produce")[1]
 
-    before = produce_requests()
     transactions.begin()
+    # The partitions join the transaction first: until its AddPartitionsToTxn is answered no
+    # record may leave, which would hold back a trickle too and hide it.
+    for partition in range(partitions):
+        producer.produce(topic, b"joins", partition=partition)
+    producer.flush(30)
+    before = produce_requests()
     started_s = time.monotonic()
-    for index in range(300):  # spread over about 15 ms, as a batch is decided
-        producer.produce(topic, b"x" * 100, partition=index % partitions)
-        if index % 60 == 0:
-            time.sleep(0.003)
+    for burst in range(5):  # 5 ms apart, as a batch is decided
+        if burst:
+            time.sleep(0.005)
+        for index in range(60):
+            producer.produce(topic, b"x" * 100, partition=index % partitions)
     deciding_ms = (time.monotonic() - started_s) * 1000
     producer.commit_transaction(30)
     sent = produce_requests() - before
