@@ -2,7 +2,7 @@
 HTTP, read-your-writes latency, and a full rebuild from offset zero.
 
     python -m bench.query [--source ledger|topic] [--events 1000000] [--accounts 10000]
-                          [--partitions 8] [--queries 2000] [--workers 2]
+                          [--partitions 8] [--queries 2000] [--workers 2] [--ryw-rate 1000]
 
 1. fills a fresh events topic (`bench/query_sources.py`): with `--source ledger` (the
    default) ledger workers decide a mix of deposits, withdrawals and transfers within and
@@ -14,7 +14,8 @@ HTTP, read-your-writes latency, and a full rebuild from offset zero.
 3. times queries over HTTP, one client, sequentially: the balance, a 100-event history
    page (random account, random cursor), the balance as of a time and as of a sequence,
    per-currency totals and a hierarchy roll-up;
-4. times read-your-writes: one event produced, then read at once with min_seq;
+4. times read-your-writes (`bench/read_your_writes.py`): one event produced, then read at
+   once with min_seq; alone, then while `--ryw-rate` other events a second arrive;
 5. stops the service and times `streamwallet rebuild-views --via direct` (every view from
    offset zero into a shadow database, then the exchange).
 
@@ -41,17 +42,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from bench import query_sources
 from bench.figures import latency_summary
 from bench.processes import cpu_seconds, peak_rss_mb
-from codec import Codec
+from bench.read_your_writes import read_your_writes
 from deploy.local import kafka
 from foundation.clients import kafka_config
 from foundation.settings import Settings
-from ledger.accounts import AccountStatus
-from ledger.events import AccountEvent, EventKind
 from streamwallet.stack import Stack
 from topologies.admin import ensure_topics
 
@@ -84,51 +81,6 @@ def time_queries(label: str, count: int, make_url: Callable[[], str]) -> dict[st
     return {"query": label, **latency_summary(latencies)}
 
 
-def read_your_writes(settings: Settings, loaded: query_sources.Loaded, runs: int, rng: random.Random) -> dict[str, Any]:
-    """Produce one more event for an account and read it at once with min_seq."""
-    codec = Codec()
-    producer = Producer(
-        {"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random", "acks": "all"}
-    )
-    latencies = []
-    for _ in range(runs):
-        account_id = rng.choice(list(loaded.accounts))
-        _, body = get(f"{settings.query_url}/accounts/{account_id}")
-        state = body["account"]
-        event = AccountEvent(
-            account_id=account_id,
-            sequence=state["sequence"] + 1,
-            kind=EventKind.DEPOSITED,
-            amount=1,
-            held_change=0,
-            currency=state["currency"],
-            balance=state["balance"] + 1,
-            held=state["held"],
-            available=state["available"] + 1,
-            pending_in=state["pending_in"],
-            pending_out=state["pending_out"],
-            lower_limit=state["lower_limit"],
-            upper_limit=state["upper_limit"],
-            status=AccountStatus(state["status"]),
-            parent_account_id=state["parent_account_id"],
-            metadata=None,
-            command_id=uuid.uuid4().hex,
-            dedup_id="ryw",
-            correlation_id=None,
-            counterparty_account_id=None,
-            code=None,
-            occurred_at_ms=state["updated_at_ms"] + 1,
-        )
-        started = time.perf_counter()
-        producer.produce(f"{settings.topic_prefix}.events", codec.encode(event), account_id.encode())
-        producer.flush(10)
-        status, body = get(f"{settings.query_url}/accounts/{account_id}?min_seq={event.sequence}")
-        latencies.append((time.perf_counter() - started) * 1000)
-        if status != 200 or body["account"]["sequence"] != event.sequence:
-            raise QueryFailed(f"read with min_seq={event.sequence}: HTTP {status} {body}")
-    return {"query": "produce one event, then read it with min_seq", **latency_summary(latencies)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -140,6 +92,9 @@ def main() -> None:
         "--source", choices=("ledger", "topic"), default="ledger", help="who writes the events (see above)"
     )
     parser.add_argument("--workers", type=int, default=2, help="ledger workers deciding the events (--source ledger)")
+    parser.add_argument(
+        "--ryw-rate", type=float, default=1000.0, help="other events a second while read-your-writes is timed again"
+    )
     args = parser.parse_args()
     base = Settings.from_environment()
     if "STREAMWALLET_BOOTSTRAP_SERVERS" not in os.environ:
@@ -236,7 +191,10 @@ def main() -> None:
             ),
             time_queries("hierarchy roll-up", 50, lambda: f"{url}/accounts/{rng.choice(loaded.roots)}/rollup"),
             time_queries("per-currency totals (all events)", TOTALS_RUNS, lambda: f"{url}/totals"),
-            read_your_writes(settings, loaded, READ_YOUR_WRITES_RUNS, rng),
+            read_your_writes(settings, get, list(loaded.accounts), READ_YOUR_WRITES_RUNS, rng),
+            read_your_writes(
+                settings, get, list(loaded.accounts), READ_YOUR_WRITES_RUNS, rng, background_rate=args.ryw_rate
+            ),
         ]
         for row in figures["queries"]:
             print(f"  {row}", flush=True)
