@@ -10,12 +10,13 @@ Commit order, written down once (`EventSink.write`):
                                           (tables keyed by what a row describes)
     3. tell the readers waiting for these accounts (read-your-writes): it is visible now
     4. flush the dead letters of events that could not be decoded
-    5. insert the next offset per partition into sink_progress
-    6. commit the offsets to Kafka
+    5. at most PROGRESS_STORE_INTERVAL_S later (sooner when idle or stopping), insert the
+       next offset per partition into sink_progress (sinks/progress.py)
+    6. then commit those offsets to Kafka
 
 The view's position lives in ClickHouse (step 5), next to what it describes: at start the
 sink assigns itself every partition at the offsets sink_progress holds, or from the
-beginning. So a crash at any step only repeats a batch whose rows collapse onto the ones
+beginning. So a crash at any step only repeats batches whose rows collapse onto the ones
 already written (ReplacingMergeTree, read with FINAL), and a store that was wiped or
 rebuilt resumes exactly where its own data ends, whatever Kafka's group offsets say. The
 Kafka commit (step 6) is for the operators' tools (consumer-group lag), never read back.
@@ -27,6 +28,7 @@ so batches grow with the load (a lone event is written within SINK_LINGER_MS).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import threading
@@ -68,6 +70,8 @@ from sinks.incoming import (
     received_sql,
     tree_sql,
 )
+from sinks.progress import StoredProgress
+from sinks.schema import column_types
 
 if TYPE_CHECKING:
     from sinks.telemetry import SinkTelemetry
@@ -102,6 +106,7 @@ EVENT_FIELDS = [
 # After the Kafka position: columns added by migration 3 (the account's owner, who caused the event).
 EVENT_COLUMNS = [*EVENT_FIELDS[:-1], "occurred_at", "kafka_partition", "kafka_offset", "owner", "principal_id"]
 LATEST_COLUMNS = [*views.STATE_COLUMNS, "updated_at"]  # account_latest: an account after its newest event
+TREE_COLUMNS = ["parent_account_id", "account_id"]
 # An EventDecoder row's values, as the incoming table names them.
 INCOMING_ROW_COLUMNS = [*EVENT_FIELDS, *POSITION_FIELDS, "owner", "principal.principal_id"]
 # ClickHouse reads the container's fields by name; those it has no column for (none today) it skips.
@@ -118,6 +123,7 @@ SINK_PREFETCH_KBYTES = 32 * 1024  # librdkafka's queue of prefetched messages, a
 CUTS_PENDING_MAX = 16  # last-stable-offset snapshots waiting for the sink to pass them
 METADATA_TIMEOUT_S = 10.0
 DEAD_LETTER_FLUSH_TIMEOUT_S = 30.0
+EDGES_REMEMBERED_MAX = 100_000  # account -> parent edges this sink wrote, not written again
 ERROR_TEXT_MAX = 500  # of ClickHouse's refusal, in the log (it may quote the bytes it read)
 
 
@@ -275,6 +281,11 @@ class EventSink:
         self.topic = self.topology.events.name
         self.metrics = SinkMetrics()
         self._cuts: list[tuple[dict[int, int], int]] = []
+        self.progress = StoredProgress(client, self.database)
+        self._column_types: dict[str, list[str]] = {}  # table -> its insert's column types
+        # account -> the parent this sink wrote its edge under: a child's every event names
+        # its parent, and an edge written again only adds a part to merge away.
+        self._edges: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._rate_mark = (time.monotonic(), 0)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -331,6 +342,7 @@ class EventSink:
                     self._refresh_lag(admin, partitions)
                     if report is not None:
                         report(self.metrics)
+            self.store_progress(consumer)  # stopping: what is written is where the next sink starts
             self._refresh_lag(admin, partitions)
             if report is not None:
                 report(self.metrics)
@@ -384,13 +396,9 @@ class EventSink:
             remaining = dead_letters.flush(DEAD_LETTER_FLUSH_TIMEOUT_S)
             if remaining:
                 raise RuntimeError(f"{remaining} dead letters not acknowledged: the batch is not done")
-        next_offsets = split.next_offsets
-        self._store_progress(next_offsets)
-        if consumer is not None and self.commit_offsets and next_offsets:
-            consumer.commit(
-                offsets=[TopicPartition(self.topic, partition, offset) for partition, offset in next_offsets.items()],
-                asynchronous=True,
-            )
+        self._advance(split.next_offsets)
+        if self.progress.due:
+            self.store_progress(consumer)
         metrics = self.metrics
         metrics.events_written += events
         metrics.dead_letters += letters
@@ -445,14 +453,32 @@ class EventSink:
                 newest_row[row[0]] = row
         if not rows:
             return received
-        table = f"{self.database}."
-        self.client.insert(table + "account_events", rows, column_names=EVENT_COLUMNS)
+        self._insert("account_events", rows, EVENT_COLUMNS)
         latest = [[row[index] for index in _LATEST_INDEXES] for row in newest_row.values()]
-        self.client.insert(table + "account_latest", latest, column_names=LATEST_COLUMNS)
-        edges = [[row[_PARENT], account] for account, row in newest_row.items() if row[_PARENT] is not None]
+        self._insert("account_latest", latest, LATEST_COLUMNS)
+        edges_written = self._edges
+        edges = [
+            [row[_PARENT], account]
+            for account, row in newest_row.items()
+            if row[_PARENT] is not None and edges_written.get(account) != row[_PARENT]
+        ]
         if edges:
-            self.client.insert(table + "account_tree", edges, column_names=["parent_account_id", "account_id"])
+            self._insert("account_tree", edges, TREE_COLUMNS)
+            for parent, account in edges:
+                edges_written[account] = parent
+                edges_written.move_to_end(account)
+            while len(edges_written) > EDGES_REMEMBERED_MAX:
+                edges_written.popitem(last=False)
         return received
+
+    def _insert(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
+        """Rows into one of the views, with the column types learnt once (an insert without
+        them first asks ClickHouse for them: a round trip, ~1 ms, per insert)."""
+        types = self._column_types.get(table)
+        if types is None:
+            known = column_types(self.client, self.database, table)
+            types = self._column_types[table] = [known[name] for name in columns]
+        self.client.insert(f"{self.database}.{table}", rows, column_names=columns, column_type_names=types)
 
     def _split(self, messages: list[MessageLike], *, screen: bool, container: bool = True) -> _Split:
         """Which messages ClickHouse decodes (in one container) and which the codec does.
@@ -508,17 +534,21 @@ class EventSink:
                 letters += 1
         return rows, letters
 
-    def _store_progress(self, next_offsets: Mapping[int, int]) -> None:
-        if not next_offsets:
-            return
-        now_ms = int(time.time() * 1000)
-        self.client.insert(
-            f"{self.database}.sink_progress",
-            [[partition, offset, now_ms] for partition, offset in next_offsets.items()],
-            column_names=["partition", "next_offset", "written_at"],
-        )
+    def _advance(self, next_offsets: Mapping[int, int]) -> None:
+        """The view holds everything below `next_offsets`: its position, not stored yet."""
         for partition, offset in next_offsets.items():
             self.metrics.positions[partition] = max(self.metrics.positions.get(partition, 0), offset)
+        self.progress.advance(next_offsets)
+
+    def store_progress(self, consumer: Consumer | None = None) -> None:
+        """Steps 5 and 6: the positions written since the last store, into sink_progress,
+        then (for the operators' tools) to Kafka."""
+        stored = self.progress.store()
+        if consumer is not None and self.commit_offsets and stored:
+            consumer.commit(
+                offsets=[TopicPartition(self.topic, partition, offset) for partition, offset in stored.items()],
+                asynchronous=True,
+            )
 
     def _advance_past_markers(self, consumer: Consumer) -> None:
         """A transaction's commit or abort marker takes an offset but is no message: when
@@ -529,7 +559,8 @@ class EventSink:
         for position in consumer.position(consumer.assignment()):
             if position.offset > self.metrics.positions.get(position.partition, 0):
                 moved[position.partition] = position.offset
-        self._store_progress(moved)
+        self._advance(moved)
+        self.store_progress(consumer)
 
     def _reached(self, until: Mapping[int, int], consumer: Consumer) -> bool:
         positions = {

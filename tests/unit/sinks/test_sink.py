@@ -1,9 +1,10 @@
-"""The sink's writes: idempotent under redelivery, progress stored with the data, dead
+"""The sink's writes: idempotent under redelivery, progress stored after the data, dead
 letters for undecodable events, and the fast decoder equal to the codec."""
 
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import pytest
@@ -70,17 +71,59 @@ def test_small_batches_and_large_ones_write_the_same_views(clickhouse: Any, data
         clickhouse.command(f"DROP DATABASE IF EXISTS {small} SYNC")
 
 
-def test_progress_is_stored_with_the_data_and_never_moves_back(clickhouse: Any, database: str) -> None:
+def test_an_edge_the_sink_wrote_is_skipped_only_while_the_parent_is_the_same(clickhouse: Any, database: str) -> None:
+    """The sink does not write a child's edge again for every event naming the same parent;
+    a parent that changes (the ledger never does it; the view must not depend on that) is
+    written, as it was before the sink remembered edges: every parent an event named."""
+    codec = Codec()
+    child = next(event for event in generate(3, accounts=20, events=400) if event.parent_account_id is not None)
+    parents = ["parent-a", "parent-a", "parent-b", "parent-a", None, "parent-b"]
+    events = [
+        dataclasses.replace(child, sequence=sequence, parent_account_id=parent)
+        for sequence, parent in enumerate(parents, start=1)
+    ]
+    tree_inserts: list[int] = []
+
+    class Counting:  # the store, counting the inserts into account_tree
+        def __getattr__(self, name: str) -> Any:
+            return getattr(clickhouse, name)
+
+        def insert(self, table: str, rows: list[Any], **options: Any) -> Any:
+            if table.endswith(".account_tree"):
+                tree_inserts.append(len(rows))
+            return clickhouse.insert(table, rows, **options)
+
+    write_in_batches(sink(Counting(), database, codec, small_batch_events=10**9), messages(events, codec), 1)
+    assert tree_inserts == [1, 1, 1, 1], "a, b, a again, b again: not the second a, nor the None"
+    tree = clickhouse.query(f"SELECT parent_account_id, account_id FROM {database}.account_tree FINAL ORDER BY ALL")
+    assert tree.result_rows == [("parent-a", child.account_id), ("parent-b", child.account_id)]
+
+
+def ends_of(batch: list[FakeMessage]) -> dict[int, int]:
+    """Each partition's offset past its last message in `batch`."""
+    return {message.partition(): message.offset() + 1 for message in batch}
+
+
+def test_progress_is_stored_after_its_data_at_most_an_interval_late_and_never_moves_back(
+    clickhouse: Any, database: str
+) -> None:
     codec = Codec()
     events = generate(5, accounts=10, events=400)
     batch = messages(events, codec)
     target = sink(clickhouse, database, codec)
-    write_in_batches(target, batch, 100)
-    ends: dict[int, int] = {}
-    for message in batch:
-        ends[message.partition()] = message.offset() + 1
+    target.progress.interval_s = 0.5
+    write_in_batches(target, batch[:200], 100)
+    assert views.progress(clickhouse, database) == {}, "stored within the interval: one insert per interval"
+    time.sleep(0.5)
+    write_in_batches(target, batch[200:300], 100)  # the interval has passed: this batch stores all written
+    assert views.progress(clickhouse, database) == ends_of(batch[:300])
+    write_in_batches(target, batch[300:], 100)
+    assert views.progress(clickhouse, database) == ends_of(batch[:300]), "never ahead of the data"
+    target.store_progress()  # as when the sink is idle or stops
+    ends = ends_of(batch)
     assert views.progress(clickhouse, database) == ends
     write_in_batches(target, batch[:50], 50)  # a redelivery of old offsets
+    target.store_progress()
     assert views.progress(clickhouse, database) == ends
     assert target.metrics.positions == ends
     assert target.metrics.events_written == len(events) + 50
@@ -93,6 +136,7 @@ def test_undecodable_events_are_dead_lettered_and_passed(clickhouse: Any, databa
     bad = FakeMessage(0, 1000, b"\xc3\x01not avro at all")
     target = sink(clickhouse, database, codec)
     written = target.write([*good, bad])
+    target.store_progress()
     assert written.events == len(events)
     assert target.metrics.dead_letters == 1
     assert views.progress(clickhouse, database)[0] == 1001
