@@ -140,14 +140,14 @@ class BackgroundWrites:
             if remaining:
                 self.failures.append(f"{remaining} background events not acknowledged")
 
-    def check(self) -> float:
+    def check(self, *, catch_up_s: float = VIEW_CATCH_UP_S) -> float:
         """The rate achieved; raises if it fell short, or if the view lacks an event."""
         if self.failures:
             raise ReadYourWritesFailed(f"the background writer failed: {self.failures}")
         achieved = self.produced / max(1e-9, self._stopped_s - self._started_s)
         if achieved < self.rate_per_s * (1 - BACKGROUND_RATE_SHORTFALL_MAX):
             raise ReadYourWritesFailed(f"the background load was {achieved:.0f}/s, not {self.rate_per_s:.0f}/s")
-        deadline = time.monotonic() + VIEW_CATCH_UP_S
+        deadline = time.monotonic() + catch_up_s
         for account_id, state in self.states.items():
             while (seen := _account(self.get, self.settings, account_id))["sequence"] < state["sequence"]:
                 if time.monotonic() > deadline:
