@@ -22,7 +22,9 @@ from sinks.telemetry import SinkTelemetry
 def create_app(settings: Settings) -> web.Application:
     telemetry = SinkTelemetry(settings)
     access = Access(settings)  # credentials and read rules: sinks/access.py
-    app = web.Application(middlewares=[telemetry.middleware, access.middleware])
+    # Outermost first: telemetry sees every answer, access refuses before the store is asked,
+    # and a read the store fails is 503 STORE_ERROR (sinks/routes.py).
+    app = web.Application(middlewares=[telemetry.middleware, access.middleware, routes.store_errors])
     service = QueryService(settings)
     service.telemetry = telemetry  # the sink reports each batch to it
     telemetry.service = service  # it reads the service's numbers when scraped

@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from ledger.commands import is_identifier
 from ledger.principals import PRINCIPAL_ID_LENGTH_MAX
@@ -49,6 +51,28 @@ def _integer(request: web.Request, name: str, default: int | None = None) -> int
         raise web.HTTPBadRequest(
             text=f'{{"error": "{name} must be an integer"}}', content_type="application/json"
         ) from None
+
+
+log = logging.getLogger(__name__)
+STORE_ERROR = "STORE_ERROR"  # 503: the store failed this read; retry
+
+
+@web.middleware
+async def store_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """A read the store failed (a dropped database, a refused setting, a store that stopped
+    answering) is 503 STORE_ERROR with Retry-After, its cause in the log, never aiohttp's
+    bare 500; the client's retry reaches the store again."""
+    try:
+        return await handler(request)
+    except ClickHouseError as error:
+        log.exception("the store failed %s %s", request.method, request.path)
+        return web.json_response(
+            {"error": f"the view's store failed this read ({type(error).__name__}); retry", "code": STORE_ERROR},
+            status=503,
+            headers={"Retry-After": "1"},
+        )
 
 
 def _error(status: int, message: str) -> web.Response:
