@@ -38,7 +38,7 @@ class CommandIdentity:
 
 
 class Decision:
-    __slots__ = ("config", "is_local", "meta", "now", "outcome", "principal", "retained", "store")
+    __slots__ = ("config", "input_events_from", "is_local", "meta", "now", "outcome", "principal", "retained", "store")
 
     def __init__(
         self,
@@ -59,6 +59,8 @@ class Decision:
         # Whose input this is: on every event it causes. The input's own principal (a
         # command's, a leg's), or the one a flow's record keeps; anonymous for time alone.
         self.principal = ANONYMOUS
+        # Where the input's own events start: time may have released holds before it.
+        self.input_events_from = 0
 
     # -- state ----------------------------------------------------------------------
 
@@ -104,9 +106,14 @@ class Decision:
         self.store.put(Table.ACCOUNTS, account.account_id, account)
         self.outcome.events.append(event)
 
+    def input_began(self) -> None:
+        """What time released is done: the events from here on are the input's own."""
+        self.input_events_from = len(self.outcome.events)
+
     def refuse(self, code: RefusalCode, reason: str) -> None:
-        """This input (a leg) does not fit the state: it changes nothing, and is dead-lettered."""
-        if self.outcome.refused is not None or self.outcome.events:
+        """This input (a leg) does not fit the state: it changes nothing, and is dead-lettered
+        (what time released before it stands)."""
+        if self.outcome.refused is not None or len(self.outcome.events) > self.input_events_from:
             raise InvariantViolation(f"a leg refused ({code}: {reason}) after it was refused or changed an account")
         self.outcome.refused = InputRefusal(code, reason)
 

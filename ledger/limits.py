@@ -34,6 +34,10 @@ LEG_MESSAGE_LENGTH_MAX = 4096
 
 # Work done by one tick is bounded so that a tick never stalls the partition.
 EXPIRATIONS_PER_TICK_MAX = 1000
+# Every other input first releases at most this many holds whose expiry its clock reached:
+# a hold past its expiry reserves nothing for any later input, tick or not. More due at
+# once than this wait for the tick (a hold's expiry is one time: few share it).
+EXPIRATIONS_PER_INPUT_MAX = 8
 # Every other input forgets at most this many retention entries older than the window, so
 # that forgetting keeps up with any input rate (each input records at most one entry).
 RETENTION_FORGETS_PER_INPUT_MAX = 2

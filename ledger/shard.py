@@ -71,6 +71,7 @@ from ledger.limits import (
     BATCH_TIMEOUT_MS_DEFAULT,
     DEDUP_ENTRIES_MAX_DEFAULT,
     DEDUP_RETENTION_MS_DEFAULT,
+    EXPIRATIONS_PER_INPUT_MAX,
     RETENTION_FORGETS_PER_INPUT_MAX,
 )
 from ledger.principals import ANONYMOUS
@@ -154,9 +155,14 @@ class Shard:
         decision = Decision(
             store=self._store, config=self._config, is_local=self._is_local, meta=meta, outcome=Outcome()
         )
-        decision.principal = getattr(message, "principal", ANONYMOUS)  # a flow's record may say better
-        if not isinstance(message, Tick):  # a tick forgets within its own budget
+        if not isinstance(message, Tick):  # a tick does all of this within its own budget
+            # Time passes before the input is decided: a hold its timestamp made due is
+            # released first, by no one (ANONYMOUS), so it reserves nothing for this input
+            # (test_time_and_retention.py::test_a_hold_past_its_expiry_reserves_nothing_…).
+            clock.expire_holds(decision, count_max=EXPIRATIONS_PER_INPUT_MAX)
+            decision.input_began()
             clock.forget_expired(decision, count_max=RETENTION_FORGETS_PER_INPUT_MAX)
+        decision.principal = getattr(message, "principal", ANONYMOUS)  # a flow's record may say better
         flow = COMMAND_FLOWS.get(type(message))
         if flow is not None:
             intake.handle_command(decision, cast(MutatingCommand, message), flow=flow)  # its keys are all mutating

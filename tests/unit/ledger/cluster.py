@@ -310,6 +310,12 @@ def check_quiescent(cluster: Cluster) -> None:
     assert all(hold.status is not HoldStatus.CAPTURING for _, _, hold in cluster.rows(Table.HOLDS))
 
 
+def own_events(outcome: Outcome) -> list[AccountEvent]:
+    """The input's own events: not the holds its time released before it was decided
+    (ledger/flows/clock.py), which are the only HOLD_EXPIRED events."""
+    return [event for event in outcome.events if event.kind is not EventKind.HOLD_EXPIRED]
+
+
 def check_outcome_matches_state(cluster: Cluster, record: Input, outcome: Outcome) -> None:
     """Each event carries the account's state after it; the last one of a step is the
     account as stored."""

@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from ledger.accounts import HoldStatus
+from ledger.accounts import Account, HoldStatus
 from ledger.authorization import debited_accounts
 from ledger.commands import (
     AssignOwner,
@@ -57,8 +57,8 @@ from ledger.commands import (
 )
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, EventKind, ResultStatus
-from ledger.keys import META_KEY
-from ledger.limits import AMOUNT_MAX, DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX
+from ledger.keys import META_KEY, time_of
+from ledger.limits import AMOUNT_MAX, DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX, EXPIRATIONS_PER_INPUT_MAX
 from ledger.principals import Principal, Role
 from ledger.shard import Outcome, ShardConfig
 from ledger.state import DedupEntry, Table
@@ -73,6 +73,7 @@ from tests.unit.ledger.cluster import (
     check_quiescent,
     check_state,
     fresh,
+    own_events,
     restart_fresh_ids,
 )
 
@@ -212,7 +213,7 @@ class LedgerMachine(RuleBasedStateMachine):
             return mine[0]
         forbidden = bool(mine) and mine[0].code is E.FORBIDDEN  # answered, not remembered
         if forbidden:
-            assert not outcome.events, "a denied command changed something"
+            assert not own_events(outcome), "a denied command changed something"
         if not isinstance(command, QueryCommand) and not forbidden:
             self.check_window_had_room(command)
             if validate(command) is None:
@@ -222,6 +223,24 @@ class LedgerMachine(RuleBasedStateMachine):
             assert len(mine) == 1, f"no immediate result for {command}"
             assert mine[0].code == expect, f"predicted {expect}, got {mine[0]}"
         return mine[0] if mine else None
+
+    def as_decided(self, account_id: str) -> Account | None:
+        """The account as its shard will decide the next input on it: the holds the input's
+        time made due released first (the first EXPIRATIONS_PER_INPUT_MAX entries of the
+        shard's expiry queue, oldest first; ledger/flows/clock.py)."""
+        account = self.cluster.account(account_id)
+        if account is None:
+            return None
+        shard = self.cluster.route(account_id)
+        now = max(self.cluster.now, self.cluster.shards[shard].clock_ms())
+        store = self.cluster.stores[shard]
+        due = [entry for key, entry in store.items(Table.HOLD_EXPIRIES) if time_of(key) <= now]
+        released = 0
+        for entry in due[:EXPIRATIONS_PER_INPUT_MAX]:
+            hold = store.get(Table.HOLDS, entry.key)
+            if hold is not None and hold.status is HoldStatus.OPEN and hold.account_id == account_id:
+                released += hold.amount
+        return dataclasses.replace(account, held=account.held - released)
 
     @staticmethod
     def refused(result: CommandResult | None) -> bool:
@@ -241,7 +260,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert not isinstance(command, QueryCommand), "a read is never refused for a full window"
         assert self.retained(command) >= self.CONFIG.retained_entries_max, "refused with room in the window"
         assert [result.command_id for result in outcome.results] == [command.command_id]
-        assert not outcome.events and not outcome.legs, "a refused command changed something"
+        assert not own_events(outcome) and not outcome.legs, "a refused command changed something"
         entry = self.dedup_entry(command)  # a malformed command's, when this was its correction
         assert entry is None or (entry.malformed and entry.command_id != command.command_id), "refused, remembered"
 
@@ -337,7 +356,7 @@ class LedgerMachine(RuleBasedStateMachine):
         elif wrong:  # limits are priced in the account's currency (a locked account's may change)
             expect = E.CURRENCY_MISMATCH
         else:
-            before = self.cluster.account(account)
+            before = self.as_decided(account)
             assert before is not None
             if lower > before.available or upper < before.balance + before.pending_in + before.pending_out:
                 expect = E.INVALID_LIMITS
@@ -372,7 +391,7 @@ class LedgerMachine(RuleBasedStateMachine):
         status = self.status(account)
         expect: ErrorCode | None = {None: E.ACCOUNT_NOT_FOUND, "CLOSED": E.ACCOUNT_CLOSED}.get(status)
         if expect is None:
-            before = self.cluster.account(account)
+            before = self.as_decided(account)
             assert before is not None
             if before.balance or before.held or before.pending_in or before.pending_out:
                 expect = E.BALANCE_NOT_ZERO
@@ -413,7 +432,7 @@ class LedgerMachine(RuleBasedStateMachine):
         currency = self.currency_for(account, wrong)
         expect = self.not_mine(account) or self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
         if expect is None:
-            before = self.cluster.account(account)
+            before = self.as_decided(account)
             assert before is not None
             if before.available - amount < before.lower_limit:
                 expect = E.INSUFFICIENT_FUNDS
@@ -484,7 +503,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def debit_check(self, account: str, amount: int, wrong: bool) -> ErrorCode | None:
         expect = self.not_mine(account) or self.usable(account) or (E.CURRENCY_MISMATCH if wrong else None)
         if expect is None:
-            before = self.cluster.account(account)
+            before = self.as_decided(account)
             assert before is not None
             if before.available - amount < before.lower_limit:
                 expect = E.INSUFFICIENT_FUNDS
@@ -756,7 +775,7 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert mine == [], "a duplicate of an in-flight command is answered when it finishes"
             self.replays.append((duplicate.command_id, original.command_id))
-        assert not outcome.events and not outcome.legs, "a duplicate changed something"
+        assert not own_events(outcome) and not outcome.legs, "a duplicate changed something"
 
     @precondition(lambda self: bool(self.originals))
     @rule(data=st.data())
@@ -770,7 +789,7 @@ class LedgerMachine(RuleBasedStateMachine):
         outcome = self.cluster.submit(changed)
         code = E.FORBIDDEN if self.debits_not_mine(changed) else E.DEDUP_CONFLICT
         assert [(r.command_id, r.code) for r in outcome.results] == [(changed.command_id, code)]
-        assert not outcome.events and not outcome.legs
+        assert not own_events(outcome) and not outcome.legs
 
     # -- invalid commands ----------------------------------------------------------------------------------------
 
@@ -831,7 +850,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.check_window_full(command, outcome)
             return
         assert [(r.command_id, r.code) for r in outcome.results] == [(command.command_id, code)]
-        assert not outcome.events and not outcome.legs
+        assert not own_events(outcome) and not outcome.legs
 
     # -- owners and principals -----------------------------------------------------------------------------
 
@@ -857,10 +876,11 @@ class LedgerMachine(RuleBasedStateMachine):
         intruder = Principal(principal_id="intruder", roles=roles)
         command = dataclasses.replace(command, principal=intruder)
         shard = self.cluster.route(command.routing_key)
+        self.cluster.tick(shard)  # what time makes due is done first: the command's own changes are compared
         before = [self.cluster.stores[shard].items(table) for table in Table if table is not Table.META]
         outcome = self.cluster.submit(command)
         assert [(r.command_id, r.code) for r in outcome.results] == [(command.command_id, E.FORBIDDEN)]
-        assert not outcome.events and not outcome.legs
+        assert not own_events(outcome) and not outcome.legs
         assert [self.cluster.stores[shard].items(table) for table in Table if table is not Table.META] == before
 
     # -- time and the bus ------------------------------------------------------------------------------------

@@ -10,16 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.commands import Deposit
-from ledger.errors import ErrorCode
+from ledger.errors import ErrorCode, RefusalCode
 from ledger.events import CommandResult, EventKind, ResultStatus
 from ledger.legs import Tick
-from ledger.limits import EXPIRATIONS_PER_TICK_MAX, RETENTION_FORGETS_PER_INPUT_MAX
+from ledger.limits import EXPIRATIONS_PER_INPUT_MAX, EXPIRATIONS_PER_TICK_MAX, RETENTION_FORGETS_PER_INPUT_MAX
+from ledger.principals import ANONYMOUS
 from ledger.shard import ShardConfig
 from ledger.state import Table
 from tests.unit.ledger.cluster import Cluster, check_quiescent, check_state
 from tests.unit.ledger.test_error_codes import (
     accept_all,
+    capture,
     deposit,
+    forged_credit,
     hold,
     lock,
     open_,
@@ -28,6 +31,7 @@ from tests.unit.ledger.test_error_codes import (
     same_dedup,
     transfer,
     void,
+    withdraw,
 )
 
 E = ErrorCode
@@ -63,6 +67,69 @@ def test_hold_expiry_is_bounded_per_tick() -> None:
     expired_ids = [event.correlation_id for event in cluster.events if event.kind is EventKind.HOLD_EXPIRED]
     assert len(expired_ids) == holds and len(set(expired_ids)) == holds
     check_state(cluster, {"USD": holds})
+
+
+def test_a_hold_past_its_expiry_reserves_nothing_for_the_next_input_even_before_a_tick() -> None:
+    """A hold is released at its expiry, before any later input: not at the next tick,
+    which may be seconds away (its worker fenced, the broker away)."""
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"), deposit("A@0", 100), hold("A@0", "h", 100, ttl_ms=1_000))
+    cluster.now += 999
+    assert cluster.run(withdraw("A@0", 1)).code is E.INSUFFICIENT_FUNDS  # still reserved
+    cluster.now += 1  # the hold's expiry; no tick since
+    assert cluster.run(withdraw("A@0", 100)).status is ResultStatus.ACCEPTED
+    assert [event.kind for event in cluster.events[-2:]] == [EventKind.HOLD_EXPIRED, EventKind.WITHDRAWN]
+    assert cluster.events[-2].principal == ANONYMOUS  # time alone released it, not the withdrawal's sender
+    assert cluster.hold_status("A@0", "h") == "EXPIRED"
+    check_state(cluster, {"USD": 0})
+
+
+@pytest.mark.parametrize("late_ms", [0, 500])
+@pytest.mark.parametrize("finish", ["capture", "void"])
+def test_a_capture_or_void_past_expiry_before_any_tick_finds_it_expired(finish: str, late_ms: int) -> None:
+    """At the expiry instant or later, with no tick since: the command releases the hold
+    (time's event, anonymous) and is rejected HOLD_EXPIRED; nothing else changes."""
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"), open_("B@0"), deposit("A@0", 10), hold("A@0", "h", 10, ttl_ms=1_000))
+    cluster.advance(1_000 + late_ms, tick=False)
+    command = capture("A@0", "h", 5, "B@0") if finish == "capture" else void("A@0", "h")
+    events_before = len(cluster.events)
+    assert cluster.run(command).code is E.HOLD_EXPIRED
+    released = cluster.events[events_before:]
+    assert [(event.kind, event.held_change, event.principal) for event in released] == [
+        (EventKind.HOLD_EXPIRED, -10, ANONYMOUS)
+    ]
+    account = cluster.account("A@0")
+    assert account is not None and (account.balance, account.held) == (10, 0)
+    assert cluster.hold_status("A@0", "h") == "EXPIRED"
+    check_state(cluster, {"USD": 10})
+
+
+def test_an_input_releases_a_bounded_number_of_due_holds_and_ticks_the_rest() -> None:
+    holds = EXPIRATIONS_PER_INPUT_MAX + 3
+    cluster = Cluster(1)
+    accept_all(cluster, open_("A@0"), deposit("A@0", holds))
+    for index in range(holds):
+        cluster.submit(hold("A@0", f"h{index}", 1, ttl_ms=1_000))
+    cluster.advance(1_000, tick=False)
+    cluster.run(query("A@0", "unknown"))
+    account = cluster.account("A@0")
+    assert account is not None and account.held == 3
+    cluster.tick()
+    account = cluster.account("A@0")
+    assert account is not None and account.held == 0
+    check_state(cluster, {"USD": holds})
+
+
+def test_a_leg_refused_after_time_released_a_hold_is_still_only_refused() -> None:
+    """Releasing due holds comes before the input: a leg that does not fit is refused
+    (dead-lettered) although the same call emitted the expiry."""
+    cluster = Cluster(2)
+    accept_all(cluster, open_("A@0"), deposit("A@0", 5), hold("A@0", "h", 5, ttl_ms=1_000))
+    cluster.now += 1_000
+    outcome = cluster.handle(0, forged_credit(), cluster.now)  # X@1's leg, on A@0's partition
+    assert outcome.refused is not None and outcome.refused.code is RefusalCode.MISROUTED_LEG
+    assert [event.kind for event in outcome.events] == [EventKind.HOLD_EXPIRED]
 
 
 def test_dedup_memory_lasts_exactly_the_retention_window() -> None:
