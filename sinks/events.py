@@ -281,8 +281,8 @@ class EventSink:
         self.topic = self.topology.events.name
         self.metrics = SinkMetrics()
         self._cuts: list[tuple[dict[int, int], int]] = []
-        self.progress = StoredProgress(client, self.database)
         self._column_types: dict[str, list[str]] = {}  # table -> its insert's column types
+        self.progress = StoredProgress(self._insert)
         # account -> the parent this sink wrote its edge under: a child's every event names
         # its parent, and an edge written again only adds a part to merge away.
         self._edges: collections.OrderedDict[str, str] = collections.OrderedDict()

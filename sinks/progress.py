@@ -15,25 +15,26 @@ kill -9 test (tests/integration/test_query_side.py) kills it at random points of
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-
-from sinks.schema import column_types
 
 PROGRESS_STORE_INTERVAL_S = 1.0
 PROGRESS_COLUMNS = ["partition", "next_offset", "written_at"]
 
 
-class StoredProgress:
-    """The positions written since the last store, and storing them."""
+# How rows reach a view: (table, rows, column names), the sink's own insert.
+Insert = Callable[[str, list[list[Any]], list[str]], None]
 
-    def __init__(self, client: Any, database: str, *, interval_s: float = PROGRESS_STORE_INTERVAL_S) -> None:
-        self.client = client
-        self.database = database
+
+class StoredProgress:
+    """The positions written since the last store, and storing them (through the sink's
+    insert, which knows the column types)."""
+
+    def __init__(self, insert: Insert, *, interval_s: float = PROGRESS_STORE_INTERVAL_S) -> None:
+        self._insert = insert
         self.interval_s = interval_s
         self._unstored: dict[int, int] = {}
         self._stored_s = time.monotonic()
-        self._types: list[str] | None = None
 
     def advance(self, next_offsets: Mapping[int, int]) -> None:
         """Batches up to `next_offsets` are written (not yet stored)."""
@@ -49,16 +50,9 @@ class StoredProgress:
         insert keeps them unstored (the sink then restarts from what is stored)."""
         stored = self._unstored
         if stored:
-            if self._types is None:
-                types = column_types(self.client, self.database, "sink_progress")
-                self._types = [types[name] for name in PROGRESS_COLUMNS]
             now_ms = int(time.time() * 1000)
-            self.client.insert(
-                f"{self.database}.sink_progress",
-                [[partition, offset, now_ms] for partition, offset in stored.items()],
-                column_names=PROGRESS_COLUMNS,
-                column_type_names=self._types,
-            )
+            rows = [[partition, offset, now_ms] for partition, offset in stored.items()]
+            self._insert("sink_progress", rows, PROGRESS_COLUMNS)
         self._unstored = {}
         self._stored_s = time.monotonic()
         return stored
