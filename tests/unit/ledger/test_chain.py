@@ -6,9 +6,15 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from ledger.chain import GENESIS_HASH, HASHED_FIELDS, ChainCheck, canonical_content, event_hash
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ledger.accounts import AccountStatus
+from ledger.chain import GENESIS_HASH, HASHED_FIELDS, ChainCheck, _general_content, canonical_content, event_hash
 from ledger.commands import Batch, BatchLeg, Deposit, OpenAccount, Transfer, Withdraw
-from ledger.events import AccountEvent
+from ledger.errors import ErrorCode
+from ledger.events import AccountEvent, EventKind
+from ledger.principals import Principal, Role
 from tests.unit.ledger.cluster import Cluster, check_deterministic, fresh, make
 
 
@@ -122,3 +128,84 @@ def test_events_from_before_the_chain_are_counted_not_checked() -> None:
     assert check.breaks == [] and check.unchained == 3
     check = _check([*legacy, *rechained[:1], dataclasses.replace(rechained[1], hash="")])
     assert [b.reason for b in check.breaks] == ["no hash after a chained event"]  # a chain never stops
+
+
+_TEXT = st.text(max_size=12)  # any code point: escapes, surrogates, non-ASCII
+_INT = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@st.composite
+def _events(draw: st.DrawFn) -> AccountEvent:
+    optional_text = st.none() | _TEXT
+    return AccountEvent(
+        account_id=draw(_TEXT),
+        sequence=draw(_INT),
+        kind=draw(st.sampled_from(EventKind)),
+        amount=draw(_INT),
+        held_change=draw(_INT),
+        currency=draw(_TEXT),
+        balance=draw(_INT),
+        held=draw(_INT),
+        available=draw(_INT),
+        pending_in=draw(_INT),
+        pending_out=draw(_INT),
+        lower_limit=draw(_INT),
+        upper_limit=draw(_INT),
+        status=draw(st.sampled_from(AccountStatus)),
+        parent_account_id=draw(optional_text),
+        metadata=draw(st.none() | st.dictionaries(_TEXT, _TEXT, max_size=3)),
+        command_id=draw(_TEXT),
+        dedup_id=draw(_TEXT),
+        correlation_id=draw(optional_text),
+        counterparty_account_id=draw(optional_text),
+        code=draw(st.none() | st.sampled_from(ErrorCode)),
+        occurred_at_ms=draw(_INT),
+        previous_hash=draw(_TEXT),
+        owner=draw(_TEXT),
+        principal=Principal(principal_id=draw(_TEXT), roles=frozenset(draw(st.sets(st.sampled_from(Role))))),
+    )
+
+
+@given(_events())
+@settings(max_examples=500)
+def test_the_fast_canonical_content_is_the_general_one(event: AccountEvent) -> None:
+    assert canonical_content(event) == _general_content(event)
+
+
+def test_an_event_the_fast_way_cannot_write_is_hashed_the_general_way() -> None:
+    event = _workload().events[-1]
+    odd = dataclasses.replace(event, amount=2.5, kind="TRANSFERRED")  # type: ignore[arg-type]
+    assert canonical_content(odd) == _general_content(odd)
+    assert b'"amount":2.5' in canonical_content(odd) and b'"kind":"TRANSFERRED"' in canonical_content(odd)
+
+
+def test_the_content_version_1_is_unchanged() -> None:
+    """A hash written by any earlier version still verifies: pinned on one event."""
+    event = AccountEvent(
+        account_id="acct-é",
+        sequence=7,
+        kind=EventKind.TRANSFER_CREDITED,
+        amount=-1_250,
+        held_change=0,
+        currency="EUR",
+        balance=10_000,
+        held=500,
+        available=9_500,
+        pending_in=0,
+        pending_out=3,
+        lower_limit=-5,
+        upper_limit=2**63 - 1,
+        status=AccountStatus.ACTIVE,
+        parent_account_id=None,
+        metadata={"memo": 'a "quoted"\nline', "b": "\u2603"},
+        command_id="cmd-1",
+        dedup_id="d-1",
+        correlation_id="t-1",
+        counterparty_account_id=None,
+        code=ErrorCode.HOLD_EXPIRED,
+        occurred_at_ms=1_764_460_800_000,
+        previous_hash=GENESIS_HASH,
+        owner="owner-1",
+        principal=Principal(principal_id="svc", roles=frozenset({Role.OPERATOR, Role.ADMIN})),
+    )
+    assert event_hash(event) == "60163e3a2cdd8c20f297c7a8f47badf6ce620a1ca6500b7f2cbe6ebdd7bb759c"
