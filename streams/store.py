@@ -26,6 +26,7 @@ from codec import Codec
 from ledger.state import Table
 
 _DELETED = object()
+_ABSENT = object()  # in the decoded-record cache: RocksDB does not hold the key
 _STATE = b"s"
 _CHECKPOINT = b"c"
 # RocksDB's memory: a small block cache (the decoded-record cache in front of it holds the
@@ -194,6 +195,9 @@ class PartitionStore:
         # Decoded committed records. Objects handed out may be mutated by the state
         # machine before it puts them, so the cache is dropped whenever a transaction aborts.
         self._cache: collections.OrderedDict[tuple[Table, str], Any] = collections.OrderedDict()
+        # Keys of WRITE_ONCE_TABLES this transaction found absent in RocksDB (the cache keeps
+        # the absent keys of the other tables, as _ABSENT).
+        self._absent: set[tuple[Table, str]] = set()
         # Entries of COUNTED_TABLES in the committed state (read by other threads: the metrics).
         self.counts: dict[Table, int] = {table: self._count(table) for table in COUNTED_TABLES}
         # For `first` (see HEAD_READ_TABLES). A table's floor: no live key of it in RocksDB is
@@ -216,9 +220,17 @@ class PartitionStore:
         cached = self._cache.get(slot)
         if cached is not None:
             self._cache.move_to_end(slot)
-            return cached
+            return None if cached is _ABSENT else cached
+        if slot in self._absent:
+            return None
         raw = self._db.get(self._prefix + changelog_key(table, key))
         if raw is None:
+            # Remembered absent (a transfer asks for rules most accounts lack, and twice for
+            # its id): in the cache, or for this transaction alone for a write-once record.
+            if table in WRITE_ONCE_TABLES:
+                self._absent.add(slot)
+            else:
+                self._remember(slot, _ABSENT)
             return None
         value = self._codec.decode(raw)
         self._remember(slot, value)
@@ -307,7 +319,11 @@ class PartitionStore:
             table = slot[0]
             if table not in counts:
                 continue
-            existed = slot in self._cache or self._db.get(self._prefix + changelog_key(table, slot[1])) is not None
+            cached = self._cache.get(slot)
+            if cached is None:
+                existed = self._db.get(self._prefix + changelog_key(table, slot[1])) is not None
+            else:
+                existed = cached is not _ABSENT
             if value is _DELETED:
                 counts[table] -= existed
             else:
@@ -319,6 +335,7 @@ class PartitionStore:
         self._cache.clear()
 
     def _end_transaction(self) -> None:
+        self._absent.clear()
         self._staged.clear()
         self._staged_live.clear()
         self._cursors.clear()

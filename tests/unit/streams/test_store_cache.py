@@ -83,3 +83,62 @@ def test_a_write_once_record_changed_after_it_was_read_is_never_served_stale(tmp
     assert store.get(Table.DEDUP, "acct-1|d").command_id == "second"
     assert PartitionStore(local, PARTITION).get(Table.DEDUP, "acct-1|d").command_id == "second"
     local.close()
+
+
+def test_a_key_found_absent_is_not_asked_of_rocksdb_again(tmp_path: Path) -> None:
+    """A transfer asks for its accounts' velocity rules (most have none) and twice for its
+    transfer id (free? then recorded): an absent key is remembered as absent, across
+    transactions for the tables the cache keeps, within the transaction for write-once ones."""
+    local = LocalState(tmp_path / "db", CODEC, cache_entries=CACHE_ENTRIES, statistics=True)
+    store = PartitionStore(local, PARTITION)
+    assert store.get(Table.VELOCITY, "acct-1") is None
+    assert store.get(Table.TRANSFERS, "t-1") is None
+    reads = rocksdb_reads(local)
+    assert store.get(Table.VELOCITY, "acct-1") is None and store.get(Table.TRANSFERS, "t-1") is None
+    assert rocksdb_reads(local) == reads
+    commit(store)  # a new transaction
+    assert store.get(Table.VELOCITY, "acct-1") is None
+    assert rocksdb_reads(local) == reads
+    assert store.get(Table.TRANSFERS, "t-1") is None  # write-once: asked again
+    assert rocksdb_reads(local) == reads + 1
+    local.close()
+
+
+def test_a_key_remembered_absent_is_seen_once_written_and_gone_once_deleted(tmp_path: Path) -> None:
+    local = LocalState(tmp_path / "db", CODEC, cache_entries=CACHE_ENTRIES)
+    store = PartitionStore(local, PARTITION)
+    for table, key in ((Table.ACCOUNTS, "acct-1"), (Table.DEDUP, "acct-1|d")):
+        assert store.get(table, key) is None
+        value = account(key, 5) if table is Table.ACCOUNTS else dedup("c")
+        store.put(table, key, value)
+        assert store.get(table, key) == value  # staged over absent
+        store.discard_staged()  # aborted: still absent
+        assert store.get(table, key) is None
+        store.put(table, key, value)
+        commit(store)
+        assert store.get(table, key) == value
+        commit(store)
+        assert store.get(table, key) == value  # from the next transaction on too
+        store.delete(table, key)
+        commit(store)
+        assert store.get(table, key) is None
+        commit(store)
+        assert store.get(table, key) is None
+    fresh = PartitionStore(local, PARTITION)  # what RocksDB holds agrees
+    assert fresh.get(Table.ACCOUNTS, "acct-1") is None and fresh.get(Table.DEDUP, "acct-1|d") is None
+    local.close()
+
+
+def test_a_counted_table_counts_a_key_that_was_remembered_absent(tmp_path: Path) -> None:
+    local = LocalState(tmp_path / "db", CODEC, cache_entries=CACHE_ENTRIES)
+    store = PartitionStore(local, PARTITION)
+    assert store.get(Table.BATCHES, "b-1") is None  # remembered absent
+    commit(store)
+    assert store.get(Table.BATCHES, "b-1") is None
+    store.put(Table.BATCHES, "b-1", RetentionEntry(recorded_at_ms=1, keys=[]))  # any record: counted by key
+    commit(store)
+    assert store.counts[Table.BATCHES] == 1
+    store.delete(Table.BATCHES, "b-1")
+    commit(store)
+    assert store.counts[Table.BATCHES] == 0
+    local.close()
