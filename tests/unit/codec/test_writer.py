@@ -98,3 +98,20 @@ def test_zigzag_varint_is_exactly_avros_long_near_zero(value: int) -> None:
     out = io.BytesIO()
     schemaless_writer(out, "long", value)
     assert zigzag_varint(value) == out.getvalue()
+
+
+@given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+def test_zigzag_varint_is_exactly_avros_long_over_the_whole_range(value: int) -> None:
+    out = io.BytesIO()
+    schemaless_writer(out, "long", value)
+    assert zigzag_varint(value) == out.getvalue()
+
+
+@pytest.mark.parametrize("bits", range(1, 64))
+def test_zigzag_varint_meets_avros_long_at_every_byte_boundary(bits: int) -> None:
+    """Each length of the encoding begins where a 7-bit group is added: both sides, both signs."""
+    for value in (2 ** (bits - 1) - 1, 2 ** (bits - 1), -(2 ** (bits - 1)), -(2 ** (bits - 1)) - 1):
+        if -(2**63) <= value < 2**63:
+            out = io.BytesIO()
+            schemaless_writer(out, "long", value)
+            assert zigzag_varint(value) == out.getvalue(), value
