@@ -142,6 +142,36 @@ class _OptionalWriter:
             self.write(out, value)
 
 
+class _KeptRecordWriter:
+    """A nested record of a frozen dataclass (a principal: on every event, result and dedup
+    entry, and few of them): the bytes of each value written are kept and written again for
+    an equal value (frozen dataclasses compare by type and fields; their encoding is a
+    function of those). At most `KEPT_RECORDS_MAX` values are kept, then the kept ones are
+    dropped and kept afresh. A value that cannot be hashed is written, and refused, as any."""
+
+    def __init__(self, write: Writer) -> None:
+        self.write = write
+        self.kept: dict[Any, bytes] = {}
+
+    def __call__(self, out: bytearray, value: Any) -> None:
+        try:
+            data = self.kept.get(value)
+        except TypeError:  # unhashable: not a well-formed value of the type
+            self.write(out, value)
+            return
+        if data is not None:
+            out += data
+            return
+        start = len(out)
+        self.write(out, value)  # raises for a value the schema cannot carry: nothing kept
+        if len(self.kept) >= KEPT_RECORDS_MAX:
+            self.kept.clear()
+        self.kept[value] = bytes(out[start:])
+
+
+KEPT_RECORDS_MAX = 1024
+
+
 def _array_writer(write_item: Writer) -> Writer:
     def write_array(out: bytearray, values: list[Any]) -> None:
         if type(values) is not list:
@@ -233,7 +263,9 @@ class WriterBuilder:
         if kind in _PRIMITIVES:  # {"type": "long"}: a logical type stripped
             return _PRIMITIVES[kind]
         if kind == "record":
-            return self.record_writer(hint, schema)
+            write = self.record_writer(hint, schema)
+            frozen = getattr(getattr(hint, "__dataclass_params__", None), "frozen", False)
+            return _KeptRecordWriter(write) if frozen else write
         if kind in ("enum", "fixed"):
             self._named.setdefault(schema["name"], schema)  # later uses name it
             if kind == "enum":

@@ -17,6 +17,7 @@ from codec.golden import EXAMPLES
 from codec.writer import zigzag_varint
 from ledger import commands, legs
 from ledger.events import CommandResult, Position
+from ledger.principals import Principal, Role
 from tests.unit.codec.test_codec import CODEC, RECORD_CLASSES, strategy_for
 
 
@@ -115,3 +116,18 @@ def test_zigzag_varint_meets_avros_long_at_every_byte_boundary(bits: int) -> Non
             out = io.BytesIO()
             schemaless_writer(out, "long", value)
             assert zigzag_varint(value) == out.getvalue(), value
+
+
+def test_a_principal_written_again_is_the_same_bytes_and_still_checked() -> None:
+    """Principals are written from the bytes kept the first time (they are on every event,
+    result and dedup entry): the same bytes as fastavro's each time, and a principal that is
+    not one is still refused."""
+    principal = Principal(principal_id="svc-kept", roles=frozenset({Role.OPERATOR, Role.OWNER}))
+    first = dataclasses.replace(RESULT, principal=principal)
+    again = dataclasses.replace(RESULT, command_id="another", principal=Principal(**dataclasses.asdict(principal)))
+    for value in (first, again, first):
+        assert CODEC.encode(value) == fastavro_encoding(value)
+    with pytest.raises(EncodeError, match="expected a frozenset"):
+        CODEC.encode(dataclasses.replace(RESULT, principal=Principal(principal_id="x", roles={Role.OWNER})))  # type: ignore[arg-type]
+    with pytest.raises(EncodeError, match="expected a Principal"):
+        CODEC.encode(dataclasses.replace(RESULT, principal="svc-kept"))  # type: ignore[arg-type]
