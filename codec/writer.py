@@ -26,6 +26,7 @@ LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 Writer = Callable[[bytearray, Any], None]
+TIME_SUFFIX = "_ms"  # a long field named so is a time (the schemas' convention: occurred_at_ms, …)
 
 
 class EncodeError(ValueError):
@@ -301,6 +302,21 @@ def _generate(cls: type, names: list[str], writers: dict[str, Writer]) -> Writer
 
 def _inline(writer: Writer, name: str, indent: str, namespace: dict[str, Any]) -> list[str]:
     """Source lines that write the value in `v` with `writer`."""
+    if writer is write_long and name.endswith(TIME_SUFFIX):
+        # A time: every record of a batch carries the same few. The last one written is kept
+        # with its bytes (six of them, computed a 7-bit group at a time) and written again;
+        # kept as one tuple, which another thread's writer replaces whole or not at all.
+        namespace[f"w_{name}"] = writer
+        namespace[f"last_{name}"] = [(None, b"")]
+        return [
+            f"{indent}kept = last_{name}[0]",
+            f"{indent}if type(v) is int and v == kept[0]:",
+            f"{indent}    out += kept[1]",
+            f"{indent}else:",
+            f"{indent}    start = len(out)",
+            f"{indent}    w_{name}(out, v)",
+            f"{indent}    last_{name}[0] = (v, bytes(out[start:]))",
+        ]
     if writer is write_long or writer is write_int:
         namespace[f"w_{name}"] = writer
         return [
