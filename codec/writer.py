@@ -26,7 +26,6 @@ LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 
 Writer = Callable[[bytearray, Any], None]
-TIME_SUFFIX = "_ms"  # a long field named so is a time (the schemas' convention: occurred_at_ms, …)
 
 
 class EncodeError(ValueError):
@@ -65,6 +64,14 @@ def zigzag_varint(value: int) -> bytes:
     return _varint_bytes(value)
 
 
+# Larger longs recur too: a transfer writes each new balance four times (its event, the
+# account, the result's position and the dedup entry's copy of it), every account's upper
+# limit (2**63 - 1: nine bytes) twice, the batch's time ten times. Their encodings are kept
+# once computed, up to LARGE_KEPT_MAX of them (then dropped and kept afresh).
+LARGE_KEPT_MAX = 4096
+_large: dict[int, bytes] = {}
+
+
 def write_long(out: bytearray, value: int, low: int = LONG_MIN, high: int = LONG_MAX) -> None:
     if type(value) is not int:  # bool is an int to Python, not to Avro
         raise EncodeError(f"expected an integer, got {type(value).__name__}")
@@ -73,7 +80,13 @@ def write_long(out: bytearray, value: int, low: int = LONG_MIN, high: int = LONG
         return
     if not low <= value <= high:
         raise EncodeError(f"{value} is outside the range {low}..{high}")
-    _append_varint(out, value)
+    data = _large.get(value)
+    if data is None:
+        data = _varint_bytes(value)
+        if len(_large) >= LARGE_KEPT_MAX:
+            _large.clear()
+        _large[value] = data
+    out += data
 
 
 def write_int(out: bytearray, value: int) -> None:
@@ -302,21 +315,6 @@ def _generate(cls: type, names: list[str], writers: dict[str, Writer]) -> Writer
 
 def _inline(writer: Writer, name: str, indent: str, namespace: dict[str, Any]) -> list[str]:
     """Source lines that write the value in `v` with `writer`."""
-    if writer is write_long and name.endswith(TIME_SUFFIX):
-        # A time: every record of a batch carries the same few. The last one written is kept
-        # with its bytes (six of them, computed a 7-bit group at a time) and written again;
-        # kept as one tuple, which another thread's writer replaces whole or not at all.
-        namespace[f"w_{name}"] = writer
-        namespace[f"last_{name}"] = [(None, b"")]
-        return [
-            f"{indent}kept = last_{name}[0]",
-            f"{indent}if type(v) is int and v == kept[0]:",
-            f"{indent}    out += kept[1]",
-            f"{indent}else:",
-            f"{indent}    start = len(out)",
-            f"{indent}    w_{name}(out, v)",
-            f"{indent}    last_{name}[0] = (v, bytes(out[start:]))",
-        ]
     if writer is write_long or writer is write_int:
         namespace[f"w_{name}"] = writer
         return [

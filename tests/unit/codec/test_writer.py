@@ -133,14 +133,17 @@ def test_a_principal_written_again_is_the_same_bytes_and_still_checked() -> None
         CODEC.encode(dataclasses.replace(RESULT, principal="svc-kept"))  # type: ignore[arg-type]
 
 
-def test_a_time_written_again_is_the_same_bytes_and_a_bool_is_still_refused() -> None:
-    """The last time written to a `*_ms` field is kept with its bytes (codec/writer.py)."""
+def test_a_large_long_written_again_is_the_same_bytes_and_still_checked() -> None:
+    """Large longs' encodings are kept once computed (codec/writer.py): the same bytes each
+    time, and a value kept for a long is still refused where an int cannot carry it."""
     times = [1_764_460_800_000, 1_764_460_800_000, 1, 1_764_460_800_001, -(2**63), 2**63 - 1, 1_764_460_800_000]
     for decided_at_ms in times:
         value = dataclasses.replace(RESULT, decided_at_ms=decided_at_ms)
         assert CODEC.encode(value) == fastavro_encoding(value)
-    CODEC.encode(dataclasses.replace(RESULT, decided_at_ms=1))
     with pytest.raises(EncodeError, match="expected an integer"):
         CODEC.encode(dataclasses.replace(RESULT, decided_at_ms=True))
     with pytest.raises(EncodeError, match="outside the range"):
         CODEC.encode(dataclasses.replace(RESULT, decided_at_ms=2**63))
+    CODEC.encode(dataclasses.replace(RESULT, decided_at_ms=2**31))  # kept, as a long
+    with pytest.raises(EncodeError, match="outside the range"):
+        CODEC.encode(legs.BatchAck(batch_id="b", leg_index=2**31, account_id="a", position=None))
