@@ -29,7 +29,9 @@ import hashlib
 import json
 from typing import Any
 
-from ledger.events import AccountEvent
+from ledger.accounts import AccountStatus
+from ledger.errors import ErrorCode
+from ledger.events import AccountEvent, EventKind
 from ledger.principals import Principal
 
 GENESIS_HASH = "0" * 64  # the previous_hash of an account's first chained event
@@ -79,6 +81,12 @@ def _general_content(event: AccountEvent) -> bytes:
 _string: Any = getattr(json.encoder, "c_encode_basestring_ascii", None) or json.encoder.py_encode_basestring_ascii
 
 
+# The enums' members as JSON strings (their values), looked up rather than escaped each time.
+_KINDS = {member: _string(member.value) for member in EventKind}
+_STATUSES = {member: _string(member.value) for member in AccountStatus}
+_CODES = {member: _string(member.value) for member in ErrorCode}
+
+
 def _metadata(metadata: dict[str, str] | None) -> str:
     if not metadata:
         return "null" if metadata is None else "{}"
@@ -106,18 +114,18 @@ def canonical_content(event: AccountEvent) -> bytes:
     try:
         text = (
             f'{{"account_id":{_string(e.account_id)},"amount":{e.amount:d},"available":{e.available:d},'
-            f'"balance":{e.balance:d},"code":{"null" if e.code is None else _string(e.code.value)},'
+            f'"balance":{e.balance:d},"code":{"null" if e.code is None else _CODES[e.code]},'
             f'"command_id":{_string(e.command_id)},"correlation_id":{_optional(e.correlation_id)},'
             f'"counterparty_account_id":{_optional(e.counterparty_account_id)},"currency":{_string(e.currency)},'
             f'"dedup_id":{_string(e.dedup_id)},"held":{e.held:d},"held_change":{e.held_change:d},'
-            f'"kind":{_string(e.kind.value)},"lower_limit":{e.lower_limit:d},"metadata":{_metadata(e.metadata)},'
+            f'"kind":{_KINDS[e.kind]},"lower_limit":{e.lower_limit:d},"metadata":{_metadata(e.metadata)},'
             f'"occurred_at_ms":{e.occurred_at_ms:d},"owner":{_string(e.owner)},'
             f'"parent_account_id":{_optional(e.parent_account_id)},"pending_in":{e.pending_in:d},'
             f'"pending_out":{e.pending_out:d},"previous_hash":{_string(e.previous_hash)},'
-            f'"principal":{_principal(e.principal)},"sequence":{e.sequence:d},"status":{_string(e.status.value)},'
+            f'"principal":{_principal(e.principal)},"sequence":{e.sequence:d},"status":{_STATUSES[e.status]},'
             f'"upper_limit":{e.upper_limit:d}}}'
         )
-    except (TypeError, AttributeError, ValueError):
+    except (TypeError, AttributeError, ValueError, KeyError):
         return _general_content(event)
     return text.encode("ascii")
 

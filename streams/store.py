@@ -59,8 +59,11 @@ def partition_prefix(partition: int) -> bytes:
     return _STATE + partition.to_bytes(2, "big")  # to_bytes refuses a partition past 65535
 
 
+_TABLE_PREFIXES = {table: table.value.encode() for table in Table}
+
+
 def changelog_key(table: Table, key: str) -> bytes:
-    return table.value.encode() + key.encode()
+    return _TABLE_PREFIXES[table] + key.encode()
 
 
 def _keys_under(db: Rdict, prefix: bytes, start: bytes = b"") -> Iterator[bytes]:
