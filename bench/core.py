@@ -1,6 +1,9 @@
 """The domain core alone, on one core: how many commands per second the state machine
 applies in-process (no Kafka, no RocksDB), and how fast events encode and decode.
-The core must never be what limits the Kafka path.
+The core must never be what limits the Kafka path. Then the worker's own work without
+Kafka: the same transfers decided over RocksDB (streams/store.py), committed in
+transactions of 500, with every event, result and changelog record encoded, at
+real-clock timestamps: the CPU a transfer costs the worker before the Kafka client.
 
     python -m bench.core [--commands 200000]
 """
@@ -10,8 +13,10 @@ from __future__ import annotations
 import argparse
 import gc
 import io
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from fastavro import schemaless_reader
 
@@ -23,8 +28,12 @@ from ledger.events import AccountEvent
 from ledger.shard import Shard, ShardConfig
 from ledger.state import InMemoryStore
 from streams.processor import GC_THRESHOLDS
+from streams.store import LocalState, PartitionStore
 
 ACCOUNTS = 10_000
+TRANSACTION_COMMANDS = 500  # the worker's batches under load are about this size
+CLOCK_MS = 1_764_460_800_000  # a real clock: times are six-byte longs, as in the worker
+CACHE_ENTRIES = 100_000  # the worker's default decoded-record cache
 
 
 def _shard() -> Shard:
@@ -53,6 +62,72 @@ def _shard() -> Shard:
             timestamp_ms=1,
         )
     return shard
+
+
+def _worker_path(transfers: Sequence[commands.Command]) -> Callable[[], None]:
+    """The worker's work on `transfers` without Kafka: decided over a RocksDB-backed store,
+    their events and results encoded, each transaction's changelog records encoded and
+    written to RocksDB (streams/processor.py does the same, and hands the bytes to Kafka)."""
+    codec = Codec()
+    folder = tempfile.TemporaryDirectory(prefix="bench-core-")
+    local = LocalState(Path(folder.name), codec, cache_entries=CACHE_ENTRIES)
+    store = PartitionStore(local, 0)
+    shard = Shard(store=store, config=ShardConfig(), is_local=lambda _: True)
+    encode = codec.encode
+
+    def decide(batch: Sequence[commands.Command], first_ms: int) -> None:
+        for index, command in enumerate(batch):
+            outcome = shard.handle(command, timestamp_ms=first_ms + index // TRANSACTION_COMMANDS)
+            for event in outcome.events:
+                encode(event)
+            for result in outcome.results:
+                encode(result)
+            if (index + 1) % TRANSACTION_COMMANDS == 0:
+                store.apply_committed(store.staged_changes())
+        store.apply_committed(store.staged_changes())
+
+    opening = [_opening(index) for index in range(ACCOUNTS)]
+    decide([command for pair in opening for command in pair], CLOCK_MS)
+
+    def run() -> None:
+        try:
+            decide(transfers, CLOCK_MS + 1_000)
+        finally:
+            local.close()
+            folder.cleanup()
+
+    return run
+
+
+def _opening(index: int) -> tuple[commands.Command, commands.Command]:
+    account_id = f"a{index}"
+    return (
+        commands.OpenAccount(
+            principal=BENCH_PRINCIPAL,
+            owner=BENCH_PRINCIPAL.principal_id,
+            command_id=f"o{index}",
+            dedup_id=f"o{index}",
+            account_id=account_id,
+            currency="USD",
+        ),
+        commands.Deposit(
+            principal=BENCH_PRINCIPAL,
+            command_id=f"s{index}",
+            dedup_id=f"s{index}",
+            account_id=account_id,
+            amount=10**12,
+            currency="USD",
+        ),
+    )
+
+
+def _cpu_timed(label: str, count: int, run: Callable[[], None]) -> float:
+    """CPU seconds of this process per 1,000 (what the worker's figure in bench.bulk counts)."""
+    started = time.process_time()
+    run()
+    per_thousand = (time.process_time() - started) / count * 1000
+    print(f"  {label:<44} {per_thousand:>12.3f} CPU s per 1,000   ({per_thousand * 1000:.1f} µs each)")
+    return per_thousand
 
 
 def _timed(label: str, count: int, run: Callable[[], None]) -> float:
@@ -107,7 +182,11 @@ def main() -> None:
         return run
 
     _timed("deposits applied", count, apply(deposits))
-    _timed("transfers applied (same shard)", count, apply(transfers))
+    in_memory = _timed("transfers applied (same shard)", count, apply(transfers))
+    print(f"the worker's work without Kafka: RocksDB, {TRANSACTION_COMMANDS}-command transactions, everything encoded")
+    worker_path = _worker_path(transfers)  # a shard of its own: the same commands are new to it
+    cost = _cpu_timed("transfers decided, encoded, committed", count, worker_path)
+    print(f"  the in-memory core's share of it, same run: {1000 / in_memory / cost:.2f}")
 
     codec = Codec()
     probe = _shard()
