@@ -49,12 +49,18 @@ def test_the_clock_never_goes_back() -> None:
     assert result.decided_at_ms == 5_000 and cluster.events[-1].occurred_at_ms == 5_000
 
 
-def test_hold_expiry_is_bounded_per_tick() -> None:
-    holds = EXPIRATIONS_PER_TICK_MAX + 250
+def _holds_of_one_each(holds: int) -> Cluster:
+    """A@0 with `holds` holds of 1, each expiring 1,000 ms from now."""
     cluster = Cluster(1)
     accept_all(cluster, open_("A@0"), deposit("A@0", holds))
     for index in range(holds):
         cluster.submit(hold("A@0", f"h{index}", 1, ttl_ms=1_000))
+    return cluster
+
+
+def test_hold_expiry_is_bounded_per_tick() -> None:
+    holds = EXPIRATIONS_PER_TICK_MAX + 250
+    cluster = _holds_of_one_each(holds)
     account = cluster.account("A@0")
     assert account is not None and account.held == holds
     cluster.advance(1_000)
@@ -107,10 +113,7 @@ def test_a_capture_or_void_past_expiry_before_any_tick_finds_it_expired(finish: 
 
 def test_an_input_releases_a_bounded_number_of_due_holds_and_ticks_the_rest() -> None:
     holds = EXPIRATIONS_PER_INPUT_MAX + 3
-    cluster = Cluster(1)
-    accept_all(cluster, open_("A@0"), deposit("A@0", holds))
-    for index in range(holds):
-        cluster.submit(hold("A@0", f"h{index}", 1, ttl_ms=1_000))
+    cluster = _holds_of_one_each(holds)
     cluster.advance(1_000, tick=False)
     cluster.run(query("A@0", "unknown"))
     account = cluster.account("A@0")
