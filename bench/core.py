@@ -39,28 +39,8 @@ CACHE_ENTRIES = 100_000  # the worker's default decoded-record cache
 def _shard() -> Shard:
     shard = Shard(store=InMemoryStore(isolate=False), config=ShardConfig(), is_local=lambda _: True)
     for index in range(ACCOUNTS):
-        shard.handle(
-            commands.OpenAccount(
-                principal=BENCH_PRINCIPAL,
-                owner=BENCH_PRINCIPAL.principal_id,
-                command_id=f"o{index}",
-                dedup_id="o",
-                account_id=f"a{index}",
-                currency="USD",
-            ),
-            timestamp_ms=1,
-        )
-        shard.handle(
-            commands.Deposit(
-                principal=BENCH_PRINCIPAL,
-                command_id=f"s{index}",
-                dedup_id="s",
-                account_id=f"a{index}",
-                amount=10**12,
-                currency="USD",
-            ),
-            timestamp_ms=1,
-        )
+        for command in _opening(index):
+            shard.handle(command, timestamp_ms=1)
     return shard
 
 

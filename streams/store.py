@@ -269,7 +269,9 @@ class PartitionStore:
         """In one pass over `table` in RocksDB from `start` on (the table's start if None): the
         first key it holds, and the first this transaction has not deleted."""
         head: str | None = None
-        for raw in _keys_under(self._db, self._prefix + table.value.encode(), b"" if start is None else start.encode()):
+        for raw in _keys_under(
+            self._db, self._prefix + _TABLE_PREFIXES[table], b"" if start is None else start.encode()
+        ):
             key = raw.decode()
             if head is None:
                 head = key
@@ -311,7 +313,7 @@ class PartitionStore:
         self._end_transaction()
 
     def _count(self, table: Table) -> int:
-        return self._local.keys_under(self._prefix + table.value.encode())
+        return self._local.keys_under(self._prefix + _TABLE_PREFIXES[table])
 
     def _recount(self) -> None:
         """Before the staged writes reach RocksDB: each new entry of a counted table adds
