@@ -423,9 +423,18 @@ EXAMPLES: list[Any] = [
         code_leg_index=-1,
         principal=_ALICE,
     ),
-    RetentionEntry(recorded_at_ms=AT_MS, keys=[RetainedKey(table=Table.DEDUP, key="alice|tr-1")]),
+    RetentionEntry(
+        recorded_at_ms=AT_MS,
+        keys=[
+            RetainedKey(table=Table.DEDUP, key="alice|tr-1"),
+            RetainedKey(table=Table.COMMANDS, key="cmd-1"),
+            RetainedKey(table=Table.DEDUP, key="alice|tr-2"),
+            RetainedKey(table=Table.COMMANDS, key="cmd-2"),
+        ],
+        inputs=2,  # two commands of the same millisecond
+    ),
     ExpiryEntry(key="alice|auth-1"),
-    ShardMeta(clock_ms=AT_MS, retention_head=3, retention_tail=9, batches_started=4),
+    ShardMeta(clock_ms=AT_MS, retention_head=3, retention_tail=9, batches_started=4, inputs_folded=5),
     CreditMark(sequence=7),
     VelocityState(
         **_VELOCITY_RULES,

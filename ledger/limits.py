@@ -38,9 +38,14 @@ EXPIRATIONS_PER_TICK_MAX = 1000
 # a hold past its expiry reserves nothing for any later input, tick or not. More due at
 # once than this wait for the tick (a hold's expiry is one time: few share it).
 EXPIRATIONS_PER_INPUT_MAX = 8
-# Every other input forgets at most this many retention entries older than the window, so
-# that forgetting keeps up with any input rate (each input records at most one entry).
+# Every other input forgets retention entries older than the window until this many inputs'
+# worth are forgotten, so that forgetting keeps up with any input rate (each input records one
+# input's worth at most). Ticks have EXPIRATIONS_PER_TICK_MAX, counted the same way.
 RETENTION_FORGETS_PER_INPUT_MAX = 2
+# Inputs of the same millisecond share one retention entry, up to this many (ledger/retention.py):
+# a bundle's commands, or a busy partition's, write one changelog record for their retention,
+# not one each. An entry is forgotten whole, so a budget is passed by less than this.
+RETENTION_INPUTS_PER_ENTRY_MAX = 16
 
 # Defaults of the configurable bounds (see ShardConfig).
 # The idempotency window: commands (and finished holds, credited transfers) are remembered

@@ -9,32 +9,57 @@ at the queue's tail (`ShardMeta.retention_tail`); forgetting takes entries from 
 `flows/intake.py`). An entry whose command is still in flight waits for it. Time is the
 partition's clock, so the same entries are forgotten at the same point on every replay.
 The entries live in the store (RocksDB in the worker), not in memory.
+
+Inputs of the same millisecond share the tail entry (up to `RETENTION_INPUTS_PER_ENTRY_MAX`):
+a bundle's commands all carry their message's timestamp, and a busy partition decides several
+commands a millisecond, so they write one retention record where they wrote one each. Every
+key of an entry was recorded at its `recorded_at_ms`, so each is still forgotten exactly when
+its own window ends. The window's size counts inputs, not entries (`size`).
 """
 
 from __future__ import annotations
 
 from ledger.errors import InvariantViolation
 from ledger.keys import retention_key
+from ledger.limits import RETENTION_INPUTS_PER_ENTRY_MAX
 from ledger.state import CommandIndexEntry, DedupEntry, RetainedKey, RetentionEntry, ShardMeta, Store, Table
 
 
 def record(store: Store, meta: ShardMeta, *, keys: list[RetainedKey], recorded_at_ms: int) -> None:
-    """Append one entry at the tail of the queue."""
-    store.put(
-        Table.RETENTION, retention_key(meta.retention_tail), RetentionEntry(recorded_at_ms=recorded_at_ms, keys=keys)
-    )
+    """Add one input's keys at the tail of the queue: to the tail entry if it was recorded
+    in the same millisecond and has room, else as a new entry."""
+    tail = newest(store, meta)
+    if tail is not None and tail.recorded_at_ms == recorded_at_ms and tail.inputs < RETENTION_INPUTS_PER_ENTRY_MAX:
+        tail.keys.extend(keys)
+        tail.inputs += 1
+        meta.inputs_folded += 1
+        store.put(Table.RETENTION, retention_key(meta.retention_tail - 1), tail)
+        return
+    entry = RetentionEntry(recorded_at_ms=recorded_at_ms, keys=keys)
+    store.put(Table.RETENTION, retention_key(meta.retention_tail), entry)
     meta.retention_tail += 1
 
 
 def size(meta: ShardMeta) -> int:
-    return meta.retention_tail - meta.retention_head
+    """How many inputs the queue remembers (what `retained_entries_max` bounds)."""
+    return meta.retention_tail - meta.retention_head + meta.inputs_folded
 
 
 def oldest(store: Store, meta: ShardMeta) -> RetentionEntry | None:
     """The entry at the head of the queue, or None when the queue is empty."""
+    return _entry(store, meta, meta.retention_head)
+
+
+def newest(store: Store, meta: ShardMeta) -> RetentionEntry | None:
+    """The entry at the tail of the queue, or None when the queue is empty."""
+    return _entry(store, meta, meta.retention_tail - 1)
+
+
+def _entry(store: Store, meta: ShardMeta, number: int) -> RetentionEntry | None:
+    """Entry `number`, or None when the queue is empty; one missing inside it stops the worker."""
     if meta.retention_head >= meta.retention_tail:
         return None
-    key = retention_key(meta.retention_head)
+    key = retention_key(number)
     entry: RetentionEntry | None = store.get(Table.RETENTION, key)
     if entry is None:
         raise InvariantViolation(
@@ -44,12 +69,14 @@ def oldest(store: Store, meta: ShardMeta) -> RetentionEntry | None:
 
 
 def forget_expired(store: Store, meta: ShardMeta, *, now_ms: int, retention_ms: int, count_max: int) -> int:
-    """Forget up to `count_max` entries older than the window, oldest first; returns how many."""
+    """Forget entries older than the window, oldest first, while fewer than `count_max`
+    inputs' worth are forgotten (an entry is forgotten whole: the last may pass the budget by
+    less than `RETENTION_INPUTS_PER_ENTRY_MAX`); returns how many inputs' worth."""
     forgotten = 0
     while forgotten < count_max and (entry := oldest(store, meta)) is not None:
         if entry.recorded_at_ms + retention_ms > now_ms or not _forget_oldest(store, meta, entry):
             break
-        forgotten += 1
+        forgotten += entry.inputs
     return forgotten
 
 
@@ -70,6 +97,12 @@ def _forget_oldest(store: Store, meta: ShardMeta, entry: RetentionEntry) -> bool
             _forget(store, retained)
     store.delete(Table.RETENTION, retention_key(meta.retention_head))
     meta.retention_head += 1
+    meta.inputs_folded -= entry.inputs - 1
+    if meta.inputs_folded < 0 or (meta.retention_head == meta.retention_tail and meta.inputs_folded != 0):
+        raise InvariantViolation(
+            f"the retention queue counts {meta.inputs_folded} folded inputs with entries {meta.retention_head} "
+            f"to {meta.retention_tail} left"
+        )
     return True
 
 

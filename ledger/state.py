@@ -169,6 +169,7 @@ class RetainedKey:
 class RetentionEntry:
     recorded_at_ms: int
     keys: list[RetainedKey]
+    inputs: int = 1  # how many inputs' keys it holds: those of one millisecond share an entry
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -182,6 +183,7 @@ class ShardMeta:
     retention_head: int  # oldest live RetentionEntry number
     retention_tail: int  # next RetentionEntry number
     batches_started: int = 0  # batches coordinated here so far: the next one's incarnation is this + 1
+    inputs_folded: int = 0  # inputs the live RetentionEntries hold beyond one each (see ledger/retention.py)
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

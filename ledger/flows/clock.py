@@ -49,9 +49,9 @@ def expire_holds(decision: Decision, *, count_max: int) -> int:
 
 
 def forget_expired(decision: Decision, *, count_max: int) -> None:
-    """Forget what has been remembered longer than the retention window (at most
-    `count_max` entries). Ticks do it, and every other input a little too
-    (`RETENTION_FORGETS_PER_INPUT_MAX`), so forgetting keeps up with any input rate."""
+    """Forget what has been remembered longer than the retention window (about `count_max`
+    inputs' worth, see `retention.forget_expired`). Ticks do it, and every other input a little
+    too (`RETENTION_FORGETS_PER_INPUT_MAX`), so forgetting keeps up with any input rate."""
     retention.forget_expired(
         decision.store,
         decision.meta,

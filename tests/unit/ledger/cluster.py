@@ -26,15 +26,16 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ledger import retention
 from ledger.accounts import Account, Hold, HoldStatus, within_limits
 from ledger.chain import GENESIS_HASH, event_hash
 from ledger.commands import Command
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
 from ledger.flows.batches import prepared_postings, reservation
-from ledger.keys import prepared_key
+from ledger.keys import META_KEY, prepared_key
 from ledger.legs import BatchDecision, CreditLeg, Leg, RefundLeg, SettleLeg, Tick
 from ledger.shard import Outcome, Shard, ShardConfig
-from ledger.state import InMemoryStore, OutgoingTransfer, PreparedLeg, PreparedStatus, Table
+from ledger.state import InMemoryStore, OutgoingTransfer, PreparedLeg, PreparedStatus, ShardMeta, Table
 from tests.principals import TESTER
 
 Message = Command | Leg | Tick
@@ -168,6 +169,15 @@ class Cluster:
 
     def rows(self, table: Table) -> list[tuple[int, str, Any]]:
         return [(index, key, value) for index, store in enumerate(self.stores) for key, value in store.items(table)]
+
+    def remembered(self, shard: int) -> int:
+        """How many inputs shard `shard` remembers for the window: those its retention entries
+        hold, which its ShardMeta counts too (checked here)."""
+        held = sum(entry.inputs for index, _, entry in self.rows(Table.RETENTION) if index == shard)
+        meta: ShardMeta | None = self.stores[shard].get(Table.META, META_KEY)
+        counted = 0 if meta is None else retention.size(meta)
+        assert held == counted, f"shard {shard}'s retention entries hold {held} inputs, its meta counts {counted}"
+        return held
 
     def hold(self, account_id: str, hold_id: str) -> Hold | None:
         hold: Hold | None = self.stores[self.route(account_id)].get(Table.HOLDS, f"{account_id}|{hold_id}")

@@ -1550,7 +1550,7 @@ def test_a_full_window_still_answers_duplicates_and_finishes_flows_under_way() -
     assert reused_answer.code is E.ID_IN_USE and final.status is ResultStatus.ACCEPTED
     assert cluster.result(duplicate.command_id).replayed
     assert (cluster.balance("A@0"), cluster.balance("X@1")) == (90, 12)
-    assert len([row for row in cluster.rows(Table.RETENTION) if row[0] == 1]) == 4
+    assert cluster.remembered(1) == 4
     assert cluster.run(deposit("X@1", 1)).code is E.DEDUP_WINDOW_FULL
     check_state(cluster, {"USD": 102})
     check_quiescent(cluster)

@@ -57,7 +57,7 @@ from ledger.commands import (
 )
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, EventKind, ResultStatus
-from ledger.keys import META_KEY, time_of
+from ledger.keys import time_of
 from ledger.limits import AMOUNT_MAX, DEDUP_DUPLICATES_INDEXED_MAX, DEDUP_WAITERS_MAX, EXPIRATIONS_PER_INPUT_MAX
 from ledger.principals import Principal, Role
 from ledger.shard import Outcome, ShardConfig
@@ -251,10 +251,8 @@ class LedgerMachine(RuleBasedStateMachine):
         return self.cluster.shards[self.cluster.route(command.routing_key)]
 
     def retained(self, command: Any) -> int:
-        """How many retention entries the command's shard holds."""
-        store = self.cluster.stores[self.cluster.route(command.routing_key)]
-        meta = store.get(Table.META, META_KEY)
-        return 0 if meta is None else int(meta.retention_tail - meta.retention_head)
+        """How many inputs the command's shard remembers (what `retained_entries_max` bounds)."""
+        return self.cluster.remembered(self.cluster.route(command.routing_key))
 
     def check_window_full(self, command: Any, outcome: Outcome) -> None:
         assert not isinstance(command, QueryCommand), "a read is never refused for a full window"

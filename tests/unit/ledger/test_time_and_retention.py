@@ -13,7 +13,12 @@ from ledger.commands import Deposit
 from ledger.errors import ErrorCode, RefusalCode
 from ledger.events import CommandResult, EventKind, ResultStatus
 from ledger.legs import Tick
-from ledger.limits import EXPIRATIONS_PER_INPUT_MAX, EXPIRATIONS_PER_TICK_MAX, RETENTION_FORGETS_PER_INPUT_MAX
+from ledger.limits import (
+    EXPIRATIONS_PER_INPUT_MAX,
+    EXPIRATIONS_PER_TICK_MAX,
+    RETENTION_FORGETS_PER_INPUT_MAX,
+    RETENTION_INPUTS_PER_ENTRY_MAX,
+)
 from ledger.principals import ANONYMOUS
 from ledger.shard import ShardConfig
 from ledger.state import Table
@@ -170,7 +175,7 @@ def test_a_retry_within_the_window_is_never_executed_twice(entries_max: int) -> 
     for refused in results[accepted:]:
         assert (refused.status, refused.code, refused.replayed) == (ResultStatus.REJECTED, E.DEDUP_WINDOW_FULL, False)
         assert str(entries_max) in refused.message
-    assert len(cluster.rows(Table.RETENTION)) == entries_max
+    assert cluster.remembered(0) == entries_max
 
 
 def test_a_command_refused_for_a_full_window_is_not_remembered() -> None:
@@ -200,10 +205,10 @@ def test_entries_leave_exactly_when_their_window_passes() -> None:
     accept_all(cluster, deposit("A@0", 1))
     assert cluster.run(deposit("A@0", 1)).code is E.DEDUP_WINDOW_FULL
     cluster.advance(1_999)
-    assert cluster.now == start + 9_999 and len(cluster.rows(Table.RETENTION)) == 3
+    assert cluster.now == start + 9_999 and cluster.remembered(0) == 3
     assert cluster.run(deposit("A@0", 1)).code is E.DEDUP_WINDOW_FULL
     cluster.advance(1)  # the open's window has passed, and only the open's
-    assert len(cluster.rows(Table.RETENTION)) == 2
+    assert cluster.remembered(0) == 2
     assert cluster.run(same_dedup(first)).replayed
     accept_all(cluster, deposit("A@0", 1))  # room for one
     cluster.advance(3_999)
@@ -212,6 +217,67 @@ def test_entries_leave_exactly_when_their_window_passes() -> None:
     again = cluster.run(same_dedup(first))
     assert again.status is ResultStatus.ACCEPTED and not again.replayed  # a retry after the window is new
     assert cluster.balance("A@0") == 4
+
+
+def test_inputs_of_one_millisecond_share_a_retention_entry_up_to_its_bound() -> None:
+    """A bundle's commands carry one timestamp, and a busy partition decides several commands
+    a millisecond: they write one retention record, not one each, up to
+    RETENTION_INPUTS_PER_ENTRY_MAX inputs; the next millisecond starts a new entry."""
+    cluster = Cluster(1, config=ShardConfig(retention_ms=10_000))
+    opening = open_("A@0")
+    deposits = [deposit("A@0", 1) for _ in range(RETENTION_INPUTS_PER_ENTRY_MAX + 1)]
+    accept_all(cluster, opening, *deposits)
+    cluster.now += 1
+    later = deposit("A@0", 1)
+    accept_all(cluster, later)
+    entries = [entry for _, _, entry in cluster.rows(Table.RETENTION)]
+    assert [(entry.recorded_at_ms, entry.inputs) for entry in entries] == [
+        (cluster.now - 1, RETENTION_INPUTS_PER_ENTRY_MAX),
+        (cluster.now - 1, 2),
+        (cluster.now, 1),
+    ]
+    kept = [(retained.table, retained.key) for entry in entries for retained in entry.keys]
+    expected = [
+        pair
+        for command in (opening, *deposits, later)
+        for pair in ((Table.DEDUP, f"A@0|{command.dedup_id}"), (Table.COMMANDS, command.command_id))
+    ]
+    assert kept == expected, "each input's keys, in the order they were decided"
+    assert cluster.remembered(0) == RETENTION_INPUTS_PER_ENTRY_MAX + 3
+
+
+def test_the_window_bound_counts_inputs_not_the_entries_they_share() -> None:
+    cluster = Cluster(1, config=ShardConfig(retention_ms=10_000, retained_entries_max=3))
+    accept_all(cluster, open_("A@0"), deposit("A@0", 1), deposit("A@0", 1))
+    assert len(cluster.rows(Table.RETENTION)) == 1 and cluster.remembered(0) == 3
+    refused = cluster.run(deposit("A@0", 1))
+    assert refused.code is E.DEDUP_WINDOW_FULL and "remembers 3 commands" in refused.message
+    cluster.advance(10_000)  # all three leave together, and the count with them
+    assert cluster.remembered(0) == 0 and not cluster.rows(Table.DEDUP) and not cluster.rows(Table.COMMANDS)
+    accept_all(cluster, deposit("A@0", 1))
+
+
+def test_a_shared_entry_is_remembered_for_its_millisecond_s_whole_window() -> None:
+    """Every key of a shared entry was recorded in its millisecond: all are answered until that
+    millisecond's window passes, and none after. A correction decided in the same millisecond
+    as its malformed command shares their entry, which then names the dedup key twice."""
+    cluster = Cluster(1, config=ShardConfig(retention_ms=10_000))
+    accept_all(cluster, open_("A@0"))
+    cluster.advance(1)
+    first = deposit("A@0", 3)
+    malformed = deposit("A@0", 0)
+    corrected = same_dedup(malformed, amount=5)
+    assert cluster.run(first).status is ResultStatus.ACCEPTED
+    assert cluster.run(malformed).code is E.INVALID_AMOUNT
+    assert cluster.run(corrected).status is ResultStatus.ACCEPTED
+    (entry,) = [entry for _, _, entry in cluster.rows(Table.RETENTION) if entry.recorded_at_ms == cluster.now]
+    assert entry.inputs == 3 and [key.key for key in entry.keys].count(f"A@0|{malformed.dedup_id}") == 2
+    cluster.advance(9_999)
+    assert cluster.run(same_dedup(first)).replayed and cluster.run(same_dedup(corrected)).replayed
+    cluster.advance(1)
+    assert cluster.remembered(0) == 0
+    assert not cluster.run(same_dedup(first)).replayed and not cluster.run(same_dedup(corrected)).replayed
+    assert cluster.balance("A@0") == 16
 
 
 def test_every_input_forgets_a_little_so_forgetting_keeps_up_without_ticks() -> None:
@@ -232,6 +298,29 @@ def test_every_input_forgets_a_little_so_forgetting_keeps_up_without_ticks() -> 
     assert len(cluster.rows(Table.RETENTION)) == window - RETENTION_FORGETS_PER_INPUT_MAX
     cluster.tick()  # a tick forgets within its own budget
     assert len(cluster.rows(Table.RETENTION)) == 0
+
+
+def test_forgetting_budgets_count_the_inputs_a_shared_entry_holds() -> None:
+    """An input forgets RETENTION_FORGETS_PER_INPUT_MAX inputs' worth, and a tick
+    EXPIRATIONS_PER_TICK_MAX: a shared entry counts its inputs, and is forgotten whole."""
+    window = 1_000
+    cluster = Cluster(1, config=ShardConfig(retention_ms=window, retained_entries_max=10_000))
+    accept_all(cluster, open_("A@0"))
+    cluster.now += 1
+    per_tick = EXPIRATIONS_PER_TICK_MAX // RETENTION_INPUTS_PER_ENTRY_MAX + 1  # entries a tick forgets
+    for _ in range(per_tick + 3):  # that many full entries and three more, a millisecond each
+        accept_all(cluster, *[deposit("A@0", 1) for _ in range(RETENTION_INPUTS_PER_ENTRY_MAX)])
+        cluster.now += 1
+    entries = len(cluster.rows(Table.RETENTION))
+    cluster.now += window  # all past the window
+
+    cluster.run(query("A@0", "no-such-command"))  # the open's entry (1 input), then one full entry
+    assert len(cluster.rows(Table.RETENTION)) == entries - 2
+    cluster.run(query("A@0", "no-such-command"))  # one full entry passes the input's budget alone
+    assert len(cluster.rows(Table.RETENTION)) == entries - 3
+    cluster.tick()
+    assert len(cluster.rows(Table.RETENTION)) == entries - 3 - per_tick
+    assert cluster.remembered(0) == RETENTION_INPUTS_PER_ENTRY_MAX
 
 
 _STEP = st.one_of(
@@ -274,7 +363,7 @@ def test_the_window_against_a_model(steps: list[tuple[str, int]], entries_max: i
             assert result.status is ResultStatus.ACCEPTED and not result.replayed, result
             balance += command.amount
             remembered[command.dedup_id] = (cluster.now, result)
-        assert len(cluster.rows(Table.RETENTION)) == len(remembered)
+        assert cluster.remembered(0) == len(remembered)
     assert cluster.balance("A@0") == balance
 
 
