@@ -71,7 +71,6 @@ from ledger.limits import (
     BATCH_TIMEOUT_MS_DEFAULT,
     DEDUP_ENTRIES_MAX_DEFAULT,
     DEDUP_RETENTION_MS_DEFAULT,
-    EXPIRATIONS_PER_INPUT_MAX,
     RETENTION_FORGETS_PER_INPUT_MAX,
 )
 from ledger.principals import ANONYMOUS
@@ -159,7 +158,9 @@ class Shard:
             # Time passes before the input is decided: a hold its timestamp made due is
             # released first, by no one (ANONYMOUS), so it reserves nothing for this input
             # (test_time_and_retention.py::test_a_hold_past_its_expiry_reserves_nothing_…).
-            clock.expire_holds(decision, count_max=EXPIRATIONS_PER_INPUT_MAX)
+            # A batch past its deadline is aborted before a vote can commit it
+            # (test_time_and_retention.py::test_a_vote_after_the_deadline_finds_the_batch_…).
+            clock.time_passes(decision)
             decision.input_began()
             clock.forget_expired(decision, count_max=RETENTION_FORGETS_PER_INPUT_MAX)
         decision.principal = getattr(message, "principal", ANONYMOUS)  # a flow's record may say better

@@ -6,11 +6,12 @@ time is the partition's clock (the largest message timestamp seen), so a replay
 expires the same things at the same point. One tick does at most
 `EXPIRATIONS_PER_TICK_MAX` things; the rest wait for the next tick.
 
-Every other input first releases the holds its clock made due (`expire_holds`, at most
-`EXPIRATIONS_PER_INPUT_MAX`): a hold past its expiry reserves nothing for any later input,
-however far away the next tick is (its worker fenced, the broker away). So after every
-input no hold is open past the clock, which the fault tests' checker holds the changelog
-to (tests/checker.py).
+Every other input first releases the holds its clock made due and aborts the batches
+whose deadline it reached (`time_passes`, at most `EXPIRATIONS_PER_INPUT_MAX` of each): a hold
+past its expiry reserves nothing for any later input, and a vote after its batch's deadline
+finds the batch timed out, however far away the next tick is (its worker fenced, the broker
+away). So after every input no hold is open past the clock, which the fault tests' checker
+holds the changelog to (tests/checker.py).
 """
 
 from __future__ import annotations
@@ -20,18 +21,22 @@ from ledger.decision import Decision
 from ledger.flows import batches, holds
 from ledger.keys import time_of
 from ledger.legs import Tick
-from ledger.limits import EXPIRATIONS_PER_TICK_MAX
+from ledger.limits import EXPIRATIONS_PER_INPUT_MAX, EXPIRATIONS_PER_TICK_MAX
 from ledger.state import Table
 
 
 def tick(decision: Decision, _tick_message: Tick) -> None:
     budget = EXPIRATIONS_PER_TICK_MAX - expire_holds(decision, count_max=EXPIRATIONS_PER_TICK_MAX)
-    store = decision.store
-    while budget and (due := store.first(Table.BATCH_DEADLINES)) is not None and time_of(due[0]) <= decision.now:
-        budget -= 1
-        store.delete(Table.BATCH_DEADLINES, due[0])
-        batches.time_out(decision, due[1].key)
+    budget -= time_out_batches(decision, count_max=budget)
     forget_expired(decision, count_max=budget)
+
+
+def time_passes(decision: Decision) -> None:
+    """What the clock made due, before any input that is not a tick is decided (at most
+    `EXPIRATIONS_PER_INPUT_MAX` holds and as many batches): a hold past its expiry reserves
+    nothing for the input, and a batch past its deadline is aborted before a vote counts."""
+    expire_holds(decision, count_max=EXPIRATIONS_PER_INPUT_MAX)
+    time_out_batches(decision, count_max=EXPIRATIONS_PER_INPUT_MAX)
 
 
 def expire_holds(decision: Decision, *, count_max: int) -> int:
@@ -45,6 +50,21 @@ def expire_holds(decision: Decision, *, count_max: int) -> int:
         taken += 1
         store.delete(Table.HOLD_EXPIRIES, due[0])
         holds.expire(decision, due[1].key)
+    return taken
+
+
+def time_out_batches(decision: Decision, *, count_max: int) -> int:
+    """Abort the batches this shard coordinates whose deadline the clock reached and that
+    are still preparing, oldest first (at most `count_max`); returns how many deadlines it
+    took from the queue."""
+    store = decision.store
+    taken = 0
+    while taken < count_max and (due := store.first(Table.BATCH_DEADLINES)) is not None:
+        if time_of(due[0]) > decision.now:
+            break
+        taken += 1
+        store.delete(Table.BATCH_DEADLINES, due[0])
+        batches.time_out(decision, due[1].key)
     return taken
 
 

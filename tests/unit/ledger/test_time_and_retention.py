@@ -426,6 +426,48 @@ def test_a_batch_times_out_only_while_preparing() -> None:
     check_quiescent(cluster)
 
 
+def test_a_vote_after_the_deadline_finds_the_batch_timed_out_even_before_a_tick() -> None:
+    """An input takes the coordinator's clock to a batch's deadline: the batch is aborted
+    (BATCH_TIMEOUT) then, as a tick would have, however far away the next tick is, and a
+    vote that arrives later finds it aborted. It used to commit: its outcome hung on whether
+    a tick came between the deadline and the last vote."""
+    cluster = Cluster(3, config=ShardConfig(batch_timeout_ms=1_000))
+    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 100))
+    from tests.unit.ledger.test_error_codes import batch, make_batch_id
+
+    late = batch(("A@0", -10), ("X@1", 10), batch_id=make_batch_id(2))
+    cluster.submit(late)
+    cluster.deliver(0)  # both participants prepare and vote yes in time
+    cluster.deliver(1)
+    cluster.advance(1_000, tick=False)  # the deadline; no tick
+    assert cluster.submit(open_("B@2")).results[0].status is ResultStatus.ACCEPTED  # on the coordinator's shard
+    cluster.drain()  # the votes, stamped before the deadline, arrive after it
+    assert cluster.result(late.command_id).code is E.BATCH_TIMEOUT
+    released = [e for e in cluster.events if e.kind is EventKind.BATCH_RELEASED]
+    assert {e.account_id for e in released} == {"A@0", "X@1"} and all(e.code is E.BATCH_TIMEOUT for e in released)
+    check_state(cluster, {"USD": 100})
+    check_quiescent(cluster)
+
+
+def test_an_input_times_out_a_bounded_number_of_due_batches_and_ticks_the_rest() -> None:
+    cluster = Cluster(3, config=ShardConfig(batch_timeout_ms=1_000))
+    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 100))
+    from tests.unit.ledger.test_error_codes import batch, make_batch_id
+
+    batches = [batch(("A@0", -1), ("X@1", 1), batch_id=make_batch_id(2)) for _ in range(EXPIRATIONS_PER_INPUT_MAX + 3)]
+    for command in batches:
+        cluster.submit(command)  # prepares wait, undelivered, in shard 0's and 1's queues
+    cluster.advance(1_000, tick=False)
+    cluster.submit(open_("B@2"))  # any input on the coordinator's shard; nothing delivered yet
+    decided = [row for row in cluster.rows(Table.BATCHES) if row[2].phase.value != "PREPARING"]
+    assert len(decided) == EXPIRATIONS_PER_INPUT_MAX
+    cluster.tick()
+    cluster.drain()
+    assert [cluster.result(command.command_id).code for command in batches] == [E.BATCH_TIMEOUT] * len(batches)
+    check_state(cluster, {"USD": 100})
+    check_quiescent(cluster)
+
+
 def test_a_duplicates_id_is_forgotten_with_the_command_it_duplicated() -> None:
     cluster = Cluster(1, config=ShardConfig(retention_ms=10_000))
     accept_all(cluster, open_("A@0"))
