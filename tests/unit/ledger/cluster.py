@@ -173,7 +173,7 @@ class Cluster:
     def remembered(self, shard: int) -> int:
         """How many inputs shard `shard` remembers for the window: those its retention entries
         hold, which its ShardMeta counts too (checked here)."""
-        held = sum(entry.inputs for index, _, entry in self.rows(Table.RETENTION) if index == shard)
+        held: int = sum(entry.inputs for index, _, entry in self.rows(Table.RETENTION) if index == shard)
         meta: ShardMeta | None = self.stores[shard].get(Table.META, META_KEY)
         counted = 0 if meta is None else retention.size(meta)
         assert held == counted, f"shard {shard}'s retention entries hold {held} inputs, its meta counts {counted}"
