@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.commands import Deposit
+from ledger.commands import Deposit, MutatingCommand
 from ledger.errors import ErrorCode, RefusalCode
 from ledger.events import CommandResult, EventKind, ResultStatus
 from ledger.legs import Tick
@@ -237,9 +237,10 @@ def test_inputs_of_one_millisecond_share_a_retention_entry_up_to_its_bound() -> 
         (cluster.now, 1),
     ]
     kept = [(retained.table, retained.key) for entry in entries for retained in entry.keys]
+    decided: list[MutatingCommand] = [opening, *deposits, later]
     expected = [
         pair
-        for command in (opening, *deposits, later)
+        for command in decided
         for pair in ((Table.DEDUP, f"A@0|{command.dedup_id}"), (Table.COMMANDS, command.command_id))
     ]
     assert kept == expected, "each input's keys, in the order they were decided"
