@@ -30,6 +30,7 @@ from ledger import retention
 from ledger.accounts import Account, Hold, HoldStatus, within_limits
 from ledger.chain import GENESIS_HASH, event_hash
 from ledger.commands import Command
+from ledger.errors import ErrorCode
 from ledger.events import AccountEvent, CommandResult, EventKind, ResultStatus
 from ledger.flows.batches import prepared_postings, reservation
 from ledger.keys import META_KEY, prepared_key
@@ -324,6 +325,12 @@ def own_events(outcome: Outcome) -> list[AccountEvent]:
     """The input's own events: not the holds its time released before it was decided
     (ledger/flows/clock.py), which are the only HOLD_EXPIRED events."""
     return [event for event in outcome.events if event.kind is not EventKind.HOLD_EXPIRED]
+
+
+def own_legs(outcome: Outcome) -> list[Leg]:
+    """The input's own legs: not the aborts of the batches its time timed out before it was
+    decided (ledger/flows/clock.py), which are the only decisions that carry BATCH_TIMEOUT."""
+    return [leg for leg in outcome.legs if not (isinstance(leg, BatchDecision) and leg.code is ErrorCode.BATCH_TIMEOUT)]
 
 
 def check_outcome_matches_state(cluster: Cluster, record: Input, outcome: Outcome) -> None:
