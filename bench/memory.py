@@ -118,7 +118,10 @@ def main() -> None:
                     account_id=f"m{index}",
                     currency="USD",
                 )
-                for index in range(opened, min(args.accounts, opened + CHUNK))
+                # A chunk ends at the next checkpoint at the latest: each one is sampled.
+                for index in range(
+                    opened, min(args.accounts, opened + CHUNK, (opened // args.checkpoint + 1) * args.checkpoint)
+                )
             ]
             # Fire and forget, then wait for the last one: the worker works through the backlog.
             for command in batch[:-1]:
