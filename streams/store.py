@@ -24,6 +24,7 @@ from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rd
 
 from codec import Codec
 from ledger.state import Table
+from streams.record_cache import RecordCache
 
 _DELETED = object()
 _ABSENT = object()  # in the decoded-record cache: RocksDB does not hold the key
@@ -197,7 +198,7 @@ class PartitionStore:
         self._staged: dict[tuple[Table, str], Any] = {}
         # Decoded committed records. Objects handed out may be mutated by the state
         # machine before it puts them, so the cache is dropped whenever a transaction aborts.
-        self._cache: collections.OrderedDict[tuple[Table, str], Any] = collections.OrderedDict()
+        self._cache = RecordCache(local.cache_entries)
         # Keys of WRITE_ONCE_TABLES this transaction found absent in RocksDB (the cache keeps
         # the absent keys of the other tables, as _ABSENT).
         self._absent: set[tuple[Table, str]] = set()
@@ -222,7 +223,6 @@ class PartitionStore:
             return None if staged is _DELETED else staged
         cached = self._cache.get(slot)
         if cached is not None:
-            self._cache.move_to_end(slot)
             return None if cached is _ABSENT else cached
         if slot in self._absent:
             return None
@@ -233,10 +233,10 @@ class PartitionStore:
             if table in WRITE_ONCE_TABLES:
                 self._absent.add(slot)
             else:
-                self._remember(slot, _ABSENT)
+                self._cache.put(slot, _ABSENT)
             return None
         value = self._codec.decode(raw)
-        self._remember(slot, value)
+        self._cache.put(slot, value)
         return value
 
     def put(self, table: Table, key: str, value: Any) -> None:
@@ -301,13 +301,13 @@ class PartitionStore:
         floors = self._floors
         for slot, value in self._staged.items():
             if value is _DELETED:
-                self._cache.pop(slot, None)  # a floor stays below what is left: nothing to do
+                self._cache.discard(slot)  # a floor stays below what is left: nothing to do
                 continue
             table, staged_key = slot
             if table in WRITE_ONCE_TABLES:
-                self._cache.pop(slot, None)  # not kept, and no older copy left behind
+                self._cache.discard(slot)  # not kept, and no older copy left behind
             else:
-                self._remember(slot, value)
+                self._cache.put(slot, value)
             if table in floors and ((floor := floors[table]) is None or staged_key < floor):
                 floors[table] = staged_key
         self._end_transaction()
@@ -347,9 +347,3 @@ class PartitionStore:
 
     def has_staged(self) -> bool:
         return bool(self._staged)
-
-    def _remember(self, slot: tuple[Table, str], value: Any) -> None:
-        self._cache[slot] = value
-        self._cache.move_to_end(slot)
-        if len(self._cache) > self._local.cache_entries:
-            self._cache.popitem(last=False)
