@@ -11,6 +11,7 @@ real-clock timestamps: the CPU a transfer costs the worker before the Kafka clie
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import io
 import tempfile
@@ -48,30 +49,42 @@ def _shard() -> Shard:
     return shard
 
 
-def _worker_path(transfers: Sequence[commands.Command]) -> Callable[[], None]:
+def _worker_path(transfers: Sequence[commands.Command]) -> tuple[Callable[[], None], collections.Counter[str]]:
     """The worker's work on `transfers` without Kafka: decided over a RocksDB-backed store,
     their events and results encoded, each transaction's changelog records encoded and
-    written to RocksDB (streams/processor.py does the same, and hands the bytes to Kafka)."""
+    written to RocksDB (streams/processor.py does the same, and hands the bytes to Kafka).
+    The counter it returns tallies, once it has run, the records those transfers wrote:
+    produced (events, results, legs) and changelog."""
     codec = Codec()
     folder = tempfile.TemporaryDirectory(prefix="bench-core-")
     local = LocalState(Path(folder.name), codec, cache_entries=CACHE_ENTRIES)
     store = PartitionStore(local, 0)
     shard = Shard(store=store, config=ShardConfig(), is_local=lambda _: True)
     encode = codec.encode
+    written: collections.Counter[str] = collections.Counter()
+
+    def commit() -> None:
+        changes = store.staged_changes()
+        written["changelog"] += len(changes)
+        store.apply_committed(changes)
 
     def decide(batch: Sequence[commands.Command], first_ms: int) -> None:
+        produced = 0
         for index, command in enumerate(batch):
             outcome = shard.handle(command, timestamp_ms=first_ms + index // COMMANDS_PER_MS)
             for event in outcome.events:
                 encode(event)
             for result in outcome.results:
                 encode(result)
+            produced += len(outcome.events) + len(outcome.results) + len(outcome.legs)
             if (index + 1) % TRANSACTION_COMMANDS == 0:
-                store.apply_committed(store.staged_changes())
-        store.apply_committed(store.staged_changes())
+                commit()
+        commit()
+        written["produced"] += produced
 
     opening = [command for index in range(ACCOUNTS) for command in _opening(index)]
     decide(opening, CLOCK_MS)
+    written.clear()
 
     def run() -> None:
         try:
@@ -80,7 +93,7 @@ def _worker_path(transfers: Sequence[commands.Command]) -> Callable[[], None]:
             local.close()
             folder.cleanup()
 
-    return run
+    return run, written
 
 
 def _opening(index: int) -> tuple[commands.Command, commands.Command]:
@@ -168,9 +181,13 @@ def main() -> None:
     _timed("deposits applied", count, apply(deposits))
     in_memory = _timed("transfers applied (same shard)", count, apply(transfers))
     print(f"the worker's work without Kafka: RocksDB, {TRANSACTION_COMMANDS}-command transactions, everything encoded")
-    worker_path = _worker_path(transfers)  # a shard of its own: the same commands are new to it
+    worker_path, written = _worker_path(transfers)  # a shard of its own: the same commands are new to it
     cost = _cpu_timed("transfers decided, encoded, committed", count, worker_path)
     print(f"  the in-memory core's share of it, same run: {1000 / in_memory / cost:.2f}")
+    print(
+        f"  records a transfer writes: {written['produced'] / count:.2f} produced (events, results, legs), "
+        f"{written['changelog'] / count:.2f} changelog ({COMMANDS_PER_MS} commands a millisecond)"
+    )
 
     codec = Codec()
     probe = _shard()
