@@ -16,6 +16,8 @@ holds the changelog to (tests/checker.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ledger import retention
 from ledger.decision import Decision
 from ledger.flows import batches, holds
@@ -42,29 +44,27 @@ def time_passes(decision: Decision) -> None:
 def expire_holds(decision: Decision, *, count_max: int) -> int:
     """Release the holds whose expiry the clock reached, oldest first (at most `count_max`);
     returns how many entries it took from the queue."""
-    store = decision.store
-    taken = 0
-    while taken < count_max and (due := store.first(Table.HOLD_EXPIRIES)) is not None:
-        if time_of(due[0]) > decision.now:
-            break
-        taken += 1
-        store.delete(Table.HOLD_EXPIRIES, due[0])
-        holds.expire(decision, due[1].key)
-    return taken
+    return _take_due(decision, Table.HOLD_EXPIRIES, holds.expire, count_max=count_max)
 
 
 def time_out_batches(decision: Decision, *, count_max: int) -> int:
     """Abort the batches this shard coordinates whose deadline the clock reached and that
     are still preparing, oldest first (at most `count_max`); returns how many deadlines it
     took from the queue."""
+    return _take_due(decision, Table.BATCH_DEADLINES, batches.time_out, count_max=count_max)
+
+
+def _take_due(decision: Decision, queue: Table, act: Callable[[Decision, str], None], *, count_max: int) -> int:
+    """Take the entries of a queue of due times whose time the clock reached, oldest first (at
+    most `count_max`), and `act` on the key each names; returns how many it took."""
     store = decision.store
     taken = 0
-    while taken < count_max and (due := store.first(Table.BATCH_DEADLINES)) is not None:
+    while taken < count_max and (due := store.first(queue)) is not None:
         if time_of(due[0]) > decision.now:
             break
         taken += 1
-        store.delete(Table.BATCH_DEADLINES, due[0])
-        batches.time_out(decision, due[1].key)
+        store.delete(queue, due[0])
+        act(decision, due[1].key)
     return taken
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.commands import Deposit, MutatingCommand
+from ledger.commands import Batch, Deposit, MutatingCommand
 from ledger.errors import ErrorCode, RefusalCode
 from ledger.events import CommandResult, EventKind, ResultStatus
 from ledger.legs import Tick
@@ -25,11 +25,13 @@ from ledger.state import Table
 from tests.unit.ledger.cluster import Cluster, check_quiescent, check_state
 from tests.unit.ledger.test_error_codes import (
     accept_all,
+    batch,
     capture,
     deposit,
     forged_credit,
     hold,
     lock,
+    make_batch_id,
     open_,
     query,
     reverse,
@@ -401,11 +403,24 @@ def test_a_reversal_refused_after_its_transfer_left_the_window() -> None:
     check_quiescent(cluster)
 
 
-def test_a_batch_times_out_only_while_preparing() -> None:
+def _batch_cluster() -> Cluster:
+    """Three shards, A@0 funded with 100 and X@1 open; batches time out after 1 s."""
     cluster = Cluster(3, config=ShardConfig(batch_timeout_ms=1_000))
     accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 100))
-    from tests.unit.ledger.test_error_codes import batch, make_batch_id
+    return cluster
 
+
+def check_timed_out(cluster: Cluster, command: Batch) -> None:
+    """The batch of A@0 and X@1 ended BATCH_TIMEOUT, both reservations released, nothing else changed."""
+    assert cluster.result(command.command_id).code is E.BATCH_TIMEOUT
+    released = [e for e in cluster.events if e.kind is EventKind.BATCH_RELEASED and e.command_id == command.command_id]
+    assert {e.account_id for e in released} == {"A@0", "X@1"} and all(e.code is E.BATCH_TIMEOUT for e in released)
+    check_state(cluster, {"USD": 100})
+    check_quiescent(cluster)
+
+
+def test_a_batch_times_out_only_while_preparing() -> None:
+    cluster = _batch_cluster()
     decided = batch(("A@0", -10), ("X@1", 10), batch_id=make_batch_id(2))
     cluster.submit(decided)
     cluster.deliver(0)
@@ -420,11 +435,7 @@ def test_a_batch_times_out_only_while_preparing() -> None:
     cluster.deliver(0)  # A prepares; X never hears of it in time
     cluster.advance(1_000)
     cluster.drain()
-    assert cluster.result(late.command_id).code is E.BATCH_TIMEOUT
-    released = [e for e in cluster.events if e.kind is EventKind.BATCH_RELEASED]
-    assert {e.account_id for e in released} == {"A@0", "X@1"} and all(e.code is E.BATCH_TIMEOUT for e in released)
-    check_state(cluster, {"USD": 100})
-    check_quiescent(cluster)
+    check_timed_out(cluster, late)
 
 
 def test_a_vote_after_the_deadline_finds_the_batch_timed_out_even_before_a_tick() -> None:
@@ -432,10 +443,7 @@ def test_a_vote_after_the_deadline_finds_the_batch_timed_out_even_before_a_tick(
     (BATCH_TIMEOUT) then, as a tick would have, however far away the next tick is, and a
     vote that arrives later finds it aborted. It used to commit: its outcome hung on whether
     a tick came between the deadline and the last vote."""
-    cluster = Cluster(3, config=ShardConfig(batch_timeout_ms=1_000))
-    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 100))
-    from tests.unit.ledger.test_error_codes import batch, make_batch_id
-
+    cluster = _batch_cluster()
     late = batch(("A@0", -10), ("X@1", 10), batch_id=make_batch_id(2))
     cluster.submit(late)
     cluster.deliver(0)  # both participants prepare and vote yes in time
@@ -443,18 +451,11 @@ def test_a_vote_after_the_deadline_finds_the_batch_timed_out_even_before_a_tick(
     cluster.advance(1_000, tick=False)  # the deadline; no tick
     assert cluster.submit(open_("B@2")).results[0].status is ResultStatus.ACCEPTED  # on the coordinator's shard
     cluster.drain()  # the votes, stamped before the deadline, arrive after it
-    assert cluster.result(late.command_id).code is E.BATCH_TIMEOUT
-    released = [e for e in cluster.events if e.kind is EventKind.BATCH_RELEASED]
-    assert {e.account_id for e in released} == {"A@0", "X@1"} and all(e.code is E.BATCH_TIMEOUT for e in released)
-    check_state(cluster, {"USD": 100})
-    check_quiescent(cluster)
+    check_timed_out(cluster, late)
 
 
 def test_an_input_times_out_a_bounded_number_of_due_batches_and_ticks_the_rest() -> None:
-    cluster = Cluster(3, config=ShardConfig(batch_timeout_ms=1_000))
-    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 100))
-    from tests.unit.ledger.test_error_codes import batch, make_batch_id
-
+    cluster = _batch_cluster()
     batches = [batch(("A@0", -1), ("X@1", 1), batch_id=make_batch_id(2)) for _ in range(EXPIRATIONS_PER_INPUT_MAX + 3)]
     for command in batches:
         cluster.submit(command)  # prepares wait, undelivered, in shard 0's and 1's queues
