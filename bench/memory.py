@@ -54,6 +54,12 @@ def worker_metrics(port: int) -> dict[str, Any]:
         return metrics
 
 
+def chunk_end(opened: int, *, total: int, checkpoint: int) -> int:
+    """Where the chunk of accounts opened from `opened` ends: CHUNK later, or at the next
+    checkpoint, or at the total, whichever comes first (each checkpoint is sampled)."""
+    return min(total, opened + CHUNK, (opened // checkpoint + 1) * checkpoint)
+
+
 def shorten_retention(settings: Settings, retention_ms: int) -> None:
     """Keep `retention_ms` of the run's throwaway topics (in segments of half that)."""
     topology = settings.topology()
@@ -118,10 +124,7 @@ def main() -> None:
                     account_id=f"m{index}",
                     currency="USD",
                 )
-                # A chunk ends at the next checkpoint at the latest: each one is sampled.
-                for index in range(
-                    opened, min(args.accounts, opened + CHUNK, (opened // args.checkpoint + 1) * args.checkpoint)
-                )
+                for index in range(opened, chunk_end(opened, total=args.accounts, checkpoint=args.checkpoint))
             ]
             # Fire and forget, then wait for the last one: the worker works through the backlog.
             for command in batch[:-1]:
