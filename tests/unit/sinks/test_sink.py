@@ -14,6 +14,7 @@ from codec import Codec, DecodeError
 from ledger.events import AccountEvent
 from sinks import views
 from sinks.events import EVENT_COLUMNS, EventDecoder, event_row
+from sinks.incoming import INCOMING_TABLE
 from sinks.schema import migrate
 from tests.unit.sinks import oracle
 from tests.unit.sinks.support import FakeMessage, messages, sink, write_in_batches
@@ -69,6 +70,21 @@ def test_small_batches_and_large_ones_write_the_same_views(clickhouse: Any, data
         assert snapshot(clickhouse, small, accounts) == large_answers
     finally:
         clickhouse.command(f"DROP DATABASE IF EXISTS {small} SYNC")
+
+
+def test_a_session_that_lost_the_incoming_table_gets_it_again(clickhouse: Any, database: str) -> None:
+    """The incoming table is created once per sink, not before every batch; a session that
+    no longer has it (a restarted server, an expired session) is given it again, and the
+    batch is written whole."""
+    codec = Codec()
+    events = generate(23, accounts=20, events=600)
+    batch = messages(events, codec)
+    target = sink(clickhouse, database, codec, small_batch_events=0)
+    target.write(batch[:300])
+    clickhouse.command(f"DROP TEMPORARY TABLE {INCOMING_TABLE}")
+    target.write(batch[300:])
+    assert views.event_count(clickhouse, database) == len(events)
+    assert not views.latest_table_mismatches(clickhouse, database)
 
 
 def test_an_edge_the_sink_wrote_is_skipped_only_while_the_parent_is_the_same(clickhouse: Any, database: str) -> None:
