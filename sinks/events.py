@@ -300,6 +300,8 @@ class EventSink:
         self._edges: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._rate_mark = (time.monotonic(), 0)
         self._incoming_created = False  # in this client's session (`_empty_incoming`)
+        self._uncommitted: dict[int, int] = {}  # stored in sink_progress, not yet committed to Kafka
+        self._uncommitted_lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -345,6 +347,7 @@ class EventSink:
                 take=lambda: self._next_batch(consumer),
                 prepare=self.prepare,
                 positions=lambda: consumer_positions(consumer),
+                between=lambda: self._commit_to_kafka(consumer),
                 name="events-sink-prefetch",
             )
             prefetcher.start()
@@ -353,7 +356,6 @@ class EventSink:
                     prefetcher,
                     stop=stop,
                     until=until,
-                    consumer=consumer,
                     dead_letters=dead_letters,
                     admin=admin,
                     partitions=partitions,
@@ -395,23 +397,25 @@ class EventSink:
         *,
         stop: threading.Event,
         until: Mapping[int, int] | None,
-        consumer: Consumer,
         dead_letters: Producer,
         admin: AdminClient,
         partitions: list[int],
         report: Callable[[SinkMetrics], None] | None,
     ) -> None:
-        """Write what the prefetcher hands over until `stop`, or until `until` is reached."""
+        """Write what the prefetcher hands over until `stop`, or until `until` is reached. The
+        consumer is the prefetching thread's alone: the Python client runs one call on a
+        consumer at a time, and a commit from here waited for that thread's poll (up to
+        sink_flush_interval_ms) before the next batch. So the offsets to commit are left to it."""
         next_refresh = 0.0
         while not stop.is_set():
             item = prefetcher.next(self.settings.sink_flush_interval_ms / 1000)
             if isinstance(item, Taken):
-                self._write_prepared(item.messages, item.prepared, dead_letters=dead_letters, consumer=consumer)
+                self._write_prepared(item.messages, item.prepared, dead_letters=dead_letters, consumer=None)
             elif isinstance(item, Idle):
-                self._advance_past_markers(item.positions, consumer)
+                self._advance_past_markers(item.positions, None)
             # Below an item's positions everything is written once it is (sinks/prefetch.py).
             if item is not None and until is not None and self._reached(until, item.positions):
-                self._advance_past_markers(item.positions, consumer)
+                self._advance_past_markers(item.positions, None)
                 return
             if time.monotonic() >= next_refresh:
                 next_refresh = time.monotonic() + LAG_REFRESH_S
@@ -623,15 +627,26 @@ class EventSink:
 
     def store_progress(self, consumer: Consumer | None = None) -> None:
         """Steps 5 and 6: the positions written since the last store, into sink_progress,
-        then (for the operators' tools) to Kafka."""
+        then (for the operators' tools) to Kafka: at once through `consumer`, or, without
+        one, by whichever thread next calls `_commit_to_kafka` (the prefetching one)."""
         stored = self.progress.store()
-        if consumer is not None and self.commit_offsets and stored:
+        if not (self.commit_offsets and stored):
+            return
+        with self._uncommitted_lock:
+            self._uncommitted.update(stored)
+        if consumer is not None:
+            self._commit_to_kafka(consumer)
+
+    def _commit_to_kafka(self, consumer: Consumer) -> None:
+        with self._uncommitted_lock:
+            offsets, self._uncommitted = self._uncommitted, {}
+        if offsets:
             consumer.commit(
-                offsets=[TopicPartition(self.topic, partition, offset) for partition, offset in stored.items()],
+                offsets=[TopicPartition(self.topic, partition, offset) for partition, offset in offsets.items()],
                 asynchronous=True,
             )
 
-    def _advance_past_markers(self, positions: Mapping[int, int], consumer: Consumer) -> None:
+    def _advance_past_markers(self, positions: Mapping[int, int], consumer: Consumer | None) -> None:
         """A transaction's commit or abort marker takes an offset but is no message: when
         the consumer had skipped markers (or aborted records) past what was written, the
         view has still read everything below its position. `positions` are the consumer's

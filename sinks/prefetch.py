@@ -51,7 +51,8 @@ class PrefetchFailed(RuntimeError):
 
 class Prefetcher(Generic[Prepared]):
     """Takes batches (`take`: [] when none came), prepares them (`prepare`) and hands them,
-    with `positions` read right after each take, to the writer in order (`next`)."""
+    with `positions` read right after each take, to the writer in order (`next`). `between`
+    runs on the same thread before each take: the consumer is this thread's alone."""
 
     def __init__(
         self,
@@ -59,9 +60,11 @@ class Prefetcher(Generic[Prepared]):
         take: Callable[[], list[Any]],
         prepare: Callable[[list[Any]], Prepared],
         positions: Callable[[], dict[int, int]],
+        between: Callable[[], None] = lambda: None,
         name: str,
     ) -> None:
         self._take = take
+        self._between = between
         self._prepare = prepare
         self._positions = positions
         self._items: queue.Queue[Taken[Prepared] | Idle | BaseException] = queue.Queue(maxsize=BATCHES_WAITING_MAX)
@@ -92,6 +95,7 @@ class Prefetcher(Generic[Prepared]):
     def _run(self) -> None:
         try:
             while not self._stopping.is_set():
+                self._between()  # what else the consumer's one thread must do (the sink's commits)
                 messages = self._take()
                 positions = self._positions()  # before preparing: the batch's own end, not a later one
                 item = Taken(messages, self._prepare(messages), positions) if messages else Idle(positions)

@@ -1,17 +1,24 @@
 """The sink's prefetching thread (sinks/prefetch.py): batches handed over in order, each with
 the positions read right after it was taken, errors raised in the writer's thread, a bounded
-lead over the writer, and a stop that does not wait for the writer."""
+lead over the writer, a stop that does not wait for the writer; and the sink's loop, which
+leaves the consumer to that thread alone."""
 
 from __future__ import annotations
 
 import itertools
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from confluent_kafka import TopicPartition
 
+from bench.event_workload import generate
+from codec import Codec
+from sinks import events as events_module
 from sinks.prefetch import BATCHES_WAITING_MAX, Idle, Prefetcher, PrefetchFailed, Taken
+from tests.unit.sinks.support import PARTITIONS, messages, sink
 
 
 class FakeConsumer:
@@ -117,3 +124,90 @@ def test_nothing_is_handed_over_twice_or_skipped_under_a_slow_writer() -> None:
     finally:
         fetching.stop()
     assert received == list(range(200))
+
+
+# -- the sink's loop around it: one thread at a time on the consumer -----------------------------
+
+
+class OneCallAtATimeConsumer:
+    """A stand-in for the sink's Kafka consumer (its partitions' messages, then empty polls)
+    that records every call made while another call was still running. The Python client
+    serializes calls on one consumer: an asynchronous commit from the writer's thread waited
+    for the prefetching thread's poll to time out (200 ms), and the batch after it with it."""
+
+    def __init__(self, batches: list[list[Any]]) -> None:
+        self.batches = list(batches)
+        self.overlaps: list[str] = []
+        self.commits = 0
+        self._busy = threading.Lock()
+        self._next: dict[int, int] = {}
+
+    def _call(self, name: str, seconds: float = 0.0) -> None:
+        if not self._busy.acquire(blocking=False):
+            self.overlaps.append(name)
+            return
+        try:
+            time.sleep(seconds)
+        finally:
+            self._busy.release()
+
+    def poll(self, timeout: float) -> Any:
+        if not self.batches:
+            self._call("poll", min(timeout, 0.02))
+            return None
+        self._call("poll")
+        batch = self.batches.pop(0)
+        for message in batch:
+            self._next[message.partition()] = message.offset() + 1
+        self._taken = batch[1:]
+        return batch[0]
+
+    def consume(self, count: int, timeout: float) -> list[Any]:
+        self._call("consume")
+        taken, self._taken = self._taken, []
+        return taken
+
+    def position(self, partitions: list[Any]) -> list[Any]:
+        self._call("position")
+        return [TopicPartition("streamwallet.events", partition, offset) for partition, offset in self._next.items()]
+
+    def assignment(self) -> list[Any]:
+        return []
+
+    def commit(self, *, offsets: list[Any], asynchronous: bool) -> None:
+        self._call("commit", 0.001)
+        self.commits += 1
+
+    def list_topics(self, topic: str, timeout: float) -> Any:
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions=dict.fromkeys(range(PARTITIONS)))})
+
+    def assign(self, partitions: list[Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_writer_never_calls_the_consumer_while_the_prefetching_thread_does(
+    clickhouse: Any, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codec = Codec()
+    batch = messages(generate(29, accounts=10, events=200), codec)
+    fake = OneCallAtATimeConsumer([batch[start : start + 10] for start in range(0, len(batch), 10)])
+    monkeypatch.setattr(events_module, "Consumer", lambda config: fake)
+    monkeypatch.setattr(events_module, "last_stable_offsets", lambda admin, topic, partitions: {})
+    target = sink(clickhouse, database, codec)
+    stop = threading.Event()
+    running = threading.Thread(target=target.run, args=(stop,))
+    running.start()
+    try:
+        deadline = time.monotonic() + 30
+        while target.metrics.events_written < len(batch) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)  # idle polls, and the progress stored (and committed) after them
+    finally:
+        stop.set()
+        running.join(10)
+    assert target.metrics.events_written == len(batch)
+    assert fake.commits > 0
+    assert fake.overlaps == []
