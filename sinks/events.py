@@ -22,9 +22,8 @@ rebuilt resumes exactly where its own data ends, whatever Kafka's group offsets 
 Kafka commit (step 6) is for the operators' tools (consumer-group lag), never read back.
 
 Backpressure: at most `sink_batch_events` events per batch and SINK_PREFETCH_KBYTES of
-prefetched messages; the next batch is consumed and prepared while the previous one is
-written (sinks/prefetch.py), and waits for it, so batches grow with the load (a lone event is
-written within SINK_LINGER_MS).
+prefetched messages; the next batch is consumed only after the previous one is written,
+so batches grow with the load (a lone event is written within SINK_LINGER_MS).
 """
 
 from __future__ import annotations
@@ -71,7 +70,6 @@ from sinks.incoming import (
     received_sql,
     tree_sql,
 )
-from sinks.prefetch import Idle, Prefetcher, Taken
 from sinks.progress import StoredProgress
 from sinks.schema import column_types
 
@@ -188,15 +186,6 @@ def consumed_position(message: MessageLike) -> tuple[int, int] | None:
     return partition, offset
 
 
-def consumer_positions(consumer: Consumer) -> dict[int, int]:
-    """partition -> the consumer's next offset, for the partitions it has a position in."""
-    return {
-        position.partition: position.offset
-        for position in consumer.position(consumer.assignment())
-        if position.offset >= 0  # OFFSET_INVALID before anything of the partition was consumed
-    }
-
-
 def event_row(event: AccountEvent, partition: int, offset: int) -> list[Any]:
     return [
         event.account_id,
@@ -300,8 +289,6 @@ class EventSink:
         self._edges: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._rate_mark = (time.monotonic(), 0)
         self._incoming_created = False  # in this client's session (`_empty_incoming`)
-        self._uncommitted: dict[int, int] = {}  # stored in sink_progress, not yet committed to Kafka
-        self._uncommitted_lock = threading.Lock()
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -342,27 +329,21 @@ class EventSink:
                 ]
             )
             log.info("events sink starts at %s", self.metrics.positions)
-            # The next batch is taken and prepared while this thread writes (sinks/prefetch.py).
-            prefetcher = Prefetcher(
-                take=lambda: self._next_batch(consumer),
-                prepare=self.prepare,
-                positions=lambda: consumer_positions(consumer),
-                between=lambda: self._commit_to_kafka(consumer),
-                name="events-sink-prefetch",
-            )
-            prefetcher.start()
-            try:
-                self._write_until(
-                    prefetcher,
-                    stop=stop,
-                    until=until,
-                    dead_letters=dead_letters,
-                    admin=admin,
-                    partitions=partitions,
-                    report=report,
-                )
-            finally:
-                prefetcher.stop()  # before the consumer closes: the thread may be polling it
+            next_refresh = 0.0
+            while not stop.is_set():
+                messages = self._next_batch(consumer)
+                if messages:
+                    self.write(messages, dead_letters=dead_letters, consumer=consumer)
+                else:
+                    self._advance_past_markers(consumer)
+                if until is not None and self._reached(until, consumer):
+                    self._advance_past_markers(consumer)
+                    break
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + LAG_REFRESH_S
+                    self._refresh_lag(admin, partitions)
+                    if report is not None:
+                        report(self.metrics)
             self.store_progress(consumer)  # stopping: what is written is where the next sink starts
             self._refresh_lag(admin, partitions)
             if report is not None:
@@ -391,48 +372,6 @@ class EventSink:
 
     # -- one batch ----------------------------------------------------------------------------
 
-    def _write_until(
-        self,
-        prefetcher: Prefetcher[_Split],
-        *,
-        stop: threading.Event,
-        until: Mapping[int, int] | None,
-        dead_letters: Producer,
-        admin: AdminClient,
-        partitions: list[int],
-        report: Callable[[SinkMetrics], None] | None,
-    ) -> None:
-        """Write what the prefetcher hands over until `stop`, or until `until` is reached. The
-        consumer is the prefetching thread's alone: the Python client runs one call on a
-        consumer at a time, and a commit from here waited for that thread's poll (up to
-        sink_flush_interval_ms) before the next batch. So the offsets to commit are left to it."""
-        next_refresh = 0.0
-        while not stop.is_set():
-            item = prefetcher.next(self.settings.sink_flush_interval_ms / 1000)
-            if isinstance(item, Taken):
-                self._write_prepared(item.messages, item.prepared, dead_letters=dead_letters, consumer=None)
-            elif isinstance(item, Idle):
-                self._advance_past_markers(item.positions, None)
-            # Below an item's positions everything is written once it is (sinks/prefetch.py).
-            if item is not None and until is not None and self._reached(until, item.positions):
-                self._advance_past_markers(item.positions, None)
-                return
-            if time.monotonic() >= next_refresh:
-                next_refresh = time.monotonic() + LAG_REFRESH_S
-                self._refresh_lag(admin, partitions)
-                if report is not None:
-                    report(self.metrics)
-
-    def prepare(self, messages: list[MessageLike]) -> _Split:
-        """The Python half of a batch's write (step 2 before ClickHouse): which messages
-        ClickHouse decodes, in one container, and which the codec does."""
-        if len(messages) < self.small_batch_events:  # a few events: through the codec, straight into the views
-            return self._split(messages, screen=False, container=False)
-        split = self._split(messages, screen=False)
-        if split.in_container and overlong_varint(split.container):  # rare: look at each body
-            split = self._split(messages, screen=True)
-        return split
-
     def write(
         self,
         messages: Iterable[MessageLike],
@@ -441,23 +380,17 @@ class EventSink:
         consumer: Consumer | None = None,
     ) -> Written:
         """Steps 2-6 of the commit order for one consumed batch."""
-        messages = list(messages)
-        return self._write_prepared(messages, self.prepare(messages), dead_letters=dead_letters, consumer=consumer)
-
-    def _write_prepared(
-        self,
-        messages: list[MessageLike],
-        split: _Split,
-        *,
-        dead_letters: Producer | None,
-        consumer: Consumer | None,
-    ) -> Written:
         started = time.monotonic()
-        if len(messages) < self.small_batch_events:
+        messages = list(messages)
+        if len(messages) < self.small_batch_events:  # a few events: through the codec, straight into the views
+            split = self._split(messages, screen=False, container=False)
             rows, letters = self._decoded_by_codec(split.for_codec, dead_letters)
             received = self._insert_rows(rows)
             events = len(rows)
         else:
+            split = self._split(messages, screen=False)
+            if split.in_container and overlong_varint(split.container):  # rare: look at each body
+                split = self._split(messages, screen=True)
             received, events, letters = self._through_incoming(split, dead_letters)
         written = Written(newest=received.newest, events=events)
         self.on_written(written)
@@ -510,8 +443,8 @@ class EventSink:
 
     def _empty_incoming(self) -> None:
         """Empty the incoming table of the last batch's rows. It is created once per session:
-        a CREATE ... IF NOT EXISTS before every batch took 10 ms, a third of the batch's
-        inserts. A session that has lost it (a restarted server, an expired one) refuses
+        a CREATE ... IF NOT EXISTS before every batch took 10 ms (the insert into
+        account_events of 20,000 events takes about 13). A session that has lost it (a restarted server, an expired one) refuses
         the TRUNCATE as UNKNOWN_TABLE, and is given it again."""
         if self._incoming_created:
             try:
@@ -627,40 +560,32 @@ class EventSink:
 
     def store_progress(self, consumer: Consumer | None = None) -> None:
         """Steps 5 and 6: the positions written since the last store, into sink_progress,
-        then (for the operators' tools) to Kafka: at once through `consumer`, or, without
-        one, by whichever thread next calls `_commit_to_kafka` (the prefetching one)."""
+        then (for the operators' tools) to Kafka."""
         stored = self.progress.store()
-        if not (self.commit_offsets and stored):
-            return
-        with self._uncommitted_lock:
-            self._uncommitted.update(stored)
-        if consumer is not None:
-            self._commit_to_kafka(consumer)
-
-    def _commit_to_kafka(self, consumer: Consumer) -> None:
-        with self._uncommitted_lock:
-            offsets, self._uncommitted = self._uncommitted, {}
-        if offsets:
+        if consumer is not None and self.commit_offsets and stored:
             consumer.commit(
-                offsets=[TopicPartition(self.topic, partition, offset) for partition, offset in offsets.items()],
+                offsets=[TopicPartition(self.topic, partition, offset) for partition, offset in stored.items()],
                 asynchronous=True,
             )
 
-    def _advance_past_markers(self, positions: Mapping[int, int], consumer: Consumer | None) -> None:
+    def _advance_past_markers(self, consumer: Consumer) -> None:
         """A transaction's commit or abort marker takes an offset but is no message: when
-        the consumer had skipped markers (or aborted records) past what was written, the
-        view has still read everything below its position. `positions` are the consumer's
-        when every message it had returned was written (an Idle item's, or the batch's just
-        written: sinks/prefetch.py)."""
-        written = self.metrics.positions
-        self._advance({partition: end for partition, end in positions.items() if end > written.get(partition, 0)})
+        the consumer has skipped markers (or aborted records) past what was written, the
+        view has still read everything below its position. Recorded only while idle, when
+        every returned message is written."""
+        moved = {}
+        for position in consumer.position(consumer.assignment()):
+            if position.offset > self.metrics.positions.get(position.partition, 0):
+                moved[position.partition] = position.offset
+        self._advance(moved)
         self.store_progress(consumer)
 
-    def _reached(self, until: Mapping[int, int], positions: Mapping[int, int]) -> bool:
-        reached = dict(self.metrics.positions)  # what is written, and below the consumer's positions
-        for partition, end in positions.items():
-            reached[partition] = max(end, reached.get(partition, 0))
-        return passed(reached, until)
+    def _reached(self, until: Mapping[int, int], consumer: Consumer) -> bool:
+        positions = {
+            position.partition: max(position.offset, self.metrics.positions.get(position.partition, 0))
+            for position in consumer.position(consumer.assignment())
+        }
+        return passed(positions, until)
 
     # -- lag and the consistent cut -------------------------------------------------------------
 
