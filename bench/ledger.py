@@ -61,15 +61,14 @@ from bench.figures import (
 from bench.harness import Driver, collector_paused
 from bench.principal import BENCH_PRINCIPAL
 from bench.processes import ProcessGone, broker_processes, cpu_snapshot, cpu_used, peak_rss_mb
+from bench.run_topics import run_topics
 from bench.topics import Outputs
 from bench.workloads import Accounts, Ids, batch_legs, deposits_to_each, make_accounts, openings, pair, transfer
 from deploy.local import kafka
-from foundation.clients import kafka_config
 from foundation.producing import produce_when_room
 from foundation.settings import Settings
 from ledger import commands
 from streamwallet.stack import Stack
-from topologies.admin import ensure_topics
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCENARIOS = ("deposits", "same", "cross", "batch3", "zipf")
@@ -228,32 +227,32 @@ def loaded_stack(
     base: Settings, *, scenario: str, workers: int, scale: Scale, run_dir: Path, module: str, name: str
 ) -> Iterator[ReadyStack]:
     settings = dataclasses.replace(base, topic_prefix=f"b{uuid.uuid4().hex[:8]}", data_dir=run_dir / "data" / name)
-    ensure_topics(kafka_config(settings), settings.topology())
-    stack = Stack(settings, run_dir / name)
-    processes = [stack.worker(index, module=module).start() for index in range(1, workers + 1)]
-    try:
-        for process in processes:
-            process.wait_ready()
-        time.sleep(1.0 if workers > 1 else 0.2)  # the group settles with every member
-        driver = Driver(settings)
-        rng = random.Random(11)
-        ids = Ids(uuid.uuid4().hex[:6])
-        accounts = make_accounts(f"acct{uuid.uuid4().hex[:4]}", scale.accounts, partitions=settings.partitions)
-        accepted(driver.run("open", openings(accounts, ids)))
-        funding = deposits_to_each(accounts, ids, amount=FUNDING, dedup_id="fund")
-        accepted(driver.run("fund", funding))
-        accepted(driver.run("warm-up", scenario_commands(scenario, accounts, ids, rng, scale.warmup_commands)))
-        time.sleep(scale.settle_seconds)
-        worker_pids = [process.process.pid for process in processes if process.process is not None]
-        measured = {
-            **broker_processes(settings.bootstrap_servers),
-            **{f"worker {index}": pid for index, pid in enumerate(worker_pids, start=1)},
-            **this_process(),
-        }
-        yield ReadyStack(driver, accounts, ids, rng, measured, worker_pids)
-        driver.close()
-    finally:
-        stack.stop_all()
+    with run_topics(settings):  # deleted when the run ends (bench/run_topics.py)
+        stack = Stack(settings, run_dir / name)
+        processes = [stack.worker(index, module=module).start() for index in range(1, workers + 1)]
+        try:
+            for process in processes:
+                process.wait_ready()
+            time.sleep(1.0 if workers > 1 else 0.2)  # the group settles with every member
+            driver = Driver(settings)
+            rng = random.Random(11)
+            ids = Ids(uuid.uuid4().hex[:6])
+            accounts = make_accounts(f"acct{uuid.uuid4().hex[:4]}", scale.accounts, partitions=settings.partitions)
+            accepted(driver.run("open", openings(accounts, ids)))
+            funding = deposits_to_each(accounts, ids, amount=FUNDING, dedup_id="fund")
+            accepted(driver.run("fund", funding))
+            accepted(driver.run("warm-up", scenario_commands(scenario, accounts, ids, rng, scale.warmup_commands)))
+            time.sleep(scale.settle_seconds)
+            worker_pids = [process.process.pid for process in processes if process.process is not None]
+            measured = {
+                **broker_processes(settings.bootstrap_servers),
+                **{f"worker {index}": pid for index, pid in enumerate(worker_pids, start=1)},
+                **this_process(),
+            }
+            yield ReadyStack(driver, accounts, ids, rng, measured, worker_pids)
+            driver.close()
+        finally:
+            stack.stop_all()
 
 
 def measure_workers(

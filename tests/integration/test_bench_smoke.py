@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from bench import harness
 from bench.figures import GENERATOR, MissingResults
 from bench.harness import Driver
 from bench.processes import broker_processes
+from foundation.clients import kafka_config
 from foundation.settings import Settings
 from ledger import commands
 
@@ -33,6 +35,11 @@ def bench_environment(settings: Settings) -> dict[str, str]:
         "STREAMWALLET_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "STREAMWALLET_WORKER_WEB_PORT": str(settings.worker_web_port),
     }
+
+
+def topic_names(settings: Settings) -> set[str]:
+    admin = AdminClient(kafka_config(settings))
+    return set(admin.list_topics(timeout=30).topics)
 
 
 def run_module(module: str, *arguments: str, settings: Settings) -> subprocess.CompletedProcess[str]:
@@ -143,10 +150,14 @@ def test_route_experiment_treats_both_routes_alike(settings: Settings, tmp_path:
 def test_sustained_search_smoke_run(settings: Settings, tmp_path: Path) -> None:
     """bench.sustained runs its peak and its open-loop probes end to end, and every probe
     it reports has a result for each command it offered."""
+    topics_before = topic_names(settings)
     completed = run_module(
         "bench.sustained", "--quick", "--scenarios", "same", "--workers", "1", "--out", str(tmp_path), settings=settings
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    # Each run writes topics of its own (a fresh prefix): left behind, they filled this
+    # machine's disk (49 GB) and stopped the broker in the middle of a run.
+    assert {name for name in topic_names(settings) - topics_before if not name.startswith("__")} == set()
     (report_path,) = tmp_path.glob("sustained-*.json")
     (result,) = json.loads(report_path.read_text())["results"]
     assert (result["scenario"], result["workers"]) == ("same", 1)
