@@ -46,11 +46,10 @@ from bench import query_sources
 from bench.figures import latency_summary
 from bench.processes import cpu_seconds, peak_rss_mb
 from bench.read_your_writes import read_your_writes
+from bench.run_topics import run_topics
 from deploy.local import kafka
-from foundation.clients import kafka_config
 from foundation.settings import Settings
 from streamwallet.stack import Stack
-from topologies.admin import ensure_topics
 
 CATCH_UP_TIMEOUT_S = 1800.0
 READ_YOUR_WRITES_RUNS = 1_000  # p99 needs 1,000 samples (bench/figures.py)
@@ -108,7 +107,13 @@ def main() -> None:
         query_port=16181,
         query_url="http://127.0.0.1:16181",
     )
-    ensure_topics(kafka_config(settings), settings.topology())
+    with run_topics(settings):  # deleted when the run ends (bench/run_topics.py)
+        figures = measure(settings, args, run_dir)
+    print(json.dumps(figures, indent=2))
+
+
+def measure(settings: Settings, args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
+    """Steps 1-5 of the module's note, on the run's own topics."""
     rng = random.Random(args.seed)
     figures: dict[str, Any] = {
         "source": args.source,
@@ -218,7 +223,7 @@ def main() -> None:
         "events_per_s": round(loaded.events / seconds),
         "last_lines": lines[-2:],
     }
-    print(json.dumps(figures, indent=2))
+    return figures
 
 
 if __name__ == "__main__":
