@@ -27,12 +27,11 @@ from bench.figures import GENERATOR, MissingResults, RejectedCommands, Run, form
 from bench.harness import Driver
 from bench.ledger import FUNDING
 from bench.processes import ProcessGone, broker_processes
+from bench.run_topics import run_topics
 from bench.workloads import Ids, deposits_to_each, make_accounts, openings, same_partition_transfers
 from deploy.local import kafka
-from foundation.clients import kafka_config
 from foundation.settings import Settings
 from streamwallet.stack import Stack
-from topologies.admin import ensure_topics
 
 ACCOUNTS = 2000
 WARM_UP_COMMANDS = 3000
@@ -57,40 +56,40 @@ def describe(run: Run, load: str) -> str:
 
 def measure(base: Settings, args: argparse.Namespace, run_dir: Path) -> list[tuple[Run, str]]:
     settings = dataclasses.replace(base, topic_prefix=f"k{uuid.uuid4().hex[:8]}", data_dir=run_dir / "data")
-    ensure_topics(kafka_config(settings), settings.topology())
-    stack = Stack(settings, run_dir / "stack")
-    workers = [stack.worker(index).start() for index in range(1, args.workers + 1)]
-    try:
-        for worker in workers:
-            worker.wait_ready()
-        time.sleep(1.0 if args.workers > 1 else 0.2)
-        driver = Driver(settings)
-        rng = random.Random(11)
-        ids = Ids(uuid.uuid4().hex[:6])
-        accounts = make_accounts(f"acct{uuid.uuid4().hex[:4]}", ACCOUNTS, partitions=settings.partitions)
-        require_accepted(driver.run("open", openings(accounts, ids), bundle_size=args.bundle_size))
-        funding = deposits_to_each(accounts, ids, amount=FUNDING, dedup_id="fund")
-        require_accepted(driver.run("fund", funding, bundle_size=args.bundle_size))
-        require_accepted(driver.run("warm-up", same_partition_transfers(accounts, ids, rng, WARM_UP_COMMANDS)))
-        processes = {
-            **broker_processes(settings.bootstrap_servers),
-            **{f"worker {index}": w.process.pid for index, w in enumerate(workers, 1) if w.process is not None},
-            GENERATOR: os.getpid(),
-        }
-        runs: list[tuple[Run, str]] = []
-        plan = [("same, 1 per message", args.single, 1), (f"same, bundles of {args.bundle_size}", args.bundled, 0)]
-        for _ in range(args.repeat):
-            for name, count, bundle_size in plan:
-                time.sleep(SETTLE_S)
-                workload = same_partition_transfers(accounts, ids, rng, count)
-                run = driver.run(name, workload, processes=processes, bundle_size=bundle_size or args.bundle_size)
-                require_accepted(run)
-                runs.append((run, load_average()))
-                print(describe(*runs[-1]), flush=True)
-        driver.close()
-        return runs
-    finally:
-        stack.stop_all()
+    with run_topics(settings):  # deleted when the run ends (bench/run_topics.py)
+        stack = Stack(settings, run_dir / "stack")
+        workers = [stack.worker(index).start() for index in range(1, args.workers + 1)]
+        try:
+            for worker in workers:
+                worker.wait_ready()
+            time.sleep(1.0 if args.workers > 1 else 0.2)
+            driver = Driver(settings)
+            rng = random.Random(11)
+            ids = Ids(uuid.uuid4().hex[:6])
+            accounts = make_accounts(f"acct{uuid.uuid4().hex[:4]}", ACCOUNTS, partitions=settings.partitions)
+            require_accepted(driver.run("open", openings(accounts, ids), bundle_size=args.bundle_size))
+            funding = deposits_to_each(accounts, ids, amount=FUNDING, dedup_id="fund")
+            require_accepted(driver.run("fund", funding, bundle_size=args.bundle_size))
+            require_accepted(driver.run("warm-up", same_partition_transfers(accounts, ids, rng, WARM_UP_COMMANDS)))
+            processes = {
+                **broker_processes(settings.bootstrap_servers),
+                **{f"worker {index}": w.process.pid for index, w in enumerate(workers, 1) if w.process is not None},
+                GENERATOR: os.getpid(),
+            }
+            runs: list[tuple[Run, str]] = []
+            plan = [("same, 1 per message", args.single, 1), (f"same, bundles of {args.bundle_size}", args.bundled, 0)]
+            for _ in range(args.repeat):
+                for name, count, bundle_size in plan:
+                    time.sleep(SETTLE_S)
+                    workload = same_partition_transfers(accounts, ids, rng, count)
+                    run = driver.run(name, workload, processes=processes, bundle_size=bundle_size or args.bundle_size)
+                    require_accepted(run)
+                    runs.append((run, load_average()))
+                    print(describe(*runs[-1]), flush=True)
+            driver.close()
+            return runs
+        finally:
+            stack.stop_all()
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
