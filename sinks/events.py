@@ -444,8 +444,9 @@ class EventSink:
     def _empty_incoming(self) -> None:
         """Empty the incoming table of the last batch's rows. It is created once per session:
         a CREATE ... IF NOT EXISTS before every batch took 10 ms (the insert into
-        account_events of 20,000 events takes about 13). A session that has lost it (a restarted server, an expired one) refuses
-        the TRUNCATE as UNKNOWN_TABLE, and is given it again."""
+        account_events of 20,000 events takes about 13). A session that has lost it (a
+        restarted server, an expired one) refuses the TRUNCATE as UNKNOWN_TABLE, and is
+        given it again."""
         if self._incoming_created:
             try:
                 self.client.command(TRUNCATE_INCOMING_SQL)
