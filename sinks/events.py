@@ -34,13 +34,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
-    KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
@@ -55,17 +54,22 @@ from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
+from sinks.avro_batch import (
+    INCOMING_SETTINGS,
+    POSITION_FIELDS,
+    Container,
+    MessageLike,
+    Sent,
+    SessionTable,
+    Split,
+    split,
+)
 from sinks.incoming import (
     CREATE_INCOMING_SQL,
     INCOMING_TABLE,
-    POSITION_FIELDS,
-    TRUNCATE_INCOMING_SQL,
-    Container,
     Received,
-    Sent,
     events_sql,
     latest_sql,
-    overlong_varint,
     read_back,
     received_sql,
     tree_sql,
@@ -109,8 +113,6 @@ LATEST_COLUMNS = [*views.STATE_COLUMNS, "updated_at"]  # account_latest: an acco
 TREE_COLUMNS = ["parent_account_id", "account_id"]
 # An EventDecoder row's values, as the incoming table names them.
 INCOMING_ROW_COLUMNS = [*EVENT_FIELDS, *POSITION_FIELDS, "owner", "principal.principal_id"]
-# ClickHouse reads the container's fields by name; those it has no column for (none today) it skips.
-INCOMING_SETTINGS = {"input_format_skip_unknown_fields": 1, "input_format_avro_allow_missing_fields": 0}
 _METADATA, _SEQUENCE, _PARENT = (EVENT_FIELDS.index(name) for name in ("metadata", "sequence", "parent_account_id"))
 _OCCURRED_AT_MS = EVENT_FIELDS.index("occurred_at_ms")
 # account_latest's columns in an EventDecoder row (whose occurred_at is in milliseconds).
@@ -124,19 +126,7 @@ CUTS_PENDING_MAX = 16  # last-stable-offset snapshots waiting for the sink to pa
 METADATA_TIMEOUT_S = 10.0
 DEAD_LETTER_FLUSH_TIMEOUT_S = 30.0
 EDGES_REMEMBERED_MAX = 100_000  # account -> parent edges this sink wrote, not written again
-UNKNOWN_TABLE = "(UNKNOWN_TABLE)"  # ClickHouse's error 60, as its messages name it
 ERROR_TEXT_MAX = 500  # of ClickHouse's refusal, in the log (it may quote the bytes it read)
-
-
-class MessageLike(Protocol):
-    """The part of confluent_kafka.Message the sink reads (tests pass their own)."""
-
-    def error(self) -> Any: ...
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
 
 
 class EventDecoder:
@@ -170,20 +160,6 @@ class EventDecoder:
 def passed(positions: Mapping[int, int], cut: Mapping[int, int]) -> bool:
     """Whether every partition's position (the next offset to read) is at or past the cut's."""
     return all(positions.get(partition, 0) >= end for partition, end in cut.items())
-
-
-def consumed_position(message: MessageLike) -> tuple[int, int] | None:
-    """(partition, offset) of a consumed record; None for an end-of-partition notice; a
-    consumer error raises KafkaException."""
-    error = message.error()
-    if error is not None:
-        if error.code() == KafkaError._PARTITION_EOF:
-            return None
-        raise KafkaException(error)
-    partition, offset = message.partition(), message.offset()
-    if partition is None or offset is None:
-        raise KafkaException(f"a consumed record without a position: {partition}@{offset}")
-    return partition, offset
 
 
 def event_row(event: AccountEvent, partition: int, offset: int) -> list[Any]:
@@ -243,17 +219,6 @@ class Written:
     events: int
 
 
-@dataclasses.dataclass(slots=True)
-class _Split:
-    """A batch, split between ClickHouse's decoding and the codec's (`EventSink._split`)."""
-
-    in_container: list[MessageLike] = dataclasses.field(default_factory=list)
-    container: bytes = b""  # their bodies, each followed by the batch's check and its position
-    sent: Sent = dataclasses.field(default_factory=Sent)
-    for_codec: list[MessageLike] = dataclasses.field(default_factory=list)  # older versions, registry ids not ours
-    next_offsets: dict[int, int] = dataclasses.field(default_factory=dict)  # partition -> past its last message
-
-
 class EventSink:
     def __init__(
         self,
@@ -288,7 +253,7 @@ class EventSink:
         # its parent, and an edge written again only adds a part to merge away.
         self._edges: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._rate_mark = (time.monotonic(), 0)
-        self._incoming_created = False  # in this client's session (`_empty_incoming`)
+        self._incoming = SessionTable(INCOMING_TABLE, CREATE_INCOMING_SQL)  # in this client's session
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -383,22 +348,20 @@ class EventSink:
         started = time.monotonic()
         messages = list(messages)
         if len(messages) < self.small_batch_events:  # a few events: through the codec, straight into the views
-            split = self._split(messages, screen=False, container=False)
-            rows, letters = self._decoded_by_codec(split.for_codec, dead_letters)
+            batch = split(messages, self._header, None)
+            rows, letters = self._decoded_by_codec(batch.for_codec, dead_letters)
             received = self._insert_rows(rows)
             events = len(rows)
         else:
-            split = self._split(messages, screen=False)
-            if split.in_container and overlong_varint(split.container):  # rare: look at each body
-                split = self._split(messages, screen=True)
-            received, events, letters = self._through_incoming(split, dead_letters)
+            batch = split(messages, self._header, self._container)
+            received, events, letters = self._through_incoming(batch, dead_letters)
         written = Written(newest=received.newest, events=events)
         self.on_written(written)
         if letters and dead_letters is not None:
             remaining = dead_letters.flush(DEAD_LETTER_FLUSH_TIMEOUT_S)
             if remaining:
                 raise RuntimeError(f"{remaining} dead letters not acknowledged: the batch is not done")
-        self._advance(split.next_offsets)
+        self._advance(batch.next_offsets)
         if self.progress.due:
             self.store_progress(consumer)
         metrics = self.metrics
@@ -415,14 +378,14 @@ class EventSink:
             )
         return written
 
-    def _through_incoming(self, split: _Split, dead_letters: Producer | None) -> tuple[Received, int, int]:
+    def _through_incoming(self, batch: Split, dead_letters: Producer | None) -> tuple[Received, int, int]:
         """Step 2 for a batch of many events: ClickHouse decodes what it can into the incoming
         table, the codec the rest, and SQL writes the views from there. (received, events, dead letters)"""
-        in_container, for_codec = split.in_container, split.for_codec
-        self._empty_incoming()
+        in_container, for_codec = batch.in_container, batch.for_codec
+        self._incoming.empty(self.client)
         received = Received()
         if in_container:
-            read = self._decoded_by_clickhouse(split.container, split.sent)
+            read = self._decoded_by_clickhouse(batch.container, batch.sent)
             if read is None:
                 for_codec.extend(in_container)
                 in_container = []
@@ -440,24 +403,6 @@ class EventSink:
             if received.parented:
                 self.client.command(tree_sql(self.database))
         return received, events, letters
-
-    def _empty_incoming(self) -> None:
-        """Empty the incoming table of the last batch's rows. It is created once per session:
-        a CREATE ... IF NOT EXISTS before every batch took 10 ms (the insert into
-        account_events of 20,000 events takes about 13). A session that has lost it (a
-        restarted server, an expired one) refuses the TRUNCATE as UNKNOWN_TABLE, and is
-        given it again."""
-        if self._incoming_created:
-            try:
-                self.client.command(TRUNCATE_INCOMING_SQL)
-                return
-            except DatabaseError as error:
-                if UNKNOWN_TABLE not in str(error):
-                    raise
-                log.warning("the ClickHouse session lost the incoming table; creating it again")
-        self.client.command(CREATE_INCOMING_SQL)
-        self._incoming_created = True
-        self.client.command(TRUNCATE_INCOMING_SQL)  # the rows of a batch that failed before this sink's start
 
     def _insert_rows(self, rows: list[list[Any]]) -> Received:
         """Step 2 for a batch of a few events: their rows straight into the views, in three
@@ -499,30 +444,6 @@ class EventSink:
             types = self._column_types[table] = [known[name] for name in columns]
         self.client.insert(f"{self.database}.{table}", rows, column_names=columns, column_type_names=types)
 
-    def _split(self, messages: list[MessageLike], *, screen: bool, container: bool = True) -> _Split:
-        """Which messages ClickHouse decodes (in one container) and which the codec does.
-        `screen`: send to the codec also each body with the bytes of an overlong varint;
-        without `container`, every message goes to the codec."""
-        split = _Split()
-        header, cut = self._header, len(self._header)
-        parts: list[bytes] = []  # each body of the current schema, then its position
-        for message in messages:
-            position = consumed_position(message)
-            if position is None:
-                continue
-            partition, offset = position
-            split.next_offsets[partition] = offset + 1
-            value = message.value() or b""
-            if container and value[:cut] == header and not (screen and overlong_varint(value, cut)):
-                parts.append(value[cut:])
-                split.sent.append(parts, partition, offset)
-                split.in_container.append(message)
-            else:
-                split.for_codec.append(message)
-        if split.in_container:
-            split.container = self._container.of(parts, len(split.in_container))
-        return split
-
     def _decoded_by_clickhouse(self, container: bytes, sent: Sent) -> Received | None:
         """What ClickHouse read of the container into the incoming table, if it is exactly
         the records sent, each as the codec would read it (sinks/incoming.py). If not, None:
@@ -536,7 +457,7 @@ class EventSink:
             return read
         log.warning("a batch of events is decoded by the codec instead of ClickHouse: %s", read)
         self.metrics.codec_batches += 1
-        self.client.command(TRUNCATE_INCOMING_SQL)
+        self.client.command(self._incoming.truncate_sql)
         return None
 
     def _decoded_by_codec(

@@ -171,7 +171,7 @@ class QueryService:
         delay = SINK_RESTART_DELAY_S_MIN
         while not self._closing.is_set():
             try:
-                self.audit_sink = AuditSink(self.settings, connect(self.settings.clickhouse_dsn))
+                self.audit_sink = AuditSink(self.settings, connect(self.settings.clickhouse_dsn, session=True))
                 self.audit_sink.run(self._closing)
             except Exception:  # logged, and the audit sink restarts
                 log.exception("the audit sink failed; restarting in %.1fs", delay)

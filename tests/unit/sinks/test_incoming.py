@@ -19,9 +19,10 @@ from codec import Codec, DecodeError
 from codec.schemas import RELEASED_DIR, SCHEMA_ROOT, load_folder
 from codec.writer import zigzag_varint
 from ledger.events import AccountEvent
+from sinks.avro_batch import Container, overlong_varint
 from sinks.clickhouse import connect
 from sinks.events import EVENT_FIELDS, EventSink
-from sinks.incoming import INCOMING_TABLE, Container, overlong_varint
+from sinks.incoming import INCOMING_TABLE
 from tests.unit.codec.test_reader import corrupt, corruptions
 from tests.unit.sinks.support import FakeMessage, messages, sink
 
