@@ -33,7 +33,7 @@ from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.audit import AuditEvent
 from sinks.audit_incoming import AUDIT_INCOMING_TABLE, CREATE_AUDIT_INCOMING_SQL, audit_sql, checked_sql, read_back
-from sinks.avro_batch import INCOMING_SETTINGS, Container, MessageLike, SessionTable, Split, split
+from sinks.avro_batch import INCOMING_SETTINGS, Container, MessageLike, SessionTable, Split, codec_reads, split
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class AuditSink:
         self.small_batch_records = small_batch_records  # batches of fewer records skip the incoming table
         self._header = self.codec.header(AuditEvent)
         self._container = Container(self.codec.schema(AuditEvent).expanded)
+        self._reads = codec_reads(self.codec, AuditEvent)
         self._incoming = SessionTable(AUDIT_INCOMING_TABLE, CREATE_AUDIT_INCOMING_SQL)
         self.records_written = 0
         self.skipped = 0  # records the codec could not decode
@@ -118,7 +119,8 @@ class AuditSink:
         return sorted(topic.partitions)
 
     def write(self, messages: Sequence[MessageLike]) -> None:
-        batch = split(messages, self._header, None if len(messages) < self.small_batch_records else self._container)
+        container = None if len(messages) < self.small_batch_records else self._container
+        batch = split(messages, self._header, container, self._reads)
         written = 0
         if batch.in_container:
             if self._decoded_by_clickhouse(batch):

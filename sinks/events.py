@@ -62,6 +62,7 @@ from sinks.avro_batch import (
     Sent,
     SessionTable,
     Split,
+    codec_reads,
     split,
 )
 from sinks.incoming import (
@@ -201,6 +202,7 @@ class SinkMetrics:
     last_batch_events: int = 0
     last_batch_seconds: float = 0.0
     codec_batches: int = 0  # batches ClickHouse read otherwise than the codec would: decoded by the codec
+    codec_events: int = 0  # events decoded by the codec: small batches, older schema versions, refused bodies
     events_per_second: float = 0.0  # over the last LAG_REFRESH_S
     positions: dict[int, int] = dataclasses.field(default_factory=dict)  # partition -> next offset to write
     lag: dict[int, int] = dataclasses.field(default_factory=dict)  # partition -> offsets below the stable end
@@ -240,6 +242,7 @@ class EventSink:
         self.small_batch_events = small_batch_events  # batches of fewer messages skip the incoming table
         self._header = self.codec.header(AccountEvent)
         self._container = Container(self.codec.schema(AccountEvent).expanded)
+        self._reads = codec_reads(self.codec, AccountEvent)
         self.on_written = on_written
         self.commit_offsets = commit_offsets
         self.telemetry = telemetry  # batch metrics and the events' spans (sinks/telemetry.py)
@@ -348,12 +351,12 @@ class EventSink:
         started = time.monotonic()
         messages = list(messages)
         if len(messages) < self.small_batch_events:  # a few events: through the codec, straight into the views
-            batch = split(messages, self._header, None)
+            batch = split(messages, self._header, None, self._reads)
             rows, letters = self._decoded_by_codec(batch.for_codec, dead_letters)
             received = self._insert_rows(rows)
             events = len(rows)
         else:
-            batch = split(messages, self._header, self._container)
+            batch = split(messages, self._header, self._container, self._reads)
             received, events, letters = self._through_incoming(batch, dead_letters)
         written = Written(newest=received.newest, events=events)
         self.on_written(written)
@@ -472,6 +475,7 @@ class EventSink:
             except DecodeError as decode_error:
                 self._dead_letter(dead_letters, message, decode_error)
                 letters += 1
+        self.metrics.codec_events += len(rows)
         return rows, letters
 
     def _advance(self, next_offsets: Mapping[int, int]) -> None:
