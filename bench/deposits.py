@@ -22,12 +22,11 @@ from bench.figures import GENERATOR, describe_latency, require_accepted
 from bench.harness import Driver
 from bench.principal import BENCH_PRINCIPAL
 from bench.processes import broker_processes, peak_rss_mb
+from bench.run_topics import run_topics
 from deploy.local import kafka
 from foundation.settings import Settings
 from ledger import commands
 from streamwallet.stack import Stack
-from topologies import Topology
-from topologies.admin import ensure_topics
 
 
 def main() -> None:
@@ -52,83 +51,82 @@ def main() -> None:
         data_dir=run_dir / "data",
         worker_web_port=16100,
     )
-    ensure_topics(
-        {"bootstrap.servers": settings.bootstrap_servers},
-        Topology(prefix=settings.topic_prefix, partitions=args.partitions),
-    )
-    stack = Stack(settings, run_dir)
-    workers = [stack.worker(index).start() for index in range(1, args.workers + 1)]
-    try:
-        for worker in workers:
-            worker.wait_ready()
-        driver = Driver(settings)
-        accounts = [f"bench-{index}" for index in range(args.accounts)]
-        driver.run(
-            "open accounts",
-            [
-                commands.OpenAccount(
-                    principal=BENCH_PRINCIPAL,
-                    owner=BENCH_PRINCIPAL.principal_id,
-                    command_id=uuid.uuid4().hex,
-                    dedup_id="open",
-                    account_id=account,
-                    currency="USD",
-                )
-                for account in accounts
-            ],
-        )
+    with run_topics(settings):  # deleted when the run ends (bench/run_topics.py)
+        stack = Stack(settings, run_dir)
+        workers = [stack.worker(index).start() for index in range(1, args.workers + 1)]
+        try:
+            for worker in workers:
+                worker.wait_ready()
+            driver = Driver(settings)
+            accounts = [f"bench-{index}" for index in range(args.accounts)]
+            driver.run(
+                "open accounts",
+                [
+                    commands.OpenAccount(
+                        principal=BENCH_PRINCIPAL,
+                        owner=BENCH_PRINCIPAL.principal_id,
+                        command_id=uuid.uuid4().hex,
+                        dedup_id="open",
+                        account_id=account,
+                        currency="USD",
+                    )
+                    for account in accounts
+                ],
+            )
 
-        def deposits(count: int, tag: str) -> list[commands.Command]:
-            return [
-                commands.Deposit(
-                    principal=BENCH_PRINCIPAL,
-                    command_id=uuid.uuid4().hex,
-                    dedup_id=f"{tag}-{index}",
-                    account_id=accounts[index % len(accounts)],
-                    amount=100,
-                    currency="USD",
-                )
-                for index in range(count)
-            ]
+            def deposits(count: int, tag: str) -> list[commands.Command]:
+                return [
+                    commands.Deposit(
+                        principal=BENCH_PRINCIPAL,
+                        command_id=uuid.uuid4().hex,
+                        dedup_id=f"{tag}-{index}",
+                        account_id=accounts[index % len(accounts)],
+                        amount=100,
+                        currency="USD",
+                    )
+                    for index in range(count)
+                ]
 
-        driver.run("warm-up", deposits(2000, "warm"))
-        processes = {
-            **broker_processes(settings.bootstrap_servers),
-            **{
-                f"worker {index}": worker.process.pid
-                for index, worker in enumerate(workers, start=1)
-                if worker.process is not None
-            },
-            GENERATOR: os.getpid(),
-        }
-        closed = driver.run("deposits, closed loop", deposits(args.commands, "closed"), processes=processes)
-        opened = driver.run(
-            f"deposits, open loop at {args.rate:.0f}/s",
-            deposits(int(args.rate * args.open_loop_seconds), "open"),
-            rate_per_s=args.rate,
-            processes=processes,
-        )
-        for run in (closed, opened):
-            require_accepted(run)
-        driver.close()
-        rss = {name: peak_rss_mb(pid) for name, pid in processes.items() if name.startswith("worker")}
-        print(f"\n{args.workers} worker(s), {args.partitions} partitions, exactly-once (Kafka transactions), acks=all")
-        for run in (closed, opened):
-            cpu = ", ".join(f"{name} {value:.3f}" for name, value in run.cpu_s_per_1000().items())
-            print(f"{run.name}: {run.throughput:,.0f}/s, {describe_latency(run.latencies_ms)}")
-            print(f"  CPU s per 1,000 commands: {cpu}")
-        print(f"peak RSS: {', '.join(f'{name} {mb:.0f} MiB' for name, mb in rss.items())}")
-        figures = {
-            "closed": closed.summary(),
-            "open": opened.summary(),
-            "workers": args.workers,
-            "partitions": args.partitions,
-            "peak_rss_mb": rss,
-            "time": time.time(),
-        }
-        print(json.dumps(figures))
-    finally:
-        stack.stop_all()
+            driver.run("warm-up", deposits(2000, "warm"))
+            processes = {
+                **broker_processes(settings.bootstrap_servers),
+                **{
+                    f"worker {index}": worker.process.pid
+                    for index, worker in enumerate(workers, start=1)
+                    if worker.process is not None
+                },
+                GENERATOR: os.getpid(),
+            }
+            closed = driver.run("deposits, closed loop", deposits(args.commands, "closed"), processes=processes)
+            opened = driver.run(
+                f"deposits, open loop at {args.rate:.0f}/s",
+                deposits(int(args.rate * args.open_loop_seconds), "open"),
+                rate_per_s=args.rate,
+                processes=processes,
+            )
+            for run in (closed, opened):
+                require_accepted(run)
+            driver.close()
+            rss = {name: peak_rss_mb(pid) for name, pid in processes.items() if name.startswith("worker")}
+            print(
+                f"\n{args.workers} worker(s), {args.partitions} partitions, exactly-once (Kafka transactions), acks=all"
+            )
+            for run in (closed, opened):
+                cpu = ", ".join(f"{name} {value:.3f}" for name, value in run.cpu_s_per_1000().items())
+                print(f"{run.name}: {run.throughput:,.0f}/s, {describe_latency(run.latencies_ms)}")
+                print(f"  CPU s per 1,000 commands: {cpu}")
+            print(f"peak RSS: {', '.join(f'{name} {mb:.0f} MiB' for name, mb in rss.items())}")
+            figures = {
+                "closed": closed.summary(),
+                "open": opened.summary(),
+                "workers": args.workers,
+                "partitions": args.partitions,
+                "peak_rss_mb": rss,
+                "time": time.time(),
+            }
+            print(json.dumps(figures))
+        finally:
+            stack.stop_all()
 
 
 if __name__ == "__main__":

@@ -33,16 +33,15 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.principal import BENCH_PRINCIPAL
+from bench.run_topics import run_topics
 from bench.workloads import Ids, make_accounts, openings
 from codec import Codec
 from deploy.local import kafka
-from foundation.clients import kafka_config
 from foundation.consuming import take_available
 from foundation.settings import Settings
 from gateway.client import LedgerClient, wait_all
 from ledger import commands
 from streamwallet.stack import ManagedProcess, Stack
-from topologies.admin import ensure_topics
 
 LOAD_PER_S = 400
 STOCK_BROKER_PORT = 29650
@@ -181,51 +180,51 @@ def main() -> None:
     settings = dataclasses.replace(
         base, topic_prefix=f"fo{uuid.uuid4().hex[:6]}", data_dir=run_dir / "data", worker_web_port=16300, **overrides
     )
-    ensure_topics(kafka_config(settings), settings.topology())
-    stack = Stack(settings, run_dir)
-    workers = [stack.worker(1).start(), stack.worker(2).start()]
-    try:
-        for worker in workers:
-            worker.wait_ready()
-        time.sleep(2)  # let the group settle with both members
-        accounts = make_accounts("fo", 64, partitions=settings.partitions, currencies=("USD",))
-        client = LedgerClient(settings)
-        wait_all([client.submit(command) for command in openings(accounts, Ids("fo"))], 60)
-        client.close()
-        load = Load(settings, accounts.ids)
-        time.sleep(2)
-        figures: dict[str, list[float]] = {"takeover": [], "restart": []}
-        for _ in range(args.rounds):
-            for scenario in ("takeover", "restart"):
-                victim = workers[1]
-                partitions = set(owned_partitions(victim))
-                victim_accounts = {a for a in accounts.ids if accounts.partition[a] in partitions}
-                killed_at = time.monotonic()
-                victim.kill()
-                if scenario == "restart":
-                    victim.start()
-                figures[scenario].append(load.first_result(after=killed_at, accounts=victim_accounts))
-                if scenario == "takeover":
-                    victim.start()
-                victim.wait_ready()
-                time.sleep(settings.session_timeout_ms / 1000 + 3)  # the group settles again
-        load.close()
-        print(
-            f"\nfail-over, 2 workers, {settings.partitions} partitions, session.timeout.ms="
-            f"{settings.session_timeout_ms}, transaction.timeout.ms={settings.transaction_timeout_ms}, "
-            f"{LOAD_PER_S} deposits/s, abort cleanup interval "
-            f"{'10 s (Kafka default)' if args.stock_broker_timeouts else '1 s (local clusters)'}"
-        )
-        for scenario, seconds in figures.items():
+    with run_topics(settings):  # deleted when the run ends (bench/run_topics.py)
+        stack = Stack(settings, run_dir)
+        workers = [stack.worker(1).start(), stack.worker(2).start()]
+        try:
+            for worker in workers:
+                worker.wait_ready()
+            time.sleep(2)  # let the group settle with both members
+            accounts = make_accounts("fo", 64, partitions=settings.partitions, currencies=("USD",))
+            client = LedgerClient(settings)
+            wait_all([client.submit(command) for command in openings(accounts, Ids("fo"))], 60)
+            client.close()
+            load = Load(settings, accounts.ids)
+            time.sleep(2)
+            figures: dict[str, list[float]] = {"takeover": [], "restart": []}
+            for _ in range(args.rounds):
+                for scenario in ("takeover", "restart"):
+                    victim = workers[1]
+                    partitions = set(owned_partitions(victim))
+                    victim_accounts = {a for a in accounts.ids if accounts.partition[a] in partitions}
+                    killed_at = time.monotonic()
+                    victim.kill()
+                    if scenario == "restart":
+                        victim.start()
+                    figures[scenario].append(load.first_result(after=killed_at, accounts=victim_accounts))
+                    if scenario == "takeover":
+                        victim.start()
+                    victim.wait_ready()
+                    time.sleep(settings.session_timeout_ms / 1000 + 3)  # the group settles again
+            load.close()
             print(
-                f"  {scenario:<9} kill -9 -> first result on its partitions: "
-                f"median {statistics.median(seconds):.2f}s, max {max(seconds):.2f}s  "
-                f"({', '.join(f'{s:.2f}' for s in seconds)})"
+                f"\nfail-over, 2 workers, {settings.partitions} partitions, session.timeout.ms="
+                f"{settings.session_timeout_ms}, transaction.timeout.ms={settings.transaction_timeout_ms}, "
+                f"{LOAD_PER_S} deposits/s, abort cleanup interval "
+                f"{'10 s (Kafka default)' if args.stock_broker_timeouts else '1 s (local clusters)'}"
             )
-    finally:
-        stack.stop_all()
-        if args.stock_broker_timeouts:
-            kafka.stop(name="failover-stock", wipe=True)
+            for scenario, seconds in figures.items():
+                print(
+                    f"  {scenario:<9} kill -9 -> first result on its partitions: "
+                    f"median {statistics.median(seconds):.2f}s, max {max(seconds):.2f}s  "
+                    f"({', '.join(f'{s:.2f}' for s in seconds)})"
+                )
+        finally:
+            stack.stop_all()
+            if args.stock_broker_timeouts:
+                kafka.stop(name="failover-stock", wipe=True)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from bench.harness import Driver
 from bench.principal import BENCH_PRINCIPAL
+from bench.run_topics import run_topics
 from codec import Codec
 from deploy.local import kafka
 from foundation.clients import kafka_config
@@ -35,7 +36,6 @@ from foundation.producing import produce_when_room
 from foundation.settings import Settings
 from ledger import commands
 from streamwallet.stack import Stack
-from topologies.admin import ensure_topics
 
 CHUNK = 20_000
 
@@ -92,73 +92,74 @@ def main() -> None:
         data_dir=run_dir / "data",
         worker_web_port=base.worker_web_port + 2000,
     )
-    ensure_topics(kafka_config(settings), settings.topology())
-    shorten_retention(settings, args.topic_retention_ms)
-    stack = Stack(settings, run_dir)
-    worker = stack.worker(1).start()
-    codec = Codec()
-    try:
-        worker.wait_ready()
-        assert worker.process is not None
-        pid = worker.process.pid
-        driver = Driver(settings, codec)
-        producer = Producer(
-            {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "partitioner": "murmur2_random",
-                "acks": "all",
-                "linger.ms": 5,
-                "queue.buffering.max.messages": 2_000_000,
-            }
-        )
-        samples: list[tuple[int, float]] = [(0, rss_mb(pid))]
-        started = time.monotonic()
-        opened = 0
-        while opened < args.accounts:
-            batch = [
-                commands.OpenAccount(
-                    principal=BENCH_PRINCIPAL,
-                    owner=BENCH_PRINCIPAL.principal_id,
-                    command_id=uuid.uuid4().hex,
-                    dedup_id="open",
-                    account_id=f"m{index}",
-                    currency="USD",
-                )
-                for index in range(opened, chunk_end(opened, total=args.accounts, checkpoint=args.checkpoint))
-            ]
-            # Fire and forget, then wait for the last one: the worker works through the backlog.
-            for command in batch[:-1]:
-                produce_when_room(
-                    producer,
-                    f"{settings.topic_prefix}.commands",
-                    codec.encode(command),
-                    command.account_id.encode(),
-                    wait_s=0.01,
-                )
-            producer.flush(120)
-            driver.run("tail", batch[-1:], timeout_s=600)
-            opened += len(batch)
-            if opened % args.checkpoint == 0 or opened == args.accounts:
-                samples.append((opened, rss_mb(pid)))
-                rocksdb = worker_metrics(worker.settings.worker_web_port)["rocksdb"]
-                print(
-                    f"{opened:>10,} accounts  worker RSS {samples[-1][1]:7.1f} MiB  "
-                    f"({opened / (time.monotonic() - started):,.0f} opens/s)  RocksDB: "
-                    + ", ".join(f"{name} {value / 2**20:.1f} MiB" for name, value in rocksdb.items()),
-                    flush=True,
-                )
-        driver.close()
-        at_checkpoint = next(mb for count, mb in samples if count == args.checkpoint)
-        final = samples[-1][1]
-        largest = max(mb for count, mb in samples if count >= args.checkpoint)
-        print(
-            f"\nRSS at {args.checkpoint:,} accounts: {at_checkpoint:.1f} MiB; at {args.accounts:,}: {final:.1f} MiB "
-            f"({(final / at_checkpoint - 1) * 100:+.1f}%); largest from {args.checkpoint:,} on: {largest:.1f} MiB "
-            f"({(largest / at_checkpoint - 1) * 100:+.1f}%); "
-            f"{args.accounts / (time.monotonic() - started):,.0f} opens/s"
-        )
-    finally:
-        stack.stop_all()
+    with run_topics(settings):  # deleted when the run ends (bench/run_topics.py)
+        shorten_retention(settings, args.topic_retention_ms)
+        stack = Stack(settings, run_dir)
+        worker = stack.worker(1).start()
+        codec = Codec()
+        try:
+            worker.wait_ready()
+            assert worker.process is not None
+            pid = worker.process.pid
+            driver = Driver(settings, codec)
+            producer = Producer(
+                {
+                    "bootstrap.servers": settings.bootstrap_servers,
+                    "partitioner": "murmur2_random",
+                    "acks": "all",
+                    "linger.ms": 5,
+                    "queue.buffering.max.messages": 2_000_000,
+                }
+            )
+            samples: list[tuple[int, float]] = [(0, rss_mb(pid))]
+            started = time.monotonic()
+            opened = 0
+            while opened < args.accounts:
+                batch = [
+                    commands.OpenAccount(
+                        principal=BENCH_PRINCIPAL,
+                        owner=BENCH_PRINCIPAL.principal_id,
+                        command_id=uuid.uuid4().hex,
+                        dedup_id="open",
+                        account_id=f"m{index}",
+                        currency="USD",
+                    )
+                    for index in range(opened, chunk_end(opened, total=args.accounts, checkpoint=args.checkpoint))
+                ]
+                # Fire and forget, then wait for the last one: the worker works through the backlog.
+                for command in batch[:-1]:
+                    produce_when_room(
+                        producer,
+                        f"{settings.topic_prefix}.commands",
+                        codec.encode(command),
+                        command.account_id.encode(),
+                        wait_s=0.01,
+                    )
+                producer.flush(120)
+                driver.run("tail", batch[-1:], timeout_s=600)
+                opened += len(batch)
+                if opened % args.checkpoint == 0 or opened == args.accounts:
+                    samples.append((opened, rss_mb(pid)))
+                    rocksdb = worker_metrics(worker.settings.worker_web_port)["rocksdb"]
+                    print(
+                        f"{opened:>10,} accounts  worker RSS {samples[-1][1]:7.1f} MiB  "
+                        f"({opened / (time.monotonic() - started):,.0f} opens/s)  RocksDB: "
+                        + ", ".join(f"{name} {value / 2**20:.1f} MiB" for name, value in rocksdb.items()),
+                        flush=True,
+                    )
+            driver.close()
+            at_checkpoint = next(mb for count, mb in samples if count == args.checkpoint)
+            final = samples[-1][1]
+            largest = max(mb for count, mb in samples if count >= args.checkpoint)
+            print(
+                f"\nRSS at {args.checkpoint:,} accounts: {at_checkpoint:.1f} MiB; "
+                f"at {args.accounts:,}: {final:.1f} MiB "
+                f"({(final / at_checkpoint - 1) * 100:+.1f}%); largest from {args.checkpoint:,} on: {largest:.1f} MiB "
+                f"({(largest / at_checkpoint - 1) * 100:+.1f}%); "
+                f"{args.accounts / (time.monotonic() - started):,.0f} opens/s"
+            )
+        finally:
+            stack.stop_all()
 
 
 if __name__ == "__main__":

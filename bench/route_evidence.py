@@ -41,6 +41,7 @@ from confluent_kafka import Producer
 
 from bench.faust_worker import FaustWorker, command_id_of_output
 from bench.principal import BENCH_PRINCIPAL
+from bench.run_topics import create_topics, delete_prefixed
 from bench.topics import Outputs, changelog_state, read_topic
 from bench.workloads import one_key_per_partition
 from codec import Codec
@@ -49,8 +50,6 @@ from foundation.settings import Settings
 from ledger import commands
 from ledger.state import Table
 from streamwallet.stack import ManagedProcess, Stack
-from topologies import Topology
-from topologies.admin import ensure_topics
 
 ACCOUNTS = 20
 PARTITIONS = 8
@@ -125,6 +124,11 @@ class Route(abc.ABC):
     @abc.abstractmethod
     def outputs_topic(self) -> str: ...
 
+    @property
+    @abc.abstractmethod
+    def topic_prefix(self) -> str:
+        """What every topic of the route's run is named after (deleted when the run ends)."""
+
     @abc.abstractmethod
     def output_id(self, message: Any) -> bytes | None:
         """The command id an output answers."""
@@ -156,6 +160,10 @@ class FaustRoute(Route):
     @property
     def outputs_topic(self) -> str:
         return self.faust.outputs_topic
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.faust.prefix  # its app id too: the changelog and Faust's internal topics
 
     def output_id(self, message: Any) -> bytes | None:
         return command_id_of_output(message)
@@ -195,6 +203,10 @@ class StreamwalletRoute(Route):
     @property
     def outputs_topic(self) -> str:
         return f"{self.settings.topic_prefix}.results"
+
+    @property
+    def topic_prefix(self) -> str:
+        return self.settings.topic_prefix
 
     def output_id(self, message: Any) -> bytes | None:
         key: bytes | None = message.key()  # a result is keyed by its command id
@@ -367,7 +379,7 @@ def streamwallet_route(bootstrap: str, run_dir: Path) -> StreamwalletRoute:
         data_dir=run_dir / "data",
         worker_web_port=STREAMWALLET_WEB_PORT,
     )
-    ensure_topics({"bootstrap.servers": bootstrap}, Topology(prefix=settings.topic_prefix, partitions=PARTITIONS))
+    create_topics(settings)  # deleted when the route's run ends (`measured_route`)
     worker = Stack(settings, run_dir).worker(1)
     return StreamwalletRoute(settings=settings, worker=worker, producer=route_producer(bootstrap), codec=Codec())
 
@@ -383,6 +395,7 @@ def measured_route(route: Route, *, deposits: int, kills: int, seed: int) -> dic
     finally:
         route.stop()
         outputs.close()
+        delete_prefixed(route.bootstrap_servers, route.topic_prefix)  # the run's own (bench/run_topics.py)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,10 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="route-evidence-"))
     rows: dict[str, dict[str, Any]] = {}
     try:
-        for route in (
-            faust_route(bootstrap, run_dir / "faust"),
-            streamwallet_route(bootstrap, run_dir / "streamwallet"),
-        ):
+        for make_route in (faust_route, streamwallet_route):  # each made when its turn comes: its topics too
+            route = make_route(bootstrap, run_dir / make_route.__name__.removesuffix("_route"))
             rows[route.name] = measured_route(route, deposits=args.deposits, kills=args.kills, seed=args.seed)
     except RouteNotReady as failure:
         print(f"bench.route_evidence FAILED: {failure} (logs: {run_dir})", file=sys.stderr)

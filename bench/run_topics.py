@@ -27,16 +27,34 @@ DELETE_TIMEOUT_S = 60.0
 def run_topics(settings: Settings) -> Iterator[None]:
     """The topology's topics for the run, deleted when it ends however it ends (a failed
     deletion is logged: it must not hide the run's own error)."""
-    ensure_topics(kafka_config(settings), settings.topology())
+    create_topics(settings)
     try:
         yield
     finally:
         delete_topics(settings)
 
 
+def create_topics(settings: Settings) -> None:
+    """The topology's topics, for a run that deletes them itself (`delete_prefixed`)."""
+    ensure_topics(kafka_config(settings), settings.topology())
+
+
 def delete_topics(settings: Settings) -> None:
-    admin = AdminClient(kafka_config(settings))
-    names = [spec.name for spec in settings.topology().all()]
+    _delete(AdminClient(kafka_config(settings)), [spec.name for spec in settings.topology().all()])
+
+
+def delete_prefixed(bootstrap_servers: str, prefix: str) -> None:
+    """Every topic whose name starts with `prefix` and a separator: a run's topics named by
+    another tool (Faust names its changelogs and internal topics after its app id)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    listed = admin.list_topics(timeout=DELETE_TIMEOUT_S).topics
+    _delete(admin, sorted(name for name in listed if name.startswith((f"{prefix}.", f"{prefix}-"))))
+
+
+def _delete(admin: AdminClient, names: list[str]) -> None:
+    """Deleted, or logged: a failed deletion must not hide the run's own error."""
+    if not names:
+        return
     futures = admin.delete_topics(names, operation_timeout=DELETE_TIMEOUT_S, request_timeout=DELETE_TIMEOUT_S)
     for name, future in futures.items():
         try:

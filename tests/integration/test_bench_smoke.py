@@ -127,10 +127,13 @@ def test_route_experiment_treats_both_routes_alike(settings: Settings, tmp_path:
     """Each restart of either route is awaited (a probe answered on every partition), and
     streamwallet's table balances come from its changelog."""
     report_path = tmp_path / "route.json"
+    topics_before = topic_names(settings)
     completed = run_module(
         "bench.route_evidence", "--deposits", "300", "--kills", "1", "--json", str(report_path), settings=settings
     )
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    # Both routes' topics (Faust's changelog and internal topics too) are deleted at the end.
+    assert {name for name in topic_names(settings) - topics_before if not name.startswith("__")} == set()
     rows = json.loads(report_path.read_text())
     assert set(rows) == {"Faust exactly_once", "streamwallet loop"}
     for row in rows.values():
