@@ -333,6 +333,11 @@ def own_legs(outcome: Outcome) -> list[Leg]:
     return [leg for leg in outcome.legs if not (isinstance(leg, BatchDecision) and leg.code is ErrorCode.BATCH_TIMEOUT)]
 
 
+def changed_nothing(outcome: Outcome) -> bool:
+    """Whether an outcome wrote no event and no leg of its own (a refusal, a duplicate)."""
+    return not own_events(outcome) and not own_legs(outcome)
+
+
 def check_outcome_matches_state(cluster: Cluster, record: Input, outcome: Outcome) -> None:
     """Each event carries the account's state after it; the last one of a step is the
     account as stored."""

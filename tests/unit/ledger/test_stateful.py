@@ -67,6 +67,7 @@ from tests.unit.ledger.cluster import (
     Auditor,
     Cluster,
     Input,
+    changed_nothing,
     check_deterministic,
     check_one_result_each,
     check_outcome_matches_state,
@@ -74,7 +75,6 @@ from tests.unit.ledger.cluster import (
     check_state,
     fresh,
     own_events,
-    own_legs,
     restart_fresh_ids,
 )
 
@@ -259,7 +259,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert not isinstance(command, QueryCommand), "a read is never refused for a full window"
         assert self.retained(command) >= self.CONFIG.retained_entries_max, "refused with room in the window"
         assert [result.command_id for result in outcome.results] == [command.command_id]
-        assert not own_events(outcome) and not own_legs(outcome), "a refused command changed something"
+        assert changed_nothing(outcome), "a refused command changed something"
         entry = self.dedup_entry(command)  # a malformed command's, when this was its correction
         assert entry is None or (entry.malformed and entry.command_id != command.command_id), "refused, remembered"
 
@@ -774,7 +774,7 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert mine == [], "a duplicate of an in-flight command is answered when it finishes"
             self.replays.append((duplicate.command_id, original.command_id))
-        assert not own_events(outcome) and not own_legs(outcome), "a duplicate changed something"
+        assert changed_nothing(outcome), "a duplicate changed something"
 
     @precondition(lambda self: bool(self.originals))
     @rule(data=st.data())
@@ -788,7 +788,7 @@ class LedgerMachine(RuleBasedStateMachine):
         outcome = self.cluster.submit(changed)
         code = E.FORBIDDEN if self.debits_not_mine(changed) else E.DEDUP_CONFLICT
         assert [(r.command_id, r.code) for r in outcome.results] == [(changed.command_id, code)]
-        assert not own_events(outcome) and not own_legs(outcome)
+        assert changed_nothing(outcome)
 
     # -- invalid commands ----------------------------------------------------------------------------------------
 
@@ -849,7 +849,7 @@ class LedgerMachine(RuleBasedStateMachine):
             self.check_window_full(command, outcome)
             return
         assert [(r.command_id, r.code) for r in outcome.results] == [(command.command_id, code)]
-        assert not own_events(outcome) and not own_legs(outcome)
+        assert changed_nothing(outcome)
 
     # -- owners and principals -----------------------------------------------------------------------------
 
@@ -879,7 +879,7 @@ class LedgerMachine(RuleBasedStateMachine):
         before = [self.cluster.stores[shard].items(table) for table in Table if table is not Table.META]
         outcome = self.cluster.submit(command)
         assert [(r.command_id, r.code) for r in outcome.results] == [(command.command_id, E.FORBIDDEN)]
-        assert not own_events(outcome) and not own_legs(outcome)
+        assert changed_nothing(outcome)
         assert [self.cluster.stores[shard].items(table) for table in Table if table is not Table.META] == before
 
     # -- time and the bus ------------------------------------------------------------------------------------
