@@ -3,12 +3,12 @@ the page of the trail the query service serves (`GET /audit`).
 
 Commit order, as the events sink's (sinks/events.py): consume a bounded batch
 (read_committed: a worker's aborted transactions never show), insert its rows, then the
-next offset per partition into `audit_progress`. A batch of many records is decoded by
-ClickHouse (sinks/audit_incoming.py); a few, and what ClickHouse does not read exactly as
-the codec would, by the codec, their rows inserted as they are. A row's identity is its Kafka position
-(`audit` is a ReplacingMergeTree ordered by partition and offset, read with FINAL), so a
-batch written twice after a crash collapses onto itself; at start the sink resumes from
-`audit_progress`. Offsets are never committed to Kafka. A record that cannot be decoded
+next offset per partition into `audit_progress`. ClickHouse decodes a batch of many records
+(sinks/audit_incoming.py); the codec decodes a few, and any batch ClickHouse does not read
+exactly as the codec would, and their rows are inserted as they are. A row's identity is its
+Kafka position (`audit` is a ReplacingMergeTree ordered by partition and offset, read with
+FINAL), so a batch written twice after a crash collapses onto itself; at start the sink
+resumes from `audit_progress`. Offsets are never committed to Kafka. A record that cannot be decoded
 is skipped with a warning (the trail is not money: nothing is decided from it).
 
 The trail is not rebuilt from the events topic: a rebuild leaves both tables as they are
