@@ -24,7 +24,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from codec import Codec, DecodeError
@@ -33,7 +32,7 @@ from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.audit import AuditEvent
 from sinks.audit_incoming import AUDIT_INCOMING_TABLE, CREATE_AUDIT_INCOMING_SQL, audit_sql, checked_sql, read_back
-from sinks.avro_batch import INCOMING_SETTINGS, Container, MessageLike, SessionTable, Split, codec_reads, split
+from sinks.avro_batch import Container, MessageLike, SessionTable, Split, codec_reads, split
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,6 @@ AUDIT_PAGE_ROWS_DEFAULT = 100
 AUDIT_PAGE_ROWS_MAX = 1000
 METADATA_TIMEOUT_S = 10.0
 SMALL_BATCH_RECORDS = 64  # below: the codec decodes, rows go straight in (fewer round trips)
-ERROR_TEXT_MAX = 500  # of ClickHouse's refusal, in the log (it may quote the bytes it read)
 
 # The AuditEvent fields in table order, after the principal's (principal_id, roles).
 RECORD_FIELDS = ("action", "account_id", "command_id", "outcome", "code", "message", "source", "occurred_at_ms")
@@ -145,13 +143,8 @@ class AuditSink:
         sent, each as the codec would read it (sinks/avro_batch.py). If not, the table is
         emptied again and the codec decodes those messages instead."""
         self._incoming.empty(self.client)
-        try:
-            self.client.raw_insert(
-                AUDIT_INCOMING_TABLE, None, insert_block=batch.container, fmt="Avro", settings=INCOMING_SETTINGS
-            )
-            wrong = read_back(batch.sent, self.client.query(checked_sql(batch.sent.check)).result_rows)
-        except DatabaseError as error:  # bytes ClickHouse refuses; an unreachable store fails again below
-            wrong = f"ClickHouse refused them: {str(error)[:ERROR_TEXT_MAX]}"
+        loaded = self._incoming.load(self.client, batch.container, checked_sql(batch.sent.check))
+        wrong = loaded if isinstance(loaded, str) else read_back(batch.sent, loaded)
         if wrong is None:
             return True
         log.warning("a batch of audit records is decoded by the codec instead of ClickHouse: %s", wrong)

@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 # ClickHouse reads the container's fields by name; those it has no column for it skips.
 INCOMING_SETTINGS = {"input_format_skip_unknown_fields": 1, "input_format_avro_allow_missing_fields": 0}
 UNKNOWN_TABLE = "(UNKNOWN_TABLE)"  # ClickHouse's error 60, as its messages name it
+ERROR_TEXT_MAX = 500  # of ClickHouse's refusal, in the log (it may quote the bytes it read)
 
 # A ten-byte varint past 64 bits: nine bytes with the continuation bit, then one above 1.
 # Found by mapping each byte to its class (1: continuation, 2: a last byte above 1, 0: 0
@@ -286,3 +287,14 @@ class SessionTable:
         client.command(self.create_sql)
         self._created = True
         client.command(self.truncate_sql)  # the rows of a batch that failed before this sink's start
+
+    def load(self, client: Any, container: bytes, check_sql: str) -> list[tuple[Any, ...]] | str:
+        """The container read by ClickHouse into the table, and the rows of `check_sql` over
+        what it read; or, for bytes ClickHouse refuses, its refusal (an unreachable store
+        fails again at the sink's next statement)."""
+        try:
+            client.raw_insert(self.name, None, insert_block=container, fmt="Avro", settings=INCOMING_SETTINGS)
+            rows: list[tuple[Any, ...]] = client.query(check_sql).result_rows
+        except DatabaseError as error:
+            return f"ClickHouse refused them: {str(error)[:ERROR_TEXT_MAX]}"
+        return rows

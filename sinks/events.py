@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -55,7 +54,6 @@ from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
 from sinks.avro_batch import (
-    INCOMING_SETTINGS,
     POSITION_FIELDS,
     Container,
     MessageLike,
@@ -127,7 +125,6 @@ CUTS_PENDING_MAX = 16  # last-stable-offset snapshots waiting for the sink to pa
 METADATA_TIMEOUT_S = 10.0
 DEAD_LETTER_FLUSH_TIMEOUT_S = 30.0
 EDGES_REMEMBERED_MAX = 100_000  # account -> parent edges this sink wrote, not written again
-ERROR_TEXT_MAX = 500  # of ClickHouse's refusal, in the log (it may quote the bytes it read)
 
 
 class EventDecoder:
@@ -451,11 +448,8 @@ class EventSink:
         """What ClickHouse read of the container into the incoming table, if it is exactly
         the records sent, each as the codec would read it (sinks/incoming.py). If not, None:
         the table is emptied again and the codec decodes those messages instead."""
-        try:
-            self.client.raw_insert(INCOMING_TABLE, None, insert_block=container, fmt="Avro", settings=INCOMING_SETTINGS)
-            read = read_back(sent, self.client.query(received_sql(sent.check)).result_rows)
-        except DatabaseError as error:  # bytes ClickHouse refuses; an unreachable store fails again below
-            read = f"ClickHouse refused them: {str(error)[:ERROR_TEXT_MAX]}"
+        loaded = self._incoming.load(self.client, container, received_sql(sent.check))
+        read = loaded if isinstance(loaded, str) else read_back(sent, loaded)
         if isinstance(read, Received):
             return read
         log.warning("a batch of events is decoded by the codec instead of ClickHouse: %s", read)
