@@ -67,7 +67,7 @@ from streams.transactions import (
     is_fenced,
 )
 from topologies import partition_for
-from topologies.admin import verify_topics
+from topologies.admin import fresh_admin, verify_topics
 
 log = logging.getLogger(__name__)
 
@@ -251,7 +251,12 @@ class LedgerProcessor:
             # min.insync.replicas, partition counts, timestamps, tombstone retention). A
             # worker restarted while the controller is away (it is asked for the configs)
             # waits for it like any broker outage rather than exiting again.
-            retry_transient(lambda: verify_topics(admin, self.topology.worker()), budget_s=BROKER_OUTAGE_S_MAX)
+            # Each ask with a client of its own: one made during an outage can stay deaf after it
+            # (topologies.admin.fresh_admin).
+            retry_transient(
+                lambda: verify_topics(fresh_admin(kafka_config(settings)), self.topology.worker()),
+                budget_s=BROKER_OUTAGE_S_MAX,
+            )
             self._transactions = TransactionalProducer(
                 clients.producer_config(settings),
                 init_timeout_s=settings.transaction_timeout_ms / 1000 * 3,
@@ -264,7 +269,7 @@ class LedgerProcessor:
                 consumer=restore_consumer,
                 admin=admin,
                 topic=self._changelog_topic,
-                topic_id=self._topic_id(admin, self._changelog_topic),
+                topic_id=self._topic_id(self._changelog_topic),
                 budget_s=BROKER_OUTAGE_S_MAX,
             )
             self._ownership = Ownership(
@@ -329,8 +334,9 @@ class LedgerProcessor:
         log.info("a new consumer joins the group")
         self.metrics.consumers_renewed += 1
 
-    def _topic_id(self, admin: Any, name: str) -> str:
+    def _topic_id(self, name: str) -> str:
         def describe() -> str:
+            admin = fresh_admin(kafka_config(self.settings))  # held until its future is read
             description = admin.describe_topics(TopicCollection([name]), request_timeout=10)
             return str(description[name].result().topic_id)
 

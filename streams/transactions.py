@@ -138,10 +138,23 @@ class TransactionalProducer:
         self.producer: Any = self._new()
 
     def _new(self) -> Any:
-        producer = Producer(self._config)
-        # Fences an earlier incarnation of this worker and completes or aborts its transaction.
-        self._retrying("init_transactions", lambda: producer.init_transactions(self._init_timeout_s))
-        return producer
+        """A producer whose init_transactions has succeeded: that fences any earlier incarnation
+        of this worker and completes or aborts its transaction. Each attempt has a producer of
+        its own, as each ask of the admin loops has (topologies.admin.fresh_admin): one made
+        while the broker was paused can forget every broker and time out forever after it.
+        Dropping the one that timed out is safe: it produced nothing, and the next one's
+        init_transactions fences it as it fences any other incarnation."""
+        attempt: list[Any] = []
+
+        def init() -> None:
+            # The one that failed is destroyed first (its last reference), so that it cannot ask
+            # for a producer id again after the new one has its own.
+            attempt.clear()
+            attempt.append(Producer(self._config))
+            attempt[0].init_transactions(self._init_timeout_s)
+
+        self._retrying("init_transactions", init)
+        return attempt[0]
 
     def replace(self, reason: str) -> None:
         """The producer failed fatally (or was fenced): carry on with a new one."""

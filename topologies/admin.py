@@ -54,14 +54,26 @@ TOPIC_METADATA_WAIT_S = 15.0
 
 
 def ensure_topics(client_config: Mapping[str, Any], topology: Topology) -> list[str]:
-    """Create missing topics; check existing ones. Returns the names it created."""
-    admin = AdminClient(dict(client_config))
+    """Create missing topics; check existing ones. Returns the names it created. Each ask has
+    a client of its own (see `fresh_admin`)."""
     return _asking_again(
-        lambda: _ensure_topics(admin, topology),
+        lambda: _ensure_topics(fresh_admin(client_config), topology),
         again=lambda error: error.retriable() or error.code() in _UNANSWERED or _all_brokers_fenced(error),
         budget_s=UNANSWERED_RETRY_S_MAX,
         backoff_s=UNANSWERED_BACKOFF_S,
     )
+
+
+def fresh_admin(client_config: Mapping[str, Any]) -> AdminClient:
+    """A new admin client, for one ask of a loop that asks again while the cluster does not
+    answer. A client kept across the asks can be deaf for good: a KRaft broker back from a
+    pause is fenced for a moment, a Metadata answer from that moment lists no brokers, and
+    librdkafka 2.16 then forgets every broker it knew and never asks the bootstrap servers
+    again (confluentinc/librdkafka#5301). Seen in test_worker_faults' frozen start: one run in
+    eight, `topics create` failed with "Broker transport failure" for the 90 s after the pause
+    while the broker answered every other client; in CI the worker started in that pause was
+    not ready 120 s after it. A new client starts from the bootstrap servers."""
+    return AdminClient(dict(client_config))
 
 
 def _all_brokers_fenced(error: KafkaError) -> bool:
