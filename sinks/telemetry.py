@@ -33,6 +33,7 @@ from foundation.observability import (
     parse_traceparent,
     remote_parent,
     route_label,
+    sampled_flag,
     tracer_provider,
 )
 from foundation.settings import Settings
@@ -113,7 +114,10 @@ class SinkTelemetry:
                 self._event_span(message, headers, started_ns)
 
     def _event_span(self, message: Any, headers: Any, started_ns: int) -> None:
-        parent = parse_traceparent(header_value(headers, TRACEPARENT_HEADER))
+        value = header_value(headers, TRACEPARENT_HEADER)
+        if sampled_flag(value) is False:  # most events: their command was not sampled; not parsed
+            return
+        parent = parse_traceparent(value)
         if parent is None or not parent.trace_flags.sampled:
             return
         span = self.tracer.start_span(
