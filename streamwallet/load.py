@@ -43,7 +43,9 @@ import dataclasses
 import hashlib
 import json
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -292,18 +294,22 @@ class Loader:
         self._last_sent = 0  # the number of the last line in flight or done
 
     def run(self, lines: Iterator[ParsedLine]) -> Summary:
-        try:
+        # Ctrl-C is a flag looked at between lines, not a KeyboardInterrupt raised wherever the
+        # loader is: one raised between taking a line off the queue and writing its outcome lost
+        # that line while the lines after it were recorded (tests/unit/test_load_interrupt.py).
+        with _ctrl_c_as_flag() as interrupted:
             for line in lines:
+                if interrupted.is_set():
+                    self.summary.interrupted_at_line = self._next_line()
+                    self.progress.message(
+                        f"interrupted: no line after {self.summary.interrupted_at_line - 1} was sent; waiting for "
+                        f"the {len(self._in_flight)} in flight"
+                    )
+                    break
                 self._send(line)
                 self.progress.update(lines=self.summary.lines, not_accepted=self.summary.not_accepted)
-        except KeyboardInterrupt:
-            self.summary.interrupted_at_line = self._next_line()
-            self.progress.message(
-                f"interrupted: no line after {self.summary.interrupted_at_line - 1} was sent; waiting for the "
-                f"{len(self._in_flight)} in flight"
-            )
-        while self._in_flight:
-            self._settle_oldest()
+            while self._in_flight:
+                self._settle_oldest()
         self.progress.finish(lines=self.summary.lines, not_accepted=self.summary.not_accepted)
         return self.summary
 
@@ -336,7 +342,7 @@ class Loader:
             self._settle_oldest()
 
     def _settle_oldest(self) -> None:
-        """Wait for the oldest line's outcome and record it; an interrupted wait leaves it queued."""
+        """Wait for the oldest line's outcome and record it."""
         entry = self._in_flight[0]
         if isinstance(entry, _Known):
             number, command, outcome = entry.number, entry.command, entry.outcome
@@ -381,6 +387,21 @@ class Loader:
             self.progress.message(f"{self.label}:{number}: {text}")
         elif self._messages == LINE_MESSAGES_MAX + 1:
             self.progress.message(f"{self.label}: more lines were not accepted; only counted from here on")
+
+
+@contextlib.contextmanager
+def _ctrl_c_as_flag() -> Iterator[threading.Event]:
+    """While inside, SIGINT sets the flag it yields (the previous handler is put back after).
+    Off the main thread, where Python takes no signal handler, the flag is never set."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signal, _frame: interrupted.set())
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def load_file(
