@@ -144,17 +144,18 @@ class TransactionalProducer:
         while the broker was paused can forget every broker and time out forever after it.
         Dropping the one that timed out is safe: it produced nothing, and the next one's
         init_transactions fences it as it fences any other incarnation."""
-        attempt: list[Any] = []
+        producer: Any = None
 
         def init() -> None:
+            nonlocal producer
             # The one that failed is destroyed first (its last reference), so that it cannot ask
             # for a producer id again after the new one has its own.
-            attempt.clear()
-            attempt.append(Producer(self._config))
-            attempt[0].init_transactions(self._init_timeout_s)
+            producer = None
+            producer = Producer(self._config)
+            producer.init_transactions(self._init_timeout_s)
 
         self._retrying("init_transactions", init)
-        return attempt[0]
+        return producer
 
     def replace(self, reason: str) -> None:
         """The producer failed fatally (or was fenced): carry on with a new one."""
