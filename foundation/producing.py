@@ -8,11 +8,15 @@ runs for every record of every transaction.
 A record produced inside a traced span (a gateway request) carries the span's W3C
 `traceparent` as a Kafka header, so the worker continues the trace
 (foundation/observability.py); outside any span nothing is added.
+
+`flush` is the one way a producer with delivery callbacks is flushed: see its note.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from confluent_kafka import KafkaException
 
 from foundation.observability import current_trace_headers
 
@@ -28,3 +32,23 @@ def produce_when_room(producer: Any, topic: str, value: bytes, key: bytes, *, wa
             return
         except BufferError:
             producer.poll(wait_s)
+
+
+def flush(producer: Any, timeout_s: float) -> int:
+    """producer.flush(timeout_s): the number of records still queued, or the client's fatal
+    error raised as the KafkaException it is.
+
+    confluent-kafka 2.16's flush() goes on serving delivery reports after it has met a
+    fatal error (a transactional producer fenced by a newer epoch): it calls the next
+    Python callback with that KafkaException still set, and raises SystemError ("...
+    returned a result with an exception set") whose cause is the KafkaException. Callers
+    answer a KafkaException (the worker replaces its producer, the CLI says why); a
+    SystemError stopped the worker. poll() and commit_transaction() raise the
+    KafkaException itself. The test: tests/integration/test_transactional_producer.py
+    `test_a_producer_fenced_while_its_records_wait_raises_its_fatal_error_from_abort`."""
+    try:
+        return int(producer.flush(timeout_s))
+    except SystemError as error:
+        if isinstance(error.__cause__, KafkaException):
+            raise error.__cause__ from None
+        raise

@@ -25,7 +25,7 @@ from codec.bundle import BUNDLE_COMMANDS_MAX
 from codec.bundling import bundle_of, by_partition
 from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
-from foundation.producing import produce_when_room
+from foundation.producing import flush, produce_when_room
 from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.audit import AuditEvent
@@ -226,7 +226,7 @@ class LedgerClient:
         self._producer.poll(0)
 
     def flush(self, timeout_s: float = 30.0) -> None:
-        self._producer.flush(timeout_s)
+        flush(self._producer, timeout_s)
 
     def request(self, command: Command, timeout_s: float = 30.0) -> CommandResult:
         future = self.submit(command)
@@ -244,7 +244,7 @@ class LedgerClient:
     def close(self) -> None:
         self._stop.set()
         self._reader.join(5)
-        self._producer.flush(10)
+        flush(self._producer, 10)
         self._consumer.close()
 
     def _read_results(self) -> None:

@@ -46,6 +46,7 @@ from codec.bundling import unbundle
 from codec.deadletter import DEAD_LETTER_KEY_BYTES_MAX, DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.clients import kafka_config
 from foundation.consuming import retry_transient, take_available
+from foundation.producing import flush
 from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger import legs
@@ -359,7 +360,7 @@ class LedgerProcessor:
             if self._restorer is not None:
                 self._restorer.consumer.close()
             if self._producer is not None and clean:
-                self._producer.flush(5)
+                flush(self._producer, 5)
             self.local.close()
 
     def _assignment_changed(self) -> None:

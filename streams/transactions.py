@@ -53,6 +53,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from foundation.consuming import is_transient
+from foundation.producing import flush
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class TransactionalProducer:
     def abort(self, timeout_s: float) -> None:
         """Abort the open transaction. Records still queued are flushed first, so that the
         partition registration they started has finished (see the module's note)."""
-        self.producer.flush(ABORT_FLUSH_S_MAX)
+        flush(self.producer, ABORT_FLUSH_S_MAX)  # a fenced producer raises KafkaException, as abort does
         self._retrying("abort_transaction", lambda: self.producer.abort_transaction(timeout_s))
 
     def send_offsets(self, offsets: list[Any], group_metadata: Any, timeout_s: float) -> None:

@@ -48,6 +48,7 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.offsets import last_stable_offsets
+from foundation.producing import flush
 from foundation.settings import Settings
 from sinks.reconcile import read_until
 from streamwallet.exit_codes import CommandError, ExitCode
@@ -293,7 +294,7 @@ def _produce_copies(producer: Producer, originals: list[tuple[DeadLetter, bytes]
         producer.produce(
             letter.source_topic, value, letter.key, partition=partition, on_delivery=functools.partial(delivered, index)
         )
-    producer.flush(KAFKA_CALL_TIMEOUT_S)
+    flush(producer, KAFKA_CALL_TIMEOUT_S)  # a redrive fenced by another raises KafkaException: said below
     if failures or len(copies) != len(originals):
         raise KafkaException(failures[0] if failures else KafkaError(KafkaError._TIMED_OUT, "copies not delivered"))
     return [copies[index] for index in range(len(originals))]

@@ -89,3 +89,34 @@ def test_a_transaction_reaches_the_broker_as_one_produce_request_per_partition(s
         f"{sent} produce requests for {partitions} partitions "
         f"({deciding_ms:.0f} ms deciding, linger {TRANSACTION_LINGER_MS} ms)"
     )
+
+
+def test_a_producer_fenced_while_its_records_wait_raises_its_fatal_error_from_abort(settings: Settings) -> None:
+    """Defect (a fresh-clone CI run, the broker-loss test): a worker whose transaction failed
+    aborts it, and the abort first flushes what is queued. Its producer had been fenced (the
+    coordinator bumped the epoch while a broker was away), so the flush met the fatal error
+    and then served the records' delivery reports: confluent-kafka 2.16 calls the Python
+    callback with its KafkaException still set, and flush() raised SystemError ("returned a
+    result with an exception set"). The worker catches KafkaException there (it replaces the
+    producer and reloads its partitions); the SystemError stopped it instead. Here the
+    records wait in the queue (a long linger) while a second instance fences the first."""
+    topic = f"fenced-flush-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+    for future in admin.create_topics([NewTopic(topic, 1, 1)]).values():
+        future.result()
+    # The staged records wait for the flush (a linger below message.timeout.ms, which a
+    # transactional producer holds to the transaction timeout).
+    config = {**producer_config(settings), "linger.ms": settings.transaction_timeout_ms - 1_000}
+    transactions = TransactionalProducer(config, init_timeout_s=30, budget_s=60)
+    transactions.begin()
+    transactions.producer.produce(topic, b"joins", b"k")  # the partition joins the transaction now
+    transactions.producer.flush(30)
+    reports: list[KafkaError | None] = []
+    for _ in range(20):  # as the worker stages changelog records: each with a delivery report
+        transactions.producer.produce(topic, b"staged", b"k", on_delivery=lambda error, _: reports.append(error))
+    usurper = Producer({key: value for key, value in config.items() if key != "logger"})
+    usurper.init_transactions(30)  # bumps the epoch: the staged records are refused when they leave
+    with pytest.raises(KafkaException) as failed:
+        transactions.abort(10)
+    error = failed.value.args[0]
+    assert error.fatal() and error.code() == KafkaError._FENCED, error
