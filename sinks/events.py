@@ -49,6 +49,7 @@ from codec import Codec, DecodeError, DecodeErrorCode
 from codec.deadletter import DEAD_LETTER_VALUE_BYTES_MAX, DeadLetter
 from foundation.clients import kafka_config
 from foundation.offsets import last_stable_offsets
+from foundation.producing import flush
 from foundation.schema_registry import codec_for
 from foundation.settings import Settings
 from ledger.events import AccountEvent
@@ -315,7 +316,7 @@ class EventSink:
                 report(self.metrics)
         finally:
             consumer.close()
-            dead_letters.flush(DEAD_LETTER_FLUSH_TIMEOUT_S)
+            flush(dead_letters, DEAD_LETTER_FLUSH_TIMEOUT_S)
 
     def _next_batch(self, consumer: Consumer) -> list[Any]:
         """Up to sink_batch_events messages: wait (up to sink_flush_interval_ms) for the first
@@ -358,7 +359,7 @@ class EventSink:
         written = Written(newest=received.newest, events=events)
         self.on_written(written)
         if letters and dead_letters is not None:
-            remaining = dead_letters.flush(DEAD_LETTER_FLUSH_TIMEOUT_S)
+            remaining = flush(dead_letters, DEAD_LETTER_FLUSH_TIMEOUT_S)
             if remaining:
                 raise RuntimeError(f"{remaining} dead letters not acknowledged: the batch is not done")
         self._advance(batch.next_offsets)
