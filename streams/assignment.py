@@ -82,6 +82,9 @@ class Ownership:
         self.last_restore_s = 0.0
         self.last_phases = ""
         self.on_ready: Callable[[], None] = lambda: None
+        # The consumer's session ran out since its last assignment (on_lost): a fence now is
+        # broker trouble, not another instance (streams/renewals.py).
+        self.session_lost = False
 
     def current_generation(self) -> int:
         return self.generation
@@ -99,6 +102,7 @@ class Ownership:
                 "the range assignor and equal partition counts guarantee it"
             )
         consumer.assign(self._take(consumer, numbers))
+        self.session_lost = False
         self.rebalances += 1
         self.last_restore_s = time.monotonic() - started
         log.info("assigned partitions %s (restored in %.2fs: %s)", numbers, self.last_restore_s, self.last_phases)
@@ -150,6 +154,7 @@ class Ownership:
         self._drop(revoked, lost=False)
 
     def on_lost(self, consumer: Any, lost: list[KafkaPartition]) -> None:
+        self.session_lost = True
         self._drop(lost, lost=True)
 
     def drop_all(self) -> None:

@@ -56,6 +56,7 @@ from ledger.shard import Outcome, Shard, ShardConfig
 from streams import clients
 from streams.assignment import OwnedShard, Ownership
 from streams.positions import POSITIONS_KEY, InputPositions
+from streams.renewals import ConsumerRenewals
 from streams.restore import Restorer
 from streams.store import LocalState, PartitionStore
 from streams.telemetry import WorkerTelemetry
@@ -63,7 +64,6 @@ from streams.transactions import (
     CommitOutcomeUnknown,
     ProducerStuck,
     TransactionalProducer,
-    WorkerFenced,
     is_abortable,
     is_fenced,
 )
@@ -75,10 +75,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 10.0
 GC_THRESHOLDS = (50_000, 50, 1_000)
 CONSUMER_ERROR_LOG_INTERVAL_S = 5.0
-# More consumer renewals than this within the window: another instance with this worker id
-# is probably running; the worker stops (WorkerFenced) rather than fence it back forever.
-CONSUMER_RENEWALS_MAX = 5
-CONSUMER_RENEWALS_WINDOW_S = 300.0
 # How long the worker rides out an unreachable broker, coordinator or leader before it
 # gives up and stops (an orchestrator then restarts it). Brokers are replaced in seconds.
 BROKER_OUTAGE_S_MAX = 120.0
@@ -196,7 +192,7 @@ class LedgerProcessor:
         self._carried: list[Message] = []  # taken by the last turn, left for the next (bulk submit)
         self._carried_generation = 0  # the assignment they were taken under
         self._next_checkpoint_s = 0.0
-        self._consumers_renewed_at: list[float] = []
+        self._renewals = ConsumerRenewals(settings.worker_id)  # stops a tug of war with a twin
         self.ready = threading.Event()  # set once the first assignment is restored
         self.telemetry = WorkerTelemetry(
             settings,
@@ -294,6 +290,7 @@ class LedgerProcessor:
         if ownership is None:
             raise RuntimeError("the processor is not running")
         consumer = Consumer({**clients.consumer_config(self.settings), **self.telemetry.consumer_options()})
+        ownership.session_lost = False  # a new member: nothing of its own lost yet
         consumer.subscribe(
             [self._commands_topic, self._legs_topic],
             on_assign=ownership.on_assign,
@@ -308,22 +305,13 @@ class LedgerProcessor:
         (librdkafka #3437), not a second instance: leave every partition (they are assigned
         again, and restored, through the new consumer) and join again. A second instance
         with this worker id would be fenced in turn; neither can commit offsets for a
-        generation it is not part of, so nothing is doubled, and the bound below stops
-        the tug of war."""
+        generation it is not part of, so nothing is doubled, and the bound in
+        streams/renewals.py stops the tug of war (the fences after a lost session, broker
+        trouble, do not count)."""
         ownership = self._ownership
         if ownership is None:
             raise RuntimeError("the processor is not running")
-        now_s = time.monotonic()
-        self._consumers_renewed_at = [
-            moment for moment in self._consumers_renewed_at if now_s - moment < CONSUMER_RENEWALS_WINDOW_S
-        ]
-        if len(self._consumers_renewed_at) >= CONSUMER_RENEWALS_MAX:
-            raise WorkerFenced(
-                f"the group fenced this worker's consumer {len(self._consumers_renewed_at)} times within "
-                f"{CONSUMER_RENEWALS_WINDOW_S:.0f}s (is another instance running with worker id "
-                f"{self.settings.worker_id}?); last: {reason}"
-            )
-        self._consumers_renewed_at.append(now_s)
+        self._renewals.renewing(time.monotonic(), session_lost=ownership.session_lost, reason=reason)
         self._carried = []  # the new consumer starts from the committed positions
         log.error("the consumer failed (%s); leaving its partitions and joining the group again", reason)
         ownership.drop_all()

@@ -77,10 +77,6 @@ _FENCED_CODES = frozenset(
 )
 
 
-class WorkerFenced(RuntimeError):
-    """Another instance took this worker's place in the group: stop, writing nothing."""
-
-
 class CommitOutcomeUnknown(RuntimeError):
     """A commit failed in a way that does not say whether it landed."""
 
