@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_INVALID, KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from foundation.consuming import is_transient
@@ -117,8 +117,25 @@ class Ownership:
         numbers = sorted(self.shards)
         self.shards.clear()
         for start in self._take(consumer, numbers):
-            consumer.seek(start)
+            self.seek(consumer, start)
         log.info("partitions %s reloaded from the changelog (%s)", numbers, self.last_phases)
+
+    def seek(self, consumer: Any, start: KafkaPartition) -> None:
+        """Move the consumer to `start` on an owned partition, or drop the partition if the
+        consumer no longer holds it: a fence or a lost session took the assignment and the
+        next poll serves the callback, and librdkafka refuses the seek with _STATE. Defect: a
+        worker whose producer its twin fenced reloaded its partitions after its consumer had
+        been fenced too, and the refused seek stopped it (test_worker_faults.py, two workers
+        with one worker id). Dropped, the partition is consumed by no one here until the
+        group assigns it again, and then taken afresh from the changelog."""
+        try:
+            consumer.seek(start)
+        except KafkaException as exception:
+            error: KafkaError = exception.args[0]
+            if error.code() not in (KafkaError._STATE, KafkaError._UNKNOWN_PARTITION):
+                raise
+            log.warning("%s[%d]: the consumer no longer holds it (%s); dropped", start.topic, start.partition, error)
+            self._drop([start], lost=True)
 
     def _take(self, consumer: Any, numbers: list[int]) -> list[KafkaPartition]:
         """The three steps of taking partitions (see the module's note); returns where the

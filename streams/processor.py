@@ -574,7 +574,10 @@ class LedgerProcessor:
 
     def _rewind(self, batch: _Batch) -> None:
         """Every partition the batch or the messages carried past it took from, back to
-        its first offset among them."""
+        its first offset among them (or drops a partition the consumer no longer holds)."""
+        ownership = self._ownership
+        if ownership is None:
+            raise RuntimeError("the processor is not running")
         owned_partitions = set(self._shards)
         first = dict(batch.first)
         for message in self._carried:
@@ -583,7 +586,7 @@ class LedgerProcessor:
         self._carried = []
         for (topic, partition), offset in first.items():
             if partition in owned_partitions:
-                self._consumer.seek(KafkaPartition(topic, partition, offset))
+                ownership.seek(self._consumer, KafkaPartition(topic, partition, offset))
 
     def _count(self, batch: _Batch, started_s: float) -> None:
         """Metrics count what committed, never what an aborted transaction tried."""

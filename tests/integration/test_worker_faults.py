@@ -36,6 +36,7 @@ from ledger.accounts import Account, AccountStatus
 from ledger.state import Table
 from streams.processor import BROKER_OUTAGE_S_MAX, LedgerProcessor, consumer_group, transactional_id
 from streams.reads import committed_account
+from streams.renewals import WorkerFenced
 from streams.store import changelog_key
 from tests.checker import check_ledger, wait_for_results
 from tests.conftest import TEST_KAFKA_PORT
@@ -411,3 +412,24 @@ def test_a_worker_started_while_the_broker_does_not_answer_waits_for_it(settings
         assert created and sorted(created[0]) == sorted(spec.name for spec in other.all()), "topics not created"
     finally:
         running.stop()
+
+
+def test_two_workers_started_with_one_worker_id_stop_one_of_them_saying_why(settings: Settings, tmp_path: Any) -> None:
+    """A second instance with this worker id (a copy-pasted deployment) takes the first's
+    place in the group; the two would fence each other's consumer and producer forever. The
+    bound in streams/renewals.py stops one of them, naming the worker id. This is also what
+    tells a twin's fence from broker trouble there: a fence that follows the consumer's own
+    lost session (librdkafka #3437) is not counted, and a twin's never does."""
+    worker_id = f"twin-{uuid.uuid4().hex[:6]}"
+    first = Running(dataclasses.replace(settings, worker_id=worker_id)).start()
+    # Its own RocksDB (a second process on another machine would have its own disk).
+    second = Running(dataclasses.replace(settings, worker_id=worker_id, data_dir=tmp_path / "twin")).start(ready=False)
+    try:
+        wait_until(lambda: first.failure is not None or second.failure is not None, 240, "one of the twins stopping")
+        stopped = first.failure or second.failure
+        assert isinstance(stopped, WorkerFenced), repr(stopped)
+        assert f"another instance running with worker id {worker_id}" in str(stopped)
+    finally:
+        for running in (first, second):
+            if running.failure is None:
+                running.stop()
