@@ -311,9 +311,14 @@ class LedgerProcessor:
         ownership = self._ownership
         if ownership is None:
             raise RuntimeError("the processor is not running")
-        self._renewals.renewing(time.monotonic(), session_lost=ownership.session_lost, reason=reason)
+        session_lost = ownership.session_lost
+        self._renewals.renewing(time.monotonic(), session_lost=session_lost, reason=reason)
         self._carried = []  # the new consumer starts from the committed positions
-        log.error("the consumer failed (%s); leaving its partitions and joining the group again", reason)
+        log.error(
+            "the consumer failed (%s)%s; leaving its partitions and joining the group again",
+            reason,
+            " after its own session ran out" if session_lost else " while it held its partitions",
+        )
         ownership.drop_all()
         try:
             self._consumer.close()
