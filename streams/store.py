@@ -90,6 +90,10 @@ class Checkpoint:
     topic_id: str  # the changelog topic's id: a recreated topic invalidates local state
 
 
+class StateDirectoryInUse(RuntimeError):
+    """Another process holds the worker's RocksDB (its LOCK file)."""
+
+
 class LocalState:
     """The worker's RocksDB, shared by its PartitionStores."""
 
@@ -111,7 +115,18 @@ class LocalState:
         table_options.set_pin_top_level_index_and_filter(True)
         table_options.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table_options)
-        self.db = Rdict(str(path), options=options)
+        try:
+            self.db = Rdict(str(path), options=options)
+        except Exception as error:  # rocksdict raises a bare Exception with RocksDB's status text
+            if "LOCK" not in str(error):
+                raise
+            # RocksDB's LOCK file is held: another worker (the same worker id on this machine,
+            # or a data directory shared by mistake) owns this state. Said before Kafka is touched.
+            raise StateDirectoryInUse(
+                f"the worker's state directory {path} is in use by another process (RocksDB: {error}): is a "
+                "worker with this worker id already running on this STREAMWALLET_DATA_DIR? Give each worker "
+                "its own worker id or data directory"
+            ) from None
         self.codec = codec
         self.cache_entries = cache_entries
 
