@@ -1,0 +1,60 @@
+"""Where partitions end (foundation/offsets.py), while leadership is not known yet."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: ignore[attr-defined]
+
+from foundation.clients import kafka_config
+from foundation.offsets import last_stable_offsets
+from foundation.settings import Settings
+from tests.conftest import SecuredKafka
+from topologies.access import Role
+
+pytestmark = pytest.mark.kafka
+
+
+def test_end_offsets_wait_for_a_partition_whose_leader_is_not_known_yet(kafka_bootstrap: str) -> None:
+    """Defect (a fresh-clone CI run of test_worker_faults.py, the worker started while the broker
+    was frozen): right after the broker woke, its metadata named no leader for the changelog's
+    partitions, and ListOffsets failed at once with _NOENT "Failed to query partition leaders:
+    No leaders found". That error was not taken as transient, so the worker's restore raised it
+    and the worker stopped. Here the partition asked for gets its leader a moment after the ask
+    (it is created then): the ask must wait for it, within its budget."""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    topic = f"leaderless-{uuid.uuid4().hex[:6]}"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
+    answers: list[object] = []
+
+    def ask() -> None:
+        try:
+            answers.append(last_stable_offsets(admin, topic, [1], budget_s=30))
+        except Exception as error:  # noqa: BLE001 - recorded for the assertion
+            answers.append(error)
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    time.sleep(1.0)  # asked before partition 1 has a leader
+    admin.create_partitions([NewPartitions(topic, 2)])[topic].result()
+    asking.join(40)
+    assert answers == [{1: 0}]
+
+
+def test_end_offsets_of_a_topic_the_user_may_not_describe_are_refused_not_awaited(
+    kafka_secured: SecuredKafka,
+) -> None:
+    """The same local _NOENT comes to a user who may not describe the topic (no leader is named
+    to it either); the metadata says why, and that refusal is raised as it is, not retried for
+    the budget as a leader that is yet to come."""
+    topic = f"undescribed-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient(kafka_secured.cluster.client_config())  # held until its future is read
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
+    outsider = Settings(**kafka_secured.credentials(Role.EVENT_CONSUMER.value))  # no ACL on this topic
+    with pytest.raises(KafkaException) as refused:
+        last_stable_offsets(AdminClient(kafka_config(outsider)), topic, [0], budget_s=30)
+    assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused.value
