@@ -127,7 +127,10 @@ class Ownership:
         worker whose producer its twin fenced reloaded its partitions after its consumer had
         been fenced too, and the refused seek stopped it (test_worker_faults.py, two workers
         with one worker id). Dropped, the partition is consumed by no one here until the
-        group assigns it again, and then taken afresh from the changelog."""
+        group assigns it again, and then taken afresh from the changelog. A partition not
+        owned (or dropped by an earlier refused seek: its other topic) is not sought."""
+        if start.partition not in self.shards:
+            return
         try:
             consumer.seek(start)
         except KafkaException as exception:
@@ -176,8 +179,9 @@ class Ownership:
 
     def drop_all(self) -> None:
         """Give up every partition (the consumer is being replaced; the group will assign
-        them again, to this worker or another)."""
+        them again, to this worker or another). The new member has lost nothing of its own."""
         self._drop([KafkaPartition(self.commands_topic, partition) for partition in self.shards], lost=True)
+        self.session_lost = False
 
     def _drop(self, partitions: list[KafkaPartition], *, lost: bool) -> None:
         self.generation += 1

@@ -290,7 +290,6 @@ class LedgerProcessor:
         if ownership is None:
             raise RuntimeError("the processor is not running")
         consumer = Consumer({**clients.consumer_config(self.settings), **self.telemetry.consumer_options()})
-        ownership.session_lost = False  # a new member: nothing of its own lost yet
         consumer.subscribe(
             [self._commands_topic, self._legs_topic],
             on_assign=ownership.on_assign,
@@ -583,15 +582,13 @@ class LedgerProcessor:
         ownership = self._ownership
         if ownership is None:
             raise RuntimeError("the processor is not running")
-        owned_partitions = set(self._shards)
         first = dict(batch.first)
         for message in self._carried:
             topic, partition, offset = coordinates(message)
             first.setdefault((topic, partition), offset)
         self._carried = []
         for (topic, partition), offset in first.items():
-            if partition in owned_partitions:
-                ownership.seek(self._consumer, KafkaPartition(topic, partition, offset))
+            ownership.seek(self._consumer, KafkaPartition(topic, partition, offset))  # owned ones only
 
     def _count(self, batch: _Batch, started_s: float) -> None:
         """Metrics count what committed, never what an aborted transaction tried."""
