@@ -159,28 +159,31 @@ class _OptionalWriter:
 class _KeptRecordWriter:
     """A nested record of a frozen dataclass (a principal: on every event, result and dedup
     entry, and few of them): the bytes of each value written are kept and written again for
-    an equal value (frozen dataclasses compare by type and fields; their encoding is a
-    function of those). At most `KEPT_RECORDS_MAX` values are kept, then the kept ones are
-    dropped and kept afresh. A value that cannot be hashed is written, and refused, as any."""
+    the same object. The codec's decoder hands out one object per distinct principal
+    (`codec/avro.py`, interned), so a worker's principals are found by identity, without
+    hashing or comparing their fields. Kept with the object itself, whose id cannot be
+    reused while it is kept, and only for a hashable value (its fields cannot change: a
+    frozen dataclass holding a list could). At most `KEPT_RECORDS_MAX` values are kept, then
+    the kept ones are dropped and kept afresh. Any other value is written, and refused, as any."""
 
     def __init__(self, write: Writer) -> None:
         self.write = write
-        self.kept: dict[Any, bytes] = {}
+        self.kept: dict[int, tuple[Any, bytes]] = {}
 
     def __call__(self, out: bytearray, value: Any) -> None:
-        try:
-            data = self.kept.get(value)
-        except TypeError:  # unhashable: not a well-formed value of the type
-            self.write(out, value)
-            return
-        if data is not None:
-            out += data
+        kept = self.kept.get(id(value))
+        if kept is not None and kept[0] is value:
+            out += kept[1]
             return
         start = len(out)
         self.write(out, value)  # raises for a value the schema cannot carry: nothing kept
+        try:
+            hash(value)
+        except TypeError:  # a field that may change: written each time
+            return
         if len(self.kept) >= KEPT_RECORDS_MAX:
             self.kept.clear()
-        self.kept[value] = bytes(out[start:])
+        self.kept[id(value)] = (value, bytes(out[start:]))
 
 
 KEPT_RECORDS_MAX = 1024
@@ -297,7 +300,7 @@ class WriterBuilder:
 def _generate(cls: type, names: list[str], writers: dict[str, Writer]) -> Writer:
     """One function per record: the fields in schema order. Longs, ints, strings, enums
     and optional ones are written inline (their common cases); the rest call their writer."""
-    namespace: dict[str, Any] = {"cls": cls, "EncodeError": EncodeError, "SMALL": _SMALL}
+    namespace: dict[str, Any] = {"cls": cls, "EncodeError": EncodeError, "SMALL": _SMALL, "LARGE": _large}
     lines = [
         "def write_record(out, value):",
         "    if type(value) is not cls:",
@@ -315,11 +318,37 @@ def _generate(cls: type, names: list[str], writers: dict[str, Writer]) -> Writer
 
 def _inline(writer: Writer, name: str, indent: str, namespace: dict[str, Any]) -> list[str]:
     """Source lines that write the value in `v` with `writer`."""
-    if writer is write_long or writer is write_int:
+    if writer is write_long:
+        # A large long written before (a balance, a limit, the batch's time) is looked up
+        # here, not in a call: its bytes were kept by `write_long` once range-checked as a long.
+        namespace[f"w_{name}"] = writer
+        return [
+            f"{indent}if type(v) is not int:",
+            f"{indent}    w_{name}(out, v)",
+            f"{indent}elif {_SMALL_LOW} <= v < {_SMALL_HIGH}:",
+            f"{indent}    out += SMALL[v - {_SMALL_LOW}]",
+            f"{indent}else:",
+            f"{indent}    d = LARGE.get(v)",
+            f"{indent}    if d is None:",
+            f"{indent}        w_{name}(out, v)",
+            f"{indent}    else:",
+            f"{indent}        out += d",
+        ]
+    if writer is write_int:  # an int's range is narrower: the longs' kept bytes are not for it
         namespace[f"w_{name}"] = writer
         return [
             f"{indent}if type(v) is int and {_SMALL_LOW} <= v < {_SMALL_HIGH}:",
             f"{indent}    out += SMALL[v - {_SMALL_LOW}]",
+            f"{indent}else:",
+            f"{indent}    w_{name}(out, v)",
+        ]
+    if writer is write_boolean:
+        namespace[f"w_{name}"] = writer
+        return [
+            f"{indent}if v is False:",
+            f"{indent}    out.append(0)",
+            f"{indent}elif v is True:",
+            f"{indent}    out.append(1)",
             f"{indent}else:",
             f"{indent}    w_{name}(out, v)",
         ]

@@ -65,6 +65,8 @@ def deposit(**changes: object) -> commands.Deposit:
         (deposit(metadata=[("k", "v")]), "expected a dict"),
         (legs.BatchAck(batch_id="b", leg_index=2**31, account_id="a", position=None), "outside the range"),
         (dataclasses.replace(RESULT, status="MAYBE"), "is not a ResultStatus"),  # type: ignore[arg-type]
+        (dataclasses.replace(RESULT, replayed=1), "expected a boolean"),  # type: ignore[arg-type]
+        (dataclasses.replace(RESULT, replayed=None), "expected a boolean"),  # type: ignore[arg-type]
         (Position(account_id="a", sequence=1, balance=1, available=1), "not an Avro record type"),
     ],
 )
@@ -144,6 +146,23 @@ def test_a_large_long_written_again_is_the_same_bytes_and_still_checked() -> Non
         CODEC.encode(dataclasses.replace(RESULT, decided_at_ms=True))
     with pytest.raises(EncodeError, match="outside the range"):
         CODEC.encode(dataclasses.replace(RESULT, decided_at_ms=2**63))
+    # A float equal to a kept long hashes alike: it is still refused, not written from the kept bytes.
+    with pytest.raises(EncodeError, match="expected an integer"):
+        CODEC.encode(dataclasses.replace(RESULT, decided_at_ms=float(1_764_460_800_000)))  # type: ignore[arg-type]
     CODEC.encode(dataclasses.replace(RESULT, decided_at_ms=2**31))  # kept, as a long
     with pytest.raises(EncodeError, match="outside the range"):
         CODEC.encode(legs.BatchAck(batch_id="b", leg_index=2**31, account_id="a", position=None))
+
+
+def test_a_principal_kept_by_identity_is_never_written_for_another() -> None:
+    """The writer keeps a principal's bytes with the object: an equal principal, another
+    principal, and one whose roles may change (not hashable: not kept) each write their own."""
+    owner = Principal(principal_id="svc-identity", roles=frozenset({Role.OWNER}))
+    changing = Principal(principal_id="svc-identity", roles={Role.OWNER})  # type: ignore[arg-type]
+    for principal in (owner, Principal(principal_id="svc-identity", roles=frozenset({Role.OWNER})), owner):
+        value = dataclasses.replace(RESULT, principal=principal)
+        assert CODEC.encode(value) == fastavro_encoding(value)
+    other = dataclasses.replace(RESULT, principal=Principal(principal_id="svc-other", roles=frozenset({Role.ADMIN})))
+    assert CODEC.encode(other) == fastavro_encoding(other)
+    with pytest.raises(EncodeError, match="expected a frozenset"):
+        CODEC.encode(dataclasses.replace(RESULT, principal=changing))
