@@ -349,8 +349,37 @@ def _converters(cls: type, building: dict[type, list[Converter]] | None = None) 
             record[name] = decode(record[name])
         return cls(**record)
 
-    slot_for_cls.extend((to_record, from_record))
-    return to_record, from_record
+    decode: Converter = from_record
+    if getattr(getattr(cls, "__dataclass_params__", None), "frozen", False):
+        decode = _interned(from_record, fields)
+    slot_for_cls.extend((to_record, decode))
+    return to_record, decode
+
+
+INTERNED_MAX = 1024  # distinct values of a frozen record type kept per codec; then dropped and kept afresh
+
+
+def _interned(from_record: Converter, fields: list[str]) -> Converter:
+    """Decoding of a frozen record type (a principal: on every command, and few of them)
+    that hands out one object per distinct value: equal values are interchangeable, and
+    the writer and the hash chain find an object they met before by identity. A record
+    whose fields cannot be a key (a map, a nested record) is built afresh each time."""
+    interned: dict[tuple[Any, ...], Any] = {}
+
+    def from_interned_record(record: dict[str, Any]) -> Any:
+        try:
+            key = tuple(tuple(value) if type(value) is list else value for value in map(record.__getitem__, fields))
+            value = interned.get(key)
+        except (TypeError, KeyError):  # unhashable, or a field missing (refused below): not one to intern
+            return from_record(record)
+        if value is None:
+            value = from_record(record)  # raises for a record that is not a value of the type: nothing kept
+            if len(interned) >= INTERNED_MAX:
+                interned.clear()
+            interned[key] = value
+        return value
+
+    return from_interned_record
 
 
 def _optional(convert: Converter | None) -> Converter | None:

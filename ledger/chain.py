@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import hashlib
 import json
 from typing import Any
@@ -93,10 +92,27 @@ def _metadata(metadata: dict[str, str] | None) -> str:
     return json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-@functools.lru_cache(maxsize=1024)  # a shard's events come from few principals
+# A shard's events come from few principals, and the worker's decoder hands out one object
+# per principal: their JSON is kept with the object (whose id cannot be reused while it is
+# kept), found by identity without hashing the principal's fields; at most PRINCIPALS_KEPT_MAX.
+PRINCIPALS_KEPT_MAX = 1024
+_principals: dict[int, tuple[Principal, str]] = {}
+
+
 def _principal(principal: Principal) -> str:
+    kept = _principals.get(id(principal))
+    if kept is not None and kept[0] is principal:
+        return kept[1]
     roles = ",".join(_string(role) for role in sorted(role.value for role in principal.roles))
-    return f'{{"principal_id":{_string(principal.principal_id)},"roles":[{roles}]}}'
+    text = f'{{"principal_id":{_string(principal.principal_id)},"roles":[{roles}]}}'
+    try:
+        hash(principal)
+    except TypeError:  # roles that may change (not a frozenset): not kept
+        return text
+    if len(_principals) >= PRINCIPALS_KEPT_MAX:
+        _principals.clear()
+    _principals[id(principal)] = (principal, text)
+    return text
 
 
 def _optional(value: str | None) -> str:

@@ -15,9 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from codec import Codec, DecodeError
+from codec.avro import INTERNED_MAX
 from codec.registry import RECORD_TYPES
 from ledger import commands
 from ledger.events import CommandResult
+from ledger.principals import Principal, Role
 
 CODEC = Codec()
 LONG = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -136,3 +138,35 @@ def test_expected_types_are_enforced() -> None:
     with pytest.raises(DecodeError) as raised:
         CODEC.decode(DEPOSIT, expected=(commands.Withdraw,))
     assert raised.value.code == "UNEXPECTED_TYPE"
+
+
+def test_decoded_principals_are_one_object_per_principal_and_still_checked() -> None:
+    """A principal is on every command: the decoder hands out one object per distinct
+    principal (the writer and the hash chain then find it by identity), never one principal
+    for another, and still refuses a principal that is not one."""
+    codec = Codec()
+
+    def principal_of(principal_id: str, roles: frozenset[Role]) -> Principal:
+        command = commands.Deposit(
+            principal=Principal(principal_id=principal_id, roles=roles),
+            command_id="c",
+            dedup_id="d",
+            account_id="a",
+            amount=1,
+            currency="USD",
+        )
+        decoded: Principal = codec.decode(codec.encode(command)).principal
+        return decoded
+
+    first = principal_of("svc", frozenset({Role.OWNER}))
+    assert principal_of("svc", frozenset({Role.OWNER})) is first
+    others = [principal_of("svc", frozenset({Role.OWNER, Role.ADMIN})), principal_of("svc2", frozenset({Role.OWNER}))]
+    assert others == [
+        Principal(principal_id="svc", roles=frozenset({Role.OWNER, Role.ADMIN})),
+        Principal(principal_id="svc2", roles=frozenset({Role.OWNER})),
+    ]
+    assert all(other is not first for other in others)
+    # Past the bound, kept afresh: still the right principal each time.
+    many = [principal_of(f"p{index}", frozenset({Role.AUDITOR})) for index in range(INTERNED_MAX + 5)]
+    assert [principal.principal_id for principal in many] == [f"p{index}" for index in range(INTERNED_MAX + 5)]
+    assert principal_of("svc", frozenset({Role.OWNER})) == first

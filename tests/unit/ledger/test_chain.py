@@ -209,3 +209,24 @@ def test_the_content_version_1_is_unchanged() -> None:
         principal=Principal(principal_id="svc", roles=frozenset({Role.OPERATOR, Role.ADMIN})),
     )
     assert event_hash(event) == "60163e3a2cdd8c20f297c7a8f47badf6ce620a1ca6500b7f2cbe6ebdd7bb759c"
+
+
+def test_a_principal_kept_for_the_chain_is_never_hashed_for_another() -> None:
+    """The chain keeps each principal's JSON with the object: equal principals, other
+    principals and one whose roles may change (not kept) each hash as the general way says."""
+    event = _workload().events[-1]
+    roles: set[Role] = {Role.OWNER}
+    changing = Principal(principal_id="p", roles=roles)  # type: ignore[arg-type]
+    principals = [
+        Principal(principal_id="p", roles=frozenset({Role.OWNER})),
+        Principal(principal_id="p", roles=frozenset({Role.OWNER})),
+        Principal(principal_id="q", roles=frozenset({Role.OWNER, Role.AUDITOR})),
+        changing,
+    ]
+    for principal in principals:
+        with_principal = dataclasses.replace(event, principal=principal)
+        assert canonical_content(with_principal) == _general_content(with_principal)
+    roles.add(Role.ADMIN)
+    with_principal = dataclasses.replace(event, principal=changing)
+    assert b'"roles":["ADMIN","OWNER"]' in canonical_content(with_principal)
+    assert canonical_content(with_principal) == _general_content(with_principal)
