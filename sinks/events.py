@@ -213,10 +213,14 @@ class SinkMetrics:
 
 @dataclasses.dataclass(slots=True)
 class Written:
-    """What one batch changed, for read-your-writes: account -> its newest sequence."""
+    """What one batch changed, for read-your-writes: account -> its newest sequence; and,
+    for a batch the codec decoded (a few events: `_insert_rows`), account -> the row it
+    wrote to account_latest (LATEST_COLUMNS), which a waiting read answers with (the same
+    row the view now holds) instead of asking ClickHouse again."""
 
     newest: dict[str, int]
     events: int
+    latest: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
 
 
 class EventSink:
@@ -356,7 +360,7 @@ class EventSink:
         else:
             batch = split(messages, self._header, self._container, self._reads)
             received, events, letters = self._through_incoming(batch, dead_letters)
-        written = Written(newest=received.newest, events=events)
+        written = Written(newest=received.newest, events=events, latest=received.latest)
         self.on_written(written)
         if letters and dead_letters is not None:
             remaining = flush(dead_letters, DEAD_LETTER_FLUSH_TIMEOUT_S)
@@ -419,8 +423,8 @@ class EventSink:
         if not rows:
             return received
         self._insert("account_events", rows, EVENT_COLUMNS)
-        latest = [[row[index] for index in _LATEST_INDEXES] for row in newest_row.values()]
-        self._insert("account_latest", latest, LATEST_COLUMNS)
+        received.latest = {account: [row[index] for index in _LATEST_INDEXES] for account, row in newest_row.items()}
+        self._insert("account_latest", list(received.latest.values()), LATEST_COLUMNS)
         edges_written = self._edges
         edges = [
             [row[_PARENT], account]

@@ -97,6 +97,9 @@ class Received:
     newest: dict[str, int] = dataclasses.field(default_factory=dict)  # account -> its newest sequence
     newest_ms: int | None = None  # the newest event's time
     parented: int = 0  # rows with a parent account (account_tree has nothing to learn without)
+    # account -> the row the sink wrote to account_latest, when the codec decoded the batch
+    # (ClickHouse decodes a large one: the sink never holds its rows).
+    latest: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
 
     def add(self, account_id: str, sequence: int, occurred_at_ms: int, parented: bool) -> None:
         """A row the codec decoded."""

@@ -134,6 +134,7 @@ async def metrics(request: web.Request) -> web.Response:
             "failure": service.failure,
             "reads_waiting": service.reads_waiting,
             "reads_waited": service.reads_waited,
+            "reads_answered_by_sink": service.reads_answered_by_sink,
             "reads_not_yet": service.reads_not_yet,
             "rebuild": None if service.rebuild_progress is None else dataclasses.asdict(service.rebuild_progress),
         }

@@ -84,9 +84,10 @@ class QueryService:
         self._supervisor: threading.Thread | None = None
         self._started = False
         self._sink_control = threading.Lock()  # pausing and (re)starting the sink exclude each other
-        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[dict[str, Any] | None]]]] = {}
         self.reads_waiting = 0
         self.reads_waited = 0  # reads with min_seq that found the view behind and waited
+        self.reads_answered_by_sink = 0  # of those, answered with the row the sink wrote (no second look)
         self.reads_not_yet = 0  # ... and were answered "not yet"
         self.reconciling = asyncio.Lock()
         self.reconcile_runs = {"ok": 0, "mismatch": 0}  # reconciliations run here, by outcome
@@ -214,15 +215,23 @@ class QueryService:
     def _notify(self, written: Written) -> None:
         """Called on the sink's thread once a batch is written (visible to queries)."""
         if self._loop is not None and written.newest:
-            self._loop.call_soon_threadsafe(self._wake, written.newest)
+            self._loop.call_soon_threadsafe(self._wake, written.newest, written.latest)
 
-    def _wake(self, newest: Mapping[str, int]) -> None:
+    def _wake(self, newest: Mapping[str, int], latest: Mapping[str, list[Any]]) -> None:
+        """Wake the reads this batch satisfied. A read whose account's row the sink wrote is
+        handed the account as that row says (the row the view now holds, the newest of the
+        account: one sink writes each partition); the others look in the view again."""
         if not self._waiters:
             return
         for account_id, sequence in newest.items():
-            for min_seq, future in self._waiters.get(account_id, ()):
+            waiting = self._waiters.get(account_id)
+            if not waiting:
+                continue
+            row = latest.get(account_id)
+            state = None if row is None else views.latest_state(row)
+            for min_seq, future in waiting:
                 if min_seq <= sequence and not future.done():
-                    future.set_result(None)
+                    future.set_result(state if state is not None and state["sequence"] >= min_seq else None)
 
     async def reached(self, account_id: str, min_seq: int) -> tuple[bool, dict[str, Any] | None]:
         """Wait, at most read_wait_ms_max, until the view holds event `min_seq` of the
@@ -236,7 +245,7 @@ class QueryService:
         waited = False
         while True:
             # Registered before looking: a batch written after the look wakes this reader.
-            future: asyncio.Future[None] = loop.create_future()
+            future: asyncio.Future[dict[str, Any] | None] = loop.create_future()
             entry = (min_seq, future)
             self._waiters.setdefault(account_id, []).append(entry)
             self.reads_waiting += 1
@@ -252,7 +261,12 @@ class QueryService:
                     waited = True
                     self.reads_waited += 1
                 try:
-                    await asyncio.wait_for(future, min(remaining, READ_ONLY_POLL_S) if self.read_only else remaining)
+                    woken = await asyncio.wait_for(
+                        future, min(remaining, READ_ONLY_POLL_S) if self.read_only else remaining
+                    )
+                    if woken is not None:  # the sink's row for it: no second look in the view
+                        self.reads_answered_by_sink += 1
+                        return True, woken
                 except TimeoutError:
                     if time.monotonic() < deadline:
                         continue  # read-only: no sink wakes this reader, so it looks again

@@ -101,6 +101,12 @@ def _state(row: tuple[Any, ...], updated_at_ms: int) -> dict[str, Any]:
 # -- balances ---------------------------------------------------------------------------------
 
 
+def latest_state(row: list[Any]) -> dict[str, Any]:
+    """`balance`'s answer from an account_latest row as the sink wrote it (STATE_COLUMNS, then
+    updated_at in milliseconds): what `balance` reads back once that row is the newest."""
+    return _state(tuple(row[:-1]), row[-1])
+
+
 def balance(client: Any, database: str, account_id: str) -> dict[str, Any] | None:
     """The account after the newest event the view holds: balance, available, holds, in flight."""
     rows = client.query(

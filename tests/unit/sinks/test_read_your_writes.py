@@ -12,7 +12,8 @@ from typing import Any
 from bench.event_workload import generate
 from codec import Codec
 from foundation.settings import Settings
-from sinks.events import EventSink
+from sinks import views
+from sinks.events import SMALL_BATCH_EVENTS, EventSink
 from sinks.service import QueryService
 from tests.unit.sinks.support import PARTITIONS, messages
 
@@ -60,9 +61,34 @@ async def test_a_read_waiting_for_min_seq_is_woken_by_the_batch_that_holds_it(
             writer.join()
             assert reached and record is not None and record["sequence"] >= target.sequence
             assert waited_s < READ_WAIT_MS / 1000 / 2, "woken late: a lost wake-up"
+            # Whether it came from the view or from the row the sink wrote: what the view says now.
+            assert record == views.balance(clickhouse, database, target.account_id)
         assert service.reads_waited > 0, "some reads must have found the view behind"
+        assert 0 < service.reads_answered_by_sink <= service.reads_waited, "woken reads answer with the sink's row"
         assert service.reads_not_yet == 0
         assert service.reads_waiting == 0 and not service._waiters
+    finally:
+        service.executor.shutdown(wait=True)
+
+
+async def test_a_read_woken_by_a_batch_clickhouse_decoded_looks_in_the_view_again(
+    clickhouse: Any, clickhouse_dsn: str, database: str
+) -> None:
+    """A large batch goes through the incoming table, decoded by ClickHouse: the sink holds
+    no row to hand the read, which then reads the view."""
+    service = service_on(clickhouse_dsn, database)
+    codec = Codec()
+    events = generate(13, accounts=3, events=SMALL_BATCH_EVENTS * 2)
+    sink = EventSink(service.settings, clickhouse, database=database, codec=codec, on_written=service._notify)
+    target = events[-1]
+    try:
+        writer = threading.Timer(0.2, sink.write, args=(messages(events, codec),))
+        writer.start()
+        reached, record = await service.reached(target.account_id, target.sequence)
+        writer.join()
+        assert reached and record == views.balance(clickhouse, database, target.account_id)
+        assert record is not None and record["sequence"] == target.sequence
+        assert service.reads_waited == 1 and service.reads_answered_by_sink == 0
     finally:
         service.executor.shutdown(wait=True)
 
