@@ -196,9 +196,15 @@ def measure(settings: Settings, args: argparse.Namespace, run_dir: Path) -> dict
             ),
             time_queries("hierarchy roll-up", 50, lambda: f"{url}/accounts/{rng.choice(loaded.roots)}/rollup"),
             time_queries("per-currency totals (all events)", TOTALS_RUNS, lambda: f"{url}/totals"),
-            read_your_writes(settings, get, list(loaded.accounts), READ_YOUR_WRITES_RUNS, rng),
-            read_your_writes(
-                settings, get, list(loaded.accounts), READ_YOUR_WRITES_RUNS, rng, background_rate=args.ryw_rate
+            _with_read_counts(
+                settings,
+                lambda: read_your_writes(settings, get, list(loaded.accounts), READ_YOUR_WRITES_RUNS, rng),
+            ),
+            _with_read_counts(
+                settings,
+                lambda: read_your_writes(
+                    settings, get, list(loaded.accounts), READ_YOUR_WRITES_RUNS, rng, background_rate=args.ryw_rate
+                ),
             ),
         ]
         for row in figures["queries"]:
@@ -224,6 +230,18 @@ def measure(settings: Settings, args: argparse.Namespace, run_dir: Path) -> dict
         "last_lines": lines[-2:],
     }
     return figures
+
+
+def _with_read_counts(settings: Settings, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A read-your-writes figure with what the service says of its reads meanwhile: how many
+    found the view behind and waited, and how many of those were answered with the row the
+    sink wrote (sinks/service.py) rather than a second look in the view."""
+    _, before = get(f"{settings.query_url}/metrics.json")
+    row = run()
+    _, after = get(f"{settings.query_url}/metrics.json")
+    for name in ("reads_waited", "reads_answered_by_sink"):
+        row[name] = after.get(name, 0) - before.get(name, 0)
+    return row
 
 
 if __name__ == "__main__":
