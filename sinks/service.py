@@ -220,7 +220,8 @@ class QueryService:
     def _wake(self, newest: Mapping[str, int], latest: Mapping[str, list[Any]]) -> None:
         """Wake the reads this batch satisfied. A read whose account's row the sink wrote is
         handed the account as that row says (the row the view now holds, the newest of the
-        account: one sink writes each partition); the others look in the view again."""
+        account: one sink writes each partition, and the row is of the batch's newest sequence
+        for it); the others look in the view again."""
         if not self._waiters:
             return
         for account_id, sequence in newest.items():
@@ -231,7 +232,7 @@ class QueryService:
             state = None if row is None else views.latest_state(row)
             for min_seq, future in waiting:
                 if min_seq <= sequence and not future.done():
-                    future.set_result(state if state is not None and state["sequence"] >= min_seq else None)
+                    future.set_result(state)
 
     async def reached(self, account_id: str, min_seq: int) -> tuple[bool, dict[str, Any] | None]:
         """Wait, at most read_wait_ms_max, until the view holds event `min_seq` of the

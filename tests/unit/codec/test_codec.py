@@ -143,7 +143,7 @@ def test_expected_types_are_enforced() -> None:
 def test_decoded_principals_are_one_object_per_principal_and_still_checked() -> None:
     """A principal is on every command: the decoder hands out one object per distinct
     principal (the writer and the hash chain then find it by identity), never one principal
-    for another, and still refuses a principal that is not one."""
+    for another, and the right one again after the bound drops what it kept."""
     codec = Codec()
 
     def principal_of(principal_id: str, roles: frozenset[Role]) -> Principal:
