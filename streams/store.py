@@ -23,8 +23,8 @@ from typing import Any
 from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rdict, ReadOptions, WriteBatch
 
 from codec import Codec
+from foundation.record_cache import RecordCache
 from ledger.state import Table
-from streams.record_cache import RecordCache
 
 _DELETED = object()
 _ABSENT = object()  # in the decoded-record cache: RocksDB does not hold the key
@@ -213,7 +213,7 @@ class PartitionStore:
         self._staged: dict[tuple[Table, str], Any] = {}
         # Decoded committed records. Objects handed out may be mutated by the state
         # machine before it puts them, so the cache is dropped whenever a transaction aborts.
-        self._cache = RecordCache(local.cache_entries)
+        self._cache: RecordCache[tuple[Table, str]] = RecordCache(local.cache_entries)
         # Keys of WRITE_ONCE_TABLES this transaction found absent in RocksDB (the cache keeps
         # the absent keys of the other tables, as _ABSENT).
         self._absent: set[tuple[Table, str]] = set()

@@ -10,18 +10,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.record_cache import RecordCache
+from foundation.record_cache import RecordCache
 
 ENTRIES = 64
+Slot = tuple[str, str]
 
 
-def table_bytes(cache: RecordCache) -> int:
+def table_bytes(cache: RecordCache[Slot]) -> int:
     """The memory of the cache's own tables (not of the records)."""
     return sum(sys.getsizeof(generation) for generation in (cache._young, cache._old))
 
 
 def test_it_holds_at_most_its_entries_and_keeps_the_newest() -> None:
-    cache = RecordCache(ENTRIES)
+    cache: RecordCache[Slot] = RecordCache(ENTRIES)
     for number in range(10 * ENTRIES):
         cache.put(("a", str(number)), number)
         assert len(cache) <= ENTRIES
@@ -31,7 +32,7 @@ def test_it_holds_at_most_its_entries_and_keeps_the_newest() -> None:
 
 
 def test_a_record_read_again_stays_while_others_pass_through() -> None:
-    cache = RecordCache(ENTRIES)
+    cache: RecordCache[Slot] = RecordCache(ENTRIES)
     cache.put(("a", "hot"), "hot")
     for number in range(20 * ENTRIES):
         cache.put(("a", str(number)), number)
@@ -40,7 +41,7 @@ def test_a_record_read_again_stays_while_others_pass_through() -> None:
 
 
 def test_a_record_put_again_is_never_served_stale() -> None:
-    cache = RecordCache(4)
+    cache: RecordCache[Slot] = RecordCache(4)
     cache.put(("a", "x"), "first")
     cache.put(("a", "y"), 1)  # the young generation is full: "first" is old now
     cache.put(("a", "z"), 2)
@@ -55,7 +56,7 @@ def test_a_record_put_again_is_never_served_stale() -> None:
 def test_its_tables_do_not_grow_under_churn() -> None:
     """An OrderedDict under the same churn grows its table by about 70%, which is why the
     worker's memory grew after its cache was full; these generations do not."""
-    cache = RecordCache(100_000)
+    cache: RecordCache[Slot] = RecordCache(100_000)
     first = 0
     for number in range(200_000):  # fills it
         cache.put(("a", str(number)), number)
@@ -92,7 +93,7 @@ _OPS = st.lists(
 def test_against_a_dict(ops: list[tuple[str, int]], entries: int) -> None:
     """Whatever it answers is the newest value put under the slot, and it holds at most its
     entries; the newest value put is always there."""
-    cache = RecordCache(entries)
+    cache: RecordCache[Slot] = RecordCache(entries)
     model: dict[tuple[str, str], int] = {}
     version = 0
     for op, key in ops:

@@ -1,5 +1,6 @@
-"""The decoded-record cache in front of a shard's RocksDB: at most `entries` records, the
-recently used ones, in two generations of plain dicts.
+"""A cache of at most `entries` records, the recently used ones, in two generations of plain
+dicts: the decoded-record cache in front of a shard's RocksDB (streams/store.py), and the
+query service's newest row of each account the sink received (sinks/service.py).
 
 A record put goes into the young generation. When the young generation is full it becomes
 the old one, and the old one is dropped. A record found in the old generation moves to the
@@ -11,17 +12,18 @@ ledger's constant churn of accounts, grew its hash table long after it was full:
 at 100,000 entries, 17 MiB after 200,000 more went through it. The worker's memory grew
 with it (bench.memory: +14 MiB from 100,000 to 200,000 accounts). A dict that is only
 inserted into and then dropped whole never holds more table than its entries need
-(tests/unit/streams/test_record_cache.py).
+(tests/unit/foundation/test_record_cache.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, Generic, TypeVar
 
-Slot = tuple[Any, str]  # (table, key)
+Slot = TypeVar("Slot", bound=Hashable)  # what a record is cached under: (table, key), an account id
 
 
-class RecordCache:
+class RecordCache(Generic[Slot]):
     __slots__ = ("_generation", "_old", "_young")
 
     def __init__(self, entries: int) -> None:
