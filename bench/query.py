@@ -234,12 +234,13 @@ def measure(settings: Settings, args: argparse.Namespace, run_dir: Path) -> dict
 
 def _with_read_counts(settings: Settings, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """A read-your-writes figure with what the service says of its reads meanwhile: how many
-    found the view behind and waited, and how many of those were answered with the row the
-    sink wrote (sinks/service.py) rather than a second look in the view."""
+    found the view behind and waited, how many were answered with a row of the sink's
+    (sinks/service.py) rather than a look in the view, and how many of those before the view
+    held the row (the row the sink received)."""
     _, before = get(f"{settings.query_url}/metrics.json")
     row = run()
     _, after = get(f"{settings.query_url}/metrics.json")
-    for name in ("reads_waited", "reads_answered_by_sink"):
+    for name in ("reads_waited", "reads_answered_by_sink", "reads_answered_on_receipt"):
         row[name] = after.get(name, 0) - before.get(name, 0)
     return row
 

@@ -232,6 +232,7 @@ class EventSink:
         database: str | None = None,
         codec: Codec | None = None,
         on_written: Callable[[Written], None] = lambda written: None,
+        on_received: Callable[[Received], None] = lambda received: None,
         commit_offsets: bool = True,
         telemetry: SinkTelemetry | None = None,
         small_batch_events: int = SMALL_BATCH_EVENTS,
@@ -246,6 +247,10 @@ class EventSink:
         self._container = Container(self.codec.schema(AccountEvent).expanded)
         self._reads = codec_reads(self.codec, AccountEvent)
         self.on_written = on_written
+        # Called with a small batch's rows before they are inserted: what a balance read with
+        # min_seq may answer with at once (each row is of an event the ledger committed, read
+        # read_committed; the view holds it after the inserts, or after a restart repeats them).
+        self.on_received = on_received
         self.commit_offsets = commit_offsets
         self.telemetry = telemetry  # batch metrics and the events' spans (sinks/telemetry.py)
         self.topology = settings.topology()
@@ -422,8 +427,9 @@ class EventSink:
                 newest_row[row[0]] = row
         if not rows:
             return received
-        self._insert("account_events", rows, EVENT_COLUMNS)
         received.latest = {account: [row[index] for index in _LATEST_INDEXES] for account, row in newest_row.items()}
+        self.on_received(received)
+        self._insert("account_events", rows, EVENT_COLUMNS)
         self._insert("account_latest", list(received.latest.values()), LATEST_COLUMNS)
         edges_written = self._edges
         edges = [

@@ -82,16 +82,20 @@ def _error(status: int, message: str) -> web.Response:
 Answer = Callable[[QueryService, str, dict[str, Any] | None], Awaitable[web.Response]]
 
 
-async def _account_read(request: web.Request, answer: Answer, *, needs_account: bool = True) -> web.Response:
+async def _account_read(
+    request: web.Request, answer: Answer, *, needs_account: bool = True, row_suffices: bool = False
+) -> web.Response:
     """The read-your-writes frame of every per-account endpoint. Without min_seq, an
-    endpoint that does not need the account's current state reads nothing extra."""
+    endpoint that does not need the account's current state reads nothing extra. With
+    `row_suffices` (the answer is the account's newest row, nothing else of the view), the
+    row the sink has received answers min_seq before the view holds it (sinks/service.py)."""
     service = request.app[STATE_KEY]
     account_id = request.match_info["account_id"]
     min_seq = _integer(request, "min_seq", 0) or 0
     if min_seq <= 0 and not needs_account:
         return await answer(service, account_id, None)
     try:
-        reached, record = await service.reached(account_id, min_seq)
+        reached, record = await service.reached(account_id, min_seq, row_suffices=row_suffices)
     except TooManyWaitersError as error:
         return web.json_response({"error": str(error)}, status=503, headers={"Retry-After": "1"})
     if not reached:
@@ -135,6 +139,7 @@ async def metrics(request: web.Request) -> web.Response:
             "reads_waiting": service.reads_waiting,
             "reads_waited": service.reads_waited,
             "reads_answered_by_sink": service.reads_answered_by_sink,
+            "reads_answered_on_receipt": service.reads_answered_on_receipt,
             "reads_not_yet": service.reads_not_yet,
             "rebuild": None if service.rebuild_progress is None else dataclasses.asdict(service.rebuild_progress),
         }
@@ -172,7 +177,7 @@ async def account(request: web.Request) -> web.Response:
     async def answer(service: QueryService, account_id: str, record: dict[str, Any] | None) -> web.Response:
         return web.json_response({"status": "ok", "account": record})
 
-    return await _account_read(request, answer)
+    return await _account_read(request, answer, row_suffices=True)
 
 
 async def history(request: web.Request) -> web.Response:

@@ -12,6 +12,16 @@ roll-ups read too, so one rule makes every answer consistent with the write, and
 command side serves no reads. The wait costs no polling and cannot miss a wake-up: the
 reader registers before it looks, and the sink wakes the readers of exactly the accounts
 each written batch touched.
+
+The account's own read (GET /accounts/{id}) needs one row, not the view: the account after
+its newest event. The sink hands the service each small batch's rows as it receives them,
+before its inserts, and the service keeps the newest row of each account (a bounded cache).
+Such a read is answered with that row once it reaches min_seq, without waiting for
+ClickHouse's inserts, and without asking ClickHouse at all when the row is already there.
+The row is of an event the ledger committed (the sink reads read_committed), and it is the
+row the view holds once the batch is written; a sink that fails before then writes it again
+when it restarts. A read without min_seq still reads the view, which may be a batch behind
+a row already answered with.
 """
 
 from __future__ import annotations
@@ -28,11 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from foundation.record_cache import RecordCache
 from foundation.settings import Settings
 from sinks import views
 from sinks.audit import AuditSink
 from sinks.clickhouse import ClientPool, connect, redacted
 from sinks.events import EventSink, Written, passed
+from sinks.incoming import Received
 from sinks.rebuild import RebuildProgress, rebuild
 from sinks.reconcile import reconcile
 from sinks.schema import check_schema, migrate
@@ -51,6 +63,20 @@ SINK_STOP_TIMEOUT_S = 30.0
 REACH_TIMEOUT_S = 120.0  # reconciliation waits this long at most for the sink to pass its cut
 REACH_POLL_S = 0.05
 READ_ONLY_POLL_S = 0.05  # a read-only service has no sink to wake its readers: they look again this often
+# Accounts whose newest received row the service keeps for balance reads (between half and
+# all of them, the recently written; a row is ~1 KiB with its values): the accounts being
+# written and read again at once, not the whole ledger.
+RECEIVED_ROWS_MAX = 20_000
+
+# A woken read's answer: the account as the sink's row says, and whether the view may not
+# hold that row yet (the sink received it, its inserts are still to come).
+Woken = tuple[dict[str, Any], bool]
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """A look in the view no read waits for any more: its outcome (an error too) is dropped."""
+    if not task.cancelled():
+        task.exception()
 
 
 class StoreReadOnlyError(RuntimeError):
@@ -84,10 +110,15 @@ class QueryService:
         self._supervisor: threading.Thread | None = None
         self._started = False
         self._sink_control = threading.Lock()  # pausing and (re)starting the sink exclude each other
-        self._waiters: dict[str, list[tuple[int, asyncio.Future[dict[str, Any] | None]]]] = {}
+        # account -> its reads waiting for min_seq: (min_seq, woken with the sink's row or None,
+        # whether the row it received suffices or the view must hold it)
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[Woken | None], bool]]] = {}
+        # account -> (sequence, account_latest row): the newest row the sink received for it
+        self._received: RecordCache[str] = RecordCache(RECEIVED_ROWS_MAX)
         self.reads_waiting = 0
         self.reads_waited = 0  # reads with min_seq that found the view behind and waited
-        self.reads_answered_by_sink = 0  # of those, answered with the row the sink wrote (no second look)
+        self.reads_answered_by_sink = 0  # answered with a row of the sink's (no look in the view, or no second)
+        self.reads_answered_on_receipt = 0  # of those, with a row the view may not hold yet
         self.reads_not_yet = 0  # ... and were answered "not yet"
         self.reconciling = asyncio.Lock()
         self.reconcile_runs = {"ok": 0, "mismatch": 0}  # reconciliations run here, by outcome
@@ -150,7 +181,13 @@ class QueryService:
                     continue  # paused meanwhile
                 self._sink_stop = threading.Event()
                 self._sink_idle.clear()
-            sink = EventSink(self.settings, client, on_written=self._notify, telemetry=self.telemetry)
+            sink = EventSink(
+                self.settings,
+                client,
+                on_written=self._notify,
+                on_received=self._notify_received,
+                telemetry=self.telemetry,
+            )
             self.sink = sink
             self.sink_failing = False
             try:
@@ -222,6 +259,9 @@ class QueryService:
         handed the account as that row says (the row the view now holds, the newest of the
         account: one sink writes each partition, and the row is of the batch's newest sequence
         for it); the others look in the view again."""
+        if not latest:  # ClickHouse decoded the batch: the rows kept for its accounts are older
+            for account_id in newest:
+                self._received.discard(account_id)
         if not self._waiters:
             return
         for account_id, sequence in newest.items():
@@ -229,16 +269,50 @@ class QueryService:
             if not waiting:
                 continue
             row = latest.get(account_id)
-            state = None if row is None else views.latest_state(row)
-            for min_seq, future in waiting:
+            woken = None if row is None else (views.latest_state(row), False)
+            for min_seq, future, _ in waiting:
                 if min_seq <= sequence and not future.done():
-                    future.set_result(state)
+                    future.set_result(woken)
 
-    async def reached(self, account_id: str, min_seq: int) -> tuple[bool, dict[str, Any] | None]:
+    def _notify_received(self, received: Received) -> None:
+        """Called on the sink's thread with a small batch's rows, before its inserts."""
+        if self._loop is not None and received.latest:
+            self._loop.call_soon_threadsafe(self._receive, received.newest, received.latest)
+
+    def _receive(self, newest: Mapping[str, int], latest: Mapping[str, list[Any]]) -> None:
+        """Keep each account's newest row (a batch a restarted sink repeats is older: kept
+        rows stay), and hand it to the waiting reads that need only the row."""
+        kept = self._received
+        for account_id, row in latest.items():
+            sequence = newest[account_id]
+            known = kept.get(account_id)
+            if known is None or known[0] < sequence:
+                kept.put(account_id, (sequence, row))
+            waiting = self._waiters.get(account_id)
+            if not waiting:
+                continue
+            woken: Woken | None = None
+            for min_seq, future, row_suffices in waiting:
+                if row_suffices and min_seq <= sequence and not future.done():
+                    woken = woken or (views.latest_state(row), True)
+                    future.set_result(woken)
+
+    def _answered_by_sink(self, woken: Woken) -> tuple[bool, dict[str, Any]]:
+        state, on_receipt = woken
+        self.reads_answered_by_sink += 1
+        self.reads_answered_on_receipt += on_receipt
+        return True, state
+
+    async def reached(
+        self, account_id: str, min_seq: int, *, row_suffices: bool = False
+    ) -> tuple[bool, dict[str, Any] | None]:
         """Wait, at most read_wait_ms_max, until the view holds event `min_seq` of the
-        account. Returns (reached, the account as the view has it)."""
+        account, or, with `row_suffices`, until the sink has received it (the module's
+        docstring). Returns (reached, the account as the view or the sink's row has it)."""
         if min_seq <= 0:
             return True, await self.query(views.balance, account_id)
+        if row_suffices and (known := self._received.get(account_id)) is not None and known[0] >= min_seq:
+            return self._answered_by_sink((views.latest_state(known[1]), True))
         if self.reads_waiting >= READ_WAITERS_MAX:
             raise TooManyWaitersError(f"{READ_WAITERS_MAX} reads already wait for the view")
         deadline = time.monotonic() + self.settings.read_wait_ms_max / 1000
@@ -246,12 +320,21 @@ class QueryService:
         waited = False
         while True:
             # Registered before looking: a batch written after the look wakes this reader.
-            future: asyncio.Future[dict[str, Any] | None] = loop.create_future()
-            entry = (min_seq, future)
+            future: asyncio.Future[Woken | None] = loop.create_future()
+            entry = (min_seq, future, row_suffices)
             self._waiters.setdefault(account_id, []).append(entry)
             self.reads_waiting += 1
             try:
-                record = await self.query(views.balance, account_id)
+                # The look and the wake race: the sink's row answers at once even while the
+                # look waits for a store busy with inserts and merges.
+                look = asyncio.ensure_future(self.query(views.balance, account_id))
+                await asyncio.wait((look, future), return_when=asyncio.FIRST_COMPLETED)
+                if future.done() and (woken := future.result()) is not None:
+                    look.add_done_callback(_retrieved)
+                    if not waited:
+                        self.reads_waited += 1
+                    return self._answered_by_sink(woken)
+                record = await look
                 if record is not None and record["sequence"] >= min_seq:
                     return True, record
                 remaining = deadline - time.monotonic()
@@ -266,8 +349,7 @@ class QueryService:
                         future, min(remaining, READ_ONLY_POLL_S) if self.read_only else remaining
                     )
                     if woken is not None:  # the sink's row for it: no second look in the view
-                        self.reads_answered_by_sink += 1
-                        return True, woken
+                        return self._answered_by_sink(woken)
                 except TimeoutError:
                     if time.monotonic() < deadline:
                         continue  # read-only: no sink wakes this reader, so it looks again
