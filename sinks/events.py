@@ -22,13 +22,18 @@ rebuilt resumes exactly where its own data ends, whatever Kafka's group offsets 
 Kafka commit (step 6) is for the operators' tools (consumer-group lag), never read back.
 
 Backpressure: at most `sink_batch_events` events per batch and SINK_PREFETCH_KBYTES of
-prefetched messages; the next batch is consumed only after the previous one is written,
-so batches grow with the load (a lone event is written within SINK_LINGER_MS).
+prefetched messages; one batch is written (on the sink's writer thread) while the next is
+consumed and prepared, and no further one, so batches grow with the load (a lone event is
+written within SINK_LINGER_MS). Preparing a batch of a few events decodes it and hands its
+rows to the readers waiting for them (step 3 for the account's own read: sinks/service.py)
+while the batch before it is still being inserted; a batch is inserted, and its position
+advanced, only after the one before it.
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import logging
 import threading
@@ -212,6 +217,19 @@ class SinkMetrics:
 
 
 @dataclasses.dataclass(slots=True)
+class Prepared:
+    """A consumed batch, ready to be written: a batch of a few events decoded by the codec
+    (`rows`, and what they hold in `received`), or one ClickHouse will decode (`rows` None)."""
+
+    messages: list[MessageLike]
+    batch: Split
+    started: float  # time.monotonic() when the batch was consumed
+    rows: list[list[Any]] | None = None
+    received: Received | None = None
+    letters: int = 0
+
+
+@dataclasses.dataclass(slots=True)
 class Written:
     """What one batch changed, for read-your-writes: account -> its newest sequence; and,
     for a batch the codec decoded (a few events: `_insert_rows`), account -> the row it
@@ -221,6 +239,27 @@ class Written:
     newest: dict[str, int]
     events: int
     latest: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+
+
+def _received(rows: list[list[Any]]) -> Received:
+    """What a batch of rows the codec decoded holds: each account's newest sequence, and the
+    row of it that account_latest takes, and the parent that row names."""
+    received = Received()
+    newest_row: dict[str, list[Any]] = {}
+    for row in rows:
+        received.add(row[0], row[_SEQUENCE], row[_OCCURRED_AT_MS], row[_PARENT] is not None)
+        known = newest_row.get(row[0])
+        if known is None or row[_SEQUENCE] > known[_SEQUENCE]:
+            newest_row[row[0]] = row
+    received.latest = {account: [row[index] for index in _LATEST_INDEXES] for account, row in newest_row.items()}
+    received.parents = {account: row[_PARENT] for account, row in newest_row.items() if row[_PARENT] is not None}
+    return received
+
+
+def _written(writing: concurrent.futures.Future[Written] | None) -> None:
+    """Wait until the batch being written is written; its error is the sink's."""
+    if writing is not None:
+        writing.result()
 
 
 class EventSink:
@@ -304,21 +343,17 @@ class EventSink:
                 ]
             )
             log.info("events sink starts at %s", self.metrics.positions)
-            next_refresh = 0.0
-            while not stop.is_set():
-                messages = self._next_batch(consumer)
-                if messages:
-                    self.write(messages, dead_letters=dead_letters, consumer=consumer)
-                else:
-                    self._advance_past_markers(consumer)
-                if until is not None and self._reached(until, consumer):
-                    self._advance_past_markers(consumer)
-                    break
-                if time.monotonic() >= next_refresh:
-                    next_refresh = time.monotonic() + LAG_REFRESH_S
-                    self._refresh_lag(admin, partitions)
-                    if report is not None:
-                        report(self.metrics)
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="events-sink-writer") as writer:
+                self._consume(
+                    consumer,
+                    writer,
+                    stop=stop,
+                    admin=admin,
+                    partitions=partitions,
+                    dead_letters=dead_letters,
+                    until=until,
+                    report=report,
+                )
             self.store_progress(consumer)  # stopping: what is written is where the next sink starts
             self._refresh_lag(admin, partitions)
             if report is not None:
@@ -326,6 +361,50 @@ class EventSink:
         finally:
             consumer.close()
             flush(dead_letters, DEAD_LETTER_FLUSH_TIMEOUT_S)
+
+    def _consume(
+        self,
+        consumer: Consumer,
+        writer: concurrent.futures.Executor,
+        *,
+        stop: threading.Event,
+        admin: AdminClient,
+        partitions: list[int],
+        dead_letters: Producer,
+        until: Mapping[int, int] | None,
+        report: Callable[[SinkMetrics], None] | None,
+    ) -> None:
+        """The loop of `run`: each batch is consumed and prepared while the one before it is
+        written on `writer`; returns with every consumed batch written (or raises the error
+        that stopped one)."""
+        writing: concurrent.futures.Future[Written] | None = None
+        next_refresh = 0.0
+        try:
+            while not stop.is_set():
+                messages = self._next_batch(consumer)
+                if messages:
+                    prepared = self._prepare(messages, dead_letters)
+                    _written(writing)  # batches are written in the order consumed
+                    writing = writer.submit(self._write_prepared, prepared, dead_letters, consumer)
+                else:
+                    # Idle: once the batch in hand is written, every message returned is written.
+                    _written(writing)
+                    writing = None
+                    self._advance_past_markers(consumer)
+                # The consumer's position may run one batch ahead of the view: `until` is
+                # passed once the batch in hand is written too.
+                if until is not None and self._reached(until, consumer):
+                    _written(writing)
+                    writing = None
+                    self._advance_past_markers(consumer)
+                    break
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + LAG_REFRESH_S
+                    self._refresh_lag(admin, partitions)
+                    if report is not None:
+                        report(self.metrics)
+        finally:
+            _written(writing)
 
     def _next_batch(self, consumer: Consumer) -> list[Any]:
         """Up to sink_batch_events messages: wait (up to sink_flush_interval_ms) for the first
@@ -355,15 +434,31 @@ class EventSink:
         consumer: Consumer | None = None,
     ) -> Written:
         """Steps 2-6 of the commit order for one consumed batch."""
+        return self._write_prepared(self._prepare(messages, dead_letters), dead_letters, consumer)
+
+    def _prepare(self, messages: Iterable[MessageLike], dead_letters: Producer | None) -> Prepared:
+        """What can be done before the batch before this one is written: a batch of a few
+        events is decoded by the codec, and its rows are handed to `on_received`."""
         started = time.monotonic()
         messages = list(messages)
-        if len(messages) < self.small_batch_events:  # a few events: through the codec, straight into the views
-            batch = split(messages, self._header, None, self._reads)
-            rows, letters = self._decoded_by_codec(batch.for_codec, dead_letters)
-            received = self._insert_rows(rows)
-            events = len(rows)
+        if len(messages) >= self.small_batch_events:  # many events: ClickHouse decodes them (step 2)
+            return Prepared(messages, split(messages, self._header, self._container, self._reads), started)
+        batch = split(messages, self._header, None, self._reads)
+        rows, letters = self._decoded_by_codec(batch.for_codec, dead_letters)
+        received = _received(rows)
+        if rows:
+            self.on_received(received)
+        return Prepared(messages, batch, started, rows=rows, received=received, letters=letters)
+
+    def _write_prepared(
+        self, prepared: Prepared, dead_letters: Producer | None = None, consumer: Consumer | None = None
+    ) -> Written:
+        messages, batch, started = prepared.messages, prepared.batch, prepared.started
+        if prepared.rows is not None and prepared.received is not None:  # a few events: straight into the views
+            received, letters = prepared.received, prepared.letters
+            self._insert_rows(prepared.rows, received)
+            events = len(prepared.rows)
         else:
-            batch = split(messages, self._header, self._container, self._reads)
             received, events, letters = self._through_incoming(batch, dead_letters)
         written = Written(newest=received.newest, events=events, latest=received.latest)
         self.on_written(written)
@@ -414,28 +509,17 @@ class EventSink:
                 self.client.command(tree_sql(self.database))
         return received, events, letters
 
-    def _insert_rows(self, rows: list[list[Any]]) -> Received:
-        """Step 2 for a batch of a few events: their rows straight into the views, in three
-        inserts, where the incoming table takes six statements (a lone event's batch took
-        28 ms so, 42 ms through the incoming table)."""
-        received = Received()
-        newest_row: dict[str, list[Any]] = {}
-        for row in rows:
-            received.add(row[0], row[_SEQUENCE], row[_OCCURRED_AT_MS], row[_PARENT] is not None)
-            known = newest_row.get(row[0])
-            if known is None or row[_SEQUENCE] > known[_SEQUENCE]:
-                newest_row[row[0]] = row
+    def _insert_rows(self, rows: list[list[Any]], received: Received) -> None:
+        """Step 2 for a batch of a few events (`received`: what `_received` found in them):
+        their rows straight into the views, in three inserts, where the incoming table takes
+        six statements (a lone event's batch took 28 ms so, 42 ms through the incoming table)."""
         if not rows:
-            return received
-        received.latest = {account: [row[index] for index in _LATEST_INDEXES] for account, row in newest_row.items()}
-        self.on_received(received)
+            return
         self._insert("account_events", rows, EVENT_COLUMNS)
         self._insert("account_latest", list(received.latest.values()), LATEST_COLUMNS)
         edges_written = self._edges
         edges = [
-            [row[_PARENT], account]
-            for account, row in newest_row.items()
-            if row[_PARENT] is not None and edges_written.get(account) != row[_PARENT]
+            [parent, account] for account, parent in received.parents.items() if edges_written.get(account) != parent
         ]
         if edges:
             self._insert("account_tree", edges, TREE_COLUMNS)
@@ -444,7 +528,6 @@ class EventSink:
                 edges_written.move_to_end(account)
             while len(edges_written) > EDGES_REMEMBERED_MAX:
                 edges_written.popitem(last=False)
-        return received
 
     def _insert(self, table: str, rows: list[list[Any]], columns: list[str]) -> None:
         """Rows into one of the views, with the column types learnt once (an insert without

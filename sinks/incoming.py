@@ -100,6 +100,8 @@ class Received:
     # account -> the row the sink wrote to account_latest, when the codec decoded the batch
     # (ClickHouse decodes a large one: the sink never holds its rows).
     latest: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    # account -> the parent its newest row names, when the codec decoded the batch
+    parents: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def add(self, account_id: str, sequence: int, occurred_at_ms: int, parented: bool) -> None:
         """A row the codec decoded."""

@@ -259,9 +259,12 @@ class QueryService:
         handed the account as that row says (the row the view now holds, the newest of the
         account: one sink writes each partition, and the row is of the batch's newest sequence
         for it); the others look in the view again."""
-        if not latest:  # ClickHouse decoded the batch: the rows kept for its accounts are older
-            for account_id in newest:
-                self._received.discard(account_id)
+        if not latest:  # ClickHouse decoded the batch: a row kept for its accounts may be older
+            kept = self._received
+            for account_id, sequence in newest.items():
+                known = kept.get(account_id)
+                if known is not None and known[0] <= sequence:
+                    kept.discard(account_id)  # (a newer one, of the batch consumed since, stays)
         if not self._waiters:
             return
         for account_id, sequence in newest.items():

@@ -37,12 +37,13 @@ class SlowInserts:
     """The store's client, whose inserts wait until `release` is set: a store busy with
     merges and disk writes, held as long as a test needs."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, *, hold_s: float = READ_WAIT_MS / 1000) -> None:
         self._client = client
         self.release = threading.Event()
+        self.hold_s = hold_s
 
     def insert(self, *args: Any, **keywords: Any) -> Any:
-        if not self.release.wait(READ_WAIT_MS / 1000):
+        if not self.release.wait(self.hold_s):
             raise TimeoutError("the test never released the inserts")
         return self._client.insert(*args, **keywords)
 

@@ -1,0 +1,79 @@
+"""The sink's loop over a real broker: the next batch is consumed, decoded and handed to the
+reads waiting for it while the batch before it is still being inserted; nothing is advanced
+past what is written, and batches are written in the order consumed."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from bench.event_workload import generate
+from codec import Codec
+from foundation.clients import kafka_config
+from foundation.settings import Settings
+from ledger.events import AccountEvent
+from sinks import views
+from tests.conftest import fresh_settings
+from tests.unit.sinks.test_read_your_writes import READ_WAIT_MS, SlowInserts, service_on, wired_sink
+
+HOLD_S = 30.0  # the first batch's inserts wait at most this long for the test
+
+
+def produce(settings: Settings, events: list[AccountEvent], codec: Codec) -> None:
+    producer = Producer({**kafka_config(settings), "acks": "all", "partitioner": "murmur2_random"})
+    for event in events:
+        producer.produce(settings.topology().events.name, codec.encode(event), event.account_id.encode())
+    if producer.flush(10) != 0:
+        raise RuntimeError("the events were not acknowledged")
+
+
+async def test_a_batch_answers_a_balance_read_while_the_batch_before_it_is_inserted(
+    kafka_bootstrap: str, clickhouse: Any, clickhouse_dsn: str, database: str, tmp_path: Path
+) -> None:
+    service = service_on(clickhouse_dsn, database)
+    service.settings = dataclasses.replace(
+        fresh_settings(kafka_bootstrap, tmp_path),
+        clickhouse_dsn=clickhouse_dsn,
+        clickhouse_database=database,
+        read_wait_ms_max=READ_WAIT_MS,
+    )
+    codec = Codec()
+    first = generate(29, accounts=1, events=3, prefix="first")
+    second = generate(31, accounts=1, events=3, prefix="second")
+    slow = SlowInserts(clickhouse, hold_s=HOLD_S)
+    sink = wired_sink(service, slow, database, codec)
+    stop = threading.Event()
+    runner = threading.Thread(target=sink.run, args=(stop,), name="test-sink")
+    try:
+        produce(service.settings, first, codec)
+        runner.start()
+        # The first batch is received: its rows answer the account's own read, its inserts wait.
+        reached, record = await service.reached(first[-1].account_id, first[-1].sequence, row_suffices=True)
+        assert reached and record is not None and record["sequence"] == first[-1].sequence
+        produce(service.settings, second, codec)
+        reached, record = await service.reached(second[-1].account_id, second[-1].sequence, row_suffices=True)
+        assert reached and record is not None and record["sequence"] == second[-1].sequence, (
+            "the second batch was not consumed while the first was being inserted"
+        )
+        assert not slow.release.is_set()
+        assert not any(sink.metrics.positions.values()), "a position advanced past what is written"
+        slow.release.set()
+        for event in (first[-1], second[-1]):  # the view holds both, as their rows said
+            reached, record = await service.reached(event.account_id, event.sequence)
+            assert reached and record == views.balance(clickhouse, database, event.account_id)
+        stop.set()
+        runner.join(30)
+        assert not runner.is_alive()
+        assert sum(sink.metrics.positions.values()) == len(first) + len(second)
+        assert views.progress(clickhouse, database) == {
+            partition: offset for partition, offset in sink.metrics.positions.items() if offset
+        }
+    finally:
+        slow.release.set()
+        stop.set()
+        runner.join(30)
+        service.executor.shutdown(wait=True)
