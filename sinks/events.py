@@ -384,6 +384,7 @@ class EventSink:
                 messages = self._next_batch(consumer)
                 if messages:
                     prepared = self._prepare(messages, dead_letters)
+                    self._join_while_written(consumer, prepared, writing, dead_letters)
                     _written(writing)  # batches are written in the order consumed
                     writing = writer.submit(self._write_prepared, prepared, dead_letters, consumer)
                 else:
@@ -449,6 +450,34 @@ class EventSink:
         if rows:
             self.on_received(received)
         return Prepared(messages, batch, started, rows=rows, received=received, letters=letters)
+
+    def _join_while_written(
+        self,
+        consumer: Consumer,
+        prepared: Prepared,
+        writing: concurrent.futures.Future[Written] | None,
+        dead_letters: Producer | None,
+    ) -> None:
+        """While the batch before it is written, a batch of a few events takes in what else
+        arrives, as long as it stays a batch of a few events: each piece is decoded and its
+        rows reach their readers at once, not after the inserts it would otherwise wait for."""
+        room = min(self.small_batch_events - 1, self.settings.sink_batch_events) - len(prepared.messages)
+        while prepared.rows is not None and room > 0 and writing is not None and not writing.done():
+            more = consumer.consume(room, timeout=SINK_LINGER_MS / 1000)
+            if not more:
+                continue
+            room -= len(more)
+            piece = split(more, self._header, None, self._reads)
+            rows, letters = self._decoded_by_codec(piece.for_codec, dead_letters)
+            if rows:
+                self.on_received(_received(rows))
+            prepared.messages += more
+            prepared.rows += rows
+            prepared.letters += letters
+            prepared.received = _received(prepared.rows)
+            next_offsets = prepared.batch.next_offsets
+            for partition, offset in piece.next_offsets.items():
+                next_offsets[partition] = max(offset, next_offsets.get(partition, 0))
 
     def _write_prepared(
         self, prepared: Prepared, dead_letters: Producer | None = None, consumer: Consumer | None = None

@@ -1,6 +1,7 @@
 """The sink's loop over a real broker: the next batch is consumed, decoded and handed to the
-reads waiting for it while the batch before it is still being inserted; nothing is advanced
-past what is written, and batches are written in the order consumed."""
+reads waiting for it while the batch before it is still being inserted, and so is whatever
+arrives after it meanwhile; nothing is advanced past what is written, and batches are written
+in the order consumed."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ async def test_a_batch_answers_a_balance_read_while_the_batch_before_it_is_inser
     codec = Codec()
     first = generate(29, accounts=1, events=3, prefix="first")
     second = generate(31, accounts=1, events=3, prefix="second")
+    third = generate(37, accounts=1, events=2, prefix="third")
     slow = SlowInserts(clickhouse, hold_s=HOLD_S)
     sink = wired_sink(service, slow, database, codec)
     stop = threading.Event()
@@ -59,16 +61,21 @@ async def test_a_batch_answers_a_balance_read_while_the_batch_before_it_is_inser
         assert reached and record is not None and record["sequence"] == second[-1].sequence, (
             "the second batch was not consumed while the first was being inserted"
         )
+        produce(service.settings, third, codec)
+        reached, record = await service.reached(third[-1].account_id, third[-1].sequence, row_suffices=True)
+        assert reached and record is not None and record["sequence"] == third[-1].sequence, (
+            "what arrived after the second batch waited for the first batch's inserts"
+        )
         assert not slow.release.is_set()
         assert not any(sink.metrics.positions.values()), "a position advanced past what is written"
         slow.release.set()
-        for event in (first[-1], second[-1]):  # the view holds both, as their rows said
+        for event in (first[-1], second[-1], third[-1]):  # the view holds them, as their rows said
             reached, record = await service.reached(event.account_id, event.sequence)
             assert reached and record == views.balance(clickhouse, database, event.account_id)
         stop.set()
         runner.join(30)
         assert not runner.is_alive()
-        assert sum(sink.metrics.positions.values()) == len(first) + len(second)
+        assert sum(sink.metrics.positions.values()) == len(first) + len(second) + len(third)
         assert views.progress(clickhouse, database) == {
             partition: offset for partition, offset in sink.metrics.positions.items() if offset
         }
