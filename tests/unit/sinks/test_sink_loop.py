@@ -18,6 +18,7 @@ from foundation.clients import kafka_config
 from foundation.settings import Settings
 from ledger.events import AccountEvent
 from sinks import views
+from sinks.events import SMALL_BATCH_EVENTS
 from tests.conftest import fresh_settings
 from tests.unit.sinks.test_read_your_writes import READ_WAIT_MS, SlowInserts, service_on, wired_sink
 
@@ -45,7 +46,9 @@ async def test_a_batch_answers_a_balance_read_while_the_batch_before_it_is_inser
     codec = Codec()
     first = generate(29, accounts=1, events=3, prefix="first")
     second = generate(31, accounts=1, events=3, prefix="second")
-    third = generate(37, accounts=1, events=2, prefix="third")
+    # More than a batch of a few events (SMALL_BATCH_EVENTS) joins the second batch: decoded
+    # by the codec as it arrives, written with it.
+    third = generate(37, accounts=5, events=SMALL_BATCH_EVENTS + 36, prefix="third")
     slow = SlowInserts(clickhouse, hold_s=HOLD_S)
     sink = wired_sink(service, slow, database, codec)
     stop = threading.Event()
@@ -69,9 +72,11 @@ async def test_a_batch_answers_a_balance_read_while_the_batch_before_it_is_inser
         assert not slow.release.is_set()
         assert not any(sink.metrics.positions.values()), "a position advanced past what is written"
         slow.release.set()
-        for event in (first[-1], second[-1], third[-1]):  # the view holds them, as their rows said
+        newest = {event.account_id: event for event in (*first, *second, *third)}
+        for event in newest.values():  # the view holds them, as their rows said
             reached, record = await service.reached(event.account_id, event.sequence)
             assert reached and record == views.balance(clickhouse, database, event.account_id)
+            assert record is not None and record["sequence"] == event.sequence
         stop.set()
         runner.join(30)
         assert not runner.is_alive()
