@@ -132,6 +132,9 @@ SINK_LINGER_MS = 2  # after a batch's first message, how long more may join it (
 # batch that ClickHouse decodes: the sink's throughput path, with no Python decoding.
 JOINED_EVENTS_MAX = 256
 SINK_PREFETCH_KBYTES = 32 * 1024  # librdkafka's queue of prefetched messages, at most
+# Per partition and fetch request (librdkafka's default, 1 MiB, is ~3,300 of the ledger's events):
+# catching up, the sink waited for fetches a third of the time (bench/README.md, stop 31).
+SINK_PARTITION_FETCH_BYTES = 8 * 1024 * 1024
 CUTS_PENDING_MAX = 16  # last-stable-offset snapshots waiting for the sink to pass them
 METADATA_TIMEOUT_S = 10.0
 DEAD_LETTER_FLUSH_TIMEOUT_S = 30.0
@@ -331,6 +334,7 @@ class EventSink:
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": False,
                 "fetch.wait.max.ms": 20,
+                "max.partition.fetch.bytes": SINK_PARTITION_FETCH_BYTES,
                 "check.crcs": True,  # bytes damaged on the wire or disk never reach ClickHouse's reader
                 "queued.max.messages.kbytes": SINK_PREFETCH_KBYTES,
             }
