@@ -306,6 +306,11 @@ class EventSink:
         self._cuts: list[tuple[dict[int, int], int]] = []
         self._column_types: dict[str, list[str]] = {}  # table -> its insert's column types
         self.progress = StoredProgress(self._insert)
+        # Offsets stored in sink_progress and not yet committed to Kafka (step 6): committed by
+        # the consuming thread only. The writer thread never calls the consumer: a commit from
+        # it while the consuming thread was in `consume` hung both (py-spy: the writer in
+        # `commit`, the other in `consume`; tests/integration/test_query_worker.py caught it).
+        self._uncommitted: dict[int, int] = {}
         # account -> the parent this sink wrote its edge under: a child's every event names
         # its parent, and an edge written again only adds a part to merge away.
         self._edges: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -395,7 +400,8 @@ class EventSink:
                     prepared = self._prepare(messages, dead_letters)
                     self._join_while_written(consumer, prepared, writing, dead_letters)
                     _written(writing)  # batches are written in the order consumed
-                    writing = writer.submit(self._write_prepared, prepared, dead_letters, consumer)
+                    self._commit(consumer)
+                    writing = writer.submit(self._write_prepared, prepared, dead_letters)
                 else:
                     # Idle: once the batch in hand is written, every message returned is written.
                     _written(writing)
@@ -612,13 +618,19 @@ class EventSink:
 
     def store_progress(self, consumer: Consumer | None = None) -> None:
         """Steps 5 and 6: the positions written since the last store, into sink_progress,
-        then (for the operators' tools) to Kafka."""
+        then (for the operators' tools) to Kafka, at once when given the consumer."""
         stored = self.progress.store()
-        if consumer is not None and self.commit_offsets and stored:
-            consumer.commit(
-                offsets=[TopicPartition(self.topic, partition, offset) for partition, offset in stored.items()],
-                asynchronous=True,
-            )
+        if self.commit_offsets:
+            self._uncommitted.update(stored)
+        if consumer is not None:
+            self._commit(consumer)
+
+    def _commit(self, consumer: Consumer) -> None:
+        """Step 6 for the offsets stored since the last commit (on the consuming thread)."""
+        if self._uncommitted:
+            offsets = [TopicPartition(self.topic, partition, offset) for partition, offset in self._uncommitted.items()]
+            self._uncommitted = {}
+            consumer.commit(offsets=offsets, asynchronous=True)
 
     def _advance_past_markers(self, consumer: Consumer) -> None:
         """A transaction's commit or abort marker takes an offset but is no message: when

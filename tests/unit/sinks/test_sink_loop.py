@@ -5,12 +5,14 @@ in the order consumed."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from bench.event_workload import generate
 from codec import Codec
@@ -23,6 +25,8 @@ from tests.conftest import fresh_settings
 from tests.unit.sinks.test_read_your_writes import READ_WAIT_MS, SlowInserts, service_on, wired_sink
 
 HOLD_S = 30.0  # the first batch's inserts wait at most this long for the test
+TRICKLE_EVENTS = 300
+TRICKLE_INTERVAL_S = 0.008  # 300 events over ~3 s, past the sink's 1 s progress interval
 
 
 def produce(settings: Settings, events: list[AccountEvent], codec: Codec) -> None:
@@ -52,7 +56,7 @@ async def test_a_batch_answers_a_balance_read_while_the_batch_before_it_is_inser
     slow = SlowInserts(clickhouse, hold_s=HOLD_S)
     sink = wired_sink(service, slow, database, codec)
     stop = threading.Event()
-    runner = threading.Thread(target=sink.run, args=(stop,), name="test-sink")
+    runner = threading.Thread(target=sink.run, args=(stop,), name="test-sink", daemon=True)
     try:
         produce(service.settings, first, codec)
         runner.start()
@@ -86,6 +90,63 @@ async def test_a_batch_answers_a_balance_read_while_the_batch_before_it_is_inser
         }
     finally:
         slow.release.set()
+        stop.set()
+        runner.join(30)
+        service.executor.shutdown(wait=True)
+
+
+async def test_a_steady_trickle_of_events_is_all_written_and_its_offsets_committed(
+    kafka_bootstrap: str, clickhouse: Any, clickhouse_dsn: str, database: str, tmp_path: Path
+) -> None:
+    """Lone committed events, one every few milliseconds, for longer than the progress interval: the sink
+    keeps consuming while it writes, stores its progress and commits its offsets to Kafka, and
+    writes every event."""
+    service = service_on(clickhouse_dsn, database)
+    service.settings = dataclasses.replace(
+        fresh_settings(kafka_bootstrap, tmp_path), clickhouse_dsn=clickhouse_dsn, clickhouse_database=database
+    )
+    settings = service.settings
+    codec = Codec()
+    events = generate(41, accounts=10, events=TRICKLE_EVENTS, prefix="trickle")
+    sink = wired_sink(service, clickhouse, database, codec)
+    stop = threading.Event()
+    runner = threading.Thread(target=sink.run, args=(stop,), name="test-sink", daemon=True)
+    # Each event in a transaction of its own, as a ledger worker commits them: a commit marker
+    # follows each one.
+    producer = Producer(
+        {**kafka_config(settings), "partitioner": "murmur2_random", "transactional.id": f"{settings.topic_prefix}-tx"}
+    )
+    producer.init_transactions(10)
+    try:
+        runner.start()
+        for event in events:
+            producer.begin_transaction()
+            producer.produce(settings.topology().events.name, codec.encode(event), event.account_id.encode())
+            producer.commit_transaction(10)
+            await asyncio.sleep(TRICKLE_INTERVAL_S)
+        offsets = 2 * len(events)  # each event, then its transaction's commit marker
+        deadline = time.monotonic() + 30
+        while sum(sink.metrics.positions.values()) < offsets and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert sum(sink.metrics.positions.values()) == offsets, f"the sink stopped at {sink.metrics.positions}"
+        newest = {event.account_id: event for event in events}
+        for event in newest.values():
+            state = views.balance(clickhouse, database, event.account_id)
+            assert state is not None and state["sequence"] == event.sequence
+        stop.set()
+        runner.join(30)
+        assert not runner.is_alive(), "the sink did not stop"
+        positions = {partition: offset for partition, offset in sink.metrics.positions.items() if offset}
+        assert views.progress(clickhouse, database) == positions
+        group = Consumer({**kafka_config(settings), "group.id": f"{settings.topic_prefix}.sink"})
+        try:
+            committed = group.committed(
+                [TopicPartition(settings.topology().events.name, partition) for partition in positions], timeout=10
+            )
+        finally:
+            group.close()
+        assert {entry.partition: entry.offset for entry in committed} == positions
+    finally:
         stop.set()
         runner.join(30)
         service.executor.shutdown(wait=True)
