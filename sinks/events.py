@@ -38,7 +38,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import (
@@ -227,13 +227,12 @@ class SinkMetrics:
 @dataclasses.dataclass(slots=True)
 class Prepared:
     """A consumed batch, ready to be written: a batch of a few events decoded by the codec
-    (`rows`, and what they hold in `received`), or one ClickHouse will decode (`rows` None)."""
+    (`rows`), or one ClickHouse will decode (`rows` None)."""
 
     messages: list[MessageLike]
     batch: Split
     started: float  # time.monotonic() when the batch was consumed
     rows: list[list[Any]] | None = None
-    received: Received | None = None
     letters: int = 0
 
 
@@ -459,12 +458,19 @@ class EventSink:
         messages = list(messages)
         if len(messages) >= self.small_batch_events:  # many events: ClickHouse decodes them (step 2)
             return Prepared(messages, split(messages, self._header, self._container, self._reads), started)
+        batch, rows, letters = self._decoded_and_announced(messages, dead_letters)
+        return Prepared(messages, batch, started, rows=rows, letters=letters)
+
+    def _decoded_and_announced(
+        self, messages: Sequence[MessageLike], dead_letters: Producer | None
+    ) -> tuple[Split, list[list[Any]], int]:
+        """A few events decoded by the codec (dead letters for the rest), their rows handed to
+        `on_received`: (their split, the rows, the dead letters)."""
         batch = split(messages, self._header, None, self._reads)
         rows, letters = self._decoded_by_codec(batch.for_codec, dead_letters)
-        received = _received(rows)
         if rows:
-            self.on_received(received)
-        return Prepared(messages, batch, started, rows=rows, received=received, letters=letters)
+            self.on_received(_received(rows))
+        return batch, rows, letters
 
     def _join_while_written(
         self,
@@ -482,14 +488,10 @@ class EventSink:
             if not more:
                 continue
             room -= len(more)
-            piece = split(more, self._header, None, self._reads)
-            rows, letters = self._decoded_by_codec(piece.for_codec, dead_letters)
-            if rows:
-                self.on_received(_received(rows))
+            piece, rows, letters = self._decoded_and_announced(more, dead_letters)
             prepared.messages += more
             prepared.rows += rows
             prepared.letters += letters
-            prepared.received = _received(prepared.rows)
             next_offsets = prepared.batch.next_offsets
             for partition, offset in piece.next_offsets.items():
                 next_offsets[partition] = max(offset, next_offsets.get(partition, 0))
@@ -498,8 +500,8 @@ class EventSink:
         self, prepared: Prepared, dead_letters: Producer | None = None, consumer: Consumer | None = None
     ) -> Written:
         messages, batch, started = prepared.messages, prepared.batch, prepared.started
-        if prepared.rows is not None and prepared.received is not None:  # a few events: straight into the views
-            received, letters = prepared.received, prepared.letters
+        if prepared.rows is not None:  # a few events: straight into the views
+            received, letters = _received(prepared.rows), prepared.letters
             self._insert_rows(prepared.rows, received)
             events = len(prepared.rows)
         else:
