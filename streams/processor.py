@@ -3,14 +3,16 @@
 One iteration is one Kafka transaction:
     1. take a batch of commands and legs (read_committed) from the partitions this worker
        owns — never messages of an assignment a rebalance has replaced;
-    2. hand each message to its partition's Shard; produce the events, results, legs and
+    2. add the batch's consumed offsets to the transaction (KIP-447: fenced by the group
+       generation, so a worker that lost its partitions cannot commit them), on a thread,
+       while the next two steps run (its coordinator round trips overlap the deciding);
+    3. hand each message to its partition's Shard; produce the events, results, legs and
        audit events it returns, and a Tick for every partition whose clock is due to advance;
-    3. produce each consuming partition's changelog records (staged, not yet in RocksDB)
+    4. produce each consuming partition's changelog records (staged, not yet in RocksDB)
        and, last, its input positions (streams/positions.py);
-    4. add the consumed offsets to the transaction (KIP-447: fenced by the group
-       generation, so a worker that lost its partitions cannot commit them);
-    5. commit; only then write the staged state to RocksDB, and note how far RocksDB now
-       holds each changelog partition (the broker's offsets of our own records).
+    5. once the offsets' call has returned, commit; only then write the staged state to
+       RocksDB, and note how far RocksDB now holds each changelog partition (the broker's
+       offsets of our own records).
 So the offsets, the state change and every output of a message commit together or not
 at all. A crash before 5 loses nothing (the batch is consumed again from the committed
 offsets, and RocksDB never saw its writes); a crash after 5 but before the RocksDB write
@@ -62,6 +64,7 @@ from streams.store import LocalState, PartitionStore
 from streams.telemetry import WorkerTelemetry
 from streams.transactions import (
     CommitOutcomeUnknown,
+    OffsetsInFlight,
     ProducerStuck,
     TransactionalProducer,
     is_abortable,
@@ -392,8 +395,15 @@ class LedgerProcessor:
             return
         batch = _Batch(messages)
         self.telemetry.begin()
+        in_flight: OffsetsInFlight | None = None
         try:
             self._producer.begin_transaction()
+            # The consumed offsets join the transaction first, on a thread, while the batch is
+            # decided and produced: the two coordinator round trips of send_offsets overlap the
+            # deciding instead of following it (pipelining the loop; it is waited for before
+            # the commit or an abort). The offsets are the batch's as taken; a batch cut short
+            # below sends them again, corrected.
+            in_flight = self._send_offsets(batch.next)
             # A bundle counts as its commands: a transaction decides at most
             # max_batch_messages inputs, and stops taking more once deciding has used a
             # share of the transaction timeout (a worker starved of CPU would otherwise
@@ -402,6 +412,10 @@ class LedgerProcessor:
             for index, message in enumerate(messages):
                 if index and (batch.decided >= self.settings.max_batch_messages or time.monotonic() > deciding_until_s):
                     batch = self._defer(batch, index)
+                    # The offsets sent were past the carried messages: sent again, corrected.
+                    if in_flight is not None:
+                        in_flight.wait()  # one transactional call at a time
+                    in_flight = self._send_offsets(batch.next)
                     break
                 batch.decided += self._process(message, batch.counts)
             for owned in due_ticks:
@@ -413,18 +427,14 @@ class LedgerProcessor:
                     partition=owned.partition,
                 )
             changes = self._produce_changes(batch)
-            if batch.next:
-                # On a thread with a deadline: librdkafka may never return from this call.
-                self._transactions_now().send_offsets(
-                    [KafkaPartition(topic, partition, offset) for (topic, partition), offset in batch.next.items()],
-                    self._consumer.consumer_group_metadata(),
-                    send_offsets_timeout_s(self.settings),
-                )
+            if in_flight is not None:
+                pending, in_flight = in_flight, None
+                pending.wait()  # the commit may only follow it (and needs the offsets in the transaction)
             committing_s = time.monotonic()
             self._commit()
             self.metrics.commit_seconds += time.monotonic() - committing_s
         except KafkaException as exception:
-            self._abandon(batch, exception.args[0])
+            self._abandon(batch, exception.args[0], in_flight)
             return
         except (CommitOutcomeUnknown, ProducerStuck) as unknown:
             # The transaction's fate is unknown, or its producer hangs: a new producer fences it.
@@ -433,6 +443,18 @@ class LedgerProcessor:
         self._apply(changes)
         self._count(batch, now_s)
         self._maybe_checkpoint(now_s)
+
+    def _send_offsets(self, offsets: dict[tuple[str, int], int]) -> OffsetsInFlight | None:
+        """The consumed offsets into the open transaction (KIP-447: fenced by the group
+        generation), started on a thread with a deadline: librdkafka may never return from
+        this call (streams/transactions.py)."""
+        if not offsets:
+            return None  # ticks alone consume nothing
+        return self._transactions_now().send_offsets(
+            [KafkaPartition(topic, partition, offset) for (topic, partition), offset in offsets.items()],
+            self._consumer.consumer_group_metadata(),
+            send_offsets_timeout_s(self.settings),
+        )
 
     def _usable(self, messages: list[Message]) -> list[Message]:
         """The messages to decide: consumer errors are reported (a fatal one stops the
@@ -465,7 +487,15 @@ class LedgerProcessor:
             raise RuntimeError("the processor is not running")
         self._carried = batch.messages[kept:]
         self._carried_generation = ownership.current_generation()
-        return _Batch(batch.messages[:kept], counts=batch.counts, decided=batch.decided)
+        cut = _Batch(batch.messages[:kept], counts=batch.counts, decided=batch.decided)
+        # A partition whose messages are all carried stays where it was: its offsets were sent
+        # with the batch as taken, and the group keeps a transaction's last offset of a
+        # partition, so it is sent again at its first offset, and its changelog positions are
+        # written at that offset too (the group's offset and the state's must agree on a
+        # start, streams/assignment.py; nothing is consumed yet would disagree with a 0).
+        for slot, first in batch.first.items():
+            cut.next.setdefault(slot, first)
+        return cut
 
     _last_consumer_error_s = 0.0
 
@@ -529,10 +559,20 @@ class LedgerProcessor:
                 restorer.committed(partition, delivered + 1)
         self._delivered.clear()
 
-    def _abandon(self, batch: _Batch, error: KafkaError) -> None:
+    def _abandon(self, batch: _Batch, error: KafkaError, in_flight: OffsetsInFlight | None) -> None:
         """The transaction cannot commit: abort it, forget what it staged and consume the
         batch again — or, if the producer itself failed, recover with a new one."""
         transactions = self._transactions_now()
+        if in_flight is not None:
+            # The abort may only follow the offsets' call; what that call says no longer matters,
+            # unless it never returns (the producer is then replaced, which fences it).
+            try:
+                in_flight.wait()
+            except KafkaException:
+                pass
+            except ProducerStuck as stuck:
+                self._recover(str(stuck))
+                return
         if is_abortable(error):
             log.warning("transaction aborted (%s); the batch will be consumed again", error)
             try:

@@ -183,31 +183,11 @@ class TransactionalProducer:
         flush(self.producer, ABORT_FLUSH_S_MAX)  # a fenced producer raises KafkaException, as abort does
         self._retrying("abort_transaction", lambda: self.producer.abort_transaction(timeout_s))
 
-    def send_offsets(self, offsets: list[Any], group_metadata: Any, timeout_s: float) -> None:
-        """send_offsets_to_transaction, on a thread of its own with a deadline (see the module's
-        note): its errors are raised as they are; a call still running STUCK_CALL_GRACE_S past
-        `timeout_s` raises ProducerStuck and is left behind (a daemon thread: it holds no lock
-        of ours and ends when librdkafka answers it, with the fenced epoch's refusal)."""
-        outcome: list[BaseException | None] = []
-        producer = self.producer
-
-        def call() -> None:
-            try:
-                producer.send_offsets_to_transaction(offsets, group_metadata, timeout_s)
-                outcome.append(None)
-            except BaseException as exception:  # noqa: BLE001  (handed to the caller's thread, raised there)
-                outcome.append(exception)
-
-        caller = threading.Thread(target=call, name="send-offsets", daemon=True)
-        caller.start()
-        caller.join(timeout_s + STUCK_CALL_GRACE_S)
-        if not outcome:
-            raise ProducerStuck(
-                f"send_offsets_to_transaction did not return within {timeout_s + STUCK_CALL_GRACE_S:.0f}s "
-                f"(its timeout is {timeout_s:.0f}s; librdkafka issues #5456, #5511)"
-            )
-        if outcome[0] is not None:
-            raise outcome[0]
+    def send_offsets(self, offsets: list[Any], group_metadata: Any, timeout_s: float) -> OffsetsInFlight:
+        """send_offsets_to_transaction, started on a thread of its own with a deadline (see the
+        module's note); the caller goes on producing the transaction's records meanwhile and
+        waits for the call (`OffsetsInFlight.wait`) before it commits or aborts."""
+        return OffsetsInFlight(self.producer, offsets, group_metadata, timeout_s)
 
     def commit(self, timeout_s: float) -> None:
         """Commit, retrying what librdkafka says may be retried. An abortable error is
@@ -237,3 +217,42 @@ class TransactionalProducer:
                 log.warning("%s: %s (retrying)", name, error)
                 time.sleep(backoff_s)
                 backoff_s = min(backoff_s * 2, RETRY_BACKOFF_S_MAX)
+
+
+class OffsetsInFlight:
+    """One send_offsets_to_transaction call, running on a thread of its own while the loop decides
+    and produces the transaction's records (librdkafka takes produce() calls during it: the
+    transaction stays open). Its two round trips to the coordinators (AddOffsetsToTxn, then
+    TxnOffsetCommit) so overlap the deciding instead of following it.
+
+    `wait` raises the call's own error as it is; a call still running STUCK_CALL_GRACE_S past
+    `timeout_s` raises ProducerStuck and is left behind (a daemon thread: it holds no lock of
+    ours and ends when librdkafka answers it, with the fenced epoch's refusal). No other
+    transactional call may start before `wait` returns (librdkafka refuses concurrent ones)."""
+
+    def __init__(self, producer: Any, offsets: list[Any], group_metadata: Any, timeout_s: float) -> None:
+        self._timeout_s = timeout_s
+        self._deadline_s = time.monotonic() + timeout_s + STUCK_CALL_GRACE_S
+        self._outcome: list[BaseException | None] = []
+        self._caller = threading.Thread(
+            target=self._call, args=(producer, offsets, group_metadata), name="send-offsets", daemon=True
+        )
+        self._caller.start()
+
+    def _call(self, producer: Any, offsets: list[Any], group_metadata: Any) -> None:
+        try:
+            producer.send_offsets_to_transaction(offsets, group_metadata, self._timeout_s)
+            self._outcome.append(None)
+        except BaseException as exception:  # noqa: BLE001  (handed to the waiting thread, raised there)
+            self._outcome.append(exception)
+
+    def wait(self) -> None:
+        """Until the call returns (its error raised), or its deadline passes (ProducerStuck)."""
+        self._caller.join(max(0.0, self._deadline_s - time.monotonic()))
+        if not self._outcome:
+            raise ProducerStuck(
+                f"send_offsets_to_transaction did not return within {self._timeout_s + STUCK_CALL_GRACE_S:.0f}s "
+                f"(its timeout is {self._timeout_s:.0f}s; librdkafka issues #5456, #5511)"
+            )
+        if self._outcome[0] is not None:
+            raise self._outcome[0]

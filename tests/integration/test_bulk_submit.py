@@ -6,8 +6,10 @@ once, and none of its commands decided."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
+import threading
 import time
 import uuid
 from typing import Any
@@ -22,11 +24,12 @@ from foundation.settings import Settings
 from ledger import commands
 from ledger.errors import ErrorCode
 from ledger.events import CommandResult, ResultStatus
+from streams.processor import LedgerProcessor
 from streamwallet.stack import Stack
 from tests.checker import check_ledger, wait_for_results
 from tests.faults import Streamer, funded_mixed_workload
 from tests.principals import TESTER
-from tests.support import read_decoded, running_processor
+from tests.support import PROCESSOR_READY_TIMEOUT_S, read_decoded, running_processor
 from topologies import partition_for
 
 pytestmark = pytest.mark.kafka
@@ -204,3 +207,82 @@ def test_a_bundle_that_cannot_be_decided_here_is_refused_whole_and_dead_lettered
     assert [letter.reason_code for letter in ours] == [code.value], [letter.reason for letter in ours]
     events = read_decoded(settings.bootstrap_servers, f"{settings.topic_prefix}.events", codec)
     assert [event for event in events if event.account_id in (alice, elsewhere)] == []
+
+
+class Died(Exception):
+    """The worker's end, right after a commit: its thread stops there, as kill -9 would stop it."""
+
+
+class DiesAfterCuttingAPartitionOff(LedgerProcessor):
+    """A worker that dies right after committing the first transaction that left one partition's
+    messages all to the next turn (carried), before it writes RocksDB."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.cut_off: set[int] = set()  # partitions of the batch as taken that the cut batch lacks
+        self.died = threading.Event()
+
+    def _defer(self, batch: Any, kept: int) -> Any:
+        cut = super()._defer(batch, kept)
+        self.cut_off = {partition for _, partition in batch.first} - {partition for _, partition in cut.first}
+        return cut
+
+    def _commit(self) -> None:
+        super()._commit()
+        if self.cut_off:
+            self.died.set()
+            raise Died
+
+    def run_until_dead(self, stop: threading.Event) -> None:
+        with contextlib.suppress(Died):
+            self.run(stop)
+
+
+def test_a_worker_dead_right_after_a_turn_that_carried_a_whole_partition_starts_again(settings: Settings) -> None:
+    """The loop sends a batch's offsets while it decides it; a batch cut short (here: more
+    commands than a transaction decides) has them sent again, corrected. Had the first
+    offsets stood, the group would hold an offset past a carried partition's messages while
+    the state does not: a worker dead before the next turn would find that on its start and
+    stop (streams/assignment.py), for good. Bundles of ten on two partitions, a transaction
+    deciding five: the first message's bundle fills the transaction, the other partition's
+    bundle is carried whole, and the worker dies right after that commit."""
+    codec = Codec()
+    settings = dataclasses.replace(settings, max_batch_messages=5)
+    run = uuid.uuid4().hex[:6]
+    (alice,), (bob,) = accounts_on(1, settings, run, 1), accounts_on(4, settings, run, 1)
+    workload: list[commands.Command] = []
+    dying = DiesAfterCuttingAPartitionOff(settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=dying.run_until_dead, args=(stop,))
+    thread.start()
+    try:
+        assert dying.ready.wait(PROCESSOR_READY_TIMEOUT_S)
+        producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
+        for round_ in range(20):  # both bundles are almost always taken in one batch; retried if not
+            for account in (alice, bob):
+                ten: list[commands.Command] = [opening(f"{run}-{account}-o", account)] if round_ == 0 else []
+                while len(ten) < 10:
+                    ten.append(
+                        commands.Deposit(
+                            principal=TESTER,
+                            command_id=f"{run}-{account}-{round_}-{len(ten)}",
+                            dedup_id=f"{round_}-{len(ten)}",
+                            account_id=account,
+                            amount=1,
+                            currency="USD",
+                        )
+                    )
+                workload.extend(ten)
+                bundle = bundle_of(codec, f"{run}-{account}-{round_}", ten)
+                producer.produce(f"{settings.topic_prefix}.commands", codec.encode(bundle), account.encode())
+            assert producer.flush(30) == 0
+            if dying.died.wait(5):
+                break
+        assert dying.died.is_set(), "no batch held both partitions' bundles"
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    with running_processor(settings):  # raises if the worker cannot start again
+        report = check_ledger(settings, codec, workload)
+    assert report.problems() == []
