@@ -194,6 +194,7 @@ class LedgerProcessor:
         self._locality: dict[int, Callable[[str], bool]] = {}  # partition -> is a routing key on it
         self._carried: list[Message] = []  # taken by the last turn, left for the next (bulk submit)
         self._carried_generation = 0  # the assignment they were taken under
+        self._results_partition = 0  # where this worker's results go: its lowest owned partition
         self._next_checkpoint_s = 0.0
         self._renewals = ConsumerRenewals(settings.worker_id)  # stops a tug of war with a twin
         self.ready = threading.Event()  # set once the first assignment is restored
@@ -390,6 +391,7 @@ class LedgerProcessor:
         now_s = time.monotonic()
         due_ticks = [owned for owned in self._shards.values() if owned.next_tick_s <= now_s]
         self.metrics.owned_partitions = sorted(self._shards)
+        self._results_partition = min(self._shards, default=0)  # the assignment changes only in consume
         if not messages and not due_ticks:
             self._maybe_checkpoint(now_s)
             return
@@ -702,14 +704,21 @@ class LedgerProcessor:
                 headers=headers,
             )
         for result in outcome.results:
-            # On the deciding shard's partition, not the key's: a transaction that touches fewer
-            # partitions commits faster (clients read every partition of the results topic).
+            # Every result of this worker on one partition, its lowest owned one, not the key's
+            # nor the deciding shard's: librdkafka sends one produce request per partition, and
+            # the broker verifies each of a transaction's (KIP-890), so a transaction that
+            # touches fewer partitions costs the broker less and commits sooner. Clients read
+            # every partition of the results topic and match results by command id.
             self._produce(
-                results_topic, encode(result), key=result.command_id.encode(), partition=partition, headers=headers
+                results_topic,
+                encode(result),
+                key=result.command_id.encode(),
+                partition=self._results_partition,
+                headers=headers,
             )
         for leg in outcome.legs:
             self._produce(legs_topic, encode(leg), key=leg.routing_key.encode(), headers=headers)
-        for audited in outcome.audit:  # like results: on the deciding shard's partition
+        for audited in outcome.audit:  # on the deciding shard's partition (rare: privileged commands and denials)
             self._produce(
                 self._audit_topic,
                 encode(audited),

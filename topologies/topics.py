@@ -3,7 +3,7 @@
     commands   client commands, key = routing key (account id, or batch id for batches)
     legs       shard-to-shard messages (credits, refunds, 2PC, ticks), key = routing key
     events     AccountEvent, key = account id; the audit trail, kept forever
-    results    CommandResult, key = command id, on the partition of the shard that decided it
+    results    CommandResult, key = command id, on the deciding worker's lowest owned partition
     changelog  the shards' state, compacted; partition p holds partition p's shard
     deadletter messages that could not be decoded or accepted, with the reason
     audit      AuditEvent: who tried what and whether they were let (privileged commands,
@@ -84,7 +84,7 @@ class Topology:
     def results(self) -> TopicSpec:
         return self._spec(
             "results",
-            key="command_id (on the deciding shard's partition, not the key's hash)",
+            key="command_id (on the deciding worker's lowest owned partition, not the key's hash)",
             values=("streamwallet.result.CommandResult",),
             retention_ms=7 * DAY_MS,
         )

@@ -1,6 +1,7 @@
 """Keys produced by confluent-kafka (partitioner murmur2_random, as documented) land on
 the partition of Kafka's default partitioner, and the account's events produced by the
-worker land on that same partition."""
+worker land on that same partition; its results all land on one partition, the lowest the
+worker owns (a transaction touches one results partition, not one per shard)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,10 @@ def test_commands_and_events_of_an_account_share_its_partition(settings: Setting
         for message in read_topic(settings.bootstrap_servers, f"{settings.topic_prefix}.events")
     }
     assert event_partitions == command_partitions
+    result_partitions = {
+        message.partition() for message in read_topic(settings.bootstrap_servers, f"{settings.topic_prefix}.results")
+    }
+    assert result_partitions == {0}  # the worker owns every partition: its results are all on the lowest
 
 
 def test_librdkafka_default_partitioner_disagrees_which_is_why_it_is_configured() -> None:
