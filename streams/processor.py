@@ -10,7 +10,8 @@ One iteration is one Kafka transaction:
        audit events it returns, and a Tick for every partition whose clock is due to advance;
     4. produce each consuming partition's changelog records (staged, not yet in RocksDB)
        and, last, its input positions (streams/positions.py);
-    5. once the offsets' call has returned, commit; only then write the staged state to
+    5. flush the records (beside the offsets' call, if it is still running), and once that
+       call has returned, commit; only then write the staged state to
        RocksDB, and note how far RocksDB now holds each changelog partition (the broker's
        offsets of our own records).
 So the offsets, the state change and every output of a message commit together or not
@@ -429,6 +430,11 @@ class LedgerProcessor:
                     partition=owned.partition,
                 )
             changes = self._produce_changes(batch)
+            # The transaction's records leave now, while the offsets' call may still be in flight
+            # (flush is not a transactional call: librdkafka allows it beside one). They lingered
+            # until here, so they still go in one produce request per partition; the commit then
+            # has only EndTxn to wait for, not the produce round trip after the offsets' ones.
+            flush(self._producer, send_offsets_timeout_s(self.settings))
             if in_flight is not None:
                 pending, in_flight = in_flight, None
                 pending.wait()  # the commit may only follow it (and needs the offsets in the transaction)

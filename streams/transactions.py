@@ -38,8 +38,9 @@ tests/integration/test_transaction_abort.py):
 * an abort issued while the transaction's first AddPartitionsToTxn is still in flight
   can end in a fatal INVALID_TXN_STATE (librdkafka issue #4849); flushing before aborting
   lets the registration finish first, and a new producer covers what remains;
-* delivery reports of a transaction's records are served inside commit_transaction, so
-  the offsets of this worker's own changelog records are known when the commit returns.
+* delivery reports of a transaction's records are served inside flush() (which the loop calls
+  before it commits) or else inside commit_transaction, so the offsets of this worker's own
+  changelog records are known when the commit returns.
 """
 
 from __future__ import annotations

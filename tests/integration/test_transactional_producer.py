@@ -5,15 +5,21 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from codec import Codec
 from foundation.settings import Settings
+from ledger import commands
 from streams.clients import TRANSACTION_LINGER_MS, producer_config
 from streams.transactions import TransactionalProducer
+from tests.checker import wait_for_results
 from tests.client_statistics import ClientStatistics
+from tests.principals import TESTER
+from tests.support import running_processor
 
 pytestmark = pytest.mark.kafka
 
@@ -120,3 +126,51 @@ def test_a_producer_fenced_while_its_records_wait_raises_its_fatal_error_from_ab
         transactions.abort(10)
     error = failed.value.args[0]
     assert error.fatal() and error.code() == KafkaError._FENCED, error
+
+
+class CommitWatcher:
+    """The worker's real transactional producer; notes, as each commit starts, how many records
+    are still waiting in the client to be sent or acknowledged."""
+
+    def __init__(self, producer: Any) -> None:
+        self._producer = producer
+        self.waiting: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    def commit_transaction(self, *args: Any) -> None:
+        self.waiting.append(len(self._producer))
+        self._producer.commit_transaction(*args)
+
+
+def test_a_transactions_records_have_left_before_its_commit_starts(settings: Settings) -> None:
+    """The loop flushes a transaction's records beside the offsets' call, which may still be
+    running: they linger until then (one produce request per partition), and the commit is left
+    with EndTxn alone to wait for, not the produce round trip after the offsets' ones."""
+    codec = Codec()
+    run = uuid.uuid4().hex[:6]
+    workload = [
+        commands.OpenAccount(
+            principal=TESTER,
+            owner=TESTER.principal_id,
+            command_id=f"{run}-o{index}",
+            dedup_id="o",
+            account_id=f"{run}-{index}",
+            currency="USD",
+        )
+        for index in range(200)
+    ]
+    with running_processor(settings) as processor:
+        watcher = CommitWatcher(processor._producer)
+        processor._producer = watcher  # between transactions: the loop is idle, waiting for input
+        producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
+        for index, command in enumerate(workload):
+            producer.produce(f"{settings.topic_prefix}.commands", codec.encode(command), command.routing_key.encode())
+            if index % 20 == 0:
+                producer.flush(10)  # in several transactions
+        assert producer.flush(10) == 0
+        results = wait_for_results(settings, codec, {command.command_id for command in workload})
+    assert len(results) == len(workload)
+    assert len(watcher.waiting) >= 2, "the commits were not watched"
+    assert set(watcher.waiting) == {0}, f"records still waiting as commits started: {watcher.waiting}"
