@@ -434,7 +434,7 @@ class LedgerProcessor:
             # (flush is not a transactional call: librdkafka allows it beside one). They lingered
             # until here, so they still go in one produce request per partition; the commit then
             # has only EndTxn to wait for, not the produce round trip after the offsets' ones.
-            flush(self._producer, send_offsets_timeout_s(self.settings))
+            flush(self._producer, self.settings.transaction_timeout_ms / 1000)  # as long as the commit may take
             if in_flight is not None:
                 pending, in_flight = in_flight, None
                 pending.wait()  # the commit may only follow it (and needs the offsets in the transaction)
@@ -496,11 +496,12 @@ class LedgerProcessor:
         self._carried = batch.messages[kept:]
         self._carried_generation = ownership.current_generation()
         cut = _Batch(batch.messages[:kept], counts=batch.counts, decided=batch.decided)
-        # A partition whose messages are all carried stays where it was: its offsets were sent
-        # with the batch as taken, and the group keeps a transaction's last offset of a
-        # partition, so it is sent again at its first offset, and its changelog positions are
-        # written at that offset too (the group's offset and the state's must agree on a
-        # start, streams/assignment.py; nothing is consumed yet would disagree with a 0).
+        # A partition whose messages are all carried stays where it was. Its offset was sent with
+        # the batch as taken, and the group keeps a transaction's last offset of a partition, so
+        # it is sent again at its first offset; its changelog positions are written at that
+        # offset too, since a restart refuses a group offset the state does not hold
+        # (streams/assignment.py), and a partition never consumed from has no position yet.
+        # test_a_worker_dead_right_after_a_turn_that_carried_a_whole_partition_starts_again
         for slot, first in batch.first.items():
             cut.next.setdefault(slot, first)
         return cut
