@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import IsolationLevel, KafkaError, KafkaException, TopicPartition
@@ -34,12 +34,27 @@ def end_offsets(
     *,
     isolation: IsolationLevel,
     budget_s: float = TRANSIENT_BUDGET_S_DEFAULT,
+    renew: Callable[[], Any] | None = None,
 ) -> dict[int, int]:
     """One ListOffsets request per leader; the high watermark (READ_UNCOMMITTED) or the
-    last stable offset (READ_COMMITTED) of each partition."""
-    requested = {TopicPartition(topic, partition): OffsetSpec.latest() for partition in partitions}  # type: ignore[no-untyped-call]
+    last stable offset (READ_COMMITTED) of each partition.
 
-    def list_offsets() -> dict[int, int]:
+    With `renew`, each ask after a failed one uses a new client from it: a client that met a
+    broker just back from a pause can be deaf for good (topologies.admin.fresh_admin), and a
+    worker's restore would then ask it until its budget ran out."""
+    requested = {TopicPartition(topic, partition): OffsetSpec.latest() for partition in partitions}  # type: ignore[no-untyped-call]
+    client = admin
+
+    def ask() -> dict[int, int]:
+        nonlocal client
+        try:
+            return list_offsets(client)
+        except KafkaException:
+            if renew is not None:
+                client = renew()
+            raise
+
+    def list_offsets(admin: Any) -> dict[int, int]:
         futures = admin.list_offsets(requested, isolation_level=isolation, request_timeout=LIST_OFFSETS_TIMEOUT_S)
         try:
             ends = {
@@ -73,7 +88,7 @@ def end_offsets(
             raise KafkaException(KafkaError(KafkaError.OFFSET_NOT_AVAILABLE, f"{topic} {missing}: no end offset yet"))
         return ends
 
-    return retry_transient(list_offsets, budget_s=budget_s)
+    return retry_transient(ask, budget_s=budget_s)
 
 
 def _refresh_metadata(admin: Any, topic: str, reason: str) -> KafkaError | None:
@@ -93,12 +108,26 @@ def _refresh_metadata(admin: Any, topic: str, reason: str) -> KafkaError | None:
 
 
 def high_watermarks(
-    admin: Any, topic: str, partitions: Iterable[int], *, budget_s: float = TRANSIENT_BUDGET_S_DEFAULT
+    admin: Any,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    budget_s: float = TRANSIENT_BUDGET_S_DEFAULT,
+    renew: Callable[[], Any] | None = None,
 ) -> dict[int, int]:
-    return end_offsets(admin, topic, partitions, isolation=IsolationLevel.READ_UNCOMMITTED, budget_s=budget_s)
+    return end_offsets(
+        admin, topic, partitions, isolation=IsolationLevel.READ_UNCOMMITTED, budget_s=budget_s, renew=renew
+    )
 
 
 def last_stable_offsets(
-    admin: Any, topic: str, partitions: Iterable[int], *, budget_s: float = TRANSIENT_BUDGET_S_DEFAULT
+    admin: Any,
+    topic: str,
+    partitions: Iterable[int],
+    *,
+    budget_s: float = TRANSIENT_BUDGET_S_DEFAULT,
+    renew: Callable[[], Any] | None = None,
 ) -> dict[int, int]:
-    return end_offsets(admin, topic, partitions, isolation=IsolationLevel.READ_COMMITTED, budget_s=budget_s)
+    return end_offsets(
+        admin, topic, partitions, isolation=IsolationLevel.READ_COMMITTED, budget_s=budget_s, renew=renew
+    )

@@ -41,7 +41,6 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicCollection
 from confluent_kafka import TopicPartition as KafkaPartition
-from confluent_kafka.admin import AdminClient
 
 from codec import Codec, DecodeError, DecodeErrorCode
 from codec.bundle import BundleRefusal, CommandBundle
@@ -248,7 +247,6 @@ class LedgerProcessor:
         )
         clean = False
         try:
-            admin = AdminClient(kafka_config(settings))
             # Refuse topics that break what the guarantees assume (replication factor,
             # min.insync.replicas, partition counts, timestamps, tombstone retention). A
             # worker restarted while the controller is away (it is asked for the configs)
@@ -269,7 +267,7 @@ class LedgerProcessor:
             self._restorer = Restorer(
                 local=self._local,
                 consumer=restore_consumer,
-                admin=admin,
+                new_admin=lambda: fresh_admin(kafka_config(settings)),
                 topic=self._changelog_topic,
                 topic_id=self._topic_id(self._changelog_topic),
                 budget_s=BROKER_OUTAGE_S_MAX,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -39,11 +40,23 @@ CHECKPOINT_AGE_MAX_MS = CHANGELOG_TOMBSTONE_RETENTION_MS // 2
 
 class Restorer:
     def __init__(
-        self, *, local: LocalState, consumer: Any, admin: Any, topic: str, topic_id: str, budget_s: float
+        self,
+        *,
+        local: LocalState,
+        consumer: Any,
+        new_admin: Callable[[], Any],
+        topic: str,
+        topic_id: str,
+        budget_s: float,
     ) -> None:
         self.local = local
         self.consumer = consumer
-        self.admin = admin
+        # The end offsets are asked with a client made when first needed and replaced after a
+        # failed ask, never one made while the broker did not answer and kept: such a client can
+        # stay deaf after the broker is back (topologies.admin.fresh_admin), and every restore
+        # would then fail. test_a_worker_started_while_the_broker_does_not_answer_waits_for_it
+        self._new_admin = new_admin
+        self._admin: Any = None
         self.topic = topic
         self.topic_id = topic_id
         self.budget_s = budget_s  # how long a broker may be unreachable before restore gives up
@@ -133,14 +146,21 @@ class Restorer:
             self.local.apply_changelog(partition, batch)
             self.restored_records += len(batch)
 
+    def _client(self) -> Any:
+        return self._renew() if self._admin is None else self._admin
+
+    def _renew(self) -> Any:
+        self._admin = self._new_admin()
+        return self._admin
+
     def stable_ends(self, partitions: list[int]) -> dict[int, int]:
         """Each partition's high watermark, once no transaction is open on it."""
         ends: dict[int, int] = {}
         waiting = list(partitions)
         next_report_s = time.monotonic() + STABLE_WAIT_REPORT_S
         while waiting:
-            high = high_watermarks(self.admin, self.topic, waiting, budget_s=self.budget_s)
-            stable = last_stable_offsets(self.admin, self.topic, waiting, budget_s=self.budget_s)
+            high = high_watermarks(self._client(), self.topic, waiting, budget_s=self.budget_s, renew=self._renew)
+            stable = last_stable_offsets(self._client(), self.topic, waiting, budget_s=self.budget_s, renew=self._renew)
             for partition in list(waiting):
                 if stable[partition] >= high[partition]:
                     ends[partition] = high[partition]

@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic  # type: 
 from foundation.clients import kafka_config
 from foundation.offsets import last_stable_offsets
 from foundation.settings import Settings
-from tests.conftest import SecuredKafka
+from tests.conftest import SecuredKafka, free_port
 from topologies.access import Role
 
 pytestmark = pytest.mark.kafka
@@ -58,3 +58,25 @@ def test_end_offsets_of_a_topic_the_user_may_not_describe_are_refused_not_awaite
     with pytest.raises(KafkaException) as refused:
         last_stable_offsets(AdminClient(kafka_config(outsider)), topic, [0], budget_s=30)
     assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, refused.value
+
+
+def test_end_offsets_asked_with_a_deaf_client_ask_again_with_a_new_one(kafka_bootstrap: str) -> None:
+    """A client can stay deaf for good after meeting a broker just back from a pause (a Metadata
+    answer that listed no brokers: topologies.admin.fresh_admin). A worker's restore kept the one
+    admin client it made at start, during such a pause in test_worker_faults' frozen start, and
+    asked it until its budget ran out. With `renew`, the asks after a failed one go to a new
+    client. The deaf client here is one whose bootstrap server never answers."""
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    topic = f"deaf-{uuid.uuid4().hex[:6]}"
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
+    deaf = AdminClient({"bootstrap.servers": f"127.0.0.1:{free_port()}"})  # nothing listens there
+    made: list[AdminClient] = []
+
+    def renew() -> AdminClient:
+        made.append(AdminClient({"bootstrap.servers": kafka_bootstrap}))
+        return made[-1]
+
+    assert last_stable_offsets(deaf, topic, [0], budget_s=30, renew=renew) == {0: 0}
+    assert len(made) == 1  # one new client, after the deaf one's failed ask
+    with pytest.raises(KafkaException):
+        last_stable_offsets(deaf, topic, [0], budget_s=10)  # without: the same deaf client to the end

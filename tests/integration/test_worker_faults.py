@@ -18,8 +18,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 import threading
 import time
+import traceback
 import uuid
 from typing import Any
 
@@ -69,6 +71,11 @@ class Running:
         if ready:
             assert self.processor.ready.wait(90), "the worker did not become ready"
         return self
+
+    def where(self) -> str:
+        """What the worker's thread is doing now (for a test that finds it stuck)."""
+        frame = sys._current_frames().get(self.thread.ident or -1)
+        return "not running" if frame is None else "".join(traceback.format_stack(frame)[-8:])
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -407,7 +414,9 @@ def test_a_worker_started_while_the_broker_does_not_answer_waits_for_it(settings
     finally:
         os.kill(pid, signal.SIGCONT)
     try:
-        assert running.processor.ready.wait(120), f"the worker did not become ready: {running.failure!r}"
+        assert running.processor.ready.wait(120), (
+            f"the worker did not become ready: {running.failure!r}; its thread is at\n{running.where()}"
+        )
         creator.join(UNANSWERED_RETRY_S_MAX + ADMIN_TIMEOUT_S)  # its budget, and one ask in flight
         assert created and sorted(created[0]) == sorted(spec.name for spec in other.all()), "topics not created"
     finally:
