@@ -214,11 +214,15 @@ def test_clients_from_kafka_config_send_librdkafka_lines_through_python_logging(
     from confluent_kafka import Producer
 
     settings = Settings.from_environment({}, bootstrap_servers="127.0.0.1:1")  # nothing listens: FAIL lines
-    producer = Producer(kafka_config(settings))
+    # Its own client id: a raw line of a client another test left alive (librdkafka writes to
+    # this process's file descriptor 2) is not this producer's.
+    producer = Producer({**kafka_config(settings), "client.id": "raw-lines-probe"})
     with caplog.at_level(logging.INFO, logger="librdkafka"):
         deadline = time.monotonic() + 3  # a refused connection is logged at once
         while time.monotonic() < deadline and not caplog.records:
             producer.poll(0.5)
     del producer
-    assert not raw_librdkafka_lines(capfd.readouterr().err)  # nothing raw on the terminal
-    assert any("Connection refused" in record.getMessage() for record in caplog.records)
+    raw = raw_librdkafka_lines(capfd.readouterr().err)
+    assert not [line for line in raw if "|raw-lines-probe#" in line], raw  # nothing raw on the terminal
+    said = [record.getMessage() for record in caplog.records]
+    assert any("Connection refused" in line and "raw-lines-probe#" in line for line in said), said
