@@ -21,6 +21,9 @@ from streams.store import PartitionStore
 
 
 class PassThrough:
+    def wants_tick(self, now_ms: int) -> bool:
+        return False  # nothing here waits for time: its ticks did nothing
+
     def handle(self, message: Any, *, timestamp_ms: int) -> Outcome:
         if isinstance(message, Tick):
             return Outcome()

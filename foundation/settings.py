@@ -68,7 +68,7 @@ class Settings:
     session_timeout_ms: int = 6_000
     heartbeat_interval_ms: int = 1_000
     static_membership: bool = True  # a restarted worker takes back its partitions without a rebalance
-    tick_interval_ms: int = 1_000  # time advances at least this often on an idle partition
+    tick_interval_ms: int = 1_000  # time advances at least this often on an idle partition where something waits for it
     account_cache_entries: int = 100_000  # decoded records kept in memory per worker
     retention_ms: int = DEDUP_RETENTION_MS_DEFAULT
     retained_entries_max: int = DEDUP_ENTRIES_MAX_DEFAULT

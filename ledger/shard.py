@@ -184,6 +184,13 @@ class Shard:
         meta: ShardMeta | None = self._store.get(Table.META, META_KEY)
         return 0 if meta is None else meta.clock_ms
 
+    def wants_tick(self, now_ms: int) -> bool:
+        """Whether a tick stamped `now_ms` would do anything (see `clock.due_ms`): something
+        waits for a time the clock or `now_ms` has reached."""
+        meta: ShardMeta | None = self._store.get(Table.META, META_KEY)
+        due = clock.due_ms(self._store, meta, retention_ms=self._config.retention_ms)
+        return due is not None and due <= max(now_ms, 0 if meta is None else meta.clock_ms)
+
 
 # The legs of the flows across shards (not ticks): checked before their handler.
 CROSS_SHARD_LEGS = (CreditLeg, SettleLeg, RefundLeg, BatchPrepare, BatchVote, BatchDecision, BatchAck)

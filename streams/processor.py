@@ -7,7 +7,7 @@ One iteration is one Kafka transaction:
        generation, so a worker that lost its partitions cannot commit them), on a thread,
        while the next two steps run (its coordinator round trips overlap the deciding);
     3. hand each message to its partition's Shard; produce the events, results, legs and
-       audit events it returns, and a Tick for every partition whose clock is due to advance;
+       audit events it returns, and a Tick for every partition on which something waits for time;
     4. produce each consuming partition's changelog records (staged, not yet in RocksDB)
        and, last, its input positions (streams/positions.py);
     5. flush the records (beside the offsets' call, if it is still running), and once that
@@ -120,6 +120,10 @@ class Decider(Protocol):
     stand-in (the pass-through baseline of the benchmarks)."""
 
     def handle(self, message: Any, *, timestamp_ms: int) -> Outcome: ...
+
+    def wants_tick(self, now_ms: int) -> bool:
+        """Whether a tick stamped `now_ms` would do anything on this partition."""
+        ...
 
 
 DeciderFactory = Callable[[PartitionStore, Callable[[str], bool]], Decider]
@@ -388,7 +392,7 @@ class LedgerProcessor:
             carried = []
         messages = carried + self._usable(fresh)
         now_s = time.monotonic()
-        due_ticks = [owned for owned in self._shards.values() if owned.next_tick_s <= now_s]
+        due_ticks = self._due_ticks(now_s)
         self.metrics.owned_partitions = sorted(self._shards)
         self._results_partition = min(self._shards, default=0)  # the assignment changes only in consume
         if not messages and not due_ticks:
@@ -420,7 +424,6 @@ class LedgerProcessor:
                     break
                 batch.decided += self._process(message, batch.counts)
             for owned in due_ticks:
-                owned.next_tick_s = now_s + self.settings.tick_interval_ms / 1000
                 self._produce(
                     self.topology.legs.name,
                     self.codec.encode(legs.Tick(worker_id=self.settings.worker_id)),
@@ -449,6 +452,27 @@ class LedgerProcessor:
         self._apply(changes)
         self._count(batch, now_s)
         self._maybe_checkpoint(now_s)
+
+    def _due_ticks(self, now_s: float) -> list[OwnedShard]:
+        """The partitions to write a tick to in this turn: once every tick interval, each
+        partition on which something waits for time (a hold's expiry, a batch's deadline, the
+        end of the retention window: `Shard.wants_tick`). A partition on which nothing waits
+        gets none: such a tick would change nothing but its clock, which the next input moves
+        anyway (test_time_and_retention.py::test_a_tick_before_the_due_time_changes_nothing_but_the_clock),
+        and it would cost the turn that writes it, and the one that decides it, a partition
+        more in their transactions. The clocks compared are the worker's and the broker's
+        (the topics' timestamps are LogAppendTime): a worker behind the broker ticks at most
+        that much later; one ahead writes a tick that does nothing, and another a tick interval
+        later."""
+        due = []
+        wall_ms = int(time.time() * 1000)
+        for owned in self._shards.values():
+            if owned.next_tick_s > now_s:
+                continue
+            owned.next_tick_s = now_s + self.settings.tick_interval_ms / 1000
+            if owned.shard.wants_tick(wall_ms):
+                due.append(owned)
+        return due
 
     def _send_offsets(self, offsets: dict[tuple[str, int], int]) -> OffsetsInFlight | None:
         """The consumed offsets into the open transaction (KIP-447: fenced by the group

@@ -1,10 +1,12 @@
 """Ticks: everything that happens because the partition's time passed.
 
-Each worker writes a `Tick` to its partitions every second, so that on an idle
-partition too holds expire, batches time out and the retention window moves on. The
-time is the partition's clock (the largest message timestamp seen), so a replay
-expires the same things at the same point. One tick does at most
-`EXPIRATIONS_PER_TICK_MAX` things; the rest wait for the next tick.
+Each worker writes a `Tick` every second to those of its partitions on which something
+waits for time (`due_ms`: a hold's expiry, a batch's deadline, the end of the retention
+window), so that on an idle partition too holds expire, batches time out and the
+retention window moves on; a partition on which nothing waits gets no tick. The time is
+the partition's clock (the largest message timestamp seen), so a replay expires the same
+things at the same point. One tick does at most `EXPIRATIONS_PER_TICK_MAX` things; the
+rest wait for the next tick.
 
 Every other input first releases the holds its clock made due and aborts the batches
 whose deadline it reached (`time_passes`, at most `EXPIRATIONS_PER_INPUT_MAX` of each): a hold
@@ -24,13 +26,30 @@ from ledger.flows import batches, holds
 from ledger.keys import time_of
 from ledger.legs import Tick
 from ledger.limits import EXPIRATIONS_PER_INPUT_MAX, EXPIRATIONS_PER_TICK_MAX
-from ledger.state import Table
+from ledger.state import ShardMeta, Store, Table
 
 
 def tick(decision: Decision, _tick_message: Tick) -> None:
     budget = EXPIRATIONS_PER_TICK_MAX - expire_holds(decision, count_max=EXPIRATIONS_PER_TICK_MAX)
     budget -= time_out_batches(decision, count_max=budget)
     forget_expired(decision, count_max=budget)
+
+
+def due_ms(store: Store, meta: ShardMeta | None, *, retention_ms: int) -> int | None:
+    """The earliest partition time at which a tick would do anything: the first hold's
+    expiry, the first batch deadline, or the end of the oldest retention entry's window;
+    None when nothing waits for time. A tick stamped before it changes nothing but the clock
+    (test_time_and_retention.py::test_a_tick_before_the_due_time_changes_nothing_but_the_clock),
+    so a worker need not write one (streams/processor.py)."""
+    times = []
+    for queue in (Table.HOLD_EXPIRIES, Table.BATCH_DEADLINES):
+        first = store.first(queue)
+        if first is not None:
+            times.append(time_of(first[0]))
+    oldest = None if meta is None else retention.oldest(store, meta)
+    if oldest is not None:
+        times.append(oldest.recorded_at_ms + retention_ms)
+    return min(times, default=None)
 
 
 def time_passes(decision: Decision) -> None:

@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from ledger.commands import Batch, Deposit, MutatingCommand
 from ledger.errors import ErrorCode, RefusalCode
 from ledger.events import CommandResult, EventKind, ResultStatus
+from ledger.flows import clock
+from ledger.keys import META_KEY
 from ledger.legs import Tick
 from ledger.limits import (
     EXPIRATIONS_PER_INPUT_MAX,
@@ -519,3 +521,82 @@ def test_a_correction_in_flight_does_not_hold_up_the_window() -> None:
     assert retained == [cluster.now - 4_000], "the malformed command's entry left on time, the correction's stays"
     cluster.drain()
     assert cluster.result(corrected.command_id).status is ResultStatus.ACCEPTED
+
+
+# -- which partitions a worker ticks --------------------------------------------------------------
+# A worker writes a tick only to a partition on which something waits for time (`Shard.wants_tick`,
+# `clock.due_ms`): skipping the others must change nothing a tick would have.
+
+_WAIT_STEP = st.one_of(
+    st.tuples(st.just("hold"), st.sampled_from([1, 500, 1_000, 3_000])),  # a hold's ttl
+    st.tuples(st.just("deposit"), st.integers(min_value=1, max_value=9)),
+    st.tuples(st.just("batch"), st.integers(min_value=0, max_value=2)),  # how many legs are delivered
+    st.tuples(st.just("wait"), st.sampled_from([0, 1, 499, 500, 999, 1_000, 2_000, 5_000])),
+)
+
+
+def _state(cluster: Cluster, shard: int) -> dict[Table, list[tuple[str, object]]]:
+    """Everything a shard holds but its meta (the clock, which every input moves)."""
+    store = cluster.stores[shard]
+    return {table: store.items(table) for table in Table if table is not Table.META}
+
+
+@given(steps=st.lists(_WAIT_STEP, max_size=30))
+@settings(max_examples=150, deadline=None)
+def test_a_tick_before_the_due_time_changes_nothing_but_the_clock(steps: list[tuple[str, int]]) -> None:
+    """Holds, batches left half-prepared, deposits and time passing on three shards whose
+    retention window is short: wherever a shard says it wants no tick, a tick changes nothing
+    but its clock (no event, result, leg or audit record, and no record but its meta); and a
+    shard wants one as soon as a hold's expiry, a batch's deadline or a retention entry's end
+    is due."""
+    config = ShardConfig(retention_ms=2_000, batch_timeout_ms=1_000)
+    cluster = Cluster(3, config=config)
+    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 1_000))
+    for number, (kind, value) in enumerate(steps):
+        if kind == "hold":
+            cluster.run(hold("A@0", f"h{number}", 1, ttl_ms=value))
+        elif kind == "deposit":
+            cluster.run(deposit("A@0", value))
+        elif kind == "batch":
+            cluster.submit(batch(("A@0", -1), ("X@1", 1), batch_id=make_batch_id(2)))
+            for shard in (0, 1)[:value]:
+                cluster.deliver(shard)  # the rest stays in flight: the coordinator waits for votes
+        else:
+            cluster.now += value
+        for shard in range(cluster.size):
+            due = clock.due_ms(
+                cluster.stores[shard], cluster.stores[shard].get(Table.META, META_KEY), retention_ms=config.retention_ms
+            )
+            wanted = cluster.shards[shard].wants_tick(cluster.now)
+            assert wanted == (due is not None and due <= max(cluster.now, cluster.shards[shard].clock_ms()))
+            if wanted:
+                continue
+            before = _state(cluster, shard)
+            outcome = cluster.handle(shard, Tick(worker_id="w"), cluster.now)
+            assert (outcome.events, outcome.results, outcome.legs, outcome.audit) == ([], [], [], [])
+            assert _state(cluster, shard) == before
+
+
+def test_a_shard_wants_a_tick_once_each_kind_of_wait_is_due() -> None:
+    """A hold's expiry, a batch's deadline, the end of the retention window: at that time
+    and not a millisecond before, and a tick then acts on it."""
+    config = ShardConfig(retention_ms=10_000, batch_timeout_ms=3_000)
+    cluster = Cluster(3, config=config)
+    assert not any(shard.wants_tick(cluster.now + 10**9) for shard in cluster.shards)  # nothing waits yet
+    start = cluster.now
+    accept_all(cluster, open_("A@0"), open_("X@1"), deposit("A@0", 10), hold("A@0", "h", 1, ttl_ms=1_000))
+    cluster.submit(batch(("A@0", -1), ("X@1", 1), batch_id=make_batch_id(2)))  # no leg delivered
+    coordinator, holder = cluster.shards[2], cluster.shards[0]
+    assert not holder.wants_tick(start + 999) and holder.wants_tick(start + 1_000)  # the hold's expiry
+    assert not coordinator.wants_tick(start + 2_999) and coordinator.wants_tick(start + 3_000)  # the deadline
+    cluster.advance(1_000)
+    assert cluster.hold_status("A@0", "h") == "EXPIRED"
+    cluster.deliver(0)  # the participants hear of the batch late: it has timed out by then
+    cluster.deliver(1)
+    cluster.advance(2_000)
+    cluster.drain()
+    assert not cluster.shards[1].wants_tick(start + 9_999) and cluster.shards[1].wants_tick(start + 10_000)  # X's open
+    remembered = cluster.remembered(1)
+    cluster.now = start + 10_000
+    cluster.tick(1)
+    assert cluster.remembered(1) < remembered
