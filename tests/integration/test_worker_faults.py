@@ -158,6 +158,9 @@ def test_a_fenced_worker_reloads_and_never_checkpoints_records_it_did_not_apply(
     newer = latest_account(settings, codec, account)
     newer.balance, newer.sequence = 777, newer.sequence + 5
     foreign_write(settings, codec, newer, transactional=transactional_id(settings))  # fences the first's producer
+    # A worker learns of the fence at its next transaction: an input, here another account's
+    # (an idle partition gets no tick: streams/processor.py `_due_ticks`).
+    produce(settings, codec, *open_and_fund(f"{account}-next", f"{run}-next"))
     wait_until(lambda: first.processor.metrics.producers_replaced >= 1, what="the fenced producer replaced")
     try:
         _, reloaded = committed_account(first.processor, account)
