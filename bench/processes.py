@@ -94,10 +94,15 @@ def listening_pid(port: int) -> int | None:
         if not entry.name.isdigit():
             continue
         try:
-            if any(os.readlink(descriptor) in targets for descriptor in (entry / "fd").iterdir()):
-                return int(entry.name)
-        except (PermissionError, FileNotFoundError, ProcessLookupError):
+            descriptors = list((entry / "fd").iterdir())
+        except (PermissionError, FileNotFoundError, ProcessLookupError):  # not ours, or gone
             continue
+        for descriptor in descriptors:
+            try:
+                if os.readlink(descriptor) in targets:
+                    return int(entry.name)
+            except OSError:  # closed since it was listed (a client reconnecting): the next one
+                continue
     return None
 
 

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +93,27 @@ def test_the_process_listening_on_a_port_is_found() -> None:
         }
     assert listening_pid(port) is None
     assert broker_processes("kafka.example.com:9092") == {}
+
+
+def test_a_listening_process_is_found_while_its_other_descriptors_come_and_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A descriptor closed between listing a process's descriptors and reading one (a client's
+    thread reconnecting, say) skips that descriptor, not the whole process: it skipped the
+    process, and the CI of stop 34 found no process listening on this test's own port. Here
+    this process's first descriptor read vanishes so."""
+    real_readlink = os.readlink
+    vanished: list[str] = []
+
+    def readlink(path: Path) -> str:
+        if str(path).startswith(f"/proc/{os.getpid()}/fd/") and not vanished:
+            vanished.append(str(path))
+            raise FileNotFoundError(path)
+        return real_readlink(path)
+
+    monkeypatch.setattr(os, "readlink", readlink)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert listening_pid(listener.getsockname()[1]) == os.getpid()
+    assert vanished
