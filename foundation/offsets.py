@@ -56,6 +56,13 @@ def end_offsets(
 
     def list_offsets(admin: Any) -> dict[int, int]:
         futures = admin.list_offsets(requested, isolation_level=isolation, request_timeout=LIST_OFFSETS_TIMEOUT_S)
+        # Only the failure leaves the `except` blocks, and the metadata refresh follows them: a
+        # confluent-kafka call that raises while another exception is being handled (a refresh
+        # that fails, in an outage) leaks a reference to the handled one (2.16, measured), and
+        # with its traceback every frame and client the ask held. Through an outage a worker's
+        # restore asks again and again with new clients, each holding librdkafka's threads and
+        # a socket: they piled up (tests/unit/foundation/test_offsets_clients.py).
+        failure: KafkaError | None = None
         try:
             ends = {
                 tp.partition: future.result(timeout=LIST_OFFSETS_TIMEOUT_S).offset for tp, future in futures.items()
@@ -63,25 +70,11 @@ def end_offsets(
         except concurrent.futures.TimeoutError:
             # No answer at all (a leader that died with the request in flight): as transient
             # as librdkafka's own timeouts, so retried the same way, after a metadata refresh.
-            _refresh_metadata(admin, topic, "no answer")
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "ListOffsets got no answer")) from None
+            failure = KafkaError(KafkaError._TIMED_OUT, "ListOffsets got no answer")
         except KafkaException as exception:
-            error: KafkaError = exception.args[0]
-            if error.code() == KafkaError._NOENT:
-                # "Failed to query partition leaders: No leaders found": the client's metadata
-                # names no leader yet (a broker just woken from a pause, still fenced, answers
-                # metadata without them; a partition just created). As settling as a leader
-                # election: asked again, after a refresh, within the budget. The test:
-                # tests/integration/test_end_offsets.py.
-                # A user who may not describe the topic gets the same local error: the refusal,
-                # which the metadata carries, is raised as it is (not retried).
-                refusal = _refresh_metadata(admin, topic, str(error))
-                if refusal is not None and refusal.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
-                    raise KafkaException(refusal) from None
-                raise KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE, f"{topic}: {error.str()}")) from None
-            if error.code() in _STALE_METADATA or is_transient(error):
-                _refresh_metadata(admin, topic, str(error))
-            raise
+            failure = exception.args[0]
+        if failure is not None:
+            raise _asked_in_vain(admin, topic, failure)
         missing = sorted(partition for partition, offset in ends.items() if offset < 0)
         if missing:
             # A logical offset instead of an end: the leader cannot tell yet (just elected).
@@ -89,6 +82,26 @@ def end_offsets(
         return ends
 
     return retry_transient(ask, budget_s=budget_s)
+
+
+def _asked_in_vain(admin: Any, topic: str, error: KafkaError) -> KafkaException:
+    """What a failed ListOffsets raises, once the client's metadata is refreshed where a
+    refresh lets the next ask reach the leader."""
+    if error.code() == KafkaError._NOENT:
+        # "Failed to query partition leaders: No leaders found": the client's metadata
+        # names no leader yet (a broker just woken from a pause, still fenced, answers
+        # metadata without them; a partition just created). As settling as a leader
+        # election: asked again, after a refresh, within the budget. The test:
+        # tests/integration/test_end_offsets.py.
+        # A user who may not describe the topic gets the same local error: the refusal,
+        # which the metadata carries, is raised as it is (not retried).
+        refusal = _refresh_metadata(admin, topic, error.str())
+        if refusal is not None and refusal.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            return KafkaException(refusal)
+        return KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE, f"{topic}: {error.str()}"))
+    if error.code() in _STALE_METADATA or is_transient(error):
+        _refresh_metadata(admin, topic, error.str())
+    return KafkaException(error)
 
 
 def _refresh_metadata(admin: Any, topic: str, reason: str) -> KafkaError | None:
