@@ -401,6 +401,13 @@ class LedgerProcessor:
         batch = _Batch(messages)
         self.telemetry.begin()
         in_flight: OffsetsInFlight | None = None
+        # A failure is handled after the `except` blocks, not in them: the abort and the new
+        # producer call librdkafka, and a confluent-kafka call that raises while another
+        # exception is being handled (a fenced producer's poll, its abort) leaks a reference
+        # to the handled one, and with its traceback the failed producer and the batch: a
+        # zombie fenced again and again piled them up (test_worker_faults' fenced worker).
+        failure: KafkaError | None = None
+        unknown: str | None = None
         try:
             self._producer.begin_transaction()
             # The consumed offsets join the transaction first, on a thread, while the batch is
@@ -443,11 +450,15 @@ class LedgerProcessor:
             self._commit()
             self.metrics.commit_seconds += time.monotonic() - committing_s
         except KafkaException as exception:
-            self._abandon(batch, exception.args[0], in_flight)
+            failure = exception.args[0]
+        except (CommitOutcomeUnknown, ProducerStuck) as stuck:
+            unknown = str(stuck)
+        if failure is not None:
+            self._abandon(batch, failure, in_flight)
             return
-        except (CommitOutcomeUnknown, ProducerStuck) as unknown:
+        if unknown is not None:
             # The transaction's fate is unknown, or its producer hangs: a new producer fences it.
-            self._recover(str(unknown))
+            self._recover(unknown)
             return
         self._apply(changes)
         self._count(batch, now_s)
@@ -596,13 +607,17 @@ class LedgerProcessor:
         transactions = self._transactions_now()
         if in_flight is not None:
             # The abort may only follow the offsets' call; what that call says no longer matters,
-            # unless it never returns (the producer is then replaced, which fences it).
+            # unless it never returns (the producer is then replaced, which fences it). The new
+            # producer is made outside the `except` block (see `_iteration`).
+            stuck: str | None = None
             try:
                 in_flight.wait()
             except KafkaException:
                 pass
-            except ProducerStuck as stuck:
-                self._recover(str(stuck))
+            except ProducerStuck as never_returned:
+                stuck = str(never_returned)
+            if stuck is not None:
+                self._recover(stuck)
                 return
         if is_abortable(error):
             log.warning("transaction aborted (%s); the batch will be consumed again", error)
