@@ -697,6 +697,7 @@ class LedgerProcessor:
             raise InvariantViolation(f"message for partition {partition}, which this worker does not own")
         value = message.value()
         is_command = topic == self._commands_topic
+        undecodable: DecodeError | None = None
         try:
             if value is None:
                 raise DecodeError(DecodeErrorCode.UNDECODABLE, "the message has no value")
@@ -706,7 +707,11 @@ class LedgerProcessor:
                 )
             decoded = self.codec.decode(value, expected=COMMAND_INPUT_TYPES if is_command else legs.LEG_TYPES)
         except DecodeError as error:
-            self._dead_letter(message, error)
+            undecodable = error
+        if undecodable is not None:
+            # Dead-lettered after the `except` block, not in it: its produce() raises when the
+            # producer is fenced, and would leak the handled error (see `_iteration`).
+            self._dead_letter(message, undecodable)
             counts.dead_letters += 1
             return 1
         if type(decoded) is CommandBundle:
@@ -796,7 +801,9 @@ class LedgerProcessor:
             worker_id=self.settings.worker_id,
             failed_at_ms=int(time.time() * 1000),
         )
-        log.warning("dead letter from %s/%d@%d: %s", topic, partition, offset, error)
+        # The reason as text: a log record keeps its arguments, and a handler that keeps records
+        # (pytest's capture, a buffer) would keep the error's traceback and every frame in it.
+        log.warning("dead letter from %s/%d@%d: %s", topic, partition, offset, str(error))
         self.telemetry.dead_lettered(error.code.value)
         self._produce(self.topology.deadletter.name, self.codec.encode(letter), key=key)
 

@@ -27,7 +27,7 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from bench.topics import changelog_state
 from codec import Codec
@@ -160,7 +160,10 @@ class LateFirstProduce:
         self._producer.produce(*args, **kwargs)
 
 
-@pytest.mark.parametrize("meets_the_fence", ["first", "at produce"])
+POISON = b"not a command, poisoned"
+
+
+@pytest.mark.parametrize("meets_the_fence", ["first", "at produce", "dead-lettering"])
 def test_a_fenced_worker_reloads_and_never_checkpoints_records_it_did_not_apply(
     settings: Settings, codec: Codec, meets_the_fence: str
 ) -> None:
@@ -180,16 +183,22 @@ def test_a_fenced_worker_reloads_and_never_checkpoints_records_it_did_not_apply(
     newer.balance, newer.sequence = 777, newer.sequence + 5
     producers_before = _live_producers()
     foreign_write(settings, codec, newer, transactional=transactional_id(settings))  # fences the first's producer
-    if meets_the_fence == "at produce":
+    if meets_the_fence != "first":
         first.processor._producer = LateFirstProduce(first.processor._producer)  # the loop is idle, waiting for input
     # A worker learns of the fence at its next transaction: an input, here another account's
-    # (an idle partition gets no tick: streams/processor.py `_due_ticks`).
-    produce(settings, codec, *open_and_fund(f"{account}-next", f"{run}-next"))
+    # (an idle partition gets no tick: streams/processor.py `_due_ticks`), or one it cannot
+    # decode, whose dead letter is then the first record it produces.
+    if meets_the_fence == "dead-lettering":
+        produce_raw(settings, POISON, key=f"{account}-next".encode())
+    else:
+        produce(settings, codec, *open_and_fund(f"{account}-next", f"{run}-next"))
     wait_until(lambda: first.processor.metrics.producers_replaced >= 1, what="the fenced producer replaced")
     try:
         # The fenced producer is freed once replaced (its threads and a connection to every
-        # broker): a zombie fenced again and again must not pile them up.
+        # broker), and so is the input it failed on: a zombie fenced again and again must not
+        # pile them up.
         wait_until(lambda: _live_producers() <= producers_before, what="the fenced producer freed", timeout_s=10)
+        wait_until(lambda: _live_messages(POISON) == 0, what="the poisoned input freed", timeout_s=10)
         _, reloaded = committed_account(first.processor, account)
         assert reloaded is not None and (reloaded.balance, reloaded.sequence) == (777, newer.sequence)
     finally:
@@ -211,6 +220,18 @@ def _live_producers() -> int:
     """The librdkafka producers alive in this process (gc tracks them)."""
     gc.collect()
     return sum(1 for thing in gc.get_objects() if type(thing) is Producer)
+
+
+def _live_messages(value: bytes) -> int:
+    """The consumed messages alive in this process whose value is `value` (gc tracks them)."""
+    gc.collect()
+    return sum(1 for thing in gc.get_objects() if type(thing) is Message and thing.value() == value)
+
+
+def produce_raw(settings: Settings, value: bytes, *, key: bytes) -> None:
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
+    producer.produce(f"{settings.topic_prefix}.commands", value, key)
+    assert producer.flush(30) == 0
 
 
 class CommitThenFail:
