@@ -86,9 +86,14 @@ class Running:
 
 
 def produce(settings: Settings, codec: Codec, *messages: commands.Command) -> None:
+    produce_raw(settings, *((codec.encode(command), command.routing_key.encode()) for command in messages))
+
+
+def produce_raw(settings: Settings, *records: tuple[bytes, bytes]) -> None:
+    """(value, key) records to the commands topic, whatever their values hold."""
     producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
-    for command in messages:
-        producer.produce(f"{settings.topic_prefix}.commands", codec.encode(command), command.routing_key.encode())
+    for value, key in records:
+        producer.produce(f"{settings.topic_prefix}.commands", value, key)
     assert producer.flush(30) == 0
 
 
@@ -189,7 +194,7 @@ def test_a_fenced_worker_reloads_and_never_checkpoints_records_it_did_not_apply(
     # (an idle partition gets no tick: streams/processor.py `_due_ticks`), or one it cannot
     # decode, whose dead letter is then the first record it produces.
     if meets_the_fence == "dead-lettering":
-        produce_raw(settings, POISON, key=f"{account}-next".encode())
+        produce_raw(settings, (POISON, f"{account}-next".encode()))
     else:
         produce(settings, codec, *open_and_fund(f"{account}-next", f"{run}-next"))
     wait_until(lambda: first.processor.metrics.producers_replaced >= 1, what="the fenced producer replaced")
@@ -226,12 +231,6 @@ def _live_messages(value: bytes) -> int:
     """The consumed messages alive in this process whose value is `value` (gc tracks them)."""
     gc.collect()
     return sum(1 for thing in gc.get_objects() if type(thing) is Message and thing.value() == value)
-
-
-def produce_raw(settings: Settings, value: bytes, *, key: bytes) -> None:
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "partitioner": "murmur2_random"})
-    producer.produce(f"{settings.topic_prefix}.commands", value, key)
-    assert producer.flush(30) == 0
 
 
 class CommitThenFail:
