@@ -55,7 +55,8 @@ def funded_mixed_workload(
 
 
 class Streamer:
-    """Produces a workload to the commands topic at about `rate_per_s`, on a thread."""
+    """Produces a workload to the commands topic at about `rate_per_s`, on a thread, to its
+    end or until `stop()`; `streamed` is then what it produced, in the order produced."""
 
     def __init__(
         self, settings: Settings, workload: list[commands.Command], *, rate_per_s: float, bundle_size: int = 1
@@ -65,6 +66,8 @@ class Streamer:
         self.rate_per_s = rate_per_s
         self.bundle_size = bundle_size  # > 1: commands go in CommandBundles of one partition (bulk submit)
         self.sent = 0
+        self.streamed: list[commands.Command] = []  # the commands of the messages produced
+        self._stop = threading.Event()
         self._codec = Codec()
         self._producer = Producer(
             {
@@ -86,22 +89,27 @@ class Streamer:
     def done(self) -> bool:
         return not self._thread.is_alive()
 
+    def stop(self) -> None:
+        """Produce nothing more (a stream sized to outlast what the test does meanwhile);
+        what was produced is still delivered, and `join` waits for that."""
+        self._stop.set()
+
     def join(self, timeout_s: float = 600.0) -> None:
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             raise TimeoutError("the workload is still being produced")
 
-    def _messages(self) -> list[tuple[int, bytes, bytes]]:
+    def _messages(self) -> list[tuple[list[commands.Command], bytes, bytes]]:
         """(commands carried, key, value) of each message to produce."""
         if self.bundle_size <= 1:
-            return [(1, command.routing_key.encode(), self._codec.encode(command)) for command in self.workload]
+            return [([command], command.routing_key.encode(), self._codec.encode(command)) for command in self.workload]
         partitions = self.settings.partitions
         bundles = by_partition(
             self.workload, partition_of=lambda key: partition_for(key, partitions), size=self.bundle_size
         )
         return [
             (
-                len(bundle),
+                bundle,
                 bundle[0].routing_key.encode(),
                 self._codec.encode(bundle_of(self._codec, f"b{index}", bundle)),
             )
@@ -113,13 +121,16 @@ class Streamer:
         chunk = 50 if self.bundle_size <= 1 else 1
         started = time.monotonic()
         for index, (carried, key, value) in enumerate(self._messages()):
+            if self._stop.is_set():
+                break
             while True:
                 try:
                     self._producer.produce(topic, value, key)
                     break
                 except BufferError:
                     self._producer.poll(0.1)
-            self.sent += carried
+            self.sent += len(carried)
+            self.streamed.extend(carried)
             if index % chunk == chunk - 1:
                 self._producer.poll(0)
                 ahead_s = started + self.sent / self.rate_per_s - time.monotonic()

@@ -48,6 +48,7 @@ BASE_PORT = int(os.environ.get("STREAMWALLET_TEST_KAFKA3_FAULTS_PORT", "29800"))
 DOWN_S = 6.0  # how long a killed broker stays down: past its session (4 s), so the cluster fences it
 RECOVERY_TIMEOUT_S = 240.0  # a restarted broker rejoins in ~20 s on a quiet machine; far longer on a loaded one
 BETWEEN_FAULTS_S = 3.0  # the cluster whole again (wait_ready) and the ledger answering before the next
+STREAM_S_MAX = 480.0  # how long the stream of the fixed sequence could last: far past the faults
 BROKER_SESSION_S = 4.0  # broker.session.timeout.ms of the local clusters (deploy/local/kafka.py)
 
 
@@ -146,12 +147,17 @@ def run_broker_faults(
             for kind in sequence:
                 injector.fault(kind, rng)
                 time.sleep(BETWEEN_FAULTS_S)
+            # Every fault must meet the ledger under load: a fault after the stream ended
+            # would only prove that idle workers recover. The stream is sized to outlast the
+            # faults, and ends with them.
+            assert not streamer.done, "the stream ended before the faults did: the last faults met an idle ledger"
+            streamer.stop()
         else:
             while not streamer.done:
                 injector.fault(rng.choice(BrokerFaults.KINDS), rng)
                 time.sleep(rng.uniform(2.0, 5.0))
         streamer.join()
-        report = check_ledger(settings, codec, workload, settle_s=3 * settings.tick_interval_ms / 1000 + 3)
+        report = check_ledger(settings, codec, streamer.streamed, settle_s=3 * settings.tick_interval_ms / 1000 + 3)
         if report.missing:
             dump_stacks(stack.processes)
         reconciled = reconcile_command(settings, via="service")
@@ -177,7 +183,8 @@ def test_the_ledger_rides_out_the_loss_of_a_leader_the_coordinators_and_the_cont
     run_broker_faults(
         cluster,
         tmp_path,
-        commands=30_000,
+        # Sized to outlast the five faults (2-4 minutes) at this rate; it ends with them.
+        commands=int(400 * STREAM_S_MAX),
         rate_per_s=400,
         # The group coordinator's loss once hung both workers for good in send_offsets_to_transaction
         # (librdkafka #5456, #5511; the deadline that answers it: test_transaction_abort.py).
