@@ -59,6 +59,8 @@ def run_zombies(settings: Settings, tmp_path: Any, *, commands: int, rate_per_s:
     for worker in workers:
         assert "InvariantViolation" not in worker.tail(10**9), f"{worker.name} hit an invariant violation"
     assert pauses >= 3
+    # A zombie was made: a worker frozen past its session found its partitions taken over.
+    assert takeovers >= 1, "no frozen worker lost its partitions: no zombie was produced"
     assert report.problems() == []
 
 
