@@ -474,6 +474,14 @@ METRICS: Mapping[str, tuple[str, str]] = {
     ),
     "streamwallet_worker_messages": ("counter", "Commands and legs decided in committed transactions."),
     "streamwallet_worker_transactions": ("counter", "Kafka transactions committed."),
+    "streamwallet_worker_transaction_decide_seconds": (
+        "histogram",
+        "Time a committed transaction spent deciding: its batch taken to its records produced.",
+    ),
+    "streamwallet_worker_transaction_send_seconds": (
+        "histogram",
+        "Time a committed transaction spent sending: its records flushed, the offsets' call waited for.",
+    ),
     "streamwallet_worker_transaction_commit_seconds": ("histogram", "Time spent in commit_transaction."),
     "streamwallet_worker_transaction_messages": ("histogram", "Input messages decided in one committed transaction."),
     "streamwallet_worker_transaction_aborts": (

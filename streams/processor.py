@@ -110,7 +110,11 @@ class ProcessorMetrics:
     rebalances: int = 0
     last_restore_s: float = 0.0
     transaction_seconds: float = 0.0  # from consumed batch to RocksDB written, summed
-    commit_seconds: float = 0.0  # in commit_transaction, summed
+    # Where a committed transaction's turn went, summed: deciding (the batch taken to its records
+    # produced), sending (the records flushed, the offsets' call waited for), committing.
+    decide_seconds: float = 0.0
+    send_seconds: float = 0.0
+    commit_seconds: float = 0.0  # in commit_transaction
     batch_messages_max: int = 0
     owned_partitions: list[int] = dataclasses.field(default_factory=list)
 
@@ -408,6 +412,7 @@ class LedgerProcessor:
         # zombie fenced again and again piled them up (test_worker_faults' fenced worker).
         failure: KafkaError | None = None
         unknown: str | None = None
+        deciding_s = sending_s = committing_s = 0.0
         try:
             self._producer.begin_transaction()
             # The consumed offsets join the transaction first, on a thread, while the batch is
@@ -420,6 +425,7 @@ class LedgerProcessor:
             # max_batch_messages inputs, and stops taking more once deciding has used a
             # share of the transaction timeout (a worker starved of CPU would otherwise
             # outlive it and be fenced), always at least one message; the rest is carried.
+            deciding_s = time.monotonic()
             deciding_until_s = now_s + self.settings.transaction_timeout_ms / 1000 * TRANSACTION_DECIDING_SHARE_MAX
             for index, message in enumerate(messages):
                 if index and (batch.decided >= self.settings.max_batch_messages or time.monotonic() > deciding_until_s):
@@ -438,6 +444,7 @@ class LedgerProcessor:
                     partition=owned.partition,
                 )
             changes = self._produce_changes(batch)
+            sending_s = time.monotonic()
             # The transaction's records leave now, while the offsets' call may still be in flight
             # (flush is not a transactional call: librdkafka allows it beside one). They lingered
             # until here, so they still go in one produce request per partition; the commit then
@@ -448,7 +455,6 @@ class LedgerProcessor:
                 pending.wait()  # the commit may only follow it (and needs the offsets in the transaction)
             committing_s = time.monotonic()
             self._commit()
-            self.metrics.commit_seconds += time.monotonic() - committing_s
         except KafkaException as exception:
             failure = exception.args[0]
         except (CommitOutcomeUnknown, ProducerStuck) as stuck:
@@ -460,6 +466,10 @@ class LedgerProcessor:
             # The transaction's fate is unknown, or its producer hangs: a new producer fences it.
             self._recover(unknown)
             return
+        committed_s = time.monotonic()
+        self.metrics.decide_seconds += sending_s - deciding_s
+        self.metrics.send_seconds += committing_s - sending_s
+        self.metrics.commit_seconds += committed_s - committing_s
         self._apply(changes)
         self._count(batch, now_s)
         self._maybe_checkpoint(now_s)

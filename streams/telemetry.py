@@ -68,7 +68,8 @@ SERVICE_NAME = "streamwallet-worker"
 OK_CODE = "OK"  # the code label of an accepted command
 # Seconds: a command's way through Kafka and a transaction, from milliseconds to a broker outage.
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-COMMIT_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+TURN_PHASES = ("decide", "send", "commit")  # ProcessorMetrics' <phase>_seconds
+TURN_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 BATCH_BUCKETS_MESSAGES = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2000, 5000)
 CONSUMER_STATISTICS_INTERVAL_MS = 5_000  # librdkafka's statistics (the consumer lag), this often
 ABORT_REASONS = ("abortable", "state", "retriable")
@@ -148,12 +149,16 @@ class WorkerTelemetry:
         )
         self._command_children: dict[tuple[str, Any], Any] = {}
         self._latency = {flow: LatencyHistogram(LATENCY_BUCKETS_S) for flow in FLOWS}
-        self._commit_seconds = Histogram(
-            "streamwallet_worker_transaction_commit_seconds",
-            help_of("streamwallet_worker_transaction_commit_seconds"),
-            buckets=COMMIT_BUCKETS_S,
-            registry=self.registry,
-        )
+        # Where each committed transaction's turn went (ProcessorMetrics: decide, send, commit).
+        self._phase_seconds = {
+            phase: Histogram(
+                f"streamwallet_worker_transaction_{phase}_seconds",
+                help_of(f"streamwallet_worker_transaction_{phase}_seconds"),
+                buckets=TURN_BUCKETS_S,
+                registry=self.registry,
+            )
+            for phase in TURN_PHASES
+        }
         self._transaction_messages = Histogram(
             "streamwallet_worker_transaction_messages",
             help_of("streamwallet_worker_transaction_messages"),
@@ -181,7 +186,7 @@ class WorkerTelemetry:
         self._letters: dict[str, int] = {}
         self._spans: list[Any] = []
         self._counted_messages = 0
-        self._counted_commit_s = 0.0
+        self._counted_phase_s = dict.fromkeys(TURN_PHASES, 0.0)
 
     # -- the loop's hooks (its thread) ----------------------------------------------------------
 
@@ -252,8 +257,10 @@ class WorkerTelemetry:
                 self._latency[flow].observe_many([max(0.0, now_ms - moment) / 1000 for moment in appended])
         for reason, count in self._letters.items():
             self._dead_letters.labels(reason).inc(count)
-        self._commit_seconds.observe(metrics.commit_seconds - self._counted_commit_s)
-        self._counted_commit_s = metrics.commit_seconds
+        for phase, histogram in self._phase_seconds.items():
+            summed = getattr(metrics, f"{phase}_seconds")
+            histogram.observe(summed - self._counted_phase_s[phase])
+            self._counted_phase_s[phase] = summed
         self._transaction_messages.observe(metrics.messages - self._counted_messages)
         self._counted_messages = metrics.messages
         for span in self._spans:

@@ -332,7 +332,8 @@ def test_every_process_serves_prometheus_metrics_that_count_what_happened(
         assert value(families, "streamwallet_worker_dead_letters_total", reason="UNDECODABLE") >= 1
         assert value(families, "streamwallet_worker_command_latency_seconds_count", flow="single") >= 4
         assert value(families, "streamwallet_worker_transactions_total") >= 1
-        assert value(families, "streamwallet_worker_transaction_commit_seconds_count") >= 1
+        for phase in ("decide", "send", "commit"):  # where each turn's time went
+            assert value(families, f"streamwallet_worker_transaction_{phase}_seconds_count") >= 1, phase
         assert value(families, "streamwallet_worker_owned_partitions") == settings.partitions
         partition = str(partition_for(account, settings.partitions))
         assert value(families, "streamwallet_worker_holds_open", partition=partition) == 1

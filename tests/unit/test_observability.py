@@ -257,8 +257,10 @@ class Worker:
         outcome = self.shard.handle(decoded, timestamp_ms=1_000)
         return outcome, self.telemetry.decided(message, decoded, outcome)
 
-    def commit(self, messages: int = 1) -> None:
+    def commit(self, messages: int = 1, *, decide_s: float = 0.002, send_s: float = 0.003) -> None:
         self.metrics.messages += messages
+        self.metrics.decide_seconds += decide_s
+        self.metrics.send_seconds += send_s
         self.metrics.commit_seconds += 0.004
         self.telemetry.committed(self.metrics)
 
@@ -419,6 +421,25 @@ def test_aborted_spans_end_marked_and_aborts_count_by_reason() -> None:
         worker.exposition(), "streamwallet_worker_transaction_aborts", "streamwallet_worker_transaction_aborts_total"
     )
     assert aborts == {(("reason", "abortable"),): 1, (("reason", "state"),): 1, (("reason", "retriable"),): 1}
+
+
+def test_each_committed_transaction_observes_the_time_of_each_phase_of_its_turn() -> None:
+    """Deciding (the batch taken to its records produced), sending (the records flushed and
+    the offsets' call waited for), committing: where a turn's time goes, per transaction."""
+    worker = Worker()
+    worker.commit(decide_s=0.002, send_s=0.020)
+    worker.commit(decide_s=0.030, send_s=0.001)
+    families = worker.exposition()
+    for phase, total in (("decide", 0.032), ("send", 0.021), ("commit", 0.008)):
+        family = f"streamwallet_worker_transaction_{phase}_seconds"
+        assert samples(families, family, f"{family}_count") == {(): 2}, phase
+        assert samples(families, family, f"{family}_sum")[()] == pytest.approx(total), phase
+    decide = samples(
+        families,
+        "streamwallet_worker_transaction_decide_seconds",
+        "streamwallet_worker_transaction_decide_seconds_bucket",
+    )
+    assert decide[(("le", "0.0025"),)] == 1 and decide[(("le", "0.05"),)] == 2
 
 
 def test_dead_letters_count_by_reason_once_committed() -> None:
