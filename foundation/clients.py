@@ -16,11 +16,13 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from foundation.repeated_lines import RepeatedLines
 from foundation.settings import ENVIRONMENT_PREFIX, Settings
 
 ACCESS_CHECK_TIMEOUT_S = 10.0
 ACCESS_ATTEMPT_TIMEOUT_S = 1.0
 REASONS_SHOWN_MAX = 4
+LIBRDKAFKA_REPEATS_WINDOW_S = 1.0
 LIBRDKAFKA_LOG_DEBUG = 7  # librdkafka logs a refused connection ("Disconnected ... APIVERSION_QUERY") at 7
 _NOISE = re.compile(r"^FAIL \[[^]]*\] \[[^]]*\]: |\s*\(after \d+ms in state \w+\)")
 
@@ -30,6 +32,8 @@ class KafkaAccessError(RuntimeError):
 
 
 LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+# A burst of one client's identical lines (a retry logged per attempt) is written once, with a count.
+LIBRDKAFKA_LOGGER.addFilter(RepeatedLines(window_s=LIBRDKAFKA_REPEATS_WINDOW_S))
 
 
 def kafka_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
