@@ -18,7 +18,8 @@ exactly_once (bench/faust_native.py).
 Every run fails loudly (an exception, exit status 1) if a result is missing, a measured
 command was rejected, or a measured process died. Percentiles are printed beside their
 sample count, and only where the count supports them (bench/figures.py). CPU is reported
-per process (broker, each worker, this load generator) per 1,000 commands.
+per process (broker, each worker, this load generator) per 1,000 commands. For the run at
+1,000/s, each worker's turn is split into its phases (decide, send, commit; bench/turns.py).
 Output: tables, a JSON file with every figure and the configuration, and a PNG of
 latency percentiles against offered load.
 """
@@ -63,6 +64,7 @@ from bench.principal import BENCH_PRINCIPAL
 from bench.processes import ProcessGone, broker_processes, cpu_snapshot, cpu_used, peak_rss_mb
 from bench.run_topics import run_topics
 from bench.topics import Outputs
+from bench.turns import TurnSplit, TurnsUnread, read_totals, split
 from bench.workloads import Accounts, Ids, batch_legs, deposits_to_each, make_accounts, openings, pair, transfer
 from deploy.local import kafka
 from foundation.producing import produce_when_room
@@ -179,6 +181,7 @@ class Measured:
     fixed_rate: Run
     open_loop: list[tuple[float, Run]]  # every open-loop run (the fixed rate among them), by offered rate
     peak_rss_mb: list[float]
+    fixed_rate_turns: TurnSplit  # where the workers' turns went during the fixed-rate run
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -190,6 +193,7 @@ class Measured:
                 process: round(value, 4) for process, value in self.peak.cpu_s_per_1000().items()
             },
             "peak_rss_mb": [round(mb, 1) for mb in self.peak_rss_mb],
+            "fixed_rate_turns": self.fixed_rate_turns.summary(),
         }
 
 
@@ -217,6 +221,7 @@ class ReadyStack:
     rng: random.Random
     processes: dict[str, int]  # what each run measures the CPU of: the brokers, each worker, this process
     worker_pids: list[int]
+    worker_urls: list[str]  # each worker's web root: its /metrics
 
     def commands(self, scenario: str, count: int) -> list[Any]:
         return scenario_commands(scenario, self.accounts, self.ids, self.rng, count)
@@ -249,7 +254,8 @@ def loaded_stack(
                 **{f"worker {index}": pid for index, pid in enumerate(worker_pids, start=1)},
                 **this_process(),
             }
-            yield ReadyStack(driver, accounts, ids, rng, measured, worker_pids)
+            urls = [f"http://{p.settings.worker_web_host}:{p.settings.worker_web_port}" for p in processes]
+            yield ReadyStack(driver, accounts, ids, rng, measured, worker_pids, urls)
             driver.close()
         finally:
             stack.stop_all()
@@ -267,11 +273,18 @@ def measure_workers(
         )
         time.sleep(scale.settle_seconds)  # settles and refunds of the last flows land before the next run
         open_loop = []
+        turns: TurnSplit | None = None
         for rate in open_loop_rates(peak):
             seconds = scale.fixed_rate_seconds if rate == FIXED_RATE_PER_S else scale.sweep_seconds
             workload = ready.commands(scenario, max(OPEN_LOOP_COMMANDS_MIN, int(rate * seconds)))
+            timed = rate == FIXED_RATE_PER_S  # the run whose turns are split into their phases
+            before = [read_totals(url) for url in ready.worker_urls] if timed else []
             run = driver.run(f"{name} at {rate:.0f}/s", workload, rate_per_s=rate, processes=ready.processes)
             open_loop.append((rate, accepted(run)))
+            if timed:
+                turns = split(before, [read_totals(url) for url in ready.worker_urls])
+        if turns is None:
+            raise TurnsUnread(f"no run at {FIXED_RATE_PER_S:,.0f}/s among {open_loop_rates(peak)}")
         return Measured(
             name=name,
             workers=workers,
@@ -279,6 +292,7 @@ def measure_workers(
             fixed_rate=next(run for rate, run in open_loop if rate == FIXED_RATE_PER_S),
             open_loop=open_loop,
             peak_rss_mb=[peak_rss_mb(pid) for pid in ready.worker_pids],
+            fixed_rate_turns=turns,
         )
 
 
@@ -423,6 +437,20 @@ def fixed_rate_table(measured: list[Measured], *, seconds: float) -> str:
     return "\n".join(lines)
 
 
+def turn_table(measured: list[Measured]) -> str:
+    """Where the workers' turns went during the fixed-rate run (bench/turns.py)."""
+    lines = [
+        f"turns at {FIXED_RATE_PER_S:,.0f}/s: mean ms per committed transaction, by phase "
+        "(decide: batch to records produced; send: records flushed, offsets' call awaited; commit: EndTxn)",
+        _line("system", "wk", ["committed", "decide", "send", "commit"]),
+    ]
+    for item in measured:
+        turns = item.fixed_rate_turns
+        cells = [f"{turns.transactions:,}", *(f"{turns.mean_ms[phase]:.2f}" for phase in ("decide", "send", "commit"))]
+        lines.append(_line(item.name, str(item.workers), cells))
+    return "\n".join(lines)
+
+
 def _process_order(runs: Sequence[Run]) -> list[str]:
     """Brokers, then workers by number, then anything else; the load generator last."""
     names = {process for run in runs for process in run.cpu_s}
@@ -481,7 +509,7 @@ def percentile_rule() -> str:
 def report_tables(measured: list[Measured], baselines: dict[str, Run], *, fixed_rate_seconds: float) -> str:
     tables = [peak_table(measured, baselines)]
     if measured:
-        tables += [fixed_rate_table(measured, seconds=fixed_rate_seconds), sweep_table(measured)]
+        tables += [fixed_rate_table(measured, seconds=fixed_rate_seconds), turn_table(measured), sweep_table(measured)]
     tables += [cpu_table(measured, baselines), percentile_rule()]
     return "\n\n".join(tables)
 
@@ -641,7 +669,7 @@ def main(argv: list[str] | None = None) -> int:
     base = dataclasses.replace(base, worker_web_port=base.worker_web_port + 1000)
     try:
         baselines, measured = measure_everything(base, args, scale, run_dir)
-    except (MissingResults, RejectedCommands, ProcessGone, BaselineNotReady) as failure:
+    except (MissingResults, RejectedCommands, ProcessGone, BaselineNotReady, TurnsUnread) as failure:
         print(f"\nbench.ledger FAILED, no figures: {type(failure).__name__}: {failure}", file=sys.stderr)
         print(f"(worker logs under {run_dir})", file=sys.stderr)
         return 1

@@ -83,10 +83,15 @@ def test_harness_smoke_run(settings: Settings, tmp_path: Path) -> None:
         (fixed,) = [run for run in item["open_loop"] if run["offered_per_s"] == 1000.0]
         # one second at 1,000/s: 1,000 samples support p99 but not p99.9
         assert fixed["samples"] == 1000 and fixed["p99_ms"] is not None and fixed["p999_ms"] is None
+        # where the workers' turns went in that run: every phase, over the transactions committed in it
+        turns = item["fixed_rate_turns"]
+        assert turns["transactions"] > 0 and set(turns["mean_ms"]) == {"decide", "send", "commit"}
+        assert all(ms >= 0 for ms in turns["mean_ms"].values()) and turns["mean_ms"]["send"] > 0
     assert report["configuration"]["percentile_samples_required"]["p99.9"] == 10_000
     assert list(tmp_path.glob("ledger-*.png"))
     assert "ratio of the baselines" in completed.stdout
     assert "too few samples for that percentile" in completed.stdout
+    assert "turns at 1,000/s: mean ms per committed transaction, by phase" in completed.stdout
     assert "CPU seconds per 1,000 commands, per process" in completed.stdout
 
 
