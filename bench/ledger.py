@@ -64,7 +64,7 @@ from bench.principal import BENCH_PRINCIPAL
 from bench.processes import ProcessGone, broker_processes, cpu_snapshot, cpu_used, peak_rss_mb
 from bench.run_topics import run_topics
 from bench.topics import Outputs
-from bench.turns import TurnSplit, TurnsUnread, read_totals, split
+from bench.turns import PHASES, TurnSplit, TurnsUnread, read_totals, split
 from bench.workloads import Accounts, Ids, batch_legs, deposits_to_each, make_accounts, openings, pair, transfer
 from deploy.local import kafka
 from foundation.producing import produce_when_room
@@ -442,11 +442,11 @@ def turn_table(measured: list[Measured]) -> str:
     lines = [
         f"turns at {FIXED_RATE_PER_S:,.0f}/s: mean ms per committed transaction, by phase "
         "(decide: batch to records produced; send: records flushed, offsets' call awaited; commit: EndTxn)",
-        _line("system", "wk", ["committed", "decide", "send", "commit"]),
+        _line("system", "wk", ["committed", *PHASES]),
     ]
     for item in measured:
         turns = item.fixed_rate_turns
-        cells = [f"{turns.transactions:,}", *(f"{turns.mean_ms[phase]:.2f}" for phase in ("decide", "send", "commit"))]
+        cells = [f"{turns.transactions:,}", *(f"{turns.mean_ms[phase]:.2f}" for phase in PHASES)]
         lines.append(_line(item.name, str(item.workers), cells))
     return "\n".join(lines)
 

@@ -43,10 +43,14 @@ class RepeatedLines(logging.Filter):
             if last is not None and last.line == (facility, text) and now_s - last.said_s <= self._window_s:
                 last.repeats += 1
                 return False
-            counts = [(client_, said) for client_, said in self._last.items() if said.repeats]
-            counted = [(client_, said.line, said.repeats) for client_, said in counts]
-            for _, said in counts:
-                said.repeats = 0
+            counted: list[tuple[str, tuple[str, str], int]] = []
+            for known in list(self._last):
+                said = self._last[known]
+                if said.repeats:
+                    counted.append((known, said.line, said.repeats))
+                    said.repeats = 0
+                elif now_s - said.said_s > self._window_s:
+                    del self._last[known]  # nothing left to count: a replaced client is not kept for good
             self._last[client] = _Said(line=(facility, text), said_s=now_s)
         for counted_client, (counted_facility, counted_text), repeats in counted:
             _say(

@@ -65,7 +65,6 @@ class Streamer:
         self.workload = workload
         self.rate_per_s = rate_per_s
         self.bundle_size = bundle_size  # > 1: commands go in CommandBundles of one partition (bulk submit)
-        self.sent = 0
         self.streamed: list[commands.Command] = []  # the commands of the messages produced
         self._stop = threading.Event()
         self._codec = Codec()
@@ -84,6 +83,10 @@ class Streamer:
     def start(self) -> Streamer:
         self._thread.start()
         return self
+
+    @property
+    def sent(self) -> int:
+        return len(self.streamed)
 
     @property
     def done(self) -> bool:
@@ -129,7 +132,6 @@ class Streamer:
                     break
                 except BufferError:
                     self._producer.poll(0.1)
-            self.sent += len(carried)
             self.streamed.extend(carried)
             if index % chunk == chunk - 1:
                 self._producer.poll(0)
