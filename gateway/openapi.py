@@ -639,7 +639,7 @@ def _command_operations() -> dict[str, Any]:
         ],
         "responses": {
             "200": {"description": "Its result, or PENDING.", "content": _json(result_or_pending)},
-            **_responses([400, 404, 409, 422, 429, 503]),
+            **_responses([400, 404, 409, 422, 429, 502, 503]),
         },
     }
     bulk = {

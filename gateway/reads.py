@@ -41,6 +41,7 @@ from ledger.limits import ACCOUNT_ID_LENGTH_MAX
 from ledger.money import format_amount
 from ledger.principals import PRINCIPAL_ID_LENGTH_MAX, Principal
 
+STORE_ERROR = "STORE_ERROR"  # the query service's code for a read its store failed (sinks/routes.py)
 _DIGITS = re.compile(r"[0-9]{1,19}", re.ASCII)
 _CURSOR = re.compile(r"[A-Za-z0-9._~-]+", re.ASCII)
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
@@ -387,11 +388,15 @@ class Reader:
         the caller may not read the account)."""
         if not is_identifier(account_id, ACCOUNT_ID_LENGTH_MAX):
             return None
-        try:
-            status, body = await self.fetch(upstream_url(self.query_url, ACCOUNT_ROUTE, account_id, {}), credential)
-        except ApiError:
+        # A query service that failed the read, or could not be reached, raises: the caller
+        # asks again rather than get an outcome silently without its decimals
+        # (test_store_errors.py, "currency lookup").
+        status, body = await self.fetch(upstream_url(self.query_url, ACCOUNT_ROUTE, account_id, {}), credential)
+        if status in (403, 404):  # not in the view, or not the caller's: no decimals, no error
             return None
-        account = body.get("account") if status == 200 else None
+        if status != 200:
+            raise _upstream_error(status, body, account_id)
+        account = body.get("account")
         currency = account.get("currency") if isinstance(account, dict) else None
         return currency if isinstance(currency, str) else None
 
@@ -420,6 +425,8 @@ def _upstream_error(status: int, body: dict[str, Any], account_id: str | None) -
         )
     if status == 403:
         return ApiError(GatewayCode.FORBIDDEN, message)
+    if status == 503 and body.get("code") == STORE_ERROR:
+        return ApiError(GatewayCode.QUERY_UNAVAILABLE, message)
     if status in (429, 503):
         return ApiError(GatewayCode.READS_BUSY, message)
     return ApiError(GatewayCode.QUERY_FAILED, message, details={"status": status})

@@ -121,7 +121,7 @@ class Access:
             return forbidden(principal, "reading accounts needs a role", read_rules.ACCOUNT_READERS)
         min_seq = min_seq_of(request)
         try:
-            reached, record = await request.app[STATE_KEY].reached(account_id, min_seq)
+            reached, record = await request.app[STATE_KEY].reached(account_id, min_seq, row_suffices=True)
         except TooManyWaitersError as error:
             return web.json_response(
                 {"error": str(error), "code": "READS_BUSY"}, status=503, headers={"Retry-After": "1"}

@@ -236,6 +236,32 @@ async def test_a_balance_read_is_answered_with_the_row_the_sink_received_before_
         service.executor.shutdown(wait=True)
 
 
+async def test_an_accounts_read_without_min_seq_never_goes_back_behind_a_row_already_answered(
+    clickhouse: Any, clickhouse_dsn: str, database: str
+) -> None:
+    """Monotonic reads: once a read with min_seq was answered with the row the sink received,
+    the same account read without min_seq answers that row too, not the view a batch behind
+    it (a new account there would be 404, and the gateway's outcome lost its decimals)."""
+    service = service_on(clickhouse_dsn, database)
+    codec = Codec()
+    events = generate(29, accounts=1, events=3)
+    target = events[-1]
+    slow = SlowInserts(clickhouse)
+    sink = wired_sink(service, slow, database, codec)
+    try:
+        writer = threading.Thread(target=sink.write, args=(messages(events, codec),))
+        writer.start()
+        answered = await service.reached(target.account_id, target.sequence, row_suffices=True)
+        assert answered[0] and answered[1] is not None and not slow.release.is_set()
+        assert views.balance(clickhouse, database, target.account_id) is None, "the view is a batch behind"
+        assert await service.reached(target.account_id, 0, row_suffices=True) == answered
+        slow.release.set()
+        writer.join()
+    finally:
+        slow.release.set()
+        service.executor.shutdown(wait=True)
+
+
 async def test_a_batch_clickhouse_decoded_drops_the_rows_kept_for_its_accounts(
     clickhouse: Any, clickhouse_dsn: str, database: str
 ) -> None:
