@@ -120,6 +120,19 @@ def _refresh_metadata(admin: Any, topic: str, reason: str) -> KafkaError | None:
     return None if described is None else described.error
 
 
+def refresh_leaders(admin: Any, topic: str) -> None:
+    """Bring the client's knowledge of the topic's leaders up to date before asking them.
+    An admin client refreshes its metadata only after an ask failed, so a worker's reload after
+    a broker was lost sent its first ListOffsets to the leader it had cached at start, long
+    dead or moved, and waited out LIST_OFFSETS_TIMEOUT_S before the refresh that let the next
+    ask through: 4-6 s of every such reload in tests/integration/test_broker_loss.py. A refresh
+    that fails changes nothing: the asks that follow retry as before."""
+    try:
+        admin.list_topics(topic, timeout=LIST_OFFSETS_TIMEOUT_S)
+    except KafkaException as failure:
+        log.info("metadata refresh for %s before asking its end offsets failed: %s", topic, failure.args[0])
+
+
 def high_watermarks(
     admin: Any,
     topic: str,

@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from foundation.offsets import high_watermarks, last_stable_offsets
+from foundation.offsets import high_watermarks, last_stable_offsets, refresh_leaders
 from ledger.errors import InvariantViolation
 from streams.store import LocalState
 from topologies.topics import CHANGELOG_TOMBSTONE_RETENTION_MS
@@ -157,6 +157,8 @@ class Restorer:
         """Each partition's high watermark, once no transaction is open on it."""
         ends: dict[int, int] = {}
         waiting = list(partitions)
+        # A restore follows a rebalance or a fault: the leaders the client cached may be gone.
+        refresh_leaders(self._client(), self.topic)
         next_report_s = time.monotonic() + STABLE_WAIT_REPORT_S
         while waiting:
             high = high_watermarks(self._client(), self.topic, waiting, budget_s=self.budget_s, renew=self._renew)
