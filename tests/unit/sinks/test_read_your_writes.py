@@ -206,7 +206,7 @@ async def test_a_balance_read_is_answered_with_the_row_the_sink_received_before_
 ) -> None:
     """The account's own read needs its newest row, which the sink holds before ClickHouse
     does; a read of anything else waits for the view. Once received, the row answers again
-    without asking the store at all."""
+    without asking the store at all, also a read without min_seq."""
     service = service_on(clickhouse_dsn, database)
     codec = Codec()
     events = generate(17, accounts=1, events=4)
@@ -222,6 +222,12 @@ async def test_a_balance_read_is_answered_with_the_row_the_sink_received_before_
         assert not slow.release.is_set() and not other.done(), "answered while the inserts wait"
         assert reached and record is not None and record["sequence"] == target.sequence
         assert service.reads_answered_on_receipt == 1
+        # Monotonic reads: the account read without min_seq answers that row too, never the view
+        # a batch behind it. Defect: it read the view, where a new account was not yet (404),
+        # and the gateway's command outcome lost its decimals (test_gateway_contract.py).
+        assert views.balance(clickhouse, database, target.account_id) is None, "the view is a batch behind"
+        assert await service.reached(target.account_id, 0, row_suffices=True) == (True, record)
+        assert service.reads_answered_on_receipt == 2
         slow.release.set()
         writer.join()
         assert await other == (True, record), "the view holds the row the first read was answered with"
@@ -230,33 +236,7 @@ async def test_a_balance_read_is_answered_with_the_row_the_sink_received_before_
         waited = service.reads_waited
         for min_seq in (1, target.sequence):
             assert await service.reached(target.account_id, min_seq, row_suffices=True) == (True, record)
-        assert service.reads_answered_on_receipt == 3 and service.reads_waited == waited
-    finally:
-        slow.release.set()
-        service.executor.shutdown(wait=True)
-
-
-async def test_an_accounts_read_without_min_seq_never_goes_back_behind_a_row_already_answered(
-    clickhouse: Any, clickhouse_dsn: str, database: str
-) -> None:
-    """Monotonic reads: once a read with min_seq was answered with the row the sink received,
-    the same account read without min_seq answers that row too, not the view a batch behind
-    it (a new account there would be 404, and the gateway's outcome lost its decimals)."""
-    service = service_on(clickhouse_dsn, database)
-    codec = Codec()
-    events = generate(29, accounts=1, events=3)
-    target = events[-1]
-    slow = SlowInserts(clickhouse)
-    sink = wired_sink(service, slow, database, codec)
-    try:
-        writer = threading.Thread(target=sink.write, args=(messages(events, codec),))
-        writer.start()
-        answered = await service.reached(target.account_id, target.sequence, row_suffices=True)
-        assert answered[0] and answered[1] is not None and not slow.release.is_set()
-        assert views.balance(clickhouse, database, target.account_id) is None, "the view is a batch behind"
-        assert await service.reached(target.account_id, 0, row_suffices=True) == answered
-        slow.release.set()
-        writer.join()
+        assert service.reads_answered_on_receipt == 4 and service.reads_waited == waited
     finally:
         slow.release.set()
         service.executor.shutdown(wait=True)
