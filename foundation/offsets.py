@@ -112,25 +112,22 @@ def _refresh_metadata(admin: Any, topic: str, reason: str) -> KafkaError | None:
     timeout, and the next went to the same dead leader); with the refresh and a 4 s timeout, at
     most 5.7 s. Returns the topic's error in the fresh metadata, if any."""
     log.warning("ListOffsets for %s: %s; asking again with fresh metadata", topic, reason)
+    return refresh_leaders(admin, topic)
+
+
+def refresh_leaders(admin: Any, topic: str) -> KafkaError | None:
+    """Bring the client's knowledge of the topic's leaders up to date; returns the topic's error
+    in the fresh metadata, if any. Also before a first ask: a worker's reload after a broker was
+    lost sent its first ListOffsets to the leader it had cached at start, long dead or moved, and
+    waited out LIST_OFFSETS_TIMEOUT_S before the refresh that let the next ask through: 4-6 s of
+    every such reload in tests/integration/test_broker_loss.py. A refresh that fails changes
+    nothing: the asks that follow retry as before."""
     try:
         described = admin.list_topics(topic, timeout=LIST_OFFSETS_TIMEOUT_S).topics.get(topic)
     except KafkaException as refresh_failure:  # the cluster is still away: the retry will tell
         log.warning("metadata refresh for %s failed: %s", topic, refresh_failure.args[0])
         return None
     return None if described is None else described.error
-
-
-def refresh_leaders(admin: Any, topic: str) -> None:
-    """Bring the client's knowledge of the topic's leaders up to date before asking them.
-    An admin client refreshes its metadata only after an ask failed, so a worker's reload after
-    a broker was lost sent its first ListOffsets to the leader it had cached at start, long
-    dead or moved, and waited out LIST_OFFSETS_TIMEOUT_S before the refresh that let the next
-    ask through: 4-6 s of every such reload in tests/integration/test_broker_loss.py. A refresh
-    that fails changes nothing: the asks that follow retry as before."""
-    try:
-        admin.list_topics(topic, timeout=LIST_OFFSETS_TIMEOUT_S)
-    except KafkaException as failure:
-        log.info("metadata refresh for %s before asking its end offsets failed: %s", topic, failure.args[0])
 
 
 def high_watermarks(

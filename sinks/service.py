@@ -314,7 +314,7 @@ class QueryService:
         docstring). Returns (reached, the account as the view or the sink's row has it)."""
         # The received row first, also without min_seq: it is never older than the view (a
         # batch ClickHouse decoded drops the rows it outdates), so a read never goes back behind
-        # a row an earlier read was answered with (test_read_your_writes.py, "never goes back").
+        # a row an earlier read was answered with (test_read_your_writes.py, "received before its inserts").
         if row_suffices and (known := self._received.get(account_id)) is not None and known[0] >= min_seq:
             return self._answered_by_sink((views.latest_state(known[1]), True))
         if min_seq <= 0:
