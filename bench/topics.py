@@ -10,7 +10,7 @@ import functools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -62,10 +62,17 @@ def _partitions(consumer: Consumer, topic: str) -> list[int]:
         time.sleep(METADATA_RETRY_S)
 
 
-def read_topic(source: str | Settings, topic: str, *, timeout_s: float = READ_TO_END_TIMEOUT_S) -> list[Any]:
+def read_topic(
+    source: str | Settings,
+    topic: str,
+    *,
+    timeout_s: float = READ_TO_END_TIMEOUT_S,
+    start: Mapping[int, int] | None = None,
+) -> list[Any]:
     """Every committed message of a topic (read_committed), from the beginning to its end
     as it is when called: a list of confluent Message objects. `source`: a bootstrap
-    address, or the settings of a user who may read the topic."""
+    address, or the settings of a user who may read the topic. `start`: per partition, the
+    offset to read from instead of the beginning (`after(messages)` of an earlier read)."""
     consumer = _committed_reader(source, **{"enable.partition.eof": True})
     try:
         partitions = _partitions(consumer, topic)
@@ -76,8 +83,9 @@ def read_topic(source: str | Settings, topic: str, *, timeout_s: float = READ_TO
             return high
 
         ends = {p: retry_transient(functools.partial(end_of, p), budget_s=READ_TO_END_TIMEOUT_S) for p in partitions}
-        pending = {p for p in partitions if ends[p] > 0}
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        first = start or {}
+        pending = {p for p in partitions if ends[p] > first.get(p, 0)}
+        consumer.assign([TopicPartition(topic, p, first.get(p, 0)) for p in partitions])
         messages: list[Any] = []
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
@@ -94,6 +102,15 @@ def read_topic(source: str | Settings, topic: str, *, timeout_s: float = READ_TO
         consumer.close()
 
 
+def after(messages: Iterable[Any], start: Mapping[int, int] | None = None) -> dict[int, int]:
+    """Per partition, the offset after the last of `messages` (or `start`'s where none was
+    read): where the next `read_topic` of the same topic starts to read only what is new."""
+    offsets = dict(start or {})
+    for message in messages:
+        offsets[message.partition()] = max(offsets.get(message.partition(), 0), message.offset() + 1)
+    return offsets
+
+
 def read_decoded(
     source: str | Settings, topic: str, codec: Codec, *, timeout_s: float = READ_TO_END_TIMEOUT_S
 ) -> list[Any]:
@@ -104,22 +121,27 @@ _TABLE_LETTERS = frozenset(table.value for table in Table)
 
 
 def changelog_state(
-    settings: Settings, codec: Codec, *, timeout_s: float = READ_TO_END_TIMEOUT_S
+    settings: Settings,
+    codec: Codec,
+    *,
+    timeout_s: float = READ_TO_END_TIMEOUT_S,
+    tables: Collection[Table] | None = None,
 ) -> dict[Table, dict[str, Any]]:
     """The shards' tables as the changelog holds them (latest value per key): what a
-    worker restores, and so what the tables hold."""
-    tables: dict[Table, dict[str, Any]] = collections.defaultdict(dict)
+    worker restores, and so what the tables hold. `tables`: only these (all where None).
+    Only each key's latest value is decoded: an account's record is rewritten by every
+    change to it, and a long fault test's changelog holds hundreds of thousands."""
+    wanted = _TABLE_LETTERS if tables is None else frozenset(table.value for table in tables)
+    latest: dict[Table, dict[str, bytes | None]] = collections.defaultdict(dict)
     for message in read_topic(settings.bootstrap_servers, f"{settings.topic_prefix}.changelog", timeout_s=timeout_s):
         raw_key = message.key().decode()
-        if raw_key[0] not in _TABLE_LETTERS:
-            continue  # the loop's own records (input positions), not a ledger table
-        table, key = Table(raw_key[0]), raw_key[1:]
-        value = message.value()
-        if value is None:
-            tables[table].pop(key, None)
-        else:
-            tables[table][key] = codec.decode(value)
-    return tables
+        if raw_key[0] not in wanted:
+            continue  # the loop's own records (input positions), or a table not asked for
+        latest[Table(raw_key[0])][raw_key[1:]] = message.value()
+    state: dict[Table, dict[str, Any]] = collections.defaultdict(dict)
+    for table, values in latest.items():
+        state[table] = {key: codec.decode(value) for key, value in values.items() if value is not None}
+    return state
 
 
 class Outputs:
