@@ -43,8 +43,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The session's shared servers, by the marker a test that uses one carries: `./sw test` runs
+# the tests without these markers in parallel processes, and the rest in one, since every
+# process would start (and stop) the same broker and registry.
+SHARED_SERVER_FIXTURES = {
+    "kafka_bootstrap": "kafka",
+    "kafka_secured": "kafka",
+    "deployment": "kafka",  # asks for one of the two brokers by name (getfixturevalue)
+    "schema_registry_url": "registry",
+}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Soak variants run only when asked: the default suite stays well inside CI's time."""
+    """A test that uses a shared server is marked for it, whether its module says so or not.
+    Soak variants run only when asked: the default suite stays well inside CI's time."""
+    for item in items:
+        for fixture in getattr(item, "fixturenames", ()):
+            marker = SHARED_SERVER_FIXTURES.get(fixture)
+            if marker is not None and marker not in item.keywords:
+                item.add_marker(marker)
     if config.getoption("--soak"):
         return
     skip = pytest.mark.skip(reason="a soak variant: run with --soak")

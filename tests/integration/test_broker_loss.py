@@ -183,9 +183,12 @@ def test_the_ledger_rides_out_the_loss_of_a_leader_the_coordinators_and_the_cont
     run_broker_faults(
         cluster,
         tmp_path,
-        # Sized to outlast the five faults (2-4 minutes) at this rate; it ends with them.
-        commands=int(400 * STREAM_S_MAX),
-        rate_per_s=400,
+        # Sized to outlast the five faults (3-5 minutes) at this rate; it ends with them. 250/s
+        # keeps every fault under load with room to catch up: at 400/s two workers on a slow
+        # two-core machine, beside three brokers, ended the faults ~26,000 results behind, and
+        # the check waited a minute for them.
+        commands=int(250 * STREAM_S_MAX),
+        rate_per_s=250,
         # The group coordinator's loss once hung both workers for good in send_offsets_to_transaction
         # (librdkafka #5456, #5511; the deadline that answers it: test_transaction_abort.py).
         sequence=["leader", "coordinator", "group coordinator", "controller", "frozen"],
