@@ -54,14 +54,18 @@ SHARED_SERVER_FIXTURES = {
 }
 
 
+def shared_server_markers(item: pytest.Item) -> set[str]:
+    """The markers of the shared servers a test asks for (by its fixtures, transitively)."""
+    fixtures = getattr(item, "fixturenames", ())
+    return {marker for name, marker in SHARED_SERVER_FIXTURES.items() if name in fixtures}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test that uses a shared server is marked for it, whether its module says so or not.
     Soak variants run only when asked: the default suite stays well inside CI's time."""
     for item in items:
-        for fixture in getattr(item, "fixturenames", ()):
-            marker = SHARED_SERVER_FIXTURES.get(fixture)
-            if marker is not None and marker not in item.keywords:
-                item.add_marker(marker)
+        for marker in shared_server_markers(item) - set(item.keywords):
+            item.add_marker(marker)
     if config.getoption("--soak"):
         return
     skip = pytest.mark.skip(reason="a soak variant: run with --soak")
