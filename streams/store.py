@@ -24,6 +24,7 @@ from rocksdict import BlockBasedIndexType, BlockBasedOptions, Cache, Options, Rd
 
 from codec import Codec
 from foundation.record_cache import RecordCache
+from ledger.errors import InvariantViolation
 from ledger.state import Table
 
 _DELETED = object()
@@ -202,7 +203,14 @@ class LocalState:
 
 class PartitionStore:
     """The `ledger.state.Store` of one shard: reads see this transaction's staged writes
-    over the committed state; nothing is written to RocksDB until `apply_committed`."""
+    over the committed state; nothing is written to RocksDB until `apply_committed`.
+
+    Two levels of writes may wait (the worker decides a batch while the previous one's
+    transaction commits, streams/processor.py): `staged_changes` seals the writes staged
+    so far, the sealed level's transaction commits or aborts, and meanwhile the next
+    batch stages on top of it. Reads see the staged level, then the sealed one, then the
+    committed state; `apply_committed` writes the sealed level to RocksDB, and
+    `discard_staged` forgets both (the next batch was decided on the aborted one's state)."""
 
     def __init__(self, local: LocalState, partition: int) -> None:
         self._local = local
@@ -211,18 +219,20 @@ class PartitionStore:
         self.partition = partition
         self._prefix = partition_prefix(partition)
         self._staged: dict[tuple[Table, str], Any] = {}
+        self._sealed: dict[tuple[Table, str], Any] = {}  # its changelog records are in a transaction
         # Decoded committed records. Objects handed out may be mutated by the state
         # machine before it puts them, so the cache is dropped whenever a transaction aborts.
         self._cache: RecordCache[tuple[Table, str]] = RecordCache(local.cache_entries)
         # Keys of WRITE_ONCE_TABLES this transaction found absent in RocksDB (the cache keeps
         # the absent keys of the other tables, as _ABSENT).
-        self._absent: set[tuple[Table, str]] = set()
+        self._absent: set[tuple[Table, str]] = set()  # dropped when a sealed level reaches RocksDB
         # Entries of COUNTED_TABLES in the committed state (read by other threads: the metrics).
         self.counts: dict[Table, int] = {table: self._count(table) for table in COUNTED_TABLES}
         # For `first` (see HEAD_READ_TABLES). A table's floor: no live key of it in RocksDB is
         # below it (None: it has none). A table's cursor, within a transaction: every key of
-        # it in RocksDB below the cursor is staged deleted (None: every one is). The keys
-        # this transaction put and did not delete again, per table.
+        # it in RocksDB below the cursor is staged or sealed deleted (None: every one is). The
+        # keys the staged and sealed levels put and did not delete again, per table (kept
+        # until both levels are gone: a key put by a level RocksDB now holds is live there).
         self._floors: dict[Table, str | None] = {}
         self._cursors: dict[Table, str | None] = {}
         self._staged_live: dict[Table, set[str]] = collections.defaultdict(set)
@@ -234,6 +244,8 @@ class PartitionStore:
     def get(self, table: Table, key: str) -> Any:
         slot = (table, key)
         staged = self._staged.get(slot)
+        if staged is None:
+            staged = self._sealed.get(slot)
         if staged is not None:
             return None if staged is _DELETED else staged
         cached = self._cache.get(slot)
@@ -290,21 +302,36 @@ class PartitionStore:
             key = raw.decode()
             if head is None:
                 head = key
-            if self._staged.get((table, key)) is not _DELETED:
+            if self._waiting((table, key)) is not _DELETED:
                 return head, key
         return head, None
+
+    def _waiting(self, slot: tuple[Table, str]) -> Any:
+        """A slot's write not yet in RocksDB: staged, else sealed, else None."""
+        staged = self._staged.get(slot)
+        return self._sealed.get(slot) if staged is None else staged
 
     # -- transaction boundaries -------------------------------------------------------------
 
     def staged_changes(self) -> list[tuple[bytes, bytes | None]]:
-        """The changelog records of this transaction: (key, Avro value or None)."""
-        return [
+        """The changelog records of this transaction: (key, Avro value or None). Seals the
+        staged writes: what is staged from now on belongs to the next transaction."""
+        if self._sealed:
+            # One transaction's writes wait for RocksDB at a time: the loop applies or
+            # discards a sealed level before it produces the next batch's changes.
+            raise InvariantViolation(
+                f"partition {self.partition}: a batch's changes sealed while the last batch's are not yet applied"
+            )
+        records = [
             (changelog_key(table, key), None if value is _DELETED else self._codec.encode(value))
             for (table, key), value in self._staged.items()
         ]
+        self._sealed, self._staged = self._staged, {}
+        return records
 
     def apply_committed(self, records: list[tuple[bytes, bytes | None]]) -> None:
-        """The transaction carrying `records` committed: make them the local state."""
+        """The transaction carrying `records` (the sealed level's) committed: make them the
+        local state. A level staged on top of them stays staged."""
         self._recount()
         batch = WriteBatch(raw_mode=True)
         for key, value in records:
@@ -314,7 +341,7 @@ class PartitionStore:
                 batch.put(self._prefix + key, value)
         self._db.write(batch)
         floors = self._floors
-        for slot, value in self._staged.items():
+        for slot, value in self._sealed.items():
             if value is _DELETED:
                 self._cache.discard(slot)  # a floor stays below what is left: nothing to do
                 continue
@@ -325,7 +352,11 @@ class PartitionStore:
                 self._cache.put(slot, value)
             if table in floors and ((floor := floors[table]) is None or staged_key < floor):
                 floors[table] = staged_key
-        self._end_transaction()
+        self._sealed = {}
+        # Keys found absent in RocksDB may be there now (a write-once record is not cached).
+        self._absent.clear()
+        if not self._staged:
+            self._end_transaction()
 
     def _count(self, table: Table) -> int:
         return self._local.keys_under(self._prefix + _TABLE_PREFIXES[table])
@@ -335,7 +366,7 @@ class PartitionStore:
         one, each deleted entry removes one. The state machine read most of them in this
         transaction (they are in the cache); RocksDB answers for the others."""
         counts = self.counts
-        for slot, value in self._staged.items():
+        for slot, value in self._sealed.items():
             table = slot[0]
             if table not in counts:
                 continue
@@ -350,15 +381,17 @@ class PartitionStore:
                 counts[table] += not existed
 
     def discard_staged(self) -> None:
-        """The transaction aborted: forget its writes and every object it may have touched."""
+        """The transaction aborted: forget its writes, those staged on top of them, and every
+        object either may have touched."""
         self._end_transaction()
         self._cache.clear()
 
     def _end_transaction(self) -> None:
         self._absent.clear()
         self._staged.clear()
+        self._sealed = {}
         self._staged_live.clear()
         self._cursors.clear()
 
     def has_staged(self) -> bool:
-        return bool(self._staged)
+        return bool(self._staged or self._sealed)
