@@ -476,11 +476,13 @@ METRICS: Mapping[str, tuple[str, str]] = {
     "streamwallet_worker_transactions": ("counter", "Kafka transactions committed."),
     "streamwallet_worker_transaction_decide_seconds": (
         "histogram",
-        "Time a committed transaction spent deciding: its batch taken to its records produced.",
+        "Time a committed transaction's batch spent deciding and producing its records, "
+        "less the wait for the transaction before it.",
     ),
     "streamwallet_worker_transaction_send_seconds": (
         "histogram",
-        "Time a committed transaction spent sending: its records flushed, the offsets' call waited for.",
+        "Time a committed transaction spent sending: its records flushed, the offsets' call waited for "
+        "(while the next batch is decided).",
     ),
     "streamwallet_worker_transaction_commit_seconds": ("histogram", "Time spent in commit_transaction."),
     "streamwallet_worker_transaction_messages": ("histogram", "Input messages decided in one committed transaction."),

@@ -82,6 +82,9 @@ class Ownership:
         self.last_restore_s = 0.0
         self.last_phases = ""
         self.on_ready: Callable[[], None] = lambda: None
+        # Called first in every callback: the loop's transaction still committing ends before
+        # what it changed is dropped or taken again (streams/processor.py `_settle`).
+        self.before_change: Callable[[], object] = lambda: None
         # The consumer's session ran out since its last assignment (on_lost): a fence now is
         # broker trouble, not another instance (streams/renewals.py).
         self.session_lost = False
@@ -92,6 +95,7 @@ class Ownership:
     # -- the consumer's callbacks (served inside poll/consume, between transactions) ---------
 
     def on_assign(self, consumer: Any, assigned: list[KafkaPartition]) -> None:
+        self.before_change()
         started = time.monotonic()
         self.generation += 1
         numbers = sorted({tp.partition for tp in assigned if tp.topic == self.commands_topic})
@@ -171,9 +175,11 @@ class Ownership:
         return starts
 
     def on_revoke(self, consumer: Any, revoked: list[KafkaPartition]) -> None:
+        self.before_change()
         self._drop(revoked, lost=False)
 
     def on_lost(self, consumer: Any, lost: list[KafkaPartition]) -> None:
+        self.before_change()
         self.session_lost = True
         self._drop(lost, lost=True)
 

@@ -1,31 +1,39 @@
 """The exactly-once loop that runs a worker's shards: consume, decide, produce, commit.
 
-One iteration is one Kafka transaction:
+One batch is one Kafka transaction, and the loop overlaps one batch's deciding with the
+previous one's commit:
     1. take a batch of commands and legs (read_committed) from the partitions this worker
        owns — never messages of an assignment a rebalance has replaced;
-    2. add the batch's consumed offsets to the transaction (KIP-447: fenced by the group
-       generation, so a worker that lost its partitions cannot commit them), on a thread,
-       while the next two steps run (its coordinator round trips overlap the deciding);
-    3. hand each message to its partition's Shard; produce the events, results, legs and
-       audit events it returns, and a Tick for every partition on which something waits for time;
-    4. produce each consuming partition's changelog records (staged, not yet in RocksDB)
-       and, last, its input positions (streams/positions.py);
-    5. flush the records (beside the offsets' call, if it is still running), and once that
-       call has returned, commit; only then write the staged state to
-       RocksDB, and note how far RocksDB now holds each changelog partition (the broker's
-       offsets of our own records).
+    2. hand each message to its partition's Shard, and hold back the events, results, legs
+       and audit events it returns, and a Tick for every partition on which something waits
+       for time. Meanwhile the previous batch's transaction ends on a thread
+       (streams/committing.py): this batch reads that batch's writes, sealed in the stores
+       (streams/store.py), and stages its own on top;
+    3. wait for that transaction's end. If it committed, its staged state goes to RocksDB
+       and this batch goes on; if not, this batch, decided on its state, is dropped with it
+       and both are consumed again (or every partition is reloaded);
+    4. begin this batch's transaction; add its consumed offsets (KIP-447: fenced by the group
+       generation, so a worker that lost its partitions cannot commit them) on a thread;
+       produce the held records, then each consuming partition's changelog records (which
+       seals its staged writes) and, last, its input positions (streams/positions.py);
+    5. on the committing thread: flush the records beside the offsets' call, wait for that
+       call, commit. The loop goes back to 1; step 3 of the next turn writes this batch's
+       state to RocksDB once the commit has returned, and notes how far RocksDB now holds
+       each changelog partition (the broker's offsets of our own records).
 So the offsets, the state change and every output of a message commit together or not
-at all. A crash before 5 loses nothing (the batch is consumed again from the committed
-offsets, and RocksDB never saw its writes); a crash after 5 but before the RocksDB write
-is repaired by restore, which replays the changelog from the last checkpoint — and a
-checkpoint only ever records what RocksDB really holds (streams/restore.py).
+at all, and nothing is produced on a state that has not committed. A crash before the
+commit loses nothing (the batches are consumed again from the committed offsets, and
+RocksDB never saw their writes); a crash after it but before the RocksDB write is repaired
+by restore, which replays the changelog from the last checkpoint — and a checkpoint only
+ever records what RocksDB really holds (streams/restore.py).
 
 Errors (streams/transactions.py): an abortable or retriable one aborts the transaction,
-drops the staged state and rewinds *every* partition the batch took messages from to
-the batch's first offsets, then decides the batch again; a fatal or fencing error of the
-producer, or a commit whose outcome is unknown, replaces the producer and reloads every
-owned partition from the changelog; the group fencing this worker's consumer stops it.
-A worker that stops on an error writes no checkpoint.
+drops the staged state (the batch decided on it too) and rewinds *every* partition those
+batches took messages from to their first offsets, then decides them again; a fatal or
+fencing error of the producer, or a commit whose outcome is unknown, replaces the producer
+and reloads every owned partition from the changelog; the group fencing this worker's
+consumer stops it. A rebalance callback first waits for the committing transaction
+(`Ownership.before_change`). A worker that stops on an error writes no checkpoint.
 """
 
 from __future__ import annotations
@@ -57,13 +65,13 @@ from ledger.errors import InputRefusal, InvariantViolation
 from ledger.shard import Outcome, Shard, ShardConfig
 from streams import clients
 from streams.assignment import OwnedShard, Ownership
+from streams.committing import Committing
 from streams.positions import POSITIONS_KEY, InputPositions
 from streams.renewals import ConsumerRenewals
 from streams.restore import Restorer
 from streams.store import LocalState, PartitionStore
-from streams.telemetry import WorkerTelemetry
+from streams.telemetry import Tally, WorkerTelemetry
 from streams.transactions import (
-    CommitOutcomeUnknown,
     OffsetsInFlight,
     ProducerStuck,
     TransactionalProducer,
@@ -89,6 +97,9 @@ ROUTING_KEYS_CACHED_MAX = 4096  # per partition: routing keys whose partition is
 
 # What the commands topic carries: a command, or a bundle of them (bulk submit).
 COMMAND_INPUT_TYPES: tuple[type, ...] = (*COMMAND_TYPES, CommandBundle)
+
+# A record held back while its batch is decided: topic, value, key, partition, timestamp, headers.
+_Held = tuple[str, bytes | None, bytes | None, int, int, list[tuple[str, bytes]] | None]
 
 # Re-exported: tests and tools name the group and the transactional id from here.
 consumer_group = clients.consumer_group
@@ -146,6 +157,7 @@ class _Batch:
     """What one transaction took from its input, and what it produced."""
 
     messages: list[Message]
+    tally: Tally  # what it decided, counted by the telemetry once it commits
     first: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # rewind points
     next: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)  # offsets to commit
     counts: ProcessorMetrics = dataclasses.field(default_factory=ProcessorMetrics)
@@ -158,6 +170,16 @@ class _Batch:
             topic, partition, offset = coordinates(message)
             self.first.setdefault((topic, partition), offset)
             self.next[(topic, partition)] = offset + 1
+
+
+@dataclasses.dataclass(slots=True)
+class _Committing:
+    """A batch whose transaction is ending on a thread while the next batch is decided."""
+
+    batch: _Batch
+    changes: dict[int, _Changes]  # for RocksDB, once it committed
+    started_s: float  # when its turn took it
+    end: Committing
 
 
 @dataclasses.dataclass(slots=True)
@@ -201,6 +223,9 @@ class LedgerProcessor:
         self._delivered: dict[int, int] = {}  # changelog partition -> offset of our last record
         self._locality: dict[int, Callable[[str], bool]] = {}  # partition -> is a routing key on it
         self._carried: list[Message] = []  # taken by the last turn, left for the next (bulk submit)
+        self._committing: _Committing | None = None  # the last batch, while its transaction ends
+        self._held: list[_Held] | None = None  # the records of the batch being decided, held back
+        self._reload_owned = False  # a transaction failed inside a rebalance callback
         self._carried_generation = 0  # the assignment they were taken under
         self._results_partition = 0  # where this worker's results go: its lowest owned partition
         self._next_checkpoint_s = 0.0
@@ -289,10 +314,13 @@ class LedgerProcessor:
                 budget_s=BROKER_OUTAGE_S_MAX,
             )
             self._ownership.on_ready = self._assignment_changed
+            # Partitions change between transactions: the one committing ends first.
+            self._ownership.before_change = lambda: self._settle(in_callback=True)
             self._consumer = self._new_consumer()
             while not stop.is_set():
                 self._iteration()
-            clean = True
+            # A stop checkpoints only if the last transaction committed (its state is applied).
+            clean = self._settle(in_callback=True) and not self._reload_owned
         finally:
             self._close(clean=clean)
 
@@ -323,6 +351,10 @@ class LedgerProcessor:
             raise RuntimeError("the processor is not running")
         session_lost = ownership.session_lost
         self._renewals.renewing(time.monotonic(), session_lost=session_lost, reason=reason)
+        # The transaction committing ends first; if it failed, nothing is sought on the failed
+        # consumer: every partition is given up below and taken afresh when assigned again.
+        self._settle(in_callback=True)
+        self._reload_owned = False
         self._carried = []  # the new consumer starts from the committed positions
         log.error(
             "the consumer failed (%s)%s; leaving its partitions and joining the group again",
@@ -383,96 +415,121 @@ class LedgerProcessor:
         # A batch never waits to fill up: under load batches grow by themselves. Messages the
         # last turn took but left for this one (a batch of bundles) come first, unless the
         # assignment changed since (their partitions are then consumed again from the
-        # committed positions, as take_available does with its own).
+        # committed positions, as take_available does with its own). While the last batch's
+        # transaction commits, whatever has arrived is taken without waiting for more.
         carried, generation = self._carried, self._carried_generation
         self._carried = []
         fresh = take_available(
             self._consumer,
             max(1, self.settings.max_batch_messages - len(carried)),
-            0.0 if carried else self.settings.poll_timeout_ms / 1000,
+            0.0 if carried or self._committing is not None else self.settings.poll_timeout_ms / 1000,
             generation=ownership.current_generation,
         )
         if generation != ownership.current_generation():
             carried = []
         messages = carried + self._usable(fresh)
+        if self._reload_owned:
+            # The committing transaction failed inside a rebalance callback, where the consumer
+            # could not be moved: what is still owned is taken afresh (what was just taken with it).
+            self._reload_owned = False
+            self._carried = []
+            ownership.reload(self._consumer)
+            return
         now_s = time.monotonic()
         due_ticks = self._due_ticks(now_s)
         self.metrics.owned_partitions = sorted(self._shards)
         self._results_partition = min(self._shards, default=0)  # the assignment changes only in consume
         if not messages and not due_ticks:
+            if self._committing is not None:
+                self._settle()
+                return
             self._maybe_checkpoint(now_s)
             return
-        batch = _Batch(messages)
-        self.telemetry.begin()
+        batch = _Batch(messages, tally=self.telemetry.begin())
+        # 1. Decide, while the last batch's transaction (if any) commits on its thread. The
+        # batch reads that batch's writes (sealed in the stores) and stages its own on top; its
+        # records are held here, since one producer has one transaction open at a time.
+        # A bundle counts as its commands: a batch decides at most max_batch_messages
+        # inputs, and stops taking more once deciding has used a share of the transaction
+        # timeout (a worker starved of CPU would otherwise outlive it and be fenced),
+        # always at least one message; the rest is carried.
+        self._held = []
+        deciding_s = time.monotonic()
+        deciding_until_s = now_s + self.settings.transaction_timeout_ms / 1000 * TRANSACTION_DECIDING_SHARE_MAX
+        for index, message in enumerate(messages):
+            if index and (batch.decided >= self.settings.max_batch_messages or time.monotonic() > deciding_until_s):
+                batch = self._defer(batch, index)
+                break
+            batch.decided += self._process(message, batch.counts)
+        for owned in due_ticks:
+            self._produce(
+                self.topology.legs.name,
+                self.codec.encode(legs.Tick(worker_id=self.settings.worker_id)),
+                key=None,
+                partition=owned.partition,
+            )
+        held, self._held = self._held, None
+        decided_s = time.monotonic()
+        # 2. The last transaction's end. Only if it committed may this batch, decided on its
+        # state, go on; if not, both are consumed again (test_pipelined_loop.py).
+        if not self._settle(next_batch=batch):
+            return
+        settled_s = time.monotonic()
+        # 3. This batch's transaction: the consumed offsets join it on a thread (KIP-447: fenced
+        # by the group generation), the held records and the changelog's go to librdkafka
+        # (they linger until the flush, so they leave in one produce request per partition),
+        # and its end is waited for on a thread while the next batch is decided.
         in_flight: OffsetsInFlight | None = None
-        # A failure is handled after the `except` blocks, not in them: the abort and the new
+        # A failure is handled after the `except` block, not in it: the abort and the new
         # producer call librdkafka, and a confluent-kafka call that raises while another
         # exception is being handled (a fenced producer's poll, its abort) leaks a reference
         # to the handled one, and with its traceback the failed producer and the batch: a
         # zombie fenced again and again piled them up (test_worker_faults' fenced worker).
         failure: KafkaError | None = None
-        unknown: str | None = None
-        deciding_s = sending_s = committing_s = 0.0
         try:
             self._producer.begin_transaction()
-            # The consumed offsets join the transaction first, on a thread, while the batch is
-            # decided and produced: the two coordinator round trips of send_offsets overlap the
-            # deciding instead of following it (pipelining the loop; it is waited for before
-            # the commit or an abort). The offsets are the batch's as taken; a batch cut short
-            # below sends them again, corrected.
             in_flight = self._send_offsets(batch.next)
-            # A bundle counts as its commands: a transaction decides at most
-            # max_batch_messages inputs, and stops taking more once deciding has used a
-            # share of the transaction timeout (a worker starved of CPU would otherwise
-            # outlive it and be fenced), always at least one message; the rest is carried.
-            deciding_s = time.monotonic()
-            deciding_until_s = now_s + self.settings.transaction_timeout_ms / 1000 * TRANSACTION_DECIDING_SHARE_MAX
-            for index, message in enumerate(messages):
-                if index and (batch.decided >= self.settings.max_batch_messages or time.monotonic() > deciding_until_s):
-                    batch = self._defer(batch, index)
-                    # The offsets sent were past the carried messages: sent again, corrected.
-                    if in_flight is not None:
-                        in_flight.wait()  # one transactional call at a time
-                    in_flight = self._send_offsets(batch.next)
-                    break
-                batch.decided += self._process(message, batch.counts)
-            for owned in due_ticks:
-                self._produce(
-                    self.topology.legs.name,
-                    self.codec.encode(legs.Tick(worker_id=self.settings.worker_id)),
-                    key=None,
-                    partition=owned.partition,
-                )
-            changes = self._produce_changes(batch)
-            sending_s = time.monotonic()
-            # The transaction's records leave now, while the offsets' call may still be in flight
-            # (flush is not a transactional call: librdkafka allows it beside one). They lingered
-            # until here, so they still go in one produce request per partition; the commit then
-            # has only EndTxn to wait for, not the produce round trip after the offsets' ones.
-            flush(self._producer, self.settings.transaction_timeout_ms / 1000)  # as long as the commit may take
-            if in_flight is not None:
-                pending, in_flight = in_flight, None
-                pending.wait()  # the commit may only follow it (and needs the offsets in the transaction)
-            committing_s = time.monotonic()
-            self._commit()
+            for topic, value, key, partition, timestamp, headers in held:
+                self._send(topic, value, key=key, partition=partition, timestamp=timestamp, headers=headers)
+            changes = self._produce_changes(batch)  # seals each store's staged writes
         except KafkaException as exception:
             failure = exception.args[0]
-        except (CommitOutcomeUnknown, ProducerStuck) as stuck:
-            unknown = str(stuck)
         if failure is not None:
             self._abandon(batch, failure, in_flight)
             return
-        if unknown is not None:
-            # The transaction's fate is unknown, or its producer hangs: a new producer fences it.
-            self._recover(unknown)
-            return
-        committed_s = time.monotonic()
-        self.metrics.decide_seconds += sending_s - deciding_s
-        self.metrics.send_seconds += committing_s - sending_s
-        self.metrics.commit_seconds += committed_s - committing_s
-        self._apply(changes)
-        self._count(batch, now_s)
-        self._maybe_checkpoint(now_s)
+        self.metrics.decide_seconds += (decided_s - deciding_s) + (time.monotonic() - settled_s)
+        self._committing = _Committing(
+            batch=batch,
+            changes=changes,
+            started_s=now_s,
+            end=Committing(self._transactions_now(), in_flight, self.settings.transaction_timeout_ms / 1000),
+        )
+
+    def _settle(self, *, next_batch: _Batch | None = None, in_callback: bool = False) -> bool:
+        """Wait for the committing transaction, if one is; True if it committed (its state then
+        reaches RocksDB) or none was. If it did not, `next_batch`, decided on its state, is
+        dropped with it: both are consumed again (or, inside a rebalance callback, where the
+        consumer may not be moved, every partition still owned is taken afresh after it)."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return True
+        end = committing.end
+        if end.wait():
+            sending_s, commit_s = end.phases
+            self.metrics.send_seconds += sending_s
+            self.metrics.commit_seconds += commit_s
+            self._apply(committing.changes)
+            self._count(committing.batch, committing.started_s)
+            self._maybe_checkpoint(time.monotonic())
+            return True
+        if next_batch is not None:
+            self.telemetry.dropped(next_batch.tally)
+        if end.failure is not None:
+            self._abandon(committing.batch, end.failure, end.in_flight, also=next_batch, in_callback=in_callback)
+        else:
+            self.telemetry.dropped(committing.batch.tally)
+            self._recover(end.unknown or "the transaction's end is unknown", in_callback=in_callback)
+        return False
 
     def _due_ticks(self, now_s: float) -> list[OwnedShard]:
         """The partitions to write a tick to in this turn: once every tick interval, each
@@ -538,12 +595,11 @@ class LedgerProcessor:
             raise RuntimeError("the processor is not running")
         self._carried = batch.messages[kept:]
         self._carried_generation = ownership.current_generation()
-        cut = _Batch(batch.messages[:kept], counts=batch.counts, decided=batch.decided)
-        # A partition whose messages are all carried stays where it was. Its offset was sent with
-        # the batch as taken, and the group keeps a transaction's last offset of a partition, so
-        # it is sent again at its first offset; its changelog positions are written at that
-        # offset too, since a restart refuses a group offset the state does not hold
-        # (streams/assignment.py), and a partition never consumed from has no position yet.
+        cut = _Batch(batch.messages[:kept], tally=batch.tally, counts=batch.counts, decided=batch.decided)
+        # A partition whose messages are all carried stays where it was: its offset is sent, and
+        # its changelog positions written, at its first offset (never past the carried messages:
+        # a restart refuses a group offset the state does not hold, streams/assignment.py; and a
+        # partition never consumed from has no position yet).
         # test_a_worker_dead_right_after_a_turn_that_carried_a_whole_partition_starts_again
         for slot, first in batch.first.items():
             cut.next.setdefault(slot, first)
@@ -592,9 +648,6 @@ class LedgerProcessor:
         if error is None and partition is not None and offset is not None:
             self._delivered[partition] = offset
 
-    def _commit(self) -> None:
-        self._transactions_now().commit(self.settings.transaction_timeout_ms / 1000)
-
     def _apply(self, changes: dict[int, _Changes]) -> None:
         """The transaction committed: RocksDB gets its state, and the restore bookkeeping how
         far RocksDB now holds each changelog partition (the broker's offset of our last
@@ -611,9 +664,19 @@ class LedgerProcessor:
                 restorer.committed(partition, delivered + 1)
         self._delivered.clear()
 
-    def _abandon(self, batch: _Batch, error: KafkaError, in_flight: OffsetsInFlight | None) -> None:
-        """The transaction cannot commit: abort it, forget what it staged and consume the
-        batch again — or, if the producer itself failed, recover with a new one."""
+    def _abandon(
+        self,
+        batch: _Batch,
+        error: KafkaError,
+        in_flight: OffsetsInFlight | None,
+        *,
+        also: _Batch | None = None,
+        in_callback: bool = False,
+    ) -> None:
+        """The transaction cannot commit: abort it, forget what it staged (and what `also`, the
+        batch decided on it, staged) and consume both again — or, if the producer itself
+        failed, recover with a new one."""
+        self.telemetry.dropped(batch.tally)
         transactions = self._transactions_now()
         if in_flight is not None:
             # The abort may only follow the offsets' call; what that call says no longer matters,
@@ -627,7 +690,7 @@ class LedgerProcessor:
             except ProducerStuck as never_returned:
                 stuck = str(never_returned)
             if stuck is not None:
-                self._recover(stuck)
+                self._recover(stuck, in_callback=in_callback)
                 return
         if is_abortable(error):
             log.warning("transaction aborted (%s); the batch will be consumed again", error)
@@ -639,14 +702,19 @@ class LedgerProcessor:
                 self.metrics.aborts += 1
                 self.telemetry.aborted(error)
                 self._forget_staged()
-                self._rewind(batch)
+                if in_callback:
+                    self._carried = []
+                    self._reload_owned = True
+                else:
+                    self._rewind(batch, also)
                 return
-        self._recover(str(error))
+        self._recover(str(error), in_callback=in_callback)
 
-    def _recover(self, reason: str) -> None:
+    def _recover(self, reason: str, *, in_callback: bool = False) -> None:
         """The producer is unusable and the last transaction's fate may be unknown: a new
         producer (its init_transactions completes or aborts what the old one left), then
-        every owned partition reloaded from the changelog (streams/assignment.py `reload`)."""
+        every owned partition reloaded from the changelog (streams/assignment.py `reload`;
+        after the poll, if this is inside a rebalance callback)."""
         transactions = self._transactions_now()
         ownership = self._ownership
         if ownership is None:
@@ -657,8 +725,11 @@ class LedgerProcessor:
         # none of them may count as a committed changelog write.
         self._forget_staged()
         self._carried = []  # the reload consumes every owned partition again from its state
-        ownership.reload(self._consumer)
         self.metrics.producers_replaced = transactions.replaced
+        if in_callback:
+            self._reload_owned = True
+        else:
+            ownership.reload(self._consumer)
 
     def _transactions_now(self) -> TransactionalProducer:
         transactions = self._transactions
@@ -672,13 +743,16 @@ class LedgerProcessor:
         for owned in self._shards.values():
             owned.store.discard_staged()
 
-    def _rewind(self, batch: _Batch) -> None:
-        """Every partition the batch or the messages carried past it took from, back to
-        its first offset among them (or drops a partition the consumer no longer holds)."""
+    def _rewind(self, batch: _Batch, also: _Batch | None = None) -> None:
+        """Every partition the batch, the one decided on it (`also`) or the messages carried
+        past them took from, back to its first offset among them (or drops a partition the
+        consumer no longer holds)."""
         ownership = self._ownership
         if ownership is None:
             raise RuntimeError("the processor is not running")
         first = dict(batch.first)
+        for slot, offset in ({} if also is None else also.first).items():
+            first.setdefault(slot, offset)
         for message in self._carried:
             topic, partition, offset = coordinates(message)
             first.setdefault((topic, partition), offset)
@@ -697,7 +771,7 @@ class LedgerProcessor:
         metrics.dead_letters += counts.dead_letters
         metrics.transaction_seconds += time.monotonic() - started_s
         metrics.batch_messages_max = max(metrics.batch_messages_max, len(batch.messages))
-        self.telemetry.committed(metrics)
+        self.telemetry.committed(metrics, batch.tally)
 
     def _process(self, message: Message, counts: ProcessorMetrics) -> int:
         """Decide one message; how many inputs it carried (a bundle: its commands)."""
@@ -818,6 +892,26 @@ class LedgerProcessor:
         self._produce(self.topology.deadletter.name, self.codec.encode(letter), key=key)
 
     def _produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        partition: int = -1,
+        timestamp: int = 0,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """A record of the transaction; held back while a batch is decided (see `_iteration`)."""
+        held = self._held
+        if held is not None and on_delivery is None:
+            held.append((topic, value, key, partition, timestamp, headers))
+            return
+        self._send(
+            topic, value, key=key, partition=partition, timestamp=timestamp, on_delivery=on_delivery, headers=headers
+        )
+
+    def _send(
         self,
         topic: str,
         value: bytes | None,

@@ -121,6 +121,16 @@ def abort_reason(error: Any) -> str:
     return "state"
 
 
+@dataclasses.dataclass(slots=True)
+class Tally:
+    """What one batch decided, counted once its transaction commits."""
+
+    results: dict[tuple[str, Any], int] = dataclasses.field(default_factory=dict)  # (command type, code) -> results
+    appended: dict[str, list[int]] = dataclasses.field(default_factory=lambda: {flow: [] for flow in FLOWS})
+    letters: dict[str, int] = dataclasses.field(default_factory=dict)
+    spans: list[Any] = dataclasses.field(default_factory=list)
+
+
 class WorkerTelemetry:
     """One per LedgerProcessor: its registry, tracer and the per-transaction buffers."""
 
@@ -180,11 +190,8 @@ class WorkerTelemetry:
         )
         self._lag: dict[tuple[str, int], int] = {}
         self.registry.register(WorkerCollector(self, shards=shards, metrics=metrics, memory=memory, restored=restored))
-        # This transaction's, until it commits (or is dropped when the next one begins).
-        self._results: dict[tuple[str, Any], int] = {}  # (command type, ErrorCode or None) -> results
-        self._appended: dict[str, list[int]] = {flow: [] for flow in FLOWS}
-        self._letters: dict[str, int] = {}
-        self._spans: list[Any] = []
+        # The batch being decided: what it counts once its transaction commits.
+        self._tally = Tally()
         self._counted_messages = 0
         self._counted_phase_s = dict.fromkeys(TURN_PHASES, 0.0)
 
@@ -194,19 +201,22 @@ class WorkerTelemetry:
         """Options of the group consumer: librdkafka's statistics, for the lag."""
         return {"statistics.interval.ms": CONSUMER_STATISTICS_INTERVAL_MS, "stats_cb": self.on_statistics}
 
-    def begin(self) -> None:
-        """A transaction begins: what an aborted one buffered is dropped (its batch is
-        decided again), and its spans end marked aborted."""
-        if self._spans:
-            for span in self._spans:
-                span.add_event("transaction aborted; the batch is decided again")
-                span.set_status(Status(StatusCode.ERROR, "aborted"))
-                span.end()
-            self._spans.clear()
-        self._results.clear()
-        for appended in self._appended.values():
-            appended.clear()
-        self._letters.clear()
+    def begin(self) -> Tally:
+        """A batch begins to be decided: what it decides is tallied apart from the batch
+        before it, whose transaction may still be committing. The caller hands the tally to
+        `committed`, or to `dropped` if the transaction does not commit."""
+        self._tally = Tally()
+        return self._tally
+
+    @staticmethod
+    def dropped(tally: Tally) -> None:
+        """A batch's transaction did not commit (it is decided again): its spans end marked
+        aborted, and nothing of it counts."""
+        for span in tally.spans:
+            span.add_event("transaction aborted; the batch is decided again")
+            span.set_status(Status(StatusCode.ERROR, "aborted"))
+            span.end()
+        tally.spans.clear()
 
     def decided(self, message: Any, decoded: Any, outcome: Any) -> list[tuple[str, bytes]] | None:
         """A message was decided (not yet committed): its results are counted, its trace
@@ -219,12 +229,12 @@ class WorkerTelemetry:
         if results or legs_out:
             appended_ms = message.timestamp()[1] if is_command else _appended_ms(headers)
         if results:
-            counted = self._results
+            counted = self._tally.results
             for result in results:
                 key = (result.command_type, result.code)  # the code's label is made at commit
                 counted[key] = counted.get(key, 0) + 1
             if appended_ms > 0:
-                self._appended["single" if is_command else "cross_partition"].extend([appended_ms] * len(results))
+                self._tally.appended["single" if is_command else "cross_partition"].extend([appended_ms] * len(results))
         context = None
         if headers or (is_command and self._ratio > 0.0 and random.random() < self._ratio):
             context = self._trace(message, decoded, headers, is_command=is_command, results=results)
@@ -237,25 +247,26 @@ class WorkerTelemetry:
         return [(TRACEPARENT_HEADER, context)]
 
     def dead_lettered(self, reason: str) -> None:
-        self._letters[reason] = self._letters.get(reason, 0) + 1
+        letters = self._tally.letters
+        letters[reason] = letters.get(reason, 0) + 1
 
     def aborted(self, error: Any) -> None:
         self._aborts[abort_reason(error)].inc()
 
-    def committed(self, metrics: ProcessorMetrics) -> None:
-        """The transaction committed: what it decided counts now."""
+    def committed(self, metrics: ProcessorMetrics, tally: Tally) -> None:
+        """The batch's transaction committed: what it decided counts now."""
         now_ms = time.time() * 1000
-        for key, count in self._results.items():
+        for key, count in tally.results.items():
             child = self._command_children.get(key)
             if child is None:
                 command_type, code = key
                 child = self._commands.labels(command_type, OK_CODE if code is None else code.value)
                 self._command_children[key] = child
             child.inc(count)
-        for flow, appended in self._appended.items():
+        for flow, appended in tally.appended.items():
             if appended:
                 self._latency[flow].observe_many([max(0.0, now_ms - moment) / 1000 for moment in appended])
-        for reason, count in self._letters.items():
+        for reason, count in tally.letters.items():
             self._dead_letters.labels(reason).inc(count)
         for phase, histogram in self._phase_seconds.items():
             summed = getattr(metrics, f"{phase}_seconds")
@@ -263,10 +274,9 @@ class WorkerTelemetry:
             self._counted_phase_s[phase] = summed
         self._transaction_messages.observe(metrics.messages - self._counted_messages)
         self._counted_messages = metrics.messages
-        for span in self._spans:
+        for span in tally.spans:
             span.end()
-        self._spans.clear()
-        self.begin()
+        tally.spans.clear()
 
     def on_statistics(self, statistics: str) -> None:
         """librdkafka's statistics (served inside the consumer's poll, every
@@ -305,7 +315,7 @@ class WorkerTelemetry:
             kind=SpanKind.CONSUMER,
             attributes=_span_attributes(message, decoded, results),
         )
-        self._spans.append(span)
+        self._tally.spans.append(span)
         context = span.get_span_context()
         if log.isEnabledFor(logging.DEBUG):
             log.debug(

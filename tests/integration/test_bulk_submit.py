@@ -220,18 +220,22 @@ class DiesAfterCuttingAPartitionOff(LedgerProcessor):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.cut_off: set[int] = set()  # partitions of the batch as taken that the cut batch lacks
+        self.cut_batch: Any = None  # the first batch cut so
         self.died = threading.Event()
 
     def _defer(self, batch: Any, kept: int) -> Any:
         cut = super()._defer(batch, kept)
         self.cut_off = {partition for _, partition in batch.first} - {partition for _, partition in cut.first}
+        if self.cut_off and self.cut_batch is None:
+            self.cut_batch = cut
         return cut
 
-    def _commit(self) -> None:
-        super()._commit()
-        if self.cut_off:
-            self.died.set()
+    def _settle(self, *, next_batch: Any = None, in_callback: bool = False) -> bool:
+        committing = self._committing
+        if committing is not None and committing.batch is self.cut_batch and committing.end.wait():
+            self.died.set()  # committed, and RocksDB not written
             raise Died
+        return super()._settle(next_batch=next_batch, in_callback=in_callback)
 
     def run_until_dead(self, stop: threading.Event) -> None:
         with contextlib.suppress(Died):
@@ -239,11 +243,12 @@ class DiesAfterCuttingAPartitionOff(LedgerProcessor):
 
 
 def test_a_worker_dead_right_after_a_turn_that_carried_a_whole_partition_starts_again(settings: Settings) -> None:
-    """The loop sends a batch's offsets while it decides it; a batch cut short (here: more
-    commands than a transaction decides) has them sent again, corrected. Had the first
-    offsets stood, the group would hold an offset past a carried partition's messages while
-    the state does not: a worker dead before the next turn would find that on its start and
-    stop (streams/assignment.py), for good. Bundles of ten on two partitions, a transaction
+    """A batch cut short (here: more commands than a transaction decides) carries the rest
+    to the next turn, and its transaction's offsets are the cut batch's: a partition whose
+    messages were all carried is sent at its first offset. Had the offsets been past a
+    carried partition's messages, the group would hold an offset the state does not: a
+    worker dead before the next turn would find that on its start and stop
+    (streams/assignment.py), for good. Bundles of ten on two partitions, a transaction
     deciding five: the first message's bundle fills the transaction, the other partition's
     bundle is carried whole, and the worker dies right after that commit."""
     codec = Codec()

@@ -249,6 +249,7 @@ class Worker:
         self.telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
         self.shard = Shard(store=InMemoryStore(), config=ShardConfig(), is_local=lambda key: key.startswith("a"))
         self.offset = 0
+        self.tally = self.telemetry.begin()
 
     def decide(self, decoded: Any, *, headers: list[tuple[str, Any]] | None = None) -> tuple[Outcome, Any]:
         self.offset += 1
@@ -262,7 +263,13 @@ class Worker:
         self.metrics.decide_seconds += decide_s
         self.metrics.send_seconds += send_s
         self.metrics.commit_seconds += 0.004
-        self.telemetry.committed(self.metrics)
+        self.telemetry.committed(self.metrics, self.tally)
+        self.tally = self.telemetry.begin()
+
+    def abort(self) -> None:
+        """The transaction aborted: the batch is decided again."""
+        self.telemetry.dropped(self.tally)
+        self.tally = self.telemetry.begin()
 
     def exposition(self) -> dict[str, Any]:
         body, _ = metrics_payload(self.telemetry.registry)
@@ -297,11 +304,10 @@ def samples(families: dict[str, Any], family: str, name: str) -> dict[tuple[tupl
 def test_results_count_by_type_and_code_only_once_their_transaction_commits() -> None:
     worker = Worker()
     opened(worker, "a1")
-    worker.telemetry.begin()
     worker.decide(
         Deposit(principal=TESTER, command_id="lost", dedup_id="lost", account_id="a1", amount=5, currency="USD")
     )
-    worker.telemetry.begin()  # the transaction aborted: the batch is decided again
+    worker.abort()
     worker.decide(Deposit(principal=TESTER, command_id="d2", dedup_id="d2", account_id="a1", amount=5, currency="EUR"))
     worker.commit()
     counted = samples(worker.exposition(), "streamwallet_worker_commands", "streamwallet_worker_commands_total")
@@ -316,6 +322,24 @@ def test_results_count_by_type_and_code_only_once_their_transaction_commits() ->
         "streamwallet_worker_command_latency_seconds_count",
     )
     assert latency == {(("flow", "single"),): 3, (("flow", "cross_partition"),): 0}
+
+
+def test_a_batch_decided_while_the_last_one_commits_counts_with_its_own_transaction() -> None:
+    """The loop decides the next batch while the last one's transaction commits: the last
+    one's commit counts its own results only, and the next batch's count when it commits,
+    or never if it is dropped."""
+    worker = Worker()
+    opened(worker, "a1")
+    worker.decide(Deposit(principal=TESTER, command_id="d1", dedup_id="d1", account_id="a1", amount=5, currency="USD"))
+    committing, worker.tally = worker.tally, worker.telemetry.begin()
+    worker.decide(Deposit(principal=TESTER, command_id="d2", dedup_id="d2", account_id="a1", amount=5, currency="EUR"))
+    worker.telemetry.committed(worker.metrics, committing)
+    counted = samples(worker.exposition(), "streamwallet_worker_commands", "streamwallet_worker_commands_total")
+    assert counted[(("code", "OK"), ("type", "Deposit"))] == 2  # d-a1 and d1; d2 waits for its own
+    assert (("code", "CURRENCY_MISMATCH"), ("type", "Deposit")) not in counted
+    worker.commit()
+    counted = samples(worker.exposition(), "streamwallet_worker_commands", "streamwallet_worker_commands_total")
+    assert counted[(("code", "CURRENCY_MISMATCH"), ("type", "Deposit"))] == 1
 
 
 def test_an_unsampled_command_carries_its_trace_context_on_untouched_and_makes_no_span() -> None:
@@ -412,7 +436,7 @@ def test_aborted_spans_end_marked_and_aborts_count_by_reason() -> None:
     worker.telemetry.aborted(KafkaError(KafkaError._STATE, "failed send", txn_requires_abort=True))
     worker.telemetry.aborted(KafkaError(KafkaError._STATE, "produce after a failed send"))
     worker.telemetry.aborted(KafkaError(KafkaError._TRANSPORT, "broker away", retriable=True))
-    worker.telemetry.begin()
+    worker.abort()
     (span,) = worker.spans.get_finished_spans()
     assert span.status.description == "aborted" and [event.name for event in span.events] == [
         "transaction aborted; the batch is decided again"
@@ -445,7 +469,7 @@ def test_each_committed_transaction_observes_the_time_of_each_phase_of_its_turn(
 def test_dead_letters_count_by_reason_once_committed() -> None:
     worker = Worker()
     worker.telemetry.dead_lettered("UNDECODABLE")
-    worker.telemetry.begin()  # aborted
+    worker.abort()
     worker.telemetry.dead_lettered("TOO_LARGE")
     worker.commit()
     letters = samples(worker.exposition(), "streamwallet_worker_dead_letters", "streamwallet_worker_dead_letters_total")
