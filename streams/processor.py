@@ -489,8 +489,8 @@ class LedgerProcessor:
         try:
             self._producer.begin_transaction()
             in_flight = self._send_offsets(batch.next)
-            for topic, value, key, partition, timestamp, headers in held:
-                self._send(topic, value, key=key, partition=partition, timestamp=timestamp, headers=headers)
+            for record in held:
+                self._send(record)
             changes = self._produce_changes(batch)  # seals each store's staged writes
         except KafkaException as exception:
             failure = exception.args[0]
@@ -631,15 +631,10 @@ class LedgerProcessor:
                 continue
             positions = owned.positions.advanced(commands=offsets.get("commands"), legs=offsets.get("legs"))
             records.append((POSITIONS_KEY, positions.encode()))
+            topic = self._changelog_topic
             for key, value in records[:-1]:
-                self._produce(self._changelog_topic, value, key=key, partition=partition)
-            self._produce(
-                self._changelog_topic,
-                records[-1][1],
-                key=records[-1][0],
-                partition=partition,
-                on_delivery=self._on_changelog_delivery,
-            )
+                self._send((topic, value, key, partition, 0, None))
+            self._send((topic, records[-1][1], records[-1][0], partition, 0, None), self._on_changelog_delivery)
             changes[partition] = _Changes(records=records, positions=positions)
         return changes
 
@@ -899,29 +894,19 @@ class LedgerProcessor:
         key: bytes | None,
         partition: int = -1,
         timestamp: int = 0,
-        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """A record of the transaction; held back while a batch is decided (see `_iteration`)."""
-        held = self._held
-        if held is not None and on_delivery is None:
-            held.append((topic, value, key, partition, timestamp, headers))
-            return
-        self._send(
-            topic, value, key=key, partition=partition, timestamp=timestamp, on_delivery=on_delivery, headers=headers
-        )
+        """An output of the batch being decided, held back until its transaction begins (see
+        `_iteration`); sent at once outside deciding."""
+        record = (topic, value, key, partition, timestamp, headers)
+        if self._held is None:
+            self._send(record)
+        else:
+            self._held.append(record)
 
-    def _send(
-        self,
-        topic: str,
-        value: bytes | None,
-        *,
-        key: bytes | None,
-        partition: int = -1,
-        timestamp: int = 0,
-        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> None:
+    def _send(self, record: _Held, on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
+        """A record into the open transaction."""
+        topic, value, key, partition, timestamp, headers = record
         while True:
             try:
                 if on_delivery is None:
