@@ -224,7 +224,7 @@ class LedgerProcessor:
         self._locality: dict[int, Callable[[str], bool]] = {}  # partition -> is a routing key on it
         self._carried: list[Message] = []  # taken by the last turn, left for the next (bulk submit)
         self._committing: _Committing | None = None  # the last batch, while its transaction ends
-        self._held: list[_Held] | None = None  # the records of the batch being decided, held back
+        self._held: list[_Held] = []  # the records of the batch being decided, held back
         self._reload_owned = False  # a transaction failed inside a rebalance callback
         self._carried_generation = 0  # the assignment they were taken under
         self._results_partition = 0  # where this worker's results go: its lowest owned partition
@@ -453,7 +453,6 @@ class LedgerProcessor:
         # inputs, and stops taking more once deciding has used a share of the transaction
         # timeout (a worker starved of CPU would otherwise outlive it and be fenced),
         # always at least one message; the rest is carried.
-        self._held = []
         deciding_s = time.monotonic()
         deciding_until_s = now_s + self.settings.transaction_timeout_ms / 1000 * TRANSACTION_DECIDING_SHARE_MAX
         for index, message in enumerate(messages):
@@ -468,7 +467,7 @@ class LedgerProcessor:
                 key=None,
                 partition=owned.partition,
             )
-        held, self._held = self._held, None
+        held, self._held = self._held, []
         decided_s = time.monotonic()
         # 2. The last transaction's end. Only if it committed may this batch, decided on its
         # state, go on; if not, both are consumed again (test_pipelined_loop.py).
@@ -495,6 +494,7 @@ class LedgerProcessor:
         except KafkaException as exception:
             failure = exception.args[0]
         if failure is not None:
+            self.telemetry.dropped(batch.tally)
             self._abandon(batch, failure, in_flight)
             return
         self.metrics.decide_seconds += (decided_s - deciding_s) + (time.monotonic() - settled_s)
@@ -522,12 +522,12 @@ class LedgerProcessor:
             self._count(committing.batch, committing.started_s)
             self._maybe_checkpoint(time.monotonic())
             return True
-        if next_batch is not None:
-            self.telemetry.dropped(next_batch.tally)
+        for dropped in (committing.batch, next_batch):
+            if dropped is not None:
+                self.telemetry.dropped(dropped.tally)
         if end.failure is not None:
             self._abandon(committing.batch, end.failure, end.in_flight, also=next_batch, in_callback=in_callback)
         else:
-            self.telemetry.dropped(committing.batch.tally)
             self._recover(end.unknown or "the transaction's end is unknown", in_callback=in_callback)
         return False
 
@@ -671,7 +671,6 @@ class LedgerProcessor:
         """The transaction cannot commit: abort it, forget what it staged (and what `also`, the
         batch decided on it, staged) and consume both again — or, if the producer itself
         failed, recover with a new one."""
-        self.telemetry.dropped(batch.tally)
         transactions = self._transactions_now()
         if in_flight is not None:
             # The abort may only follow the offsets' call; what that call says no longer matters,
@@ -897,12 +896,8 @@ class LedgerProcessor:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """An output of the batch being decided, held back until its transaction begins (see
-        `_iteration`); sent at once outside deciding."""
-        record = (topic, value, key, partition, timestamp, headers)
-        if self._held is None:
-            self._send(record)
-        else:
-            self._held.append(record)
+        `_iteration`)."""
+        self._held.append((topic, value, key, partition, timestamp, headers))
 
     def _send(self, record: _Held, on_delivery: Callable[[KafkaError | None, Message], None] | None = None) -> None:
         """A record into the open transaction."""
