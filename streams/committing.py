@@ -63,11 +63,6 @@ class Committing:
         except BaseException as crash:  # noqa: BLE001  (raised again on the loop's thread by `wait`)
             self._crash = crash
 
-    def ended(self, timeout_s: float) -> bool:
-        """Whether the transaction's end is known, waiting at most `timeout_s` for it."""
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
-
     def wait(self) -> bool:
         """Until the transaction's end is known; True if it committed. The offsets' call has
         its own deadline, and the commit its retry budget, so this returns."""

@@ -93,10 +93,6 @@ BROKER_OUTAGE_S_MAX = 120.0
 # The share of the transaction timeout one transaction may spend deciding before it takes
 # no more messages (producing, the offsets and the commit need the rest).
 TRANSACTION_DECIDING_SHARE_MAX = 0.25
-# While a transaction commits, the loop waits this long for input, again and again until
-# the commit ends: input arriving meanwhile is decided ahead, and the commit's end is met
-# at most this late (test_pipelined_loop.py, with a slow stream).
-COMMITTING_POLL_S = 0.002
 ROUTING_KEYS_CACHED_MAX = 4096  # per partition: routing keys whose partition is remembered
 
 # What the commands topic carries: a command, or a bundle of them (bulk submit).
@@ -420,20 +416,13 @@ class LedgerProcessor:
         # last turn took but left for this one (a batch of bundles) come first, unless the
         # assignment changed since (their partitions are then consumed again from the
         # committed positions, as take_available does with its own). While the last batch's
-        # transaction commits, the wait for input is short, and repeated until the commit ends
-        # (below): input that arrives meanwhile is decided ahead, not after the commit.
+        # transaction commits, whatever has arrived is taken without waiting for more.
         carried, generation = self._carried, self._carried_generation
         self._carried = []
-        if carried:
-            wait_s = 0.0
-        elif self._committing is not None:
-            wait_s = COMMITTING_POLL_S
-        else:
-            wait_s = self.settings.poll_timeout_ms / 1000
         fresh = take_available(
             self._consumer,
             max(1, self.settings.max_batch_messages - len(carried)),
-            wait_s,
+            0.0 if carried or self._committing is not None else self.settings.poll_timeout_ms / 1000,
             generation=ownership.current_generation,
         )
         if generation != ownership.current_generation():
@@ -452,8 +441,7 @@ class LedgerProcessor:
         self._results_partition = min(self._shards, default=0)  # the assignment changes only in consume
         if not messages and not due_ticks:
             if self._committing is not None:
-                if self._committing.end.ended(0.0):
-                    self._settle()
+                self._settle()
                 return
             self._maybe_checkpoint(now_s)
             return
