@@ -559,6 +559,7 @@ def configuration(settings: Settings, args: argparse.Namespace, scale: Scale) ->
         "partitions": settings.partitions,
         "max_batch_messages": settings.max_batch_messages,
         "poll_timeout_ms": settings.poll_timeout_ms,
+        "fetch_min_bytes": settings.fetch_min_bytes,
         "transaction_timeout_ms": settings.transaction_timeout_ms,
         "acks": "all",
         "exactly_once": True,

@@ -19,6 +19,7 @@ from ledger.limits import BATCH_TIMEOUT_MS_DEFAULT, DEDUP_ENTRIES_MAX_DEFAULT, D
 from topologies import Topology
 
 ENVIRONMENT_PREFIX = "STREAMWALLET_"
+FETCH_MIN_BYTES_RANGE = (1, 100_000_000)  # what librdkafka accepts
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")  # SASL_PLAINTEXT would send passwords in clear
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 SECRET_FIELDS = frozenset({"kafka_password"})
@@ -60,6 +61,10 @@ class Settings:
     data_dir: Path = PROJECT_ROOT / ".run" / "data"
     max_batch_messages: int = 2000  # consumed per transaction at most
     poll_timeout_ms: int = 20  # how long an idle worker waits for input before committing what it has
+    # The input a worker's fetch waits for (up to 10 ms, streams/clients.py) before the broker
+    # answers it. 1 answers each command as it lands: under a steady trickle, one fetch request
+    # per arrival, which costs the broker CPU the worker shares (bench/README.md, stop 40).
+    fetch_min_bytes: int = 16_384
     # A worker killed mid-transaction blocks the partition's next owner until the broker aborts
     # its transaction: this bounds fail-over. Transactions normally last milliseconds.
     transaction_timeout_ms: int = 3_000
@@ -129,6 +134,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         _check_kafka_security(self)
+        if not FETCH_MIN_BYTES_RANGE[0] <= self.fetch_min_bytes <= FETCH_MIN_BYTES_RANGE[1]:
+            raise ValueError(
+                f"{ENVIRONMENT_PREFIX}FETCH_MIN_BYTES={self.fetch_min_bytes}: expected {FETCH_MIN_BYTES_RANGE[0]} "
+                f"to {FETCH_MIN_BYTES_RANGE[1]} (librdkafka's fetch.min.bytes)"
+            )
 
     def __repr__(self) -> str:
         """Like the dataclass's, with secrets shown as '***'."""

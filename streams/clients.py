@@ -75,6 +75,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
             "heartbeat.interval.ms": settings.heartbeat_interval_ms,
             "max.poll.interval.ms": 600_000,
             "fetch.wait.max.ms": 10,
+            "fetch.min.bytes": settings.fetch_min_bytes,
             "enable.partition.eof": False,
         },
     )
