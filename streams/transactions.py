@@ -245,7 +245,10 @@ class OffsetsInFlight:
             producer.send_offsets_to_transaction(offsets, group_metadata, self._timeout_s)
             self._outcome.append(None)
         except BaseException as exception:  # noqa: BLE001  (handed to the waiting thread, raised there)
-            self._outcome.append(exception)
+            # Without its traceback: this frame holds the producer, and the error outlives the
+            # call (the loop holds it while a failed producer is replaced and its partitions
+            # reloaded, which can take long on a busy broker; test_worker_faults' fenced worker).
+            self._outcome.append(exception.with_traceback(None))
 
     def wait(self) -> None:
         """Until the call returns (its error raised), or its deadline passes (ProducerStuck)."""

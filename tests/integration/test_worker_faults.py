@@ -187,6 +187,7 @@ def test_a_fenced_worker_reloads_and_never_checkpoints_records_it_did_not_apply(
     newer = latest_account(settings, codec, account)
     newer.balance, newer.sequence = 777, newer.sequence + 5
     producers_before = _live_producers()
+    at_reload = _count_producers_at_reload(first.processor)
     foreign_write(settings, codec, newer, transactional=transactional_id(settings))  # fences the first's producer
     if meets_the_fence != "first":
         first.processor._producer = LateFirstProduce(first.processor._producer)  # the loop is idle, waiting for input
@@ -201,10 +202,12 @@ def test_a_fenced_worker_reloads_and_never_checkpoints_records_it_did_not_apply(
     try:
         # The fenced producer is freed once replaced (its threads and a connection to every
         # broker), and so is the input it failed on: a zombie fenced again and again must not
-        # pile them up.
-        # 30 s: in one CI run of the shared broker the fenced producer outlived 10 s. Not seen
-        # since in local runs; if it outlives this, the message names what held on to it.
-        _wait_freed(producers_before, timeout_s=30)
+        # pile them up. It is freed before the partitions are reloaded, which can take long on
+        # a busy broker: in one CI run the fenced producer outlived a 10 s wait, held through
+        # the offsets' call's error while the reload ran.
+        wait_until(lambda: bool(at_reload), what="the partitions reloaded")
+        assert at_reload[0] <= producers_before, "the fenced producer was still held when the partitions were reloaded"
+        _wait_freed(producers_before, timeout_s=10)
         wait_until(lambda: _live_messages(POISON) == 0, what="the poisoned input freed", timeout_s=10)
         _, reloaded = committed_account(first.processor, account)
         assert reloaded is not None and (reloaded.balance, reloaded.sequence) == (777, newer.sequence)
@@ -227,6 +230,23 @@ def _live_producers() -> int:
     """The librdkafka producers alive in this process (gc tracks them)."""
     gc.collect()
     return sum(1 for thing in gc.get_objects() if type(thing) is Producer)
+
+
+def _count_producers_at_reload(processor: LedgerProcessor) -> list[int]:
+    """The live producers counted as each reload of `processor`'s partitions began, listed
+    once that reload has ended."""
+    counted: list[int] = []
+    ownership = processor._ownership
+    assert ownership is not None
+    reload = ownership.reload
+
+    def counting(consumer: Any) -> None:
+        live = _live_producers()
+        reload(consumer)
+        counted.append(live)
+
+    ownership.reload = counting  # type: ignore[method-assign]
+    return counted
 
 
 def _wait_freed(producers_before: int, *, timeout_s: float) -> None:
